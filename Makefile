@@ -1,0 +1,43 @@
+# Two set-up commands for a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+export POT_BACKEND_DISABLE_PYTORCH := 1
+export TORTA_WAREHOUSE ?= warehouse/torta.duckdb
+
+.PHONY: install run test test-slow test-all bench clean ui
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need Python 3.11 ($(PYTHON)) on PATH" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# pip (not uv/poetry): the exact torch==2.13.0 pin resolves to the local CPU wheel.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(PY) -c "import torch,sys; sys.exit(0 if torch.__version__.endswith('+cpu') else 'torch is not the CPU build: ' + torch.__version__)"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/torta run
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -ra -m slow
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -ra -m "slow or not slow"
+
+bench: $(STAMP)
+	$(VENV)/bin/torta bench all
+
+ui: $(STAMP)
+	$(VENV)/bin/torta ui
+
+clean:
+	rm -rf $(VENV) .pytest_cache warehouse/*.duckdb warehouse/*.wal

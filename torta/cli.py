@@ -1,0 +1,74 @@
+"""The `torta` command line (click). Subcommands live in `torta/commands/<name>.py`, each exposing a
+click command or group called `cli`; they are imported lazily so `torta --help` stays fast.
+
+Conventions: `--json` prints exactly one JSON document on stdout; progress and logs go to stderr.
+Domain errors (`ValueError`, `torta.errors.TortaError`) exit with status 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+# name -> one-line help. The module torta.commands.<module> defines `cli`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "Run the main job: the default scenario end to end, every policy, a report."),
+    "ingest": ("ingest", "Convert a raw trace file into canonical request (or rates) Parquet."),
+    "traces": ("traces", "List shipped traces and fetch larger public ones."),
+    "fleet": ("fleet", "Inspect scenarios, fleets and the GPU latency model."),
+    "replay": ("replay", "Replay a trace through a scenario under one policy."),
+    "workload": ("workload", "Build and inspect multi-day workloads."),
+    "forecast": ("forecast", "Forecast regional demand and backtest forecasters."),
+    "policies": ("policies", "List scheduling policies."),
+    "compare": ("compare", "Compare policies on the same requests and seeds."),
+    "bench": ("bench", "Benchmarks (throughput, memory)."),
+    "sql": ("sql", "Run a read-only SQL query on the warehouse."),
+    "report": ("report", "Write the HTML report from the warehouse."),
+    "ui": ("ui", "Start the Dagster UI (dagster dev) on 127.0.0.1."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [n for n, (mod, _) in COMMANDS.items() if _available(mod)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not _available(COMMANDS[name][0]):
+            return None
+        module = importlib.import_module(f"torta.commands.{COMMANDS[name][0]}")
+        cmd = module.cli
+        if not cmd.help and not cmd.short_help:
+            cmd.short_help = COMMANDS[name][1]
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(n, COMMANDS[n][1]) for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):  # noqa: D401 - turn domain errors into one-line exits
+        from torta.errors import TortaError
+
+        try:
+            return super().invoke(ctx)
+        except (TortaError, ValueError, FileNotFoundError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(f"torta.commands.{module}") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="torta")
+def main() -> None:
+    """TORTA: replay LLM-serving traces through two-layer schedulers on a modeled GPU fleet."""
+
+
+if __name__ == "__main__":
+    main()
