@@ -13,9 +13,11 @@ import sys
 
 import click
 
-# name -> one-line help. The module torta.commands.<module> defines `cli`.
+# name -> (module, one-line help). A bare module name means torta.commands.<module>; a dotted path is
+# used as is: the warehouse/orchestration commands live in `pipelines.commands` because the library
+# `torta` never imports Dagster or DuckDB. Each module defines a click object `cli`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("run", "Run the main job: the default scenario end to end, every policy, a report."),
+    "run": ("pipelines.commands.run", "Run the main job: the default scenario end to end, every policy, a report."),
     "ingest": ("ingest", "Convert a raw trace file into canonical request (or rates) Parquet."),
     "traces": ("traces", "List shipped traces and fetch larger public ones."),
     "fleet": ("fleet", "Inspect scenarios, fleets and the GPU latency model."),
@@ -25,9 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "policies": ("policies", "List scheduling policies."),
     "compare": ("compare", "Compare policies on the same requests and seeds."),
     "bench": ("bench", "Benchmarks (throughput, memory)."),
-    "sql": ("sql", "Run a read-only SQL query on the warehouse."),
-    "report": ("report", "Write the HTML report from the warehouse."),
-    "ui": ("ui", "Start the Dagster UI (dagster dev) on 127.0.0.1."),
+    "sql": ("pipelines.commands.sql", "Run a read-only SQL query on the warehouse."),
+    "report": ("pipelines.commands.report", "Write the HTML report from the warehouse."),
+    "ui": ("pipelines.commands.ui", "Start the Dagster UI (dagster dev) on 127.0.0.1."),
 }
 
 
@@ -38,7 +40,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS or not _available(COMMANDS[name][0]):
             return None
-        module = importlib.import_module(f"torta.commands.{COMMANDS[name][0]}")
+        module = importlib.import_module(_module_path(COMMANDS[name][0]))
         cmd = module.cli
         if not cmd.help and not cmd.short_help:
             cmd.short_help = COMMANDS[name][1]
@@ -60,8 +62,15 @@ class LazyGroup(click.Group):
             sys.exit(2)
 
 
+def _module_path(module: str) -> str:
+    return module if "." in module else f"torta.commands.{module}"
+
+
 def _available(module: str) -> bool:
-    return importlib.util.find_spec(f"torta.commands.{module}") is not None
+    try:
+        return importlib.util.find_spec(_module_path(module)) is not None
+    except ModuleNotFoundError:  # parent package missing
+        return False
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

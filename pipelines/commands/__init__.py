@@ -1,0 +1,1 @@
+"""`torta` subcommands that need Dagster or DuckDB (the library `torta` imports neither)."""

@@ -1,0 +1,29 @@
+"""Dagster resources: the warehouse location, resolved at run time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from pipelines import warehouse as wh
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where results go. `database` empty -> `TORTA_WAREHOUSE` (default `warehouse/torta.duckdb`)."""
+
+    database: str = ""
+
+    @property
+    def db_path(self) -> Path:
+        return wh.warehouse_path(self.database or None)
+
+    def write(self, table: str, key: str, frame: pl.DataFrame) -> Path:
+        return wh.write_partition(self.db_path, table, key, frame)
+
+    def read(self, table: str, key: str | None = None) -> pl.DataFrame:
+        return wh.read_table(self.db_path, table, key)
+
+    def refresh_views(self) -> dict[str, str]:
+        return wh.refresh_views(self.db_path)

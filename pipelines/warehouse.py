@@ -1,0 +1,154 @@
+"""The DuckDB warehouse: Parquet per partition, views in the `.duckdb` file.
+
+DuckDB lets one process write at a time, so materializations never write into the `.duckdb` file
+directly: each partition of each table is one Parquet file under `<warehouse dir>/parquet/<table>/`,
+written to a temporary name and renamed (atomic; re-materializing a partition replaces its rows).
+The `.duckdb` file only holds views: one per table over its Parquet files (DDL in
+`warehouse/tables/*.sql`) and the comparison views in `warehouse/views/*.sql`, one per file.
+Views are refreshed by short-lived connections with a retry on the file lock; readers
+(`torta sql`) open the file read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from torta.errors import TortaError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DDL_DIR = REPO_ROOT / "warehouse"
+DEFAULT_WAREHOUSE = "warehouse/torta.duckdb"
+
+_SAFE_KEY = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+class WarehouseError(TortaError):
+    """The warehouse file is locked, corrupt or missing."""
+
+
+def warehouse_path(path: str | os.PathLike | None = None) -> Path:
+    raw = path or os.environ.get("TORTA_WAREHOUSE") or DEFAULT_WAREHOUSE
+    p = Path(raw)
+    return p if p.is_absolute() else (Path.cwd() / p)
+
+
+def parquet_root(db_path: Path) -> Path:
+    return db_path.parent / "parquet"
+
+
+def partition_file(db_path: Path, table: str, key: str) -> Path:
+    safe = _SAFE_KEY.sub("_", key.replace("|", "__")) or "all"
+    return parquet_root(db_path) / table / f"{safe}.parquet"
+
+
+def write_partition(db_path: Path, table: str, key: str, frame: pl.DataFrame) -> Path:
+    """Write one partition of `table` atomically (temp file in the same folder, then rename)."""
+    dest = partition_file(db_path, table, key)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        frame.write_parquet(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def delete_partition(db_path: Path, table: str, key: str) -> None:
+    partition_file(db_path, table, key).unlink(missing_ok=True)
+
+
+def read_table(db_path: Path, table: str, key: str | None = None) -> pl.DataFrame:
+    """Read a table (all partitions) or one partition straight from Parquet, no DuckDB lock."""
+    if key is not None:
+        f = partition_file(db_path, table, key)
+        if not f.exists():
+            raise WarehouseError(f"table {table!r} has no partition {key!r} ({f}); materialize it first")
+        return pl.read_parquet(f)
+    files = sorted((parquet_root(db_path) / table).glob("*.parquet"))
+    if not files:
+        raise WarehouseError(f"table {table!r} is empty in {parquet_root(db_path)}; materialize it first")
+    return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
+@contextmanager
+def connect(db_path: Path, *, read_only: bool = False, retries: int = 40) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection; waits (up to ~20 s) while another process holds the lock."""
+    if read_only and not db_path.exists():
+        raise WarehouseError(f"warehouse {db_path} does not exist yet; run `torta run` or materialize assets first")
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    delay = 0.05
+    for attempt in range(retries):
+        try:
+            con = duckdb.connect(str(db_path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if _is_lock_error(exc) and attempt < retries - 1:
+                time.sleep(delay)
+                delay = min(delay * 1.5, 1.0)
+                continue
+            if _is_lock_error(exc):
+                raise WarehouseError(f"warehouse {db_path} is locked by another process: {exc}") from None
+            raise WarehouseError(f"cannot open warehouse {db_path}: {exc}") from None
+        except duckdb.Error as exc:  # corrupt or not a DuckDB file
+            raise WarehouseError(f"cannot open warehouse {db_path} (corrupt or not a DuckDB file?): {exc}") from None
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _sql_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.sql"))
+
+
+def refresh_views(db_path: Path) -> dict[str, str]:
+    """(Re)create the table views over Parquet and the derived views. Returns name -> status."""
+    root = parquet_root(db_path)
+    status: dict[str, str] = {}
+    with connect(db_path) as con:
+        for ddl in _sql_files(DDL_DIR / "tables"):
+            table = ddl.stem
+            files = list((root / table).glob("*.parquet"))
+            if not files:
+                con.execute(f'DROP VIEW IF EXISTS "{table}"')
+                status[table] = "empty"
+                continue
+            glob = (root / table / "*.parquet").as_posix().replace("'", "''")
+            con.execute(ddl.read_text().replace("{parquet_glob}", glob))
+            status[table] = "ok"
+        for view in _sql_files(DDL_DIR / "views"):
+            try:
+                con.execute(view.read_text())
+                status[view.stem] = "ok"
+            except duckdb.Error as exc:  # a view over a table that has no rows yet
+                con.execute(f'DROP VIEW IF EXISTS "{view.stem}"')
+                status[view.stem] = f"skipped: {str(exc).splitlines()[0]}"
+    return status
+
+
+def query(db_path: Path, sql: str, params: dict | list | None = None) -> pl.DataFrame:
+    """Run a read-only query; values go in as bound parameters, never pasted into the SQL."""
+    with connect(db_path, read_only=True) as con:
+        try:
+            rel = con.execute(sql, params) if params else con.execute(sql)
+            cols = [d[0] for d in rel.description] if rel.description else []
+            rows = rel.fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"query failed: {str(exc).splitlines()[0]}") from None
+    return pl.DataFrame(rows, schema=cols, orient="row", infer_schema_length=None) if cols else pl.DataFrame()
