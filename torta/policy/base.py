@@ -1,0 +1,146 @@
+"""The policy seam: a macro planner per slot plus a micro allocator per request.
+
+A `Policy` has two parts.
+
+**Macro plan** (`Policy.plan(state) -> np.ndarray | None`), called by the simulator at t = 0 and at
+every slot boundary (`World.slot_s`, default 900 s). It returns `P` of shape `(R, R)`: `P[i, j]` is
+the share of origin region `i`'s demand served in region `j` during the coming slot (rows sum to 1,
+entries >= 0; the simulator validates and raises `ValueError` otherwise). Each request arriving at
+origin `i` draws its serving region `j` from row `i` with the run's seeded generator, travels
+`World.latency_ms[i, j]`, and is then handed to the micro allocator *scoped to region j*.
+Returning `None` means "no macro plan": the micro allocator is called at the origin, at arrival
+time, with global scope (it may pick any server in the fleet); the request then travels to that
+server's region. Global least-loaded and round-robin work this way.
+
+What a planner sees each slot is a `SlotState` (below): the slot index and start time, demand per
+origin in the slot just ended (request and token counts), the backlog and queue length per region,
+busy servers and warm models per region (servers per model, by the model the server will hold once
+its queue drains), servers per region, prices and carbon intensity for the coming slot, the latency
+matrix, and the previous plan. Forecast-driven planners load their own forecasts in `reset`.
+
+**Micro allocator** (`Policy.allocator`): which server inside the scope. The simulator recognises
+the built-in allocators (`WarmLeastLoaded`, `RoundRobinAllocator`) and runs them on its fast path
+(a heap per (region, model) keyed by expected busy-until time, lazily invalidated: O(log n) per
+request, no scan of the fleet). Any other object is called through `MicroAllocator.choose(view,
+request, region)`, where `view` is a read-only `FleetView` over the simulator's live state (see
+`torta.sim.engine.FleetView`): per-server region, loaded model, expected backlog, queue length,
+batch size, KV use and capacity, and the current time.
+
+Routing rules the simulator applies for every policy (documented here, the contract for planners):
+- a region whose servers cannot serve the request's model (no servers at all, or none allowed to
+  load that model) never hangs or loses the request: it is re-routed to the nearest region, by
+  latency from the origin, that can serve it; with no such region in the fleet it is dropped with
+  reason `no_server_for_model`;
+- a prompt larger than the KV capacity of every server that may load its model is dropped at the
+  origin with reason `prompt_exceeds_kv`; if only the chosen region's servers are too small, the
+  request is re-routed to the nearest region whose servers can hold it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """What a macro planner sees at the start of slot `slot` (times in seconds from replay start).
+
+    Arrays are indexed by region (`R` regions, in `World.regions` order) and model (`World.models`).
+    `demand_*` cover the slot that just ended (zeros at slot 0); `prev_plan` is the plan in force
+    (None before the first plan or when the previous slot had none).
+    """
+
+    slot: int
+    t_start_s: float
+    slot_s: float
+    demand_requests: np.ndarray  # (R,) requests that arrived at each origin in the previous slot
+    demand_tokens: np.ndarray  # (R,) prompt + output tokens of those requests
+    backlog_s: np.ndarray  # (R,) summed expected backlog (server-seconds) of the region's servers
+    queue_len: np.ndarray  # (R,) requests waiting (not yet admitted) in the region
+    busy_servers: np.ndarray  # (R,) servers with admitted work
+    servers: np.ndarray  # (R,) servers in the region
+    warm_servers: np.ndarray  # (R, M) servers per model (the model each will hold once its queue drains)
+    price_usd_per_mwh: np.ndarray  # (R,) electricity price for the coming slot
+    carbon_g_per_kwh: np.ndarray  # (R,)
+    latency_ms: np.ndarray  # (R, R)
+    prev_plan: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """One request as a micro allocator sees it."""
+
+    request_id: int
+    origin: int
+    model: int  # index into World.models
+    prompt_tokens: int
+    output_tokens: int
+    arrival_s: float
+
+
+@runtime_checkable
+class MicroAllocator(Protocol):
+    def choose(self, view: Any, request: RequestInfo, region: int | None) -> int:
+        """Return a server id. `region` None: global scope (any server)."""
+        ...
+
+
+class Policy(Protocol):
+    """A scheduling policy. Instances are per run: `reset` is called once before the replay."""
+
+    name: str
+    allocator: Any  # a built-in allocator or a MicroAllocator
+
+    def reset(self, world: Any, seed: int) -> None: ...
+
+    def plan(self, state: SlotState) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True)
+class WarmLeastLoaded:
+    """Built-in allocator: least expected backlog among servers that will hold the request's model
+    (warm), unless a server that must load it (cold) would be free sooner even after the load time
+    `PerfModel.load_s`. In global scope the expected wait also counts the one-way network latency
+    from the origin (so idle servers nearby win ties). Expected backlog: see `torta.sim.cluster`."""
+
+    latency_aware: bool = True
+
+
+@dataclass(frozen=True)
+class RoundRobinAllocator:
+    """Built-in allocator: the next server (by id) able to load the model, cycling per scope."""
+
+
+class BasePolicy:
+    """Convenience base: no planner, warm least-loaded allocator."""
+
+    name = "base"
+    description = ""
+    has_planner = False  # True: plan() is a real planner and its time is reported per slot
+
+    def __init__(self) -> None:
+        self.allocator: Any = WarmLeastLoaded()
+        self.world: Any = None
+
+    def reset(self, world: Any, seed: int) -> None:
+        self.world = world
+
+    def plan(self, state: SlotState) -> np.ndarray | None:
+        return None
+
+
+def validate_plan(plan: np.ndarray, n_regions: int) -> np.ndarray:
+    """Check a macro plan's shape, sign and row sums; returns it as float64."""
+    p = np.asarray(plan, dtype=float)
+    if p.shape != (n_regions, n_regions):
+        raise ValueError(f"plan has shape {p.shape}; expected ({n_regions}, {n_regions})")
+    if not np.all(np.isfinite(p)) or (p < -1e-12).any():
+        raise ValueError("plan entries must be finite and >= 0")
+    rows = p.sum(axis=1)
+    if not np.allclose(rows, 1.0, atol=1e-6):
+        bad = int(np.argmax(np.abs(rows - 1.0)))
+        raise ValueError(f"plan row {bad} sums to {rows[bad]:.6f}; rows must sum to 1")
+    return np.clip(p, 0.0, None)

@@ -1,0 +1,1 @@
+"""The replay simulator: discrete-event engine, cluster model, accounting, public `replay` API."""

@@ -1,0 +1,236 @@
+"""Accounting: per-request completions (streamed to Parquet), per-slot/per-server metrics, run totals.
+
+Per request (`COMPLETION_COLUMNS`): times on the simulator clock (seconds from replay start). The user
+sees the request at `arrival_s` at its origin; `ttft_s = first_token_s - arrival_s + return latency`,
+`response_s = finish_s - arrival_s + return latency` (the forward latency is inside the server times,
+the return latency `latency_ms[region, origin]` is added), `tpot_s = (finish_s - first_token_s) /
+(output_tokens - 1)` (0.0 when output_tokens <= 1). Dropped requests carry `dropped_reason` and null
+times.
+
+Per slot and server: seconds in each state (idle / prefill / decode / loading); `utilisation` = the
+expected work of the tokens the server processed in the slot (prompt tokens x c_prefill_s + decoded
+tokens x c_decode_s, the same per-token costs as the backlog estimate in `torta.sim.cluster`, so a
+fleet offered 60 % of `capacity_rps` shows utilisation near 0.6; it can exceed 1 when batches run
+larger than the reference batch) / slot seconds; `busy_frac` = (prefill + decode + loading) seconds /
+slot seconds (near 1 for any server with a running batch under continuous batching); `mean_batch` = time-averaged admitted requests,
+`kv_util` = time-averaged KV reservation / capacity, energy by state = W per GPU x tp x PUE x seconds
+(loading at idle power), priced at the region's electricity price and carbon intensity for the hour
+holding the slot's midpoint, `switches` = model loads started, `switching_usd` = GPU-hours spent
+loading x `gpu_usd_per_hour`.
+
+Per run: `cost_usd = energy_usd + transfer_usd + switching_usd`; `transfer_usd` = (prompt + output
+tokens x `BYTES_PER_TOKEN`) of requests served outside their origin region, in GB, x
+`World.transfer_usd_per_gb`; `load_std` / `load_cv` = standard deviation / coefficient of variation of
+server utilisation across servers within each slot, averaged over slots weighted by slot duration.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from torta.fleet.model import World
+from torta.sim.cluster import BYTES_PER_TOKEN, FleetTables
+from torta.sim.engine import DROP_REASONS
+
+COMPLETION_COLUMNS = ("request_id", "origin_region", "serving_region", "server_id", "model",
+                      "prompt_tokens", "output_tokens", "arrival_s", "admitted_s", "first_token_s",
+                      "finish_s", "ttft_s", "tpot_s", "response_s", "dropped_reason")
+
+
+def _dict_col(idx: np.ndarray, names: list[str]) -> pa.Array:
+    mask = idx < 0
+    ind = pa.array(np.where(mask, 0, idx).astype(np.int32), mask=mask)
+    return pa.DictionaryArray.from_arrays(ind, pa.array(names, pa.string()))
+
+
+class CompletionSink:
+    """Receives finished/dropped request records from the engine in batches; writes each batch as a
+    Parquet row group to `path + ".tmp"` (renamed on `close`) and keeps the run totals and the
+    latency samples needed for percentiles (three float64 per completed request)."""
+
+    def __init__(self, world: World, tables: FleetTables, path: str | os.PathLike | None) -> None:
+        self.world = world
+        self.lat_s = np.asarray(tables.latency_s, dtype=float).reshape(tables.n_regions, tables.n_regions)
+        self.path = Path(path) if path is not None else None
+        self.tmp = self.path.with_name(self.path.name + ".tmp") if self.path is not None else None
+        self.writer: pq.ParquetWriter | None = None
+        self.region_names = [r.name for r in world.regions]
+        self.model_names = list(world.models)
+        self.requests = 0
+        self.completed = 0
+        self.dropped: dict[str, int] = {}
+        self.transfer_bytes = 0.0
+        self.cross_region = 0
+        self.ttft: list[np.ndarray] = []
+        self.tpot: list[np.ndarray] = []
+        self.resp: list[np.ndarray] = []
+        self.last_finish_s = 0.0
+
+    def __call__(self, records: list) -> None:
+        cols = list(zip(*records))
+        rid = np.asarray(cols[0], dtype=np.int64)
+        org = np.asarray(cols[1], dtype=np.int64)
+        mod = np.asarray(cols[2], dtype=np.int64)
+        pr = np.asarray(cols[3], dtype=np.int64)
+        out = np.asarray(cols[4], dtype=np.int64)
+        arr = np.asarray(cols[5], dtype=float)
+        reg = np.asarray(cols[6], dtype=np.int64)
+        srv = np.asarray(cols[7], dtype=np.int64)
+        adm = np.asarray(cols[8], dtype=float)
+        ft = np.asarray(cols[9], dtype=float)
+        fn = np.asarray(cols[10], dtype=float)
+        drop = np.asarray(cols[11], dtype=np.int64)
+        ok = drop == 0
+        back = np.where(ok, self.lat_s[np.where(reg < 0, 0, reg), org], np.nan)
+        ttft = ft - arr + back
+        resp = fn - arr + back
+        tpot = np.where(out > 1, (fn - ft) / np.maximum(out - 1, 1), 0.0)
+        tpot = np.where(ok, tpot, np.nan)
+        n = len(rid)
+        self.requests += n
+        nok = int(ok.sum())
+        self.completed += nok
+        for code in np.unique(drop[~ok]):
+            name = DROP_REASONS[int(code)]
+            self.dropped[name] = self.dropped.get(name, 0) + int((drop == code).sum())
+        cross = ok & (reg != org)
+        self.cross_region += int(cross.sum())
+        self.transfer_bytes += float(((pr + out)[cross]).sum()) * BYTES_PER_TOKEN
+        if nok:
+            self.ttft.append(ttft[ok])
+            self.tpot.append(tpot[ok])
+            self.resp.append(resp[ok])
+            self.last_finish_s = max(self.last_finish_s, float(np.nanmax(fn)))
+        if self.path is None:
+            return
+        reasons = np.asarray(DROP_REASONS, dtype=object)
+        drop_names = pa.array(np.where(ok, None, reasons[drop]).tolist(), pa.string())
+        table = pa.table({
+            "request_id": pa.array(rid),
+            "origin_region": _dict_col(org, self.region_names),
+            "serving_region": _dict_col(np.where(ok, reg, -1), self.region_names),
+            "server_id": pa.array(np.where(ok, srv, 0).astype(np.int32), mask=~ok),
+            "model": _dict_col(mod, self.model_names),
+            "prompt_tokens": pa.array(pr),
+            "output_tokens": pa.array(out),
+            "arrival_s": pa.array(arr),
+            "admitted_s": pa.array(adm, mask=~ok),
+            "first_token_s": pa.array(ft, mask=~ok),
+            "finish_s": pa.array(fn, mask=~ok),
+            "ttft_s": pa.array(ttft, mask=~ok),
+            "tpot_s": pa.array(tpot, mask=~ok),
+            "response_s": pa.array(resp, mask=~ok),
+            "dropped_reason": drop_names,
+        })
+        if self.writer is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+        self.writer.write_table(table)
+
+    def close(self) -> Path | None:
+        if self.path is None:
+            return None
+        if self.writer is None:  # no requests: still write an empty, well-typed file
+            schema = pa.schema([
+                ("request_id", pa.int64()), ("origin_region", pa.dictionary(pa.int32(), pa.string())),
+                ("serving_region", pa.dictionary(pa.int32(), pa.string())), ("server_id", pa.int32()),
+                ("model", pa.dictionary(pa.int32(), pa.string())), ("prompt_tokens", pa.int64()),
+                ("output_tokens", pa.int64())] + [(c, pa.float64()) for c in COMPLETION_COLUMNS[7:14]]
+                + [("dropped_reason", pa.string())])
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.tmp is not None and self.tmp.exists():
+            self.tmp.unlink()
+
+    def samples(self, which: str) -> np.ndarray:
+        parts = {"ttft": self.ttft, "tpot": self.tpot, "response": self.resp}[which]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+class SlotRecorder:
+    """Receives per-slot, per-server state seconds from the engine; prices energy and carbon."""
+
+    def __init__(self, world: World, tables: FleetTables) -> None:
+        self.world, self.tables = world, tables
+        self.region = np.asarray(tables.region, dtype=np.int64)
+        self.idle_w = np.asarray(tables.idle_w)
+        self.prefill_w = np.asarray(tables.prefill_w)
+        self.decode_w = np.asarray(tables.decode_w)
+        self.usd_h = np.asarray(tables.usd_per_hour)
+        self.frames: list[dict] = []
+        self.energy_kwh = self.energy_usd = self.co2_kg = self.switching_usd = 0.0
+        self.switches = 0
+        self.std_w = self.cv_w = self.dur_total = 0.0
+
+    def __call__(self, slot: int, t0: float, dur: float, a: dict) -> None:
+        w = self.world
+        hours = w.price_usd_per_mwh.shape[1]
+        hour = (w.start_hour_of_year + int((t0 + 0.5 * dur) // 3600)) % hours
+        price = np.asarray(w.price_usd_per_mwh[:, hour], dtype=float)[self.region]
+        carbon = np.asarray(w.carbon_g_per_kwh[:, hour], dtype=float)[self.region]
+        idle_kwh = self.idle_w * (a["idle_s"] + a["loading_s"]) / 3.6e6
+        pre_kwh = self.prefill_w * a["prefill_s"] / 3.6e6
+        dec_kwh = self.decode_w * a["decode_s"] / 3.6e6
+        kwh = idle_kwh + pre_kwh + dec_kwh
+        usd = kwh / 1000.0 * price
+        co2 = kwh * carbon / 1000.0
+        sw_usd = a["loading_s"] / 3600.0 * self.usd_h
+        busy = (a["prefill_s"] + a["decode_s"] + a["loading_s"]) / dur
+        util = a["work_s"] / dur
+        n = len(util)
+        self.frames.append(dict(
+            slot=np.full(n, slot, dtype=np.int64), t_start_s=np.full(n, t0), duration_s=np.full(n, dur),
+            server_id=np.arange(n, dtype=np.int64), region=self.region, utilisation=util, busy_frac=busy,
+            idle_s=a["idle_s"], prefill_s=a["prefill_s"], decode_s=a["decode_s"], loading_s=a["loading_s"],
+            mean_batch=a["batch_int"] / dur, kv_util=a["kv_int"] / dur, energy_idle_kwh=idle_kwh,
+            energy_prefill_kwh=pre_kwh, energy_decode_kwh=dec_kwh, energy_kwh=kwh, energy_usd=usd,
+            co2_kg=co2, switches=a["switches"], switching_usd=sw_usd))
+        self.energy_kwh += float(kwh.sum())
+        self.energy_usd += float(usd.sum())
+        self.co2_kg += float(co2.sum())
+        self.switching_usd += float(sw_usd.sum())
+        self.switches += int(a["switches"].sum())
+        if n:
+            sd = float(util.std())
+            mu = float(util.mean())
+            self.std_w += sd * dur
+            self.cv_w += (sd / mu if mu > 0 else 0.0) * dur
+            self.dur_total += dur
+
+    def frame(self) -> pl.DataFrame:
+        if not self.frames:
+            return pl.DataFrame(schema={"slot": pl.Int64, "server_id": pl.Int64, "region": pl.String,
+                                        "utilisation": pl.Float64})
+        cols = {k: np.concatenate([f[k] for f in self.frames]) for k in self.frames[0]}
+        names = np.asarray([r.name for r in self.world.regions], dtype=object)
+        cols["region"] = names[cols["region"]].tolist()
+        return pl.DataFrame(cols)
+
+    @property
+    def load_std(self) -> float:
+        return self.std_w / self.dur_total if self.dur_total > 0 else 0.0
+
+    @property
+    def load_cv(self) -> float:
+        return self.cv_w / self.dur_total if self.dur_total > 0 else 0.0
+
+
+def pct(x: np.ndarray, q: float) -> float:
+    if len(x) == 0:
+        return 0.0
+    v = float(np.percentile(x, q))
+    return v if math.isfinite(v) else 0.0

@@ -1,0 +1,716 @@
+"""The discrete-event engine and cluster model (the hot loop).
+
+One heap of `(time_s, seq, kind, x, v)` tuples with a per-engine sequence counter (`seq` breaks time
+ties in push order, so runs are deterministic); no module-level state. The sorted arrival stream is
+*merged* with the heap (a cursor over arrays, converted to Python lists a chunk at a time) instead of
+pushing every arrival, and slot boundaries are a third merged stream. Ties at one instant: slot
+boundary first, then heap events in push order, then arrivals.
+
+Life of a request: it arrives at its origin region; its serving region comes from the policy's macro
+plan (or, without a plan, the micro allocator picks a server anywhere); it travels
+`World.latency_ms[origin, region]` (a heap event when > 0); the micro allocator picks a server in the
+region; it waits in the server's FIFO queue; it is admitted into the running batch when its KV
+reservation fits (`min(prompt + output, kv_capacity)` tokens, reserved for its lifetime, so no
+preemption is needed) and the batch has fewer than `max_batch` requests; admitted requests are
+prefilled together (one prefill of their summed prompt tokens, capped at `max_prefill_tokens` per
+batch unless a single prompt is larger), during which the server's decodes pause (prefill-priority
+scheduling as in vLLM); the prefill's end is every member's first token; then each needs
+`output_tokens - 1` decode iterations. Decoding is a fluid: the server holds a virtual iteration
+counter V advancing at 1 / decode_s(batch, mean context) while not prefilling; a request that joined
+at V0 finishes when V reaches V0 + output_tokens - 1. So the loop handles one event per batch change,
+not per token. Requests with 0 or 1 output tokens finish at their first token. The response pays the
+return latency `latency_ms[region, origin]` (added in accounting).
+
+Model switch: a server serves its queue in FIFO order; when the head request needs a model other than
+the loaded one, the server stops admitting, lets its batch drain, then loads the model for
+`PerfModel.load_s` seconds (state `loading`, serves nothing) and continues.
+
+Server states for energy: idle, prefill, decode, loading (loading is charged at idle power).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from heapq import heappop, heappush, heapreplace
+from typing import Any, Callable
+
+import numpy as np
+
+from torta.policy.base import RequestInfo, RoundRobinAllocator, SlotState, WarmLeastLoaded, validate_plan
+from torta.sim.cluster import FleetTables
+
+INF = math.inf
+NAN = math.nan
+
+# request record fields (a Python list per in-flight request)
+RID, ORG, MOD, PR, OUT, ARR, REG, SRV, ADM, FT, FIN, DROP, RES, VJ = range(14)
+DROP_REASONS = ("", "prompt_exceeds_kv", "no_server_for_model")
+IDLE, PREFILL, DECODE, LOADING = 0, 1, 2, 3
+EV_NET, EV_PREFILL, EV_DECODE, EV_LOAD = 0, 1, 2, 3
+EV_ARRIVAL, EV_SLOT = 10, 11  # only in the debug event log
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_prefill_tokens: int = 8192  # vLLM's default max_num_batched_tokens without chunking is similar
+    chunk_requests: int = 65536  # arrivals converted to Python lists this many at a time
+    debug: bool = False  # assert invariants after every event and keep an event log
+
+
+@dataclass
+class RequestArrays:
+    """Requests as numpy arrays sorted by arrival_s (models and origins as dense indices)."""
+
+    request_id: np.ndarray  # int64
+    arrival_s: np.ndarray  # float64, non-decreasing
+    prompt_tokens: np.ndarray  # int64
+    output_tokens: np.ndarray  # int64
+    origin: np.ndarray  # int, index into World.regions
+    model: np.ndarray  # int, index into World.models
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+@dataclass
+class EngineStats:
+    end_s: float = 0.0
+    events: int = 0
+    plan_calls: int = 0
+    planner_s: float = 0.0
+    event_log: list = field(default_factory=list)  # debug only: (time_s, kind, server)
+
+
+class FleetView:
+    """Read-only view of the live cluster for custom micro allocators (`MicroAllocator.choose`)."""
+
+    def __init__(self, tables: FleetTables, state: dict) -> None:
+        self.tables = tables
+        self._s = state
+        self.now_s = 0.0
+
+    @property
+    def n_servers(self) -> int:
+        return self.tables.n_servers
+
+    def servers_in_region(self, region: int) -> list[int]:
+        return self.tables.servers_in_region[region]
+
+    def can_serve(self, server: int, model: int) -> bool:
+        return self.tables.stype[server][model] >= 0
+
+    def region_of(self, server: int) -> int:
+        return self.tables.region[server]
+
+    def loaded_model(self, server: int) -> int:
+        return self._s["loaded"][server]
+
+    def tail_model(self, server: int) -> int:
+        """The model the server will hold once its queue drains."""
+        return self._s["tailm"][server]
+
+    def backlog_s(self, server: int) -> float:
+        return max(0.0, self._s["bu"][server] - self.now_s)
+
+    def queue_len(self, server: int) -> int:
+        return len(self._s["q"][server])
+
+    def batch(self, server: int) -> int:
+        return self._s["nact"][server]
+
+    def kv_used_tokens(self, server: int) -> int:
+        return self._s["kv"][server]
+
+    def kv_capacity_tokens(self, server: int, model: int) -> int:
+        t = self.tables.stype[server][model]
+        return self.tables.types[t].kv_cap if t >= 0 else 0
+
+    def work_s(self, server: int, model: int, prompt_tokens: int, output_tokens: int) -> float:
+        """Expected server-seconds of work for a request (the backlog estimate's unit)."""
+        ty = self.tables.types[self.tables.stype[server][model]]
+        return prompt_tokens * ty.c_prefill_s + output_tokens * ty.c_decode_s
+
+    def load_s(self, server: int, model: int) -> float:
+        return self.tables.types[self.tables.stype[server][model]].load_s
+
+    def latency_s(self, origin: int, region: int) -> float:
+        return self.tables.latency_s[origin][region]
+
+
+class Engine:
+    """Runs one replay. `sink(records)` receives finished/dropped request records in batches;
+    `slot_sink(slot, t0, dur, arrays)` receives per-slot, per-server accounting."""
+
+    def __init__(self, world, tables: FleetTables, policy, *, seed: int, sink: Callable,
+                 slot_sink: Callable, cfg: EngineConfig = EngineConfig(),
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.world, self.tables, self.policy, self.seed = world, tables, policy, seed
+        self.sink, self.slot_sink, self.cfg, self.progress = sink, slot_sink, cfg, progress
+        self.stats = EngineStats()
+
+    # ------------------------------------------------------------------------------------------
+    def run(self, req: RequestArrays) -> EngineStats:  # noqa: C901 - the hot loop, kept in one frame
+        T = self.tables
+        world, policy, cfg, stats = self.world, self.policy, self.cfg, self.stats
+        S, R, M = T.n_servers, T.n_regions, T.n_models
+        debug = cfg.debug
+        log = stats.event_log
+        rng = np.random.default_rng(self.seed)
+        nxt = itertools.count().__next__
+        heap: list = []
+        region = T.region
+        stype = T.stype
+        types = T.types
+        lat = T.latency_s
+        near = T.near
+        fmax = T.fleet_max_cap
+        rcap = T.region_max_cap
+        maxT = cfg.max_prefill_tokens
+        slot_s = float(world.slot_s)
+        if not slot_s > 0:
+            raise ValueError(f"World.slot_s must be > 0, got {slot_s}")
+
+        # per-server live state
+        loaded = [m if stype[s][m] >= 0 else -1 for s, m in enumerate(T.initial_model)]
+        tailm = list(loaded)
+        ty_cur = [types[stype[s][loaded[s]]] if loaded[s] >= 0 else None for s in range(S)]
+        cap_cur = [ty.kv_cap if ty else 0 for ty in ty_cur]
+        mb_cur = [ty.max_batch if ty else 0 for ty in ty_cur]
+        st = [IDLE] * S
+        q = [deque() for _ in range(S)]
+        fin = [[] for _ in range(S)]
+        pre: list = [None] * S
+        V = [0.0] * S
+        vt = [0.0] * S
+        itv = [1.0] * S
+        sp = [0] * S  # sum of prompt tokens of decoding requests
+        svj = [0.0] * S  # sum of join counters of decoding requests
+        kv = [0] * S
+        nact = [0] * S
+        dver = [0] * S
+        bu = [0.0] * S  # expected busy-until time
+        hv = [0] * S  # heap entry version
+        # accounting accumulators (per slot)
+        tl = [0.0] * S
+        a_idle, a_pre, a_dec, a_load = [0.0] * S, [0.0] * S, [0.0] * S, [0.0] * S
+        accs = [a_idle, a_pre, a_dec, a_load]
+        bint = [0.0] * S
+        kint = [0.0] * S
+        sw = [0] * S
+        work = [0.0] * S  # expected-work seconds of tokens processed (utilisation numerator)
+        done: list = []
+        chunk = cfg.chunk_requests
+        sink = self.sink
+        dem_n = [0] * R
+        dem_tok = [0] * R
+        view_state = dict(loaded=loaded, tailm=tailm, bu=bu, q=q, nact=nact, kv=kv)
+        view = FleetView(T, view_state)
+
+        # allocator set-up
+        alloc = policy.allocator
+        kind_ll = isinstance(alloc, WarmLeastLoaded)
+        kind_rr = isinstance(alloc, RoundRobinAllocator)
+        latency_aware = bool(getattr(alloc, "latency_aware", True))
+        multi = M > 1
+        wheap = [[[] for _ in range(M)] for _ in range(R)]
+        cheap = [[[] for _ in range(M)] for _ in range(R)] if multi else None
+        if kind_ll:
+            for s in range(S):
+                r = region[s]
+                if tailm[s] >= 0:
+                    wheap[r][tailm[s]].append((0.0, s, 0))
+                if multi:
+                    for m in range(M):
+                        if stype[s][m] >= 0:
+                            cheap[r][m].append((0.0, s, 0))
+            for r in range(R):
+                for m in range(M):
+                    wheap[r][m].sort()
+                    if multi:
+                        cheap[r][m].sort()
+        rr_ptr: dict = {}
+        glob_capable = [[s for s in range(S) if stype[s][m] >= 0] for m in range(M)]
+
+        def repush(s):
+            r = region[s]
+            v = hv[s] + 1
+            hv[s] = v
+            b = bu[s]
+            heappush(wheap[r][tailm[s]], (b, s, v))
+            if multi:
+                row = stype[s]
+                for m in range(M):
+                    if row[m] >= 0:
+                        heappush(cheap[r][m], (b, s, v))
+
+        def assign(s, rec, now):
+            """Book the request's expected work on server s (busy-until estimate, heaps)."""
+            m = rec[MOD]
+            ty = types[stype[s][m]]
+            b = bu[s]
+            if b < now:
+                b = now
+            b += rec[PR] * ty.c_prefill_s + rec[OUT] * ty.c_decode_s
+            if tailm[s] != m:
+                b += ty.load_s
+                tailm[s] = m
+            bu[s] = b
+            if kind_ll:
+                repush(s)
+
+        def top(h):
+            while h:
+                e = h[0]
+                if e[2] == hv[e[1]]:
+                    return e[1]
+                heappop(h)
+            return -1
+
+        def ll_region(r, m, now):
+            """Least expected wait in region r for model m: (wait_s, server)."""
+            s = top(wheap[r][m])
+            best = INF
+            if s >= 0:
+                best = bu[s] - now
+                if best < 0.0:
+                    best = 0.0
+            if multi:
+                c = top(cheap[r][m])
+                if c >= 0 and c != s:
+                    w = bu[c] - now
+                    if w < 0.0:
+                        w = 0.0
+                    if tailm[c] != m:
+                        w += types[stype[c][m]].load_s
+                    if w < best:
+                        return w, c
+            return best, s
+
+        def fit_scan(cands, m, p, now):
+            best, bs = INF, -1
+            for s in cands:
+                t = stype[s][m]
+                if t >= 0 and types[t].kv_cap >= p:
+                    w = bu[s] - now
+                    if tailm[s] != m:
+                        w += types[t].load_s
+                    if w < best:
+                        best, bs = w, s
+            return bs
+
+        def choose(rec, scope, now):
+            """Server for rec within region `scope` (or anywhere if None)."""
+            m = rec[MOD]
+            p = rec[PR]
+            if kind_ll:
+                if scope is None:
+                    o = rec[ORG]
+                    lo = lat[o]
+                    best, bs = INF, -1
+                    for r in near[o][m]:
+                        d = lo[r] if latency_aware else 0.0
+                        if d >= best:
+                            break
+                        w, s = ll_region(r, m, now)
+                        if s >= 0:
+                            w += d
+                            if w < best:
+                                best, bs = w, s
+                    s = bs
+                    if s < 0 or types[stype[s][m]].kv_cap < p:
+                        s = fit_scan(glob_capable[m], m, p, now)
+                else:
+                    w, s = ll_region(scope, m, now)
+                    if s < 0 or types[stype[s][m]].kv_cap < p:
+                        s = fit_scan(T.capable[scope][m], m, p, now)
+            elif kind_rr:
+                cands = glob_capable[m] if scope is None else T.capable[scope][m]
+                key = (scope, m)
+                k = rr_ptr.get(key, 0)
+                n = len(cands)
+                for _ in range(n):
+                    s = cands[k % n]
+                    k += 1
+                    if types[stype[s][m]].kv_cap >= p:
+                        break
+                rr_ptr[key] = k % n
+            else:
+                view.now_s = now
+                info = RequestInfo(rec[RID], rec[ORG], m, p, rec[OUT], rec[ARR])
+                s = int(alloc.choose(view, info, scope))
+                if not 0 <= s < S or stype[s][m] < 0 or types[stype[s][m]].kv_cap < p or (
+                        scope is not None and region[s] != scope):
+                    raise ValueError(f"allocator {type(alloc).__name__} chose server {s} for request "
+                                     f"{rec[RID]} (model {m}, prompt {p} tokens, region {scope}); "
+                                     "expected a server in the region able to hold it")
+            assign(s, rec, now)
+            return s
+
+        def touch(s, now):
+            dt = now - tl[s]
+            if dt > 0.0:
+                accs[st[s]][s] += dt
+                bint[s] += nact[s] * dt
+                if kv[s]:
+                    kint[s] += kv[s] / cap_cur[s] * dt
+                tl[s] = now
+
+        def drained(s, now):
+            """Server went idle with nothing queued: pull its busy-until estimate back to now."""
+            if bu[s] > now:
+                bu[s] = now
+                if kind_ll:
+                    repush(s)
+
+        def sched_decode(s, now):
+            fh = fin[s]
+            b = len(fh)
+            Vs = V[s]
+            it = ty_cur[s].decode_s(b, (sp[s] + b * Vs - svj[s]) / b)
+            itv[s] = it
+            dv = dver[s] + 1
+            dver[s] = dv
+            heappush(heap, (now + (fh[0][0] - Vs) * it, nxt(), EV_DECODE, s, dv))
+
+        def kick(s, now):
+            """Start a prefill (or a model load) on s if its queue head allows. True if started."""
+            qs = q[s]
+            if not qs:
+                return False
+            head = qs[0]
+            m = head[MOD]
+            if m != loaded[s]:
+                if nact[s]:
+                    return False
+                t = stype[s][m]
+                ty = types[t]
+                loaded[s] = m
+                ty_cur[s] = ty
+                cap_cur[s] = ty.kv_cap
+                mb_cur[s] = ty.max_batch
+                st[s] = LOADING
+                sw[s] += 1
+                heappush(heap, (now + ty.load_s, nxt(), EV_LOAD, s, 0))
+                return True
+            capv = cap_cur[s]
+            used = kv[s]
+            n = nact[s]
+            mbs = mb_cur[s]
+            tok = 0
+            sq = 0
+            batch = []
+            while qs:
+                r = qs[0]
+                if r[MOD] != m:
+                    break
+                res = r[RES]
+                if used + res > capv or n >= mbs:
+                    break
+                p = r[PR]
+                if batch and tok + p > maxT:
+                    break
+                qs.popleft()
+                used += res
+                n += 1
+                tok += p
+                sq += p * p
+                r[ADM] = now
+                batch.append(r)
+            if not batch:
+                return False
+            ty = ty_cur[s]
+            if st[s] == DECODE:  # pause the fluid decode
+                dV = (now - vt[s]) / itv[s]
+                V[s] += dV
+                work[s] += len(fin[s]) * dV * ty.c_decode_s
+                vt[s] = now
+                dver[s] += 1
+            work[s] += tok * ty.c_prefill_s
+            kv[s] = used
+            nact[s] = n
+            st[s] = PREFILL
+            pre[s] = batch
+            heappush(heap, (now + ty.prefill_s(tok, float(sq)), nxt(), EV_PREFILL, s, 0))
+            return True
+
+        def settle(s, now):
+            """After an event on s: start work if possible, else resume decoding or go idle."""
+            if kick(s, now):
+                return
+            if fin[s]:
+                st[s] = DECODE
+                vt[s] = now
+                sched_decode(s, now)
+            else:
+                st[s] = IDLE
+                if not q[s]:
+                    drained(s, now)
+
+        def enqueue(rec, s, now):
+            m = rec[MOD]
+            res = rec[PR] + rec[OUT]
+            c = types[stype[s][m]].kv_cap
+            rec[RES] = res if res <= c else c
+            rec[SRV] = s
+            q[s].append(rec)
+            x = st[s]
+            if x == IDLE or x == DECODE:
+                touch(s, now)
+                kick(s, now)
+
+        def check(s, now):
+            """Debug: work conservation and state consistency of server s."""
+            x = st[s]
+            if x == PREFILL or x == LOADING:
+                return
+            assert (x == DECODE) == bool(fin[s]), (now, s, x, len(fin[s]))
+            qs = q[s]
+            if qs:
+                h = qs[0]
+                if h[MOD] == loaded[s]:
+                    assert kv[s] + h[RES] > cap_cur[s] or nact[s] >= mb_cur[s], \
+                        f"work conservation: server {s} idles at {now} with an admissible request"
+                else:
+                    assert nact[s] > 0, f"server {s} idles at {now} instead of loading a model"
+
+        # plan handling
+        has_plan = [None]  # cumulative rows or None
+        prev_plan = [None]
+
+        def do_plan(slot, t0):
+            backlog = np.zeros(R)
+            qlen = np.zeros(R)
+            busy = np.zeros(R)
+            warm = np.zeros((R, M))
+            for s in range(S):
+                r = region[s]
+                b = bu[s] - t0
+                if b > 0:
+                    backlog[r] += b
+                qlen[r] += len(q[s])
+                if nact[s]:
+                    busy[r] += 1
+                if tailm[s] >= 0:
+                    warm[r, tailm[s]] += 1
+            hour = (world.start_hour_of_year + int((t0 + 0.5 * slot_s) // 3600)) % world.price_usd_per_mwh.shape[1]
+            state = SlotState(
+                slot=slot, t_start_s=t0, slot_s=slot_s,
+                demand_requests=np.asarray(dem_n, dtype=float), demand_tokens=np.asarray(dem_tok, dtype=float),
+                backlog_s=backlog, queue_len=qlen, busy_servers=busy,
+                servers=np.asarray([len(x) for x in T.servers_in_region], dtype=float), warm_servers=warm,
+                price_usd_per_mwh=np.asarray(world.price_usd_per_mwh[:, hour], dtype=float),
+                carbon_g_per_kwh=np.asarray(world.carbon_g_per_kwh[:, hour], dtype=float),
+                latency_ms=np.asarray(world.latency_ms, dtype=float), prev_plan=prev_plan[0])
+            c0 = time.perf_counter()
+            plan = policy.plan(state)
+            stats.planner_s += time.perf_counter() - c0
+            stats.plan_calls += 1
+            for r in range(R):
+                dem_n[r] = 0
+                dem_tok[r] = 0
+            if plan is None:
+                has_plan[0] = None
+                prev_plan[0] = None
+            else:
+                p = validate_plan(plan, R)
+                prev_plan[0] = p
+                cum = np.cumsum(p, axis=1)
+                cum[:, -1] = 2.0
+                has_plan[0] = cum.tolist()
+
+        def flush_slot(slot, t0, t1):
+            for s in range(S):
+                touch(s, t1)
+                if st[s] == DECODE:  # split the fluid's progress at the boundary
+                    dV = (t1 - vt[s]) / itv[s]
+                    V[s] += dV
+                    vt[s] = t1
+                    work[s] += len(fin[s]) * dV * ty_cur[s].c_decode_s
+            dur = t1 - t0
+            if dur > 0:
+                self.slot_sink(slot, t0, dur, dict(
+                    idle_s=np.asarray(a_idle), prefill_s=np.asarray(a_pre), decode_s=np.asarray(a_dec),
+                    loading_s=np.asarray(a_load), batch_int=np.asarray(bint), kv_int=np.asarray(kint),
+                    switches=np.asarray(sw, dtype=np.int64), work_s=np.asarray(work)))
+            for lst in (a_idle, a_pre, a_dec, a_load, bint, kint, work):
+                for s in range(S):
+                    lst[s] = 0.0
+            for s in range(S):
+                sw[s] = 0
+
+        # arrival stream cursor
+        n_req = len(req)
+        pos = 0
+        A_t = A_id = A_p = A_o = A_org = A_m = A_u = []
+        i = n = 0
+
+        def load_chunk(pos):
+            e = min(pos + chunk, n_req)
+            return (req.arrival_s[pos:e].tolist(), req.request_id[pos:e].tolist(),
+                    req.prompt_tokens[pos:e].tolist(), req.output_tokens[pos:e].tolist(),
+                    req.origin[pos:e].tolist(), req.model[pos:e].tolist(), rng.random(e - pos).tolist())
+
+        if n_req:
+            A_t, A_id, A_p, A_o, A_org, A_m, A_u = load_chunk(0)
+            n = len(A_t)
+            pos = n
+        ta = A_t[0] if n else INF
+        slot = 0
+        t_slot0 = 0.0
+        ts = slot_s
+        do_plan(0, 0.0)
+        if debug:
+            log.append((0.0, EV_SLOT, -1))
+        cum = has_plan[0]
+        now = 0.0
+        events = 0
+        last = 0.0
+        prog = self.progress
+
+        while True:
+            th = heap[0][0] if heap else INF
+            if ts <= th and ts <= ta:
+                if th == INF and ta == INF:
+                    break
+                flush_slot(slot, t_slot0, ts)
+                slot += 1
+                t_slot0 = ts
+                now = ts
+                do_plan(slot, ts)
+                cum = has_plan[0]
+                ts = slot_s * (slot + 1)
+                if debug:
+                    assert now >= last
+                    last = now
+                    log.append((now, EV_SLOT, -1))
+                continue
+            events += 1
+            if th <= ta:
+                now, _, kind, x, v = heappop(heap)
+                if kind == EV_DECODE:
+                    if v != dver[x]:
+                        continue
+                    s = x
+                    touch(s, now)
+                    fh = fin[s]
+                    Vn = fh[0][0]
+                    work[s] += len(fh) * (Vn - V[s]) * ty_cur[s].c_decode_s
+                    V[s] = Vn
+                    vt[s] = now
+                    lim = Vn + 1e-9
+                    while fh and fh[0][0] <= lim:
+                        r = heappop(fh)[2]
+                        r[FIN] = now
+                        kv[s] -= r[RES]
+                        nact[s] -= 1
+                        sp[s] -= r[PR]
+                        svj[s] -= r[VJ]
+                        done.append(r)
+                    settle(s, now)
+                elif kind == EV_PREFILL:
+                    s = x
+                    touch(s, now)
+                    batch = pre[s]
+                    pre[s] = None
+                    Vs = V[s]
+                    vt[s] = now
+                    fh = fin[s]
+                    for r in batch:
+                        r[FT] = now
+                        o = r[OUT]
+                        if o <= 1:
+                            r[FIN] = now
+                            kv[s] -= r[RES]
+                            nact[s] -= 1
+                            done.append(r)
+                        else:
+                            r[VJ] = Vs
+                            heappush(fh, (Vs + (o - 1), nxt(), r))
+                            sp[s] += r[PR]
+                            svj[s] += Vs
+                    st[s] = DECODE if fh else IDLE
+                    settle(s, now)
+                elif kind == EV_NET:
+                    s = v
+                    if s < 0:
+                        s = choose(x, x[REG], now)
+                    enqueue(x, s, now)
+                else:  # EV_LOAD
+                    s = x
+                    touch(s, now)
+                    st[s] = IDLE
+                    settle(s, now)
+                if debug:
+                    assert now >= last, (now, last)
+                    last = now
+                    log.append((now, kind, s))
+                    check(s, now)
+            else:
+                now = ta
+                o = A_org[i]
+                m = A_m[i]
+                p = A_p[i]
+                out = A_o[i]
+                dem_n[o] += 1
+                dem_tok[o] += p + out
+                rec = [A_id[i], o, m, p, out, now, -1, -1, NAN, NAN, NAN, 0, 0, 0.0]
+                s = -1
+                if p > fmax[m]:
+                    rec[DROP] = 1 if fmax[m] > 0 else 2
+                    done.append(rec)
+                elif cum is None:
+                    s = choose(rec, None, now)
+                    r = region[s]
+                    rec[REG] = r
+                    d = lat[o][r]
+                    if d > 0.0:
+                        heappush(heap, (now + d, nxt(), EV_NET, rec, s))
+                    else:
+                        enqueue(rec, s, now)
+                else:
+                    r = bisect.bisect_right(cum[o], A_u[i])
+                    if rcap[r][m] < p or not rcap[r][m]:  # region cannot serve it: nearest that can
+                        for r in near[o][m]:
+                            if rcap[r][m] >= p:
+                                break
+                    rec[REG] = r
+                    d = lat[o][r]
+                    if d > 0.0:
+                        heappush(heap, (now + d, nxt(), EV_NET, rec, -1))
+                    else:
+                        s = choose(rec, r, now)
+                        enqueue(rec, s, now)
+                if debug:
+                    assert now >= last, (now, last)
+                    last = now
+                    log.append((now, EV_ARRIVAL, s))
+                    if s >= 0:
+                        check(s, now)
+                i += 1
+                if i >= n:
+                    if prog is not None:
+                        prog(pos)
+                    if pos < n_req:
+                        A_t, A_id, A_p, A_o, A_org, A_m, A_u = load_chunk(pos)
+                        n = len(A_t)
+                        pos += n
+                        i = 0
+                        ta = A_t[0]
+                    else:
+                        ta = INF
+                else:
+                    ta = A_t[i]
+            if len(done) >= chunk:
+                sink(done)
+                done = []
+        flush_slot(slot, t_slot0, now)
+        if done:
+            sink(done)
+        stats.end_s = now
+        stats.events = events
+        return stats
