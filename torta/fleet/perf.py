@@ -16,8 +16,10 @@ For each (model, gpu, tp) the first available tier answers:
    mfu_attn = ATTN_MFU (FlashAttention-2's low end); eta_kv = the GPU's calibrated eta_w (the
    KV cache is streamed like the weights). Splitwise's own batch*context and S coefficients are
    not transferred: context varies there only at batch 1, where that term is not bandwidth-bound.
-   overhead_per_layer is calibrated so that the composed model reproduces the Splitwise fits of
-   llama2-70b on the same GPU and tp (median residual over the measured grid); GPUs/tps without
+   Decode overhead_per_layer is the median residual of the Splitwise fit of llama2-70b on the same
+   GPU and tp over Vidur linear + attention on the measured grid; prefill is calibrated as
+   `k * (linear + attention) + n_layers * o` (non-negative least squares on the same grid: the
+   Splitwise engine is ~2x slower per prompt token than Vidur's kernels). GPUs/tps without
    Splitwise data take the median over calibrated ones. This keeps measured and unmeasured
    (model, gpu) pairs on the same engine footing (Splitwise's engine is slower than Vidur's floor).
 
@@ -36,8 +38,8 @@ from functools import lru_cache
 import numpy as np
 
 from torta.fleet import catalog
-from torta.fleet.fit import (DecodeFit, LinearFit, PrefillFit, splitwise_data, splitwise_fits,
-                             vidur_fits)
+from torta.fleet.fit import (DecodeFit, LinearFit, PrefillFit, fit_relative, splitwise_data,
+                             splitwise_fits, vidur_fits)
 
 # vLLM's default `gpu_memory_utilization` (docs.vllm.ai EngineArgs): share of GPU memory for
 # weights + KV cache; the rest is activations and CUDA context.
@@ -64,6 +66,14 @@ class Calibration:
     mfu_attn: dict[str, float]  # gpu -> fraction of peak FLOP/s for prefill attention
     eta_kv: dict[str, float]  # gpu -> fraction of HBM bandwidth reading KV cache in decode
     overhead_ms_per_layer: dict[tuple[str, str, int], float]  # (phase, gpu, tp) -> ms per layer
+    prefill_scale: dict[tuple[str, int], float]  # (gpu, tp) -> engine slowdown of prefill
+
+    def scale(self, gpu: str, tp: int) -> float:
+        t = self.prefill_scale
+        if (gpu, tp) in t:
+            return t[(gpu, tp)]
+        same = [v for (_, k), v in t.items() if k == tp]
+        return float(np.median(same if same else list(t.values())))
 
     def get(self, table: dict, gpu: str) -> float:
         return table[gpu] if gpu in table else float(np.median(list(table.values())))
@@ -101,6 +111,7 @@ def calibration() -> Calibration:
         mfu.setdefault(gname, []).append(tok_ms / pre.b)
     sw = splitwise_data()
     over: dict[tuple[str, str, int], float] = {}
+    scale: dict[tuple[str, int], float] = {}
     mfu_attn = {g: ATTN_MFU for g in eta_w}
     eta_kv = {g: float(np.median(v)) for g, v in eta_w.items()}
     for (mname, gname, tp), (pfit, dfit) in splitwise_fits().items():
@@ -117,8 +128,12 @@ def calibration() -> Calibration:
         P = pre["prompt_size"].to_numpy().astype(float)
         B = pre["batch_size"].to_numpy().astype(float)
         T, S = P * B, B * P * P
-        res_p = [pfit(t, s, b) - vpre(t) - d_coef * s for t, s, b in zip(T, S, B)]
-        over[("prefill", gname, tp)] = max(0.0, float(np.median(res_p)) / m.n_layers)
+        # prefill: Splitwise ~ k * (linear + attention) + n_layers * o, fitted (k, o >= 0)
+        y = np.array([pfit(t, s, b) for t, s, b in zip(T, S, B)])
+        base = np.array([vpre(t) + d_coef * s for t, s in zip(T, S)])
+        k, o = fit_relative(np.column_stack([base, np.full_like(base, m.n_layers)]), y)
+        scale[(gname, tp)] = float(k)
+        over[("prefill", gname, tp)] = float(o)
         dec = sw.decode.filter((sw.decode["model"] == mname) & (sw.decode["hardware"] == hw)
                                & (sw.decode["tp"] == tp))
         Bd = dec["batch_size"].to_numpy().astype(float)
@@ -126,7 +141,7 @@ def calibration() -> Calibration:
         res_d = [dfit(b, c) - vdec(b) - c_coef * b * c for b, c in zip(Bd, C)]
         over[("decode", gname, tp)] = max(0.0, float(np.median(res_d)) / m.n_layers)
     med = lambda d: {k: float(np.median(v)) for k, v in d.items()}  # noqa: E731
-    return Calibration(med(eta_w), med(mfu), mfu_attn, eta_kv, over)
+    return Calibration(med(eta_w), med(mfu), mfu_attn, eta_kv, over, scale)
 
 
 _SW_GPU = {"a100-80gb": "A100", "h100-80gb": "H100"}
@@ -148,6 +163,7 @@ class ReplicaModel:
     decode_kv_ms_per_token: float  # ms per context token in the batch
     prefill_overhead_ms: float
     decode_overhead_ms: float
+    prefill_scale: float  # composed tiers: engine slowdown over linear + attention
     kv_capacity_tokens: int
     load_s: float
 
@@ -158,7 +174,8 @@ class ReplicaModel:
         n = max(1.0, tokens * tokens / s) if s > 0 else 1.0
         if self.prefill_fit is not None:
             return self.prefill_fit(tokens, s, n)
-        return self.lin_prefill(tokens) + self.prefill_attn_ms_per_sq * s + self.prefill_overhead_ms
+        return (self.prefill_scale * (self.lin_prefill(tokens) + self.prefill_attn_ms_per_sq * s)
+                + self.prefill_overhead_ms)
 
     def decode_ms(self, batch: float, context: float) -> float:
         if batch <= 0:
@@ -169,7 +186,12 @@ class ReplicaModel:
                 + self.decode_overhead_ms)
 
 
-def _build(mname: str, gname: str, tp: int) -> ReplicaModel:
+def _build_composed(mname: str, gname: str, tp: int) -> ReplicaModel:
+    """The composed tier even where Splitwise measured the pair (for `fleet perf --check`)."""
+    return _build(mname, gname, tp, use_measured=False)
+
+
+def _build(mname: str, gname: str, tp: int, use_measured: bool = True) -> ReplicaModel:
     m, g = catalog.model(mname), catalog.gpu(gname)
     if tp < 1:
         raise ValueError(f"tp must be >= 1, got {tp}")
@@ -188,8 +210,9 @@ def _build(mname: str, gname: str, tp: int) -> ReplicaModel:
                   decode_kv_ms_per_token=kv_tok,
                   prefill_overhead_ms=m.n_layers * cal.overhead("prefill", gname, tp),
                   decode_overhead_ms=m.n_layers * cal.overhead("decode", gname, tp),
+                  prefill_scale=cal.scale(gname, tp),
                   kv_capacity_tokens=kv_tokens, load_s=load_s)
-    sw = splitwise_fits().get((mname, gname, tp))
+    sw = splitwise_fits().get((mname, gname, tp)) if use_measured else None
     if sw is not None:
         return ReplicaModel(tier="splitwise", prefill_fit=sw[0], decode_fit=sw[1],
                             lin_prefill=None, lin_decode=None, **common)
