@@ -161,7 +161,7 @@ def load_trace(name_or_path: str | Path) -> pl.DataFrame:
         info = traces[key]
         path = verify(info)
         st = path.stat()
-        return _ingest_cached(info.name, str(path), st.st_size, st.st_mtime_ns)
+        return _ingest_cached(info.name, str(path), st.st_size, st.st_mtime_ns).clone()
     path = Path(name_or_path)
     if path.suffix.lower() == ".parquet" and path.exists():
         try:

@@ -51,10 +51,11 @@ def require_columns(path: Path, found: list[str], required: list[str], *, line: 
     if not missing:
         return
     hints = []
+    lowered = {f.lower(): f for f in found}
     for m in missing:
-        close = difflib.get_close_matches(m, found, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(m.lower(), list(lowered), n=1, cutoff=0.6)
         if close:
-            hints.append(f"{close[0]!r} -> {m!r}?")
+            hints.append(f"{lowered[close[0]]!r} -> {m!r}?")
     hint = f"; did you mean {', '.join(hints)}" if hints else ""
     raise InputError(path, f"missing column(s) {missing}; expected columns {required}, found {found}{hint}",
                      line=line, field=missing[0])

@@ -236,14 +236,12 @@ def finalize(staged: pl.DataFrame, layout: RequestLayout, source: str) -> pl.Dat
     key = "_t" if "_t" in staged.columns else "_ts"
     if not staged[key].is_sorted():
         staged = staged.sort(key, maintain_order=True)
-    first = staged[key][0] if staged.height else None
     if key == "_ts":
-        arrival = ((pl.col("_ts") - pl.lit(first, dtype=NS_UTC)).dt.total_nanoseconds() / 1e9) \
-            if first is not None else pl.col("_ts").cast(pl.Float64)
+        arrival = (pl.col("_ts") - pl.col("_ts").first()).dt.total_nanoseconds() / 1e9
         ts_utc = pl.col("_ts").dt.cast_time_unit("us")
     else:
         factor = UNIT_SECONDS[layout.timestamp_kind]
-        arrival = (pl.col("_t") - (first or 0.0)) * factor
+        arrival = (pl.col("_t") - pl.col("_t").first()) * factor
         if layout.epoch:
             ts_utc = pl.from_epoch((pl.col("_t") * (factor * 1e6)).round().cast(pl.Int64), time_unit="us") \
                 .dt.replace_time_zone("UTC")
