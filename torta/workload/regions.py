@@ -56,12 +56,12 @@ def load_world(scenario: Any):
 
 def fleet_capacity_rps(world: Any, models: Sequence[str], mean_prompt_tokens: float,
                        mean_output_tokens: float) -> dict[str, float]:
-    """Whole-fleet capacity in requests/s per model if every server served only that model
-    (`torta.fleet.capacity_requests_per_s`, summed over regions)."""
-    try:
-        from torta.fleet import capacity_requests_per_s
-    except ImportError:
-        from torta.fleet.capacity import capacity_requests_per_s  # type: ignore[no-redef]
+    """Whole-fleet capacity in requests/s per model if every server that may load it served only
+    that model (`torta.fleet.scenario.capacity_requests_per_s`, servers="allowed", summed over
+    regions). For several models, sum(rate_m / capacity_m) is the share of the fleet's time the
+    demand needs (exact when servers are interchangeable; an approximation where only some
+    servers may load a model)."""
+    from torta.fleet.scenario import capacity_requests_per_s
     out = {}
     for m in models:
         cap = capacity_requests_per_s(world, m, mean_prompt_tokens, mean_output_tokens)

@@ -99,13 +99,14 @@ def read_raw_csv(path: str | Path, model_class: str, client: int) -> pl.DataFram
     return pl.DataFrame(rows, schema=PACKED_SCHEMA, orient="row")
 
 
-def pack_raw(src_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+def pack_raw(src_dir: str | Path, out_dir: str | Path | None = None,
+             classes: tuple[str, ...] = CLASSES) -> Path:
     """Pack the raw `data/language/<class>/chunk-<i>-trace.csv` files under `src_dir` into the
     shipped Parquet (rows with rate > 0) plus `SHA256SUMS.source` of the raw files. Atomic write."""
     src_dir = Path(src_dir)
     out_dir = Path(out_dir) if out_dir is not None else default_trace_dir()
     frames, sums = [], []
-    for cls in CLASSES:
+    for cls in classes:
         cdir = src_dir / "data" / "language" / cls
         files = sorted((p for p in cdir.glob("chunk-*-trace.csv")),
                        key=lambda p: int(_CHUNK.match(p.name).group(1)))
