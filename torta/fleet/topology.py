@@ -12,8 +12,9 @@ Known traps, each handled here and tested on the real file:
 - Zoo nodes without coordinates (Chinanet's "International Link N" stubs, Geant2012 UA/MD/BY)
   cannot be placed: they are dropped with their links and listed in `Topology.dropped_nodes`.
 
-Latency: one-way d_ij = (shortest path over link km) / FIBRE_KM_PER_MS + per_hop_ms * hops of
-that path (networkx Dijkstra on the km weights).
+Latency: one-way d_ij = min over paths of sum(link km / FIBRE_KM_PER_MS + per_hop_ms), i.e.
+great-circle link lengths at 200 km per ms plus a per-hop cost, along the shortest path under that
+combined weight (networkx Dijkstra), so the matrix is a metric.
 """
 
 from __future__ import annotations
@@ -126,20 +127,26 @@ def _unique_names(labels: list[tuple[object, str]]) -> list[str]:
     return [lab if counts[lab] == 1 else f"{lab} #{nid}" for nid, lab in labels]
 
 
+def read_zoo_graph(path: Path) -> nx.Graph:
+    """The raw Zoo graph, read by node id. A GML file that repeats an edge without declaring
+    `multigraph 1` (rejected by nx.read_gml) is re-read as a multigraph."""
+    path = Path(path)
+    if path.suffix == ".graphml":
+        return nx.read_graphml(path)
+    try:
+        return nx.read_gml(path, label="id")
+    except nx.NetworkXError as exc:
+        if "duplicated" not in str(exc):
+            raise InputError(path, f"not a readable GML file: {exc}") from None
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r"^graph\s*\[", "graph [\n  multigraph 1", text, count=1, flags=re.M)
+    return nx.parse_gml(text, label="id")
+
+
 def read_zoo(path: Path, min_link_km: float = DEFAULT_MIN_LINK_KM) -> Topology:
     """Topology Zoo .gml or .graphml (read by node id; duplicate labels made unique)."""
     path = Path(path)
-    if path.suffix == ".graphml":
-        g = nx.read_graphml(path)
-    else:
-        try:
-            g = nx.read_gml(path, label="id")
-        except nx.NetworkXError as exc:
-            if "duplicated" not in str(exc) and "duplicate" not in str(exc):
-                raise InputError(path, f"not a readable GML file: {exc}") from None
-            text = path.read_text(encoding="utf-8")
-            text = re.sub(r"^graph\s*\[", "graph [\n  multigraph 1", text, count=1, flags=re.M)
-            g = nx.parse_gml(text, label="id")
+    g = read_zoo_graph(path)
     ids = list(g.nodes)
     placed, dropped = [], []
     for nid in ids:
@@ -149,6 +156,8 @@ def read_zoo(path: Path, min_link_km: float = DEFAULT_MIN_LINK_KM) -> Topology:
             dropped.append(lab)
         else:
             placed.append(nid)
+    if not placed:
+        raise InputError(path, "no node has Latitude/Longitude: latency cannot be computed")
     names = _unique_names([(nid, str(g.nodes[nid].get("label", nid))) for nid in placed])
     nodes = [Node(nm, float(g.nodes[nid]["Latitude"]), float(g.nodes[nid]["Longitude"]),
                   str(g.nodes[nid].get("Country", ""))) for nm, nid in zip(names, placed)]
@@ -219,14 +228,16 @@ def load_topology(ref: str | Path, min_link_km: float = DEFAULT_MIN_LINK_KM) -> 
 
 def latency_matrix(topo: Topology, per_hop_ms: float = DEFAULT_PER_HOP_MS,
                    subset: list[int] | None = None) -> np.ndarray:
-    """One-way latency (ms) between nodes: shortest km path / 200 km per ms + per-hop cost."""
+    """One-way latency (ms): shortest path of (link km / 200 km per ms + per-hop ms)."""
     g = topo.graph()
+    for _, _, data in g.edges(data=True):
+        data["ms"] = data["km"] / FIBRE_KM_PER_MS + per_hop_ms
     n = len(topo.nodes)
     lat = np.zeros((n, n))
-    for src, (dist, paths) in nx.all_pairs_dijkstra(g, weight="km"):
-        for dst, km in dist.items():
-            lat[src, dst] = km / FIBRE_KM_PER_MS + per_hop_ms * (len(paths[dst]) - 1)
-    lat = (lat + lat.T) / 2.0  # exact ties can pick different paths each way
+    for src, dist in nx.all_pairs_dijkstra_path_length(g, weight="ms"):
+        for dst, ms in dist.items():
+            lat[src, dst] = ms
+    lat = np.minimum(lat, lat.T)  # guard against float asymmetry of the two directions
     np.fill_diagonal(lat, 0.0)
     if subset is not None:
         lat = lat[np.ix_(subset, subset)]
