@@ -136,8 +136,11 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
         _check(srv, "servers", path, f"servers[{i}].")
 
     topo_sec = doc["topology"]
-    topo = load_topology(topo_sec["file"],
-                         float(topo_sec.get("min_link_km", DEFAULT_MIN_LINK_KM)))
+    try:
+        topo = load_topology(topo_sec["file"],
+                             float(topo_sec.get("min_link_km", DEFAULT_MIN_LINK_KM)))
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"topology ({path} [topology.file])", exc.name, exc.valid) from None
     names = topo.names
     if "nodes" in topo_sec:
         subset = []
