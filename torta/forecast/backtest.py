@@ -1,0 +1,226 @@
+"""Rolling-origin backtests with per-series model selection on a validation window that ends
+before the holdout, and rolling conformal intervals.
+
+Protocol (all slot counts in slots of the series):
+- the last `holdout_days` are the test window; the `val_days` before it the validation window;
+  the `cal_days` before that only warm up the conformal intervals. Models are fitted at the first
+  origin (start of the calibration window) and re-fitted every `refit` slots on all data before
+  the fit point.
+- origins every `step` slots; from origin o each model forecasts slots o .. o+h-1 from y[:o].
+- validation scores: origins with every target inside the validation window (targets never reach
+  the test window). Test scores: origins in the test window. Masked targets are never scored.
+- per series, the model with the lowest validation MAE is selected; its test forecasts and its
+  own conformal intervals make up the "selected" row.
+- MASE scale per series: in-sample MAE of the daily seasonal-naive forecast on all clean data
+  before the validation window. Pooled scores: MASE = sum |e| / sum scale over all scored points
+  (a volume-weighted MASE); sMAPE (percent) and coverage are pooled over points.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+
+from torta.forecast.data import Panel, to_panel
+from torta.forecast.metrics import conformal_bands, seasonal_naive_scale, smape_terms
+from torta.forecast.models import DEFAULT_MODELS, MODELS
+
+LEVELS = (0.80, 0.95)
+MASE_SCALE = "in-sample MAE of the daily seasonal-naive forecast before the validation window"
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    horizon: int = 4  # slots
+    holdout_days: int = 3
+    val_days: int = 1
+    cal_days: int = 2
+    step: int = 4  # slots between origins
+    refit: int | None = None  # slots between parameter fits (default: one day)
+    slot_s: float = 900.0
+    models: tuple[str, ...] = DEFAULT_MODELS
+    min_cal_points: int = 8  # fewer calibration errors than this: no interval (infinite)
+
+    @property
+    def season(self) -> int:
+        return int(round(86400 / self.slot_s))
+
+    def validate(self) -> None:
+        if self.horizon < 1 or self.step < 1:
+            raise ValueError(f"horizon and step must be >= 1, got {self.horizon}, {self.step}")
+        if min(self.holdout_days, self.val_days, self.cal_days) < 1:
+            raise ValueError("holdout_days, val_days and cal_days must be >= 1")
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown:
+            from torta.errors import UnknownNameError
+
+            raise UnknownNameError("forecast model", unknown[0], list(MODELS))
+
+
+@dataclass
+class BacktestReport:
+    models: list[dict]
+    selected: dict
+    per_series: list[dict]
+    config: dict
+    mase_scale: str = MASE_SCALE
+    n_series: int = 0
+    n_test_points: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"models": self.models, "selected": self.selected, "per_series": self.per_series,
+             "config": self.config, "mase_scale": self.mase_scale, "n_series": self.n_series,
+             "n_test_points": self.n_test_points}
+        d.update(self.extra)
+        return d
+
+    def model_row(self, name: str) -> dict:
+        for r in self.models:
+            if r["model"] == name:
+                return r
+        raise KeyError(name)
+
+
+def run_models(panel: Panel, origins: np.ndarray, h: int, models: tuple[str, ...], refit: int,
+               season: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Forecasts {model: (S, n_origins, h)} and fit+forecast wall seconds per model."""
+    out: dict[str, np.ndarray] = {}
+    secs: dict[str, float] = {}
+    order = [m for m in models if m != "Ensemble"] + (["Ensemble"] if "Ensemble" in models else [])
+    for m in order:
+        t0 = time.perf_counter()
+        if m == "Ensemble":
+            ens = MODELS[m]()
+            parts = []
+            for member in ens.members:
+                if member not in out:
+                    out[member], secs[member] = _run_one(panel, origins, h, member, refit, season)
+                parts.append(out[member])
+            out[m] = np.mean(parts, axis=0)
+            secs[m] = sum(secs[x] for x in ens.members)
+            continue
+        if m in out:
+            continue
+        out[m], secs[m] = _run_one(panel, origins, h, m, refit, season)
+    return {m: out[m] for m in models}, {m: secs[m] for m in models}
+
+
+def _run_one(panel, origins, h, name, refit, season):
+    t0 = time.perf_counter()
+    model = MODELS[name]()
+    f = np.stack([model.rolling(panel.y[s], origins, h, refit, season)
+                  for s in range(len(panel.series))])
+    return np.maximum(f, 0.0), time.perf_counter() - t0
+
+
+def _targets(panel: Panel, origins: np.ndarray, h: int):
+    idx = origins[:, None] + np.arange(h)[None, :]
+    idx_c = np.minimum(idx, panel.n_slots - 1)
+    y = panel.y[:, idx_c]
+    m = panel.masked[:, idx_c] | (idx >= panel.n_slots)[None]
+    return y, m
+
+
+def _scores(y, f, lo, hi, ok, scale_pts) -> dict:
+    e = np.abs(y - f)[ok]
+    n = int(ok.sum())
+    if n == 0:
+        return {"mase": 0.0, "smape": 0.0, "coverage_80": 0.0, "coverage_95": 0.0, "n_points": 0}
+    sm = smape_terms(y[ok], f[ok])
+    cov = []
+    for li in range(len(LEVELS)):
+        lo_, hi_ = lo[..., li][ok], hi[..., li][ok]
+        cov.append(float(np.mean((y[ok] >= lo_) & (y[ok] <= hi_))))
+    return {
+        "mase": float(e.sum() / scale_pts[ok].sum()),
+        "smape": float(np.nanmean(sm)) if np.isfinite(sm).any() else 0.0,
+        "coverage_80": cov[0],
+        "coverage_95": cov[1],
+        "n_points": n,
+    }
+
+
+def backtest(history: pl.DataFrame, config: BacktestConfig | None = None, **kw) -> BacktestReport:
+    """Rolling-origin backtest of `config.models` on a history frame (series, slot, y[, masked]).
+
+    Keyword arguments override fields of BacktestConfig (horizon=, holdout_days=, ...).
+    """
+    cfg = config or BacktestConfig()
+    if kw:
+        cfg = BacktestConfig(**{**asdict(cfg), **kw})
+    cfg.validate()
+    season, h = cfg.season, cfg.horizon
+    refit = cfg.refit or season
+    panel = to_panel(history, season)
+    T = panel.n_slots
+    test_start = T - cfg.holdout_days * season
+    val_start = test_start - cfg.val_days * season
+    cal_start = val_start - cfg.cal_days * season
+    if cal_start < 2 * season:
+        raise ValueError(f"history of {T} slots is too short: need at least "
+                         f"{(2 + cfg.cal_days + cfg.val_days + cfg.holdout_days)} days of "
+                         f"{season} slots (2 training days, then calibration, validation and "
+                         f"holdout)")
+    origins = np.arange(cal_start, T - h + 1, cfg.step)
+    fc, secs = run_models(panel, origins, h, cfg.models, refit, season)
+    ytg, mtg = _targets(panel, origins, h)  # (S, n_o, h)
+    S = len(panel.series)
+    scales = np.array([seasonal_naive_scale(panel.y[s, :val_start], panel.masked[s, :val_start],
+                                            season) for s in range(S)])
+    scale_pts = np.broadcast_to(scales[:, None, None], ytg.shape)
+    is_val = (origins >= val_start) & (origins + h <= test_start)
+    is_test = origins >= test_start
+    val_ok = ~mtg & is_val[None, :, None]
+    test_ok = ~mtg & is_test[None, :, None]
+    window = cfg.cal_days * season
+    bands: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    rows = []
+    val_mae = np.full((len(cfg.models), S), np.inf)
+    for mi, m in enumerate(cfg.models):
+        f = fc[m]
+        b = [conformal_bands(f[s], ytg[s], mtg[s], cfg.step, window, LEVELS, cfg.min_cal_points)
+             for s in range(S)]
+        lo = np.stack([x[0] for x in b])
+        hi = np.stack([x[1] for x in b])
+        bands[m] = (lo, hi)
+        for s in range(S):
+            ok = val_ok[s]
+            if ok.any():
+                val_mae[mi, s] = float(np.abs(ytg[s] - f[s])[ok].mean())
+        row = {"model": m, **_scores(ytg, f, lo, hi, test_ok, scale_pts), "fit_s": secs[m]}
+        v = _scores(ytg, f, lo, hi, val_ok, scale_pts)
+        row["val_mase"] = v["mase"]
+        row["val_coverage_80"] = v["coverage_80"]
+        row["val_coverage_95"] = v["coverage_95"]
+        rows.append(row)
+    choice = np.argmin(val_mae, axis=0)
+    sel_f = np.stack([fc[cfg.models[choice[s]]][s] for s in range(S)])
+    sel_lo = np.stack([bands[cfg.models[choice[s]]][0][s] for s in range(S)])
+    sel_hi = np.stack([bands[cfg.models[choice[s]]][1][s] for s in range(S)])
+    selected = _scores(ytg, sel_f, sel_lo, sel_hi, test_ok, scale_pts)
+    sel_val = _scores(ytg, sel_f, sel_lo, sel_hi, val_ok, scale_pts)
+    selected.update({f"val_{k}": v for k, v in sel_val.items() if k != "n_points"})
+    per_series = []
+    for s, name in enumerate(panel.series):
+        one = _scores(ytg[s:s + 1], sel_f[s:s + 1], sel_lo[s:s + 1], sel_hi[s:s + 1],
+                      test_ok[s:s + 1], scale_pts[s:s + 1])
+        per_series.append({"series": name, "model": cfg.models[choice[s]], "mase": one["mase"],
+                           "coverage_80": one["coverage_80"], "scale": float(scales[s]),
+                           "val_mae": float(val_mae[choice[s], s])})
+    by = {r["model"]: r for r in rows}
+    ratios = {}
+    for base in ("SeasonalNaive", "Naive"):
+        if base in by and by[base]["mase"] > 0:
+            ratios[f"selected_over_{base}"] = selected["mase"] / by[base]["mase"]
+    conf = asdict(cfg)
+    conf.update(season=season, refit=refit, first_slot=panel.first_slot, n_slots=T,
+                cal_start=cal_start + panel.first_slot, val_start=val_start + panel.first_slot,
+                test_start=test_start + panel.first_slot, n_origins=int(len(origins)),
+                intervals="rolling split-conformal on each model's own relative errors "
+                          f"|y-f|/max(f,1) over the previous {cfg.cal_days} days, per step")
+    return BacktestReport(rows, selected, per_series, conf, n_series=S,
+                          n_test_points=int(test_ok.sum()), extra={"ratios": ratios})

@@ -1,0 +1,174 @@
+"""Forecasters with a rolling-origin interface: fit on data before a fit point, forecast from
+each origin using only data before it.
+
+`rolling(y, origins, h, refit)` -> (len(origins), h) point forecasts. Model parameters are
+estimated at fit points (the first origin, then every `refit` slots); between fit points the
+model's state is updated with the new observations without re-estimating parameters
+(statsforecast `forward`). A forecast from origin o reads y[:o] only.
+
+statsforecast 2.1 models: AutoETS (non-seasonal "ZZN": a long daily season of 96 slots is not
+supported by AutoETS, ../shared/notes/forecasting.md), MSTL (daily season, AutoETS trend), AutoARIMA
+(non-seasonal; seasonal ARIMA at 96 is unaffordable). Own numpy: Naive, SeasonalNaive, EWMA
+(simple exponential smoothing with alpha fitted by one-step squared error), Ensemble (mean of MSTL
+and AutoETS, the most robust single choice in the study in the notes).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+SEASON_SLOTS_15M = 96  # one day of 15-min slots
+
+
+def _fit_points(origins: np.ndarray, refit: int) -> np.ndarray:
+    o0 = int(origins[0])
+    return o0 + refit * ((origins - o0) // refit)
+
+
+@dataclass(frozen=True)
+class Naive:
+    name: str = "Naive"
+
+    def rolling(self, y, origins, h, refit=96, season=SEASON_SLOTS_15M):
+        return np.repeat(y[origins - 1][:, None], h, axis=1)
+
+
+@dataclass(frozen=True)
+class SeasonalNaive:
+    name: str = "SeasonalNaive"
+
+    def rolling(self, y, origins, h, refit=96, season=SEASON_SLOTS_15M):
+        k = np.arange(h)
+        lag = season * (k // season + 1)
+        idx = origins[:, None] + k[None, :] - lag[None, :]
+        return y[np.clip(idx, 0, None)]
+
+
+def _ses_levels(y: np.ndarray, alpha: float) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    lvl, _ = lfilter([alpha], [1.0, -(1.0 - alpha)], y[1:], zi=[(1.0 - alpha) * y[0]])
+    return np.concatenate([[y[0]], lvl])
+
+
+def _fit_alpha(y: np.ndarray) -> float:
+    best, best_a = np.inf, 0.5
+    for a in np.concatenate([np.linspace(0.02, 1.0, 50)]):
+        lv = _ses_levels(y, a)
+        sse = float(np.sum((y[1:] - lv[:-1]) ** 2))
+        if sse < best:
+            best, best_a = sse, float(a)
+    return best_a
+
+
+@dataclass(frozen=True)
+class EWMA:
+    name: str = "EWMA"
+
+    def rolling(self, y, origins, h, refit=96, season=SEASON_SLOTS_15M):
+        fits = _fit_points(origins, refit)
+        out = np.empty((len(origins), h))
+        for f in np.unique(fits):
+            alpha = _fit_alpha(y[:f])
+            lv = _ses_levels(y, alpha)  # level after y[t] uses y[:t+1] only
+            sel = fits == f
+            out[sel] = lv[origins[sel] - 1][:, None]
+        return out
+
+
+class _SFModel:
+    """A statsforecast model fitted at fit points, `forward` at each origin."""
+
+    name = ""
+
+    def make(self, season: int):
+        raise NotImplementedError
+
+    def rolling(self, y, origins, h, refit=96, season=SEASON_SLOTS_15M):
+        fits = _fit_points(origins, refit)
+        out = np.empty((len(origins), h))
+        model, fit_at = None, None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i, o in enumerate(origins):
+                if fits[i] != fit_at:
+                    fit_at = int(fits[i])
+                    model = self.make(season).fit(y[:fit_at])
+                out[i] = self.forward(model, y, fit_at, int(o), h, season)
+        return out
+
+    def forward(self, model, y, fit_at, o, h, season):
+        return model.forward(y[:o], h)["mean"]
+
+
+class AutoETS(_SFModel):
+    name = "AutoETS"
+
+    def make(self, season):
+        from statsforecast.models import AutoETS as M
+
+        return M(season_length=1, model="ZZN")
+
+
+class AutoARIMA(_SFModel):
+    name = "AutoARIMA"
+
+    def make(self, season):
+        from statsforecast.models import AutoARIMA as M
+
+        return M(season_length=1)
+
+
+class MSTL(_SFModel):
+    """statsforecast MSTL (daily season, AutoETS trend). At each fit point the series is
+    decomposed; between fit points new observations are deseasonalised with the fitted daily
+    profile (the last season, as MSTL forecasts it) and the trend model is updated by `forward`
+    (re-running the LOESS decomposition at every origin would cost ~0.2 s each)."""
+
+    name = "MSTL"
+
+    def make(self, season):
+        from statsforecast.models import MSTL as M
+        from statsforecast.models import AutoETS as E
+
+        return M(season_length=[season], trend_forecaster=E(model="ZZN"))
+
+    def forward(self, model, y, fit_at, o, h, season):
+        comp = model.model_
+        seas_cols = [c for c in comp.columns if str(c).startswith("seasonal")]
+        seasonal = comp[seas_cols].sum(axis=1).to_numpy()
+        profile = seasonal[-season:]
+        x_sa = comp[["trend", "remainder"]].sum(axis=1).to_numpy()
+        if o > fit_at:
+            j = np.arange(o - fit_at)
+            x_sa = np.concatenate([x_sa, y[fit_at:o] - profile[j % season]])
+        jf = np.arange(o - fit_at, o - fit_at + h)
+        return model.trend_forecaster.forward(x_sa, h)["mean"] + profile[jf % season]
+
+
+class Ensemble:
+    """Mean of MSTL and AutoETS forecasts."""
+
+    name = "Ensemble"
+    members = ("MSTL", "AutoETS")
+
+    def rolling(self, y, origins, h, refit=96, season=SEASON_SLOTS_15M, cache=None):
+        parts = [cache[m] if cache and m in cache else MODELS[m]().rolling(y, origins, h, refit, season)
+                 for m in self.members]
+        return np.mean(parts, axis=0)
+
+
+MODELS: dict[str, Callable[[], object]] = {
+    "Naive": Naive,
+    "SeasonalNaive": SeasonalNaive,
+    "EWMA": EWMA,
+    "AutoETS": AutoETS,
+    "MSTL": MSTL,
+    "AutoARIMA": AutoARIMA,
+    "Ensemble": Ensemble,
+}
+DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "AutoETS", "MSTL", "Ensemble")
