@@ -84,9 +84,13 @@ def cli(fmt, path, out, as_json, on_bad_rows, source, mapping_file, timestamp_co
     result = ingest(fmt, path, mapping=mapping, on_bad_rows=on_bad_rows, source=source)
     qpath = None
     if out is not None:
-        if result.quarantine is not None and result.quarantined_rows:
-            qpath = write_parquet_atomic(result.quarantine, quarantine_path(out))
         write_parquet_atomic(result.frame, out)
+        if result.quarantine is not None and result.quarantined_rows:
+            try:
+                qpath = write_parquet_atomic(result.quarantine, quarantine_path(out))
+            except BaseException:
+                out.unlink(missing_ok=True)  # all or nothing
+                raise
     summary = summarize(result.frame)
     if as_json:
         doc = {"format": result.fmt, "path": str(result.path), "out": str(out) if out else "", **summary,

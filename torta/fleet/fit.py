@@ -82,7 +82,10 @@ class PrefillFit:
     coef: tuple[float, ...]  # a, b, c, d, e as in the module docstring
 
     def __call__(self, tokens: float, sum_sq: float, n_prompts: float) -> float:
-        return float(prefill_features([tokens], [sum_sq], [n_prompts])[0] @ np.array(self.coef))
+        # scalar arithmetic (hot path of the simulator): same as prefill_features(...) @ coef
+        a, b, c, d, e = self.coef
+        r = min(1.0, max(0.0, (tokens - RAMP_LO_TOKENS) / (RAMP_HI_TOKENS - RAMP_LO_TOKENS)))
+        return a + b * tokens + c * r * tokens + d * sum_sq + e * n_prompts
 
 
 @dataclass(frozen=True)

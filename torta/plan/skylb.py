@@ -39,8 +39,9 @@ class SkyLBRouter:
         self._local = self.local.tolist()
         self.pushes = 0
 
-    def route(self, origin: int, pending: np.ndarray) -> int:
-        """Serving region for a request from `origin`, given pending requests per region (R,)."""
+    def route(self, origin: int, pending) -> int:
+        """Serving region for a request from `origin`, given pending load per region (R,): requests, or
+        requests per server where regions differ in size (the policy's choice)."""
         loc = self._local[origin]
         p_loc = pending[loc]
         if p_loc <= self.threshold:

@@ -103,8 +103,9 @@ class Policy(Protocol):
 class WarmLeastLoaded:
     """Built-in allocator: least expected backlog among servers that will hold the request's model
     (warm), unless a server that must load it (cold) would be free sooner even after the load time
-    `PerfModel.load_s`. In global scope the expected wait also counts the one-way network latency
-    from the origin (so idle servers nearby win ties). Expected backlog: see `torta.sim.cluster`."""
+    `PerfModel.load_s`. Ties at zero backlog (several idle servers) go to the server in the region
+    nearest the origin when `latency_aware` (in region scope: the longest-idle server). Expected
+    backlog: see `torta.sim.cluster`. Cost O(log n) per request (heaps with lazy invalidation)."""
 
     latency_aware: bool = True
 

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import math
 import os
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from torta.fleet.model import World
@@ -44,10 +46,11 @@ COMPLETION_COLUMNS = ("request_id", "origin_region", "serving_region", "server_i
                       "finish_s", "ttft_s", "tpot_s", "response_s", "dropped_reason")
 
 
-def _dict_col(idx: np.ndarray, names: list[str]) -> pa.Array:
+def _names(idx: np.ndarray, names: list[str]) -> pa.Array:
+    """Index array -> string array (negative index -> null)."""
     mask = idx < 0
-    ind = pa.array(np.where(mask, 0, idx).astype(np.int32), mask=mask)
-    return pa.DictionaryArray.from_arrays(ind, pa.array(names, pa.string()))
+    ind = pa.array(np.where(mask, 0, idx).astype(np.int32), mask=mask if mask.any() else None)
+    return pc.take(pa.array(names, pa.string()), ind)
 
 
 class CompletionSink:
@@ -74,60 +77,57 @@ class CompletionSink:
         self.last_finish_s = 0.0
 
     def __call__(self, records: list) -> None:
-        cols = list(zip(*records))
-        rid = np.asarray(cols[0], dtype=np.int64)
-        org = np.asarray(cols[1], dtype=np.int64)
-        mod = np.asarray(cols[2], dtype=np.int64)
-        pr = np.asarray(cols[3], dtype=np.int64)
-        out = np.asarray(cols[4], dtype=np.int64)
-        arr = np.asarray(cols[5], dtype=float)
-        reg = np.asarray(cols[6], dtype=np.int64)
-        srv = np.asarray(cols[7], dtype=np.int64)
-        adm = np.asarray(cols[8], dtype=float)
-        ft = np.asarray(cols[9], dtype=float)
-        fn = np.asarray(cols[10], dtype=float)
-        drop = np.asarray(cols[11], dtype=np.int64)
+        n = len(records)
+
+        def col(k, typ):
+            return np.fromiter(map(itemgetter(k), records), dtype=typ, count=n)
+
+        i64, f64 = np.int64, np.float64
+        rid, org, mod, pr, out = (col(k, i64) for k in range(5))
+        arr = col(5, f64)
+        reg, srv = col(6, i64), col(7, i64)
+        adm, ft, fn = col(8, f64), col(9, f64), col(10, f64)
+        drop = col(11, i64)
         ok = drop == 0
-        back = np.where(ok, self.lat_s[np.where(reg < 0, 0, reg), org], np.nan)
+        nd = int((~ok).sum())
+        back = self.lat_s[np.where(reg < 0, 0, reg), org]
         ttft = ft - arr + back
         resp = fn - arr + back
         tpot = np.where(out > 1, (fn - ft) / np.maximum(out - 1, 1), 0.0)
-        tpot = np.where(ok, tpot, np.nan)
-        n = len(rid)
         self.requests += n
-        nok = int(ok.sum())
-        self.completed += nok
-        for code in np.unique(drop[~ok]):
-            name = DROP_REASONS[int(code)]
-            self.dropped[name] = self.dropped.get(name, 0) + int((drop == code).sum())
+        self.completed += n - nd
+        if nd:
+            for code in np.unique(drop[~ok]):
+                name = DROP_REASONS[int(code)]
+                self.dropped[name] = self.dropped.get(name, 0) + int((drop == code).sum())
         cross = ok & (reg != org)
         self.cross_region += int(cross.sum())
         self.transfer_bytes += float(((pr + out)[cross]).sum()) * BYTES_PER_TOKEN
-        if nok:
-            self.ttft.append(ttft[ok])
-            self.tpot.append(tpot[ok])
-            self.resp.append(resp[ok])
+        if n - nd:
+            sel = ok if nd else slice(None)
+            self.ttft.append(ttft[sel])
+            self.tpot.append(tpot[sel])
+            self.resp.append(resp[sel])
             self.last_finish_s = max(self.last_finish_s, float(np.nanmax(fn)))
         if self.path is None:
             return
-        reasons = np.asarray(DROP_REASONS, dtype=object)
-        drop_names = pa.array(np.where(ok, None, reasons[drop]).tolist(), pa.string())
+        mask = ~ok if nd else None
         table = pa.table({
             "request_id": pa.array(rid),
-            "origin_region": _dict_col(org, self.region_names),
-            "serving_region": _dict_col(np.where(ok, reg, -1), self.region_names),
-            "server_id": pa.array(np.where(ok, srv, 0).astype(np.int32), mask=~ok),
-            "model": _dict_col(mod, self.model_names),
+            "origin_region": _names(org, self.region_names),
+            "serving_region": _names(np.where(ok, reg, -1), self.region_names),
+            "server_id": pa.array(srv.astype(np.int32), mask=mask),
+            "model": _names(mod, self.model_names),
             "prompt_tokens": pa.array(pr),
             "output_tokens": pa.array(out),
             "arrival_s": pa.array(arr),
-            "admitted_s": pa.array(adm, mask=~ok),
-            "first_token_s": pa.array(ft, mask=~ok),
-            "finish_s": pa.array(fn, mask=~ok),
-            "ttft_s": pa.array(ttft, mask=~ok),
-            "tpot_s": pa.array(tpot, mask=~ok),
-            "response_s": pa.array(resp, mask=~ok),
-            "dropped_reason": drop_names,
+            "admitted_s": pa.array(adm, mask=mask),
+            "first_token_s": pa.array(ft, mask=mask),
+            "finish_s": pa.array(fn, mask=mask),
+            "ttft_s": pa.array(ttft, mask=mask),
+            "tpot_s": pa.array(tpot, mask=mask),
+            "response_s": pa.array(resp, mask=mask),
+            "dropped_reason": _names(np.where(ok, -1, drop), list(DROP_REASONS)),
         })
         if self.writer is None:
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -139,9 +139,8 @@ class CompletionSink:
             return None
         if self.writer is None:  # no requests: still write an empty, well-typed file
             schema = pa.schema([
-                ("request_id", pa.int64()), ("origin_region", pa.dictionary(pa.int32(), pa.string())),
-                ("serving_region", pa.dictionary(pa.int32(), pa.string())), ("server_id", pa.int32()),
-                ("model", pa.dictionary(pa.int32(), pa.string())), ("prompt_tokens", pa.int64()),
+                ("request_id", pa.int64()), ("origin_region", pa.string()),
+                ("serving_region", pa.string()), ("server_id", pa.int32()), ("model", pa.string()), ("prompt_tokens", pa.int64()),
                 ("output_tokens", pa.int64())] + [(c, pa.float64()) for c in COMPLETION_COLUMNS[7:14]]
                 + [("dropped_reason", pa.string())])
             self.tmp.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ Server states for energy: idle, prefill, decode, loading (loading is charged at 
 from __future__ import annotations
 
 import bisect
+import gc
 import itertools
 import math
 import time
@@ -154,7 +155,18 @@ class Engine:
         self.stats = EngineStats()
 
     # ------------------------------------------------------------------------------------------
-    def run(self, req: RequestArrays) -> EngineStats:  # noqa: C901 - the hot loop, kept in one frame
+    def run(self, req: RequestArrays) -> EngineStats:
+        # The loop allocates millions of small acyclic lists/tuples; the cyclic GC would rescan every
+        # in-flight request over and over (quadratic under overload). Nothing here forms cycles.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(req)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run(self, req: RequestArrays) -> EngineStats:  # noqa: C901 - the hot loop, kept in one frame
         T = self.tables
         world, policy, cfg, stats = self.world, self.policy, self.cfg, self.stats
         S, R, M = T.n_servers, T.n_regions, T.n_models
@@ -217,22 +229,27 @@ class Engine:
         kind_rr = isinstance(alloc, RoundRobinAllocator)
         latency_aware = bool(getattr(alloc, "latency_aware", True))
         multi = M > 1
-        wheap = [[[] for _ in range(M)] for _ in range(R)]
-        cheap = [[[] for _ in range(M)] for _ in range(R)] if multi else None
+        # heaps of (busy_until, server, version) per scope (regions 0..R-1, fleet-wide = R) and model:
+        # wheap: servers whose tail model is m (warm); cheap: servers able to load m (multi-model only)
+        G = R
+        wheap = [[[] for _ in range(M)] for _ in range(R + 1)]
+        cheap = [[[] for _ in range(M)] for _ in range(R + 1)] if multi else None
         if kind_ll:
             for s in range(S):
-                r = region[s]
-                if tailm[s] >= 0:
-                    wheap[r][tailm[s]].append((0.0, s, 0))
-                if multi:
-                    for m in range(M):
-                        if stype[s][m] >= 0:
-                            cheap[r][m].append((0.0, s, 0))
-            for r in range(R):
-                for m in range(M):
-                    wheap[r][m].sort()
+                for k in (region[s], G):
+                    if tailm[s] >= 0:
+                        wheap[k][tailm[s]].append((0.0, s, 0))
                     if multi:
-                        cheap[r][m].sort()
+                        for m in range(M):
+                            if stype[s][m] >= 0:
+                                cheap[k][m].append((0.0, s, 0))
+            for k in range(R + 1):
+                for m in range(M):
+                    wheap[k][m].sort()
+                    if multi:
+                        cheap[k][m].sort()
+        min_load = [min((ty.load_s for ty in types if ty.model == world.models[m] and ty.kv_cap > 0), default=0.0)
+                    for m in range(M)]
         rr_ptr: dict = {}
         glob_capable = [[s for s in range(S) if stype[s][m] >= 0] for m in range(M)]
 
@@ -240,13 +257,16 @@ class Engine:
             r = region[s]
             v = hv[s] + 1
             hv[s] = v
-            b = bu[s]
-            heappush(wheap[r][tailm[s]], (b, s, v))
+            e = (bu[s], s, v)
+            t = tailm[s]
+            heappush(wheap[r][t], e)
+            heappush(wheap[G][t], e)
             if multi:
                 row = stype[s]
                 for m in range(M):
                     if row[m] >= 0:
-                        heappush(cheap[r][m], (b, s, v))
+                        heappush(cheap[r][m], e)
+                        heappush(cheap[G][m], e)
 
         def assign(s, rec, now):
             """Book the request's expected work on server s (busy-until estimate, heaps)."""
@@ -263,32 +283,36 @@ class Engine:
             if kind_ll:
                 repush(s)
 
-        def top(h):
+        def ll_scope(k, m, now):
+            """Least expected wait in scope k (a region or G) for model m: (wait_s, server)."""
+            h = wheap[k][m]
+            s = -1
+            best = INF
             while h:
                 e = h[0]
                 if e[2] == hv[e[1]]:
-                    return e[1]
+                    s = e[1]
+                    best = e[0] - now
+                    if best < 0.0:
+                        best = 0.0
+                    break
                 heappop(h)
-            return -1
-
-        def ll_region(r, m, now):
-            """Least expected wait in region r for model m: (wait_s, server)."""
-            s = top(wheap[r][m])
-            best = INF
-            if s >= 0:
-                best = bu[s] - now
-                if best < 0.0:
-                    best = 0.0
-            if multi:
-                c = top(cheap[r][m])
-                if c >= 0 and c != s:
-                    w = bu[c] - now
-                    if w < 0.0:
-                        w = 0.0
-                    if tailm[c] != m:
-                        w += types[stype[c][m]].load_s
-                    if w < best:
-                        return w, c
+            if multi and best > min_load[m]:  # a cold server could only win if the warm wait exceeds a load
+                h = cheap[k][m]
+                while h:
+                    e = h[0]
+                    c = e[1]
+                    if e[2] == hv[c]:
+                        if c != s:
+                            w = e[0] - now
+                            if w < 0.0:
+                                w = 0.0
+                            if tailm[c] != m:
+                                w += types[stype[c][m]].load_s
+                            if w < best:
+                                return w, c
+                        break
+                    heappop(h)
             return best, s
 
         def fit_scan(cands, m, p, now):
@@ -309,23 +333,17 @@ class Engine:
             p = rec[PR]
             if kind_ll:
                 if scope is None:
-                    o = rec[ORG]
-                    lo = lat[o]
-                    best, bs = INF, -1
-                    for r in near[o][m]:
-                        d = lo[r] if latency_aware else 0.0
-                        if d >= best:
-                            break
-                        w, s = ll_region(r, m, now)
-                        if s >= 0:
-                            w += d
-                            if w < best:
-                                best, bs = w, s
-                    s = bs
+                    w, s = ll_scope(G, m, now)
+                    if w <= 0.0 and latency_aware:  # idle servers exist: the nearest one
+                        for r in near[rec[ORG]][m]:
+                            w2, s2 = ll_scope(r, m, now)
+                            if w2 <= 0.0:
+                                s = s2
+                                break
                     if s < 0 or types[stype[s][m]].kv_cap < p:
                         s = fit_scan(glob_capable[m], m, p, now)
                 else:
-                    w, s = ll_region(scope, m, now)
+                    w, s = ll_scope(scope, m, now)
                     if s < 0 or types[stype[s][m]].kv_cap < p:
                         s = fit_scan(T.capable[scope][m], m, p, now)
             elif kind_rr:
@@ -457,11 +475,15 @@ class Engine:
             c = types[stype[s][m]].kv_cap
             rec[RES] = res if res <= c else c
             rec[SRV] = s
-            q[s].append(rec)
-            x = st[s]
-            if x == IDLE or x == DECODE:
-                touch(s, now)
-                kick(s, now)
+            qs = q[s]
+            qs.append(rec)
+            # a non-empty queue's head is not admissible while IDLE/DECODE (work conservation), and a
+            # request joining the tail cannot change that: only an empty queue needs a kick
+            if len(qs) == 1:
+                x = st[s]
+                if x == IDLE or x == DECODE:
+                    touch(s, now)
+                    kick(s, now)
 
         def check(s, now):
             """Debug: work conservation and state consistency of server s."""
