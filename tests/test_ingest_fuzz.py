@@ -3,7 +3,9 @@ another exception."""
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from torta.schema import RATES_SCHEMA, REQUEST_SCHEMA
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _TMP = Path(tempfile.mkdtemp(prefix="torta-fuzz-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 _counter = itertools.count()
 
 HEADERS = {

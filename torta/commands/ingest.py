@@ -43,6 +43,8 @@ def _human(summary: dict, result, out: Path | None, qpath: Path | None) -> str:
         lines.append(f"  dropped {result.dropped_rows:,} rows ({why})")
     if qpath is not None:
         lines.append(f"  quarantined {result.quarantined_rows:,} bad rows -> {qpath}")
+    elif result.quarantined_rows:
+        lines.append(f"  quarantined {result.quarantined_rows:,} bad rows (not written: no --out)")
     if out is not None:
         lines.append(f"  wrote {out}")
     return "\n".join(lines)
