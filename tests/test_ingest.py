@@ -359,3 +359,14 @@ def test_summarize_requests():
 def test_summarize_relative_times():
     s = summarize(ingest("burstgpt", DATA / "burstgpt_ok.csv").frame)
     assert s["first_arrival"] == 0.0 and s["last_arrival"] == 195.0 and s["models"] == {"ChatGPT": 3, "GPT-4": 1}
+
+
+def test_servegen_adapter_reads_the_shipped_raw_sample():
+    raw = Path(__file__).resolve().parents[1] / "traces" / "servegen" / "raw-sample"
+    if not raw.exists():
+        pytest.skip("traces/servegen/raw-sample not in this checkout")
+    res = ingest("servegen", raw)
+    f = res.frame
+    assert f.height == 2016 * len(list(raw.rglob("chunk-*-trace.csv")))
+    assert f["window_s"].unique().to_list() == [600.0] and res.dropped_rows == 0
+    assert f["window_start_s"].max() == 1_209_000.0
