@@ -37,7 +37,6 @@ from functools import lru_cache
 
 import numpy as np
 import polars as pl
-from scipy.optimize import nnls
 
 from torta.errors import InputError
 from torta.fleet.paths import FLEET_DATA_DIR
@@ -69,11 +68,35 @@ def decode_features(batch, context) -> np.ndarray:
     return np.column_stack([np.ones_like(b), b, b * np.asarray(context, dtype=float)])
 
 
+def nnls_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact non-negative least squares for a few columns (<= 8), by enumeration.
+
+    The NNLS optimum restricted to its positive set is that set's unconstrained least-squares
+    solution, so the best feasible (all >= 0) subset solution is the optimum. 2^k small solves.
+    """
+    k = a.shape[1]
+    if k > 8:
+        raise ValueError(f"nnls_small is for <= 8 columns, got {k}")
+    best, best_res = np.zeros(k), float(b @ b)
+    for mask in range(1, 1 << k):
+        cols = [j for j in range(k) if mask >> j & 1]
+        sol, *_ = np.linalg.lstsq(a[:, cols], b, rcond=None)
+        if np.any(sol < 0):
+            continue
+        r = b - a[:, cols] @ sol
+        res = float(r @ r)
+        if res < best_res - 1e-15:
+            best = np.zeros(k)
+            best[cols] = sol
+            best_res = res
+    return best
+
+
 def fit_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative least squares minimising the sum of squared *relative* errors."""
     scale = np.abs(x).max(axis=0)
     scale[scale == 0] = 1.0
-    coef, _ = nnls((x / scale) / y[:, None], np.ones_like(y))
+    coef = nnls_small((x / scale) / y[:, None], np.ones_like(y))
     return coef / scale
 
 

@@ -18,8 +18,9 @@ For each (model, gpu, tp) the first available tier answers:
    not transferred: context varies there only at batch 1, where that term is not bandwidth-bound.
    Decode overhead_per_layer is the median residual of the Splitwise fit of llama2-70b on the same
    GPU and tp over Vidur linear + attention on the measured grid; prefill is calibrated as
-   `k * (linear + attention) + n_layers * o` (non-negative least squares on the same grid: the
-   Splitwise engine is ~2x slower per prompt token than Vidur's kernels). GPUs/tps without
+   `(k + k_step * ramp(T)) * (linear + attention) + n_layers * o` (non-negative least squares on
+   the same grid: the Splitwise engine is ~1.1-2.3x slower per prompt token than Vidur's kernels,
+   and slower again past the 2,048-4,096-token regime step). GPUs/tps without
    Splitwise data take the median over calibrated ones. This keeps measured and unmeasured
    (model, gpu) pairs on the same engine footing (Splitwise's engine is slower than Vidur's floor).
 
@@ -38,8 +39,8 @@ from functools import lru_cache
 import numpy as np
 
 from torta.fleet import catalog
-from torta.fleet.fit import (DecodeFit, LinearFit, PrefillFit, fit_relative, splitwise_data,
-                             splitwise_fits, vidur_fits)
+from torta.fleet.fit import (RAMP_HI_TOKENS, RAMP_LO_TOKENS, DecodeFit, LinearFit, PrefillFit,
+                             fit_relative, ramp, splitwise_data, splitwise_fits, vidur_fits)
 
 # vLLM's default `gpu_memory_utilization` (docs.vllm.ai EngineArgs): share of GPU memory for
 # weights + KV cache; the rest is activations and CUDA context.
@@ -67,9 +68,10 @@ class Calibration:
     eta_kv: dict[str, float]  # gpu -> fraction of HBM bandwidth reading KV cache in decode
     overhead_ms_per_layer: dict[tuple[str, str, int], float]  # (phase, gpu, tp) -> ms per layer
     prefill_scale: dict[tuple[str, int], float]  # (gpu, tp) -> engine slowdown of prefill
+    prefill_step: dict[tuple[str, int], float]  # (gpu, tp) -> extra slowdown above 4,096 tokens
 
-    def scale(self, gpu: str, tp: int) -> float:
-        t = self.prefill_scale
+    def scale(self, gpu: str, tp: int, table: str = "prefill_scale") -> float:
+        t = getattr(self, table)
         if (gpu, tp) in t:
             return t[(gpu, tp)]
         same = [v for (_, k), v in t.items() if k == tp]
@@ -112,6 +114,7 @@ def calibration() -> Calibration:
     sw = splitwise_data()
     over: dict[tuple[str, str, int], float] = {}
     scale: dict[tuple[str, int], float] = {}
+    step: dict[tuple[str, int], float] = {}
     mfu_attn = {g: ATTN_MFU for g in eta_w}
     eta_kv = {g: float(np.median(v)) for g, v in eta_w.items()}
     for (mname, gname, tp), (pfit, dfit) in splitwise_fits().items():
@@ -131,8 +134,10 @@ def calibration() -> Calibration:
         # prefill: Splitwise ~ k * (linear + attention) + n_layers * o, fitted (k, o >= 0)
         y = np.array([pfit(t, s, b) for t, s, b in zip(T, S, B)])
         base = np.array([vpre(t) + d_coef * s for t, s in zip(T, S)])
-        k, o = fit_relative(np.column_stack([base, np.full_like(base, m.n_layers)]), y)
+        k, k_step, o = fit_relative(
+            np.column_stack([base, ramp(T) * base, np.full_like(base, m.n_layers)]), y)
         scale[(gname, tp)] = float(k)
+        step[(gname, tp)] = float(k_step)
         over[("prefill", gname, tp)] = float(o)
         dec = sw.decode.filter((sw.decode["model"] == mname) & (sw.decode["hardware"] == hw)
                                & (sw.decode["tp"] == tp))
@@ -141,7 +146,7 @@ def calibration() -> Calibration:
         res_d = [dfit(b, c) - vdec(b) - c_coef * b * c for b, c in zip(Bd, C)]
         over[("decode", gname, tp)] = max(0.0, float(np.median(res_d)) / m.n_layers)
     med = lambda d: {k: float(np.median(v)) for k, v in d.items()}  # noqa: E731
-    return Calibration(med(eta_w), med(mfu), mfu_attn, eta_kv, over, scale)
+    return Calibration(med(eta_w), med(mfu), mfu_attn, eta_kv, over, scale, step)
 
 
 _SW_GPU = {"a100-80gb": "A100", "h100-80gb": "H100"}
@@ -164,6 +169,7 @@ class ReplicaModel:
     prefill_overhead_ms: float
     decode_overhead_ms: float
     prefill_scale: float  # composed tiers: engine slowdown over linear + attention
+    prefill_step: float  # composed tiers: extra slowdown once the batch passes 4,096 tokens
     kv_capacity_tokens: int
     load_s: float
 
@@ -174,7 +180,9 @@ class ReplicaModel:
         n = max(1.0, tokens * tokens / s) if s > 0 else 1.0
         if self.prefill_fit is not None:
             return self.prefill_fit(tokens, s, n)
-        return (self.prefill_scale * (self.lin_prefill(tokens) + self.prefill_attn_ms_per_sq * s)
+        r = min(1.0, max(0.0, (tokens - RAMP_LO_TOKENS) / (RAMP_HI_TOKENS - RAMP_LO_TOKENS)))
+        return ((self.prefill_scale + self.prefill_step * r)
+                * (self.lin_prefill(tokens) + self.prefill_attn_ms_per_sq * s)
                 + self.prefill_overhead_ms)
 
     def decode_ms(self, batch: float, context: float) -> float:
@@ -211,6 +219,7 @@ def _build(mname: str, gname: str, tp: int, use_measured: bool = True) -> Replic
                   prefill_overhead_ms=m.n_layers * cal.overhead("prefill", gname, tp),
                   decode_overhead_ms=m.n_layers * cal.overhead("decode", gname, tp),
                   prefill_scale=cal.scale(gname, tp),
+                  prefill_step=cal.scale(gname, tp, "prefill_step"),
                   kv_capacity_tokens=kv_tokens, load_s=load_s)
     sw = splitwise_fits().get((mname, gname, tp)) if use_measured else None
     if sw is not None:
