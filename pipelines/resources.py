@@ -1,6 +1,5 @@
 """Dagster resources: the warehouse location, resolved at run time."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Group `ingest`: canonical requests per shipped trace."""
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl
