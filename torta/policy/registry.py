@@ -4,9 +4,31 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
 from torta.errors import UnknownNameError
 
 _REGISTRY: dict[str, tuple[type, str]] = {}
+# Modules of other layers that register policies on import; loaded on first lookup if installed.
+PLUGIN_MODULES: tuple[str, ...] = ("torta.plan.policies",)
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    import torta.policy  # noqa: F401 - registers the built-ins
+
+    for mod in PLUGIN_MODULES:
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            importlib.import_module(mod)
 
 
 def register(name: str, cls: type, description: str) -> None:
@@ -19,6 +41,8 @@ def register(name: str, cls: type, description: str) -> None:
 
 
 def get_policy(name: str) -> type:
+    if name not in _REGISTRY:
+        _load_plugins()
     try:
         return _REGISTRY[name][0]
     except KeyError:
@@ -27,4 +51,5 @@ def get_policy(name: str) -> type:
 
 def list_policies() -> list[tuple[str, str]]:
     """(name, one-line description), sorted by name."""
+    _load_plugins()
     return sorted((n, d) for n, (_, d) in _REGISTRY.items())

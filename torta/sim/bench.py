@@ -1,0 +1,124 @@
+"""`torta bench replay`: replay throughput and peak memory.
+
+Cases (each run in a fresh subprocess for a clean peak RSS; `requests_per_s` = requests / wall time of
+the timed section = trace loading + seeded replication + the `replay` call including writing the
+completions Parquet; interpreter start-up and imports excluded; median of `--repeats`, one thread):
+- `normal`: Azure 2023 conv replicated (seeded) to ~N requests, time-scaled so the offered rate is 60 %
+  of the `abilene` fleet's capacity (`torta.sim.cluster.capacity_rps`), policy `least-loaded`;
+- `overloaded`: the same at 200 % of capacity;
+- `large-fleet`: a 5,000-server fleet (abilene's regions, servers cloned round-robin from abilene's
+  servers that can serve the trace's model) at 200 % of capacity;
+- `memory-10m` (with `--memory-check`): 10,000,000 requests at 60 % on abilene; reports peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import click
+
+CASES = {
+    "normal": dict(scenario="abilene", load=0.6, servers=0),
+    "overloaded": dict(scenario="abilene", load=2.0, servers=0),
+    "large-fleet": dict(scenario="abilene", load=2.0, servers=5000),
+}
+
+
+def big_fleet(world, n_servers: int):
+    """`world` with `n_servers` servers cloned round-robin from its servers able to run models[0],
+    spread over its data-centre regions in turn."""
+    from dataclasses import replace
+
+    model = world.models[0]
+    proto = [s for s in world.servers if model in s.models]
+    dcs = world.dc_regions()
+    servers = tuple(replace(proto[k % len(proto)], server_id=k, region=dcs[k % len(dcs)], initial_model=model)
+                    for k in range(n_servers))
+    return replace(world, servers=servers)
+
+
+def run_case(case: dict) -> dict:
+    """Runs in the subprocess: time the replay of one case."""
+    import resource
+    import time
+
+    from torta.fleet.scenario import load_scenario
+    from torta.sim.cluster import build_tables, capacity_rps
+    from torta.sim.replay import replay, scale_load
+    from torta.traces import load_trace
+
+    world = load_scenario(case["scenario"])
+    if case["servers"]:
+        world = big_fleet(world, case["servers"])
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        base = load_trace(case.get("trace", "azure-2023-conv"))
+        reqs = scale_load(base, case["requests"] / base.height, "replicate", seed=case["seed"])
+        span = float(reqs["arrival_s"].max() - reqs["arrival_s"].min())
+        cap = capacity_rps(build_tables(world), float(base["prompt_tokens"].mean()),
+                           float(base["output_tokens"].mean()))
+        compress = case["load"] * cap / (reqs.height / span)
+        del base
+        res = replay(world, reqs, "least-loaded", seed=case["seed"], out_dir=tmp, load_factor=compress)
+        wall = time.perf_counter() - t0
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    s = res.summary
+    return dict(requests=s["requests"], wall_s=wall, requests_per_s=s["requests"] / wall, peak_rss_mib=rss_mib,
+                replay_wall_s=s["wall_s"], capacity_rps=cap, offered_rps=reqs.height / span * compress,
+                servers=s["servers"], completed=s["completed"], dropped=s["dropped"],
+                response_p50_s=s["response_p50_s"], response_p99_s=s["response_p99_s"],
+                mean_utilisation=float(res.slots["utilisation"].mean()) if res.slots.height else 0.0,
+                events=s["events"])
+
+
+def _spawn(case: dict) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               POLARS_MAX_THREADS="1", RAYON_NUM_THREADS="1")
+    code = ("import json,sys; from torta.sim.bench import run_case; "
+            "print(json.dumps(run_case(json.loads(sys.argv[1]))))")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(case)], capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError(f"bench case {case} failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@click.command("replay")
+@click.option("--requests", "n_requests", default=1_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--case", "only", multiple=True, type=click.Choice(list(CASES)), help="Run only these cases.")
+@click.option("--memory-check", is_flag=True, help="Also replay 10M requests once and report peak RSS.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def bench_replay(n_requests: int, repeats: int, only: tuple[str, ...], memory_check: bool, seed: int,
+                 as_json: bool) -> None:
+    """Replay throughput (requests/s, median of repeats) and peak RSS per case."""
+    out = []
+    names = list(only) or list(CASES)
+    jobs = [(n, dict(CASES[n], requests=n_requests, seed=seed), repeats) for n in names]
+    if memory_check:
+        jobs.append(("memory-10m", dict(CASES["normal"], requests=10_000_000, seed=seed), 1))
+    for name, case, reps in jobs:
+        runs = []
+        for k in range(reps):
+            r = _spawn(case)
+            runs.append(r)
+            click.echo(f"{name} run {k + 1}/{reps}: {r['requests']} requests, {r['requests_per_s']:,.0f} req/s, "
+                       f"peak {r['peak_rss_mib']:.0f} MiB", err=True)
+        med = statistics.median(r["requests_per_s"] for r in runs)
+        row = dict(case=name, requests=runs[0]["requests"], requests_per_s=med,
+                   peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
+                   runs_requests_per_s=[r["requests_per_s"] for r in runs])
+        row.update({k: v for k, v in runs[0].items() if k not in row and k != "wall_s"})
+        out.append(row)
+    doc = {"cases": out}
+    if as_json:
+        click.echo(json.dumps(doc))
+    else:
+        for r in out:
+            click.echo(f"{r['case']:<12} {r['requests']:>10,} req  {r['requests_per_s']:>10,.0f} req/s  "
+                       f"{r['peak_rss_mib']:>7.0f} MiB")
