@@ -370,3 +370,16 @@ def test_servegen_adapter_reads_the_shipped_raw_sample():
     assert f.height == 2016 * len(list(raw.rglob("chunk-*-trace.csv")))
     assert f["window_s"].unique().to_list() == [600.0] and res.dropped_rows == 0
     assert f["window_start_s"].max() == 1_209_000.0
+
+
+def test_mixed_timestamp_styles_stay_on_the_fast_path(tmp_path, monkeypatch):
+    from torta.ingest import requests as engine
+
+    def no_careful(*args, **kwargs):
+        raise AssertionError("the line-by-line path should not be needed")
+
+    monkeypatch.setattr(engine, "_careful", no_careful)
+    p = tmp_path / "mix.csv"
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-12 00:00:00+00:00,1,1\n2024-05-12T00:00:01,2,2\n"
+                 "2024-05-12 02:00:02.5+02:00,3,3\n")
+    assert ingest("azure-2024", p).frame["arrival_s"].to_list() == [0.0, 1.0, 2.5]

@@ -282,6 +282,8 @@ def read_requests(path: str | Path, layout: RequestLayout, *, fmt: str, source: 
             raise InputError(p, f"not a readable Parquet file ({exc.__class__.__name__}: {exc})") from None
         rawread.require_columns(p, names, layout.raw_columns, line=None)
     fast = _fast(p, layout, formats)
+    if fast is None and formats != ISO_FORMATS and layout.timestamp_kind == "iso":
+        fast = _fast(p, layout, ISO_FORMATS)  # a file mixing timestamp styles: still the fast path
     quarantine = None
     if fast is not None:
         staged, n_blank = fast
