@@ -36,7 +36,7 @@ def test_world_is_consistent(name):
         assert s.gpu in w.power and s.gpu in w.gpu_usd_per_hour
         assert w.perf.kv_capacity_tokens(s.initial_model, s.gpu, s.tp) > 0
     assert all(r_.market for r_ in w.regions)
-    assert 0 <= w.start_hour_of_year < 8760 and w.slot_s > 0
+    assert 0 <= w.start_hour_of_year < 8760 and w.slot_s > 0 and w.window_hours >= 1
 
 
 def test_single_region_is_four_h100x8_llama70b():
@@ -132,6 +132,9 @@ def _bad(tmp_path, old: str, new: str, base: str = "abilene") -> str:
      ["nowhere", "topology.file", "sndlib/geant.txt"]),
     ('slot_s = 900', 'slot_s = "900"', InputError, ["time.slot_s", "a number"]),
     ('slot_s = 900', 'slot_secs = 900', InputError, ["time.slot_secs", "allowed", "slot_s"]),
+    ('slot_s = 900', 'slot_s = -5', InputError, ["time.slot_s", "> 0"]),
+    ('window_hours = 24', 'window_hours = 0', InputError, ["time.window_hours", ">= 1"]),
+    ('count = 2', 'count = 0', InputError, ["servers[", ".count", ">= 1"]),
     ('[origins]\nweights = "demand"', '[origins]', InputError, ["origins.weights", "missing"]),
     ('tp = 8\ncount = 1', 'tp = 1\ncount = 1', InputError,
      ["servers[0].models", "does not fit on 1 x H100"]),

@@ -77,6 +77,7 @@ class World:
     slot_s: float = 900.0
     start_hour_of_year: int = 0  # where t=0 of a replay falls in the price year
     perf: PerfModel | None = field(default=None, compare=False)
+    window_hours: int = 24  # the scenario's default replay window from t=0 ([time] window_hours)
 
     @property
     def n_regions(self) -> int:

@@ -12,6 +12,7 @@ Schema (every key is checked; unknown or mistyped keys are an `InputError` namin
     [time]
     slot_s = 900                           # macro-layer slot length
     start = "2023-07-10T00:00:00Z"         # where t=0 falls in the 2023 price year (UTC)
+    window_hours = 24                      # optional: default replay window from t=0
     [energy]
     pue = 1.2                              # optional
     price_cap_usd_per_mwh = 1000.0         # optional
@@ -58,7 +59,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
          "models": (dict, True), "servers": (list, True)},
     "topology": {"file": (str, True), "nodes": (list, False), "per_hop_ms": ((int, float), False),
                  "min_link_km": ((int, float), False)},
-    "time": {"slot_s": ((int, float), True), "start": (str, True)},
+    "time": {"slot_s": ((int, float), True), "start": (str, True), "window_hours": (int, False)},
     "energy": {"pue": ((int, float), False), "price_cap_usd_per_mwh": ((int, float), False),
                "clip_negative_prices": (bool, False), "transfer_usd_per_gb": ((int, float), True),
                "markets": (dict, False)},
@@ -244,6 +245,13 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
         price_rows.append(prices.price_series(market, cap, clip))
         carbon_rows.append(prices.carbon_series(zone))
 
+    window_hours = int(doc["time"].get("window_hours", 24))
+    if window_hours < 1:
+        raise InputError(path, f"window_hours must be >= 1, got {window_hours}",
+                         field="time.window_hours")
+    if doc["time"]["slot_s"] <= 0:
+        raise InputError(path, f"slot_s must be > 0, got {doc['time']['slot_s']}",
+                         field="time.slot_s")
     gpus = sorted({s.gpu for s in servers})
     power = {g: PowerSpec(catalog.gpu(g).idle_w, catalog.gpu(g).prefill_w, catalog.gpu(g).decode_w)
              for g in gpus}
@@ -261,6 +269,7 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
         slot_s=float(doc["time"]["slot_s"]),
         start_hour_of_year=_hour_of_year(doc["time"]["start"], path),
         perf=perf,
+        window_hours=window_hours,
     )
 
 
