@@ -24,6 +24,10 @@ For each (model, gpu, tp) the first available tier answers:
    Splitwise data take the median over calibrated ones. This keeps measured and unmeasured
    (model, gpu) pairs on the same engine footing (Splitwise's engine is slower than Vidur's floor).
 
+The catalog's BLIS efficiencies (`mfu_prefill`, `bw_eff_decode` in gpus.csv) are not used by
+these tiers: a plain roofline with them misses the Splitwise medians by ~29 % (prefill) and ~49 %
+(decode) median (`torta fleet perf --check`, table `roofline_blis`), hence the calibration.
+
 Memory: KV capacity = (tp * memory * GPU_MEMORY_UTILIZATION - weights) / kv_bytes_per_token;
 the largest batch is min(MAX_BATCH, capacity // context). A model whose weights do not fit is a
 `ModelDoesNotFitError` from every latency method.
