@@ -59,3 +59,25 @@ def test_carbon_series_are_hourly_and_positive():
         c = prices.carbon_series(z)
         assert c.shape == (prices.HOURS,)
         assert np.all(c >= 0) and c.mean() > 0
+
+
+def test_country_codes_from_zoo_names_and_geant_suffixes():
+    assert prices.country_code("Paris", "France") == "FR"
+    assert prices.country_code("Hong Kong", "Hong Kong") == "CN-HK"
+    assert prices.country_code("Dallas", "United States") == "US"
+    assert prices.country_code("fr1.fr") == "FR"
+    assert prices.country_code("uk1.uk") == "GB"
+    assert prices.country_code("ny1.ny") is None  # New York, not a country code
+    assert prices.country_code("NYCMng") is None
+    assert prices.country_code("San Jose 1", "Costa Rica") is None  # not in the table
+
+
+def test_carbon_rescaled_to_the_country_average_only_across_borders():
+    gb = prices.carbon_series("GB")
+    paris, k = prices.regional_carbon_series("GB", "FR")
+    assert paris.mean() == pytest.approx(prices.location_carbon()["FR"][1])
+    assert np.allclose(paris / gb, k)  # same hourly shape
+    same, k1 = prices.regional_carbon_series("US-CAL-CISO", "US")
+    assert k1 == 1.0 and np.array_equal(same, prices.carbon_series("US-CAL-CISO"))
+    unknown, k2 = prices.regional_carbon_series("KR", None)
+    assert k2 == 1.0

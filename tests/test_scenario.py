@@ -163,3 +163,15 @@ def test_invalid_toml_names_the_file(tmp_path):
     p.write_text("name = [unclosed\n")
     with pytest.raises(InputError, match="broken.toml"):
         load_scenario(p)
+
+
+def test_carbon_scaling_country_vs_none(tmp_path):
+    w = load_scenario("geant")
+    i = [r.name for r in w.regions].index("se1.se")
+    assert w.carbon_g_per_kwh[i].mean() < 20  # Sweden's hydro/nuclear grid, not Germany's
+    p = _bad(tmp_path, "pue = 1.2", 'pue = 1.2\ncarbon_scaling = "none"', base="geant")
+    w2 = load_scenario(p)
+    assert w2.carbon_g_per_kwh[i].mean() > 100  # the raw nearest zone (DE-LU or GB)
+    p = _bad(tmp_path, "pue = 1.2", 'pue = 1.2\ncarbon_scaling = "kwh"', base="geant")
+    with pytest.raises(InputError, match="energy.carbon_scaling"):
+        load_scenario(p)

@@ -82,3 +82,59 @@ def available_price_markets() -> list[str]:
 
 def available_carbon_zones() -> list[str]:
     return [m.name for m in markets() if m.has_carbon]
+
+
+# ---------------------------------------------------------------- country-level carbon
+
+# Country of each hourly carbon zone (to know when a region lies in another country).
+ZONE_COUNTRY = {"US-CAL-CISO": "US", "US-TEX-ERCO": "US", "US-MIDA-PJM": "US", "US-NY-NYIS": "US",
+                "CA-ON": "CA", "DE-LU": "DE", "GB": "GB", "JP-TK": "JP", "SG": "SG", "KR": "KR"}
+# Topology Zoo country names that differ from Green Algorithms' countryName.
+_COUNTRY_ALIASES = {"United States": "US", "Russia": "RU", "Hong Kong": "CN-HK",
+                    "South Korea": "KR", "Korea": "KR", "Czech Republic": "CZ", "Macedonia": "MK"}
+_SNDLIB_SUFFIX = {"uk": "GB"}
+
+
+@lru_cache(maxsize=1)
+def location_carbon() -> dict[str, tuple[str, float]]:
+    """Green Algorithms `CI_aggregated.csv` (CC BY 4.0; Lannelongue et al., Adv. Sci. 2021):
+    location code -> (country name, average gCO2e/kWh). The first line is a description row."""
+    path = PRICE_DIR / "green_algorithms_CI_aggregated.csv"
+    with path.open(newline="", encoding="utf-8") as fh:
+        next(fh)
+        out = {}
+        for r in csv.DictReader(fh):
+            out[r["location"]] = (r["countryName"] if r["Type"] == "Country" else "",
+                                  float(r["carbonIntensity"]))
+    return out
+
+
+def country_code(node_name: str, country: str = "") -> str | None:
+    """Location code for a topology node: the Zoo `Country` attribute, else an SNDlib GEANT-style
+    name suffix (`fr1.fr` -> FR). None when unknown or not in the Green Algorithms table."""
+    table = location_carbon()
+    if country:
+        if country in _COUNTRY_ALIASES:
+            code = _COUNTRY_ALIASES[country]
+            return code if code in table else None
+        for code, (name, _) in table.items():
+            if name == country:
+                return code
+        return None
+    if "." in node_name:
+        suffix = node_name.rsplit(".", 1)[1].lower()
+        code = _SNDLIB_SUFFIX.get(suffix, suffix.upper())
+        return code if code in table and table[code][0] else None
+    return None
+
+
+def regional_carbon_series(zone: str, location: str | None) -> tuple[np.ndarray, float]:
+    """The zone's hourly carbon shape, rescaled to the location's annual average when the
+    location lies in another country than the zone (e.g. Paris on the GB zone: x 51/129).
+    Returns (series, scale factor applied)."""
+    series = carbon_series(zone)
+    if location is None or location.split("-")[0] == ZONE_COUNTRY.get(zone, zone):
+        return series, 1.0
+    target = location_carbon()[location][1]
+    scale = target / float(series.mean())
+    return series * scale, scale

@@ -19,6 +19,7 @@ Schema (every key is checked; unknown or mistyped keys are an `InputError` namin
     clip_negative_prices = true            # optional
     transfer_usd_per_gb = 0.02             # inter-region egress price
     markets = { NODE = "MARKET" }          # optional overrides of the nearest-market mapping
+    carbon_scaling = "country"             # optional: "country" (default) or "none", see below
     [origins]
     weights = "demand" | "uniform" | { NODE = weight, ... }
     [models]
@@ -30,6 +31,11 @@ Schema (every key is checked; unknown or mistyped keys are an `InputError` namin
     count = 2
     models = ["llama2-70b", "llama2-13b"]  # models this server may load
     initial_model = "llama2-70b"
+
+Carbon: each region takes the hourly shape of its nearest zone with hourly data; with
+`carbon_scaling = "country"` a region in another country than that zone (known from the Zoo
+`Country` attribute or a GEANT-style `xx1.xx` name) is rescaled to its country's average from
+Green Algorithms (e.g. Stockholm on the DE-LU shape x 5.7/308).
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ _KEYS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "time": {"slot_s": ((int, float), True), "start": (str, True), "window_hours": (int, False)},
     "energy": {"pue": ((int, float), False), "price_cap_usd_per_mwh": ((int, float), False),
                "clip_negative_prices": (bool, False), "transfer_usd_per_gb": ((int, float), True),
-               "markets": (dict, False)},
+               "markets": (dict, False), "carbon_scaling": (str, False)},
     "origins": {"weights": ((str, dict), True)},
     "models": {"names": (list, True)},
     "servers": {"node": (str, True), "gpu": (str, True), "tp": (int, True), "count": (int, True),
@@ -235,6 +241,10 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
         if mk not in prices.available_price_markets():
             raise UnknownNameError(f"market ({path} [energy.markets.{nd}])", str(mk),
                                    prices.available_price_markets())
+    scaling = en.get("carbon_scaling", "country")
+    if scaling not in ("country", "none"):
+        raise InputError(path, f"expected 'country' or 'none', got {scaling!r}",
+                         field="energy.carbon_scaling")
     has_dc = {s.region for s in servers}
     regions, price_rows, carbon_rows = [], [], []
     for i, (nm, nd) in enumerate(zip(region_names, nodes)):
@@ -243,7 +253,8 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
             prices.nearest_market(nd.lat, nd.lon, "carbon")[0]
         regions.append(Region(nm, nd.lat, nd.lon, i in has_dc, market, pue, float(weights[i])))
         price_rows.append(prices.price_series(market, cap, clip))
-        carbon_rows.append(prices.carbon_series(zone))
+        loc = prices.country_code(nm, nd.country) if scaling == "country" else None
+        carbon_rows.append(prices.regional_carbon_series(zone, loc)[0])
 
     window_hours = int(doc["time"].get("window_hours", 24))
     if window_hours < 1:
