@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from torta.errors import UnknownNameError
+from torta.errors import InputError, UnknownNameError
 from torta.fleet import catalog
 from torta.fleet.check import perf_check
 from torta.fleet.fit import fit_relative, splitwise_data
@@ -135,10 +135,20 @@ def test_load_time_is_weights_over_bandwidth():
     assert 10 < PM.load_s("llama2-70b", "H100", 8) < 40
 
 
-def test_every_catalog_figure_has_a_source():
+def test_every_catalog_figure_has_a_source(tmp_path):
+    import csv
+
     for name in ("gpus.csv", "models.csv"):
-        text = (catalog.FLEET_DATA_DIR / name).read_text(encoding="utf-8").splitlines()
-        assert all(line.rsplit(",", 1)[-1].strip() or "," in line for line in text[1:])
+        with (catalog.FLEET_DATA_DIR / name).open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        assert rows and all(r["source"].strip() for r in rows)
+    bad = tmp_path / "gpus.csv"
+    bad.write_text("gpu,field,value,source\nX,memory_gib,80,\n")
+    with pytest.raises(InputError, match="source"):
+        catalog._read_long(bad, "gpu")
+    bad.write_text("gpu,field,value,source\nX,memory_gib,eighty,datasheet\n")
+    with pytest.raises(InputError, match="line 2|:2"):
+        catalog._read_long(bad, "gpu")
     assert set(catalog.gpu_catalog()) >= {"H100", "A100", "L40S", "A40", "A10G", "L4"}
     assert set(catalog.model_catalog()) >= {"llama2-7b", "llama2-13b", "llama2-70b", "bloom-176b"}
 
