@@ -1,0 +1,49 @@
+"""`torta compare`: run policies on the same requests and seeds; mean and 95 % t-interval per metric."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option("--scenario", required=True, help="Shipped scenario name or scenario TOML path.")
+@click.option("--workload", required=True,
+              help="Multi-day workload name (e.g. servegen-mix-14d), shipped trace name, or canonical Parquet path.")
+@click.option("--policies", required=True, help="Comma-separated policy names (see `torta policies`).")
+@click.option("--seeds", default=3, show_default=True, type=int, help="Seeds 0..N-1.")
+@click.option("--days", default=1, show_default=True, type=int,
+              help="Days to replay (multi-day workloads: from the first test day, day 12).")
+@click.option("--hours", default=None, type=float, help="Keep only the first H hours of the window.")
+@click.option("--start-day", default=12, show_default=True, type=int,
+              help="First day of the window for multi-day workloads (days 12-14 are the test).")
+@click.option("--tune-hours", default=1.0, show_default=True, type=float,
+              help="Length of the skylb tuning window (day 11).")
+@click.option("--skylb-threshold", default=None, type=float,
+              help="Use this skylb threshold (pending requests per server) instead of tuning.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array, one object per policy.")
+@click.option("--progress", is_flag=True, help="Progress bars on stderr.")
+def cli(scenario, workload, policies, seeds, days, hours, start_day, tune_hours, skylb_threshold, as_json,
+        progress):
+    """Compare POLICIES on WORKLOAD in SCENARIO over SEEDS: response time (mean, p95), load_std, cost
+    (energy, transfer, switching), switches and planner time, each as a mean and 95 % t-interval over
+    seeds. The request count and a run-time estimate go to stderr first."""
+    from torta.plan.compare import METRICS, run_compare
+
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    res = run_compare(scenario, workload, names, seeds, days=days, hours=hours, start_day=start_day,
+                      tune_hours=tune_hours, skylb_threshold=skylb_threshold, progress=progress)
+    if as_json:
+        click.echo(json.dumps(res.rows))
+        return
+    w = max(len(n) for n in names) + 2
+    click.echo(f"{'policy':<{w}}" + "".join(f"{m:>24}" for m in METRICS))
+    for row in res.rows:
+        cells = "".join(f"{_fmt(row[m]) + ' ± ' + _fmt(row[m + '_ci95']):>24}" for m in METRICS)
+        click.echo(f"{row['policy']:<{w}}{cells}")
+    click.echo(f"{seeds} seeds; requests per seed {res.requests_per_seed}; ± = 95 % t-interval half-width", err=True)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"

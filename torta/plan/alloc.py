@@ -1,0 +1,213 @@
+"""Micro allocators that run inside the replay (the `MicroAllocator` seam of torta.policy.base).
+
+`TortaAllocator`: the TORTA micro layer on the simulator's live state: per request in its serving region,
+earliest expected completion = expected backlog (the simulator's busy-until estimate) + the request's
+own prefill and decode time on that GPU at the server's next batch size + the model-switch cost where
+the server will not hold the model (load time + switch penalty) + a small load-spreading term (decayed
+count of recent assignments). Same cost as `torta.plan.micro.TortaMicro`, which keeps its own state for
+use outside the simulator (surrogates, benchmarks, the Hungarian ablation).
+
+`warm_least_loaded`: the warm-preferring least-loaded choice inside one region (the allocator every
+baseline gets), for policies whose own allocator first picks the region (skylb, acs).
+
+Hot path: per-(region, model) candidate tuples are built once per run; a request reads the simulator's
+per-server lists directly (no numpy, no objects).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from typing import Any
+
+import numpy as np
+
+from torta.plan.config import MicroConfig
+from torta.sim.cluster import REF_CONTEXT_TOKENS
+
+
+def live_lists(view: Any) -> tuple[list, list, list, list]:
+    """(busy_until, tail_model, batch, queues) lists of the simulator's live state, indexed by server.
+
+    Uses public attributes when the view offers them, else the engine's state dict (read only)."""
+    bu = getattr(view, "busy_until", None)
+    if bu is not None:
+        return bu, view.tail_models, view.batches, view.queues
+    s = view._s  # noqa: SLF001 - torta.sim.engine.FleetView keeps its lists here
+    return s["bu"], s["tailm"], s["nact"], s["q"]
+
+
+class TortaAllocator:
+    """TORTA greedy micro allocator over the simulator's state (see the module docstring)."""
+
+    def __init__(self, config: MicroConfig = MicroConfig()) -> None:
+        self.config = config
+        self._view_id = None
+
+    def _setup(self, view: Any) -> None:
+        t = view.tables
+        cfg = self.config
+        self._bu, self._tailm, self._nact, _ = live_lists(view)
+        # cands[r][m] = list of (server, prefill_s_per_token, tpot_by_batch, cold_s, kv_cap)
+        self._cands = []
+        for r in range(t.n_regions):
+            row = []
+            for m in range(t.n_models):
+                lst = []
+                for s in t.capable[r][m]:
+                    ty = t.types[t.stype[s][m]]
+                    mb = max(1, ty.max_batch)
+                    tpot = [0.0] + [ty.decode_s(b, REF_CONTEXT_TOKENS) for b in range(1, mb + 1)]
+                    lst.append((s, ty.c_prefill_s, tpot, mb, ty.load_s + cfg.switch_penalty_s, ty.kv_cap))
+                row.append(lst)
+            self._cands.append(row)
+        self._near = t.near
+        self._lat = t.latency_s
+        self._recent = [0.0] * t.n_servers
+        self._t_ref = 0.0
+        self._view_id = id(view)
+
+    def choose(self, view: Any, request: Any, region: int | None) -> int:
+        s = self.pick(view, request, region)
+        if s < 0:
+            raise ValueError(f"no server in region {region} can hold request {request.request_id} "
+                             f"(model {request.model}, {request.prompt_tokens} prompt tokens)")
+        return s
+
+    def pick(self, view: Any, request: Any, region: int | None) -> int:
+        """`choose` without the error: -1 when no server in scope can hold the request."""
+        if self._view_id != id(view):
+            self._setup(view)
+        now = view.now_s
+        m = request.model
+        p = request.prompt_tokens
+        o = request.output_tokens
+        psi = self.config.spread_s_per_request
+        tau = self.config.spread_tau_s
+        dt = now - self._t_ref
+        if dt > 50.0 * tau:
+            f = math.exp(-dt / tau)
+            self._recent = [x * f for x in self._recent]
+            self._t_ref = now
+            dt = 0.0
+        sf = psi * math.exp(-dt / tau)
+        bu, tailm, nact, rec = self._bu, self._tailm, self._nact, self._recent
+        if region is None:
+            regions = self._near[request.origin][m]
+            lat = self._lat[request.origin]
+        else:
+            regions = (region,)
+            lat = None
+        best, bs = math.inf, -1
+        for r in regions:
+            d = lat[r] if lat is not None else 0.0
+            if d >= best:
+                break
+            for s, pre, tpot, mb, cold, cap in self._cands[r][m]:
+                if cap < p:
+                    continue
+                w = bu[s] - now
+                if w < 0.0:
+                    w = 0.0
+                b = nact[s] + 1
+                c = d + w + pre * p + o * tpot[b if b <= mb else mb] + rec[s] * sf
+                if tailm[s] != m:
+                    c += cold
+                if c < best:
+                    best, bs = c, s
+        if bs < 0:
+            return -1
+        if psi > 0.0:
+            rec[bs] += math.exp((now - self._t_ref) / tau)
+        return bs
+
+
+class WarmLeastLoadedScan:
+    """Warm-preferring least-loaded inside one region, by a scan (regions hold a handful of servers):
+    wait = expected backlog, + load time where the server will not hold the model; first minimum by
+    server id. The same rule as the simulator's built-in `WarmLeastLoaded` in region scope."""
+
+    def __init__(self) -> None:
+        self._view_id = None
+
+    def setup(self, view: Any) -> None:
+        t = view.tables
+        self._bu, self._tailm, self._nact, self._q = live_lists(view)
+        self._cands = [[[(s, t.types[t.stype[s][m]].load_s, t.types[t.stype[s][m]].kv_cap)
+                         for s in t.capable[r][m]] for m in range(t.n_models)] for r in range(t.n_regions)]
+        self._view_id = id(view)
+
+    def pick(self, view: Any, request: Any, region: int) -> int:
+        """Server in `region` for the request, or -1 when none there can hold it."""
+        return self.pick_model(view, region, request.model, request.prompt_tokens)
+
+    def pick_model(self, view: Any, region: int, model: int, prompt_tokens: int) -> int:
+        if self._view_id != id(view):
+            self.setup(view)
+        now = view.now_s
+        bu, tailm = self._bu, self._tailm
+        best, bs = math.inf, -1
+        for s, load, cap in self._cands[region][model]:
+            if cap < prompt_tokens:
+                continue
+            w = bu[s] - now
+            if w < 0.0:
+                w = 0.0
+            if tailm[s] != model:
+                w += load
+            if w < best:
+                best, bs = w, s
+        return bs
+
+
+class PlannedAllocator:
+    """Routes each request by a per-(origin, model) macro plan, then picks a server inside the region
+    with `inner.pick(view, request, region)` (TortaAllocator or WarmLeastLoadedScan). Runs in global scope
+    (the policy's `plan` returns None), which lets the macro plan differ per model: the seam's (R, R) plan
+    applies one row to every model of an origin. Counts requests per (origin, model) for the planner."""
+
+    def __init__(self, inner: Any, n_regions: int, n_models: int, seed: int) -> None:
+        self.inner = inner
+        self.n_regions, self.n_models = n_regions, n_models
+        self.counts = [[0] * n_models for _ in range(n_regions)]
+        self._cum: list | None = None
+        self._rng = random.Random(seed)
+        self.fallbacks = 0
+
+    def set_plan(self, plans: np.ndarray) -> None:
+        """plans[m, o, r]: share of origin o's model-m demand served in region r (rows sum to 1)."""
+        p = np.asarray(plans, dtype=float)
+        if p.shape != (self.n_models, self.n_regions, self.n_regions):
+            raise ValueError(f"plans must have shape ({self.n_models}, {self.n_regions}, {self.n_regions}), "
+                             f"got {p.shape}")
+        cum = np.cumsum(p, axis=2)
+        self._cum = [[cum[m, o].tolist() for m in range(self.n_models)] for o in range(self.n_regions)]
+
+    def take_counts(self) -> np.ndarray:
+        out = np.asarray(self.counts, dtype=float)
+        for row in self.counts:
+            for m in range(self.n_models):
+                row[m] = 0
+        return out
+
+    def choose(self, view: Any, request: Any, region: int | None) -> int:
+        o, m = request.origin, request.model
+        self.counts[o][m] += 1
+        if region is None and self._cum is not None:
+            row = self._cum[o][m]
+            x = self._rng.random() * row[-1]
+            r = min(bisect.bisect_right(row, x), len(row) - 1)
+        else:
+            r = region
+        if r is not None:
+            s = self.inner.pick(view, request, r)
+            if s >= 0:
+                return s
+        self.fallbacks += 1
+        for r2 in view.tables.near[o][m]:  # the region cannot hold it: nearest one that can
+            s = self.inner.pick(view, request, r2)
+            if s >= 0:
+                return s
+        raise ValueError(f"no server can hold request {request.request_id} (model {m}, "
+                         f"{request.prompt_tokens} prompt tokens)")
