@@ -1,16 +1,16 @@
 """Dagster definitions (`defs`): `dagster dev -m pipelines.definitions` or `torta ui`."""
 
-from __future__ import annotations
-
 import dagster as dg
 
-from pipelines.assets import ingest
+from pipelines.assets import fleet, forecast, ingest
 from pipelines.jobs import jobs, schedules, sensors
 from pipelines.resources import WarehouseResource
 
+_modules = [ingest, fleet, forecast]
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest]),
-    asset_checks=dg.load_asset_checks_from_modules([ingest]),
+    assets=dg.load_assets_from_modules(_modules),
+    asset_checks=dg.load_asset_checks_from_modules(_modules),
     jobs=jobs,
     schedules=schedules,
     sensors=sensors,

@@ -1,11 +1,11 @@
 """Jobs, schedules and sensors."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 ingest_job = dg.define_asset_job("ingest_traces", selection=dg.AssetSelection.groups("ingest"))
+fleet_job = dg.define_asset_job("build_fleet", selection=dg.AssetSelection.groups("fleet"))
+forecast_job = dg.define_asset_job("forecast_demand", selection=dg.AssetSelection.groups("workload", "forecast"))
 
-jobs = [ingest_job]
+jobs = [ingest_job, fleet_job, forecast_job]
 schedules: list = []
 sensors: list = []

@@ -42,7 +42,10 @@ def run_main(database: str | None = None) -> dict:
             click.echo(f"[ingest] {key}", err=True)
             _execute(defs, "ingest_traces", instance, key)
     wh.refresh_views(db)
-    summaries = wh.query(db, "select * from trace_summaries order by trace")
+    summaries = wh.query(db, "select trace, rows, round(span_s / 60, 1) as span_min, "
+                         "round(mean_rate_per_s, 2) as req_per_s, round(prompt_tokens_mean) as prompt_mean, "
+                         "prompt_tokens_p50 as prompt_p50, round(output_tokens_mean) as output_mean, "
+                         "output_tokens_p50 as output_p50 from trace_summaries order by trace")
     return {"warehouse": str(db), "wall_s": time.perf_counter() - t0, "trace_summaries": summaries}
 
 

@@ -1,0 +1,3 @@
+-- Table `demand` per workload (pipelines/assets/forecast.py).
+CREATE OR REPLACE VIEW demand AS
+SELECT * FROM read_parquet('{parquet_glob}', union_by_name => true);

@@ -1,0 +1,3 @@
+-- Table `forecasts` per workload (pipelines/assets/forecast.py).
+CREATE OR REPLACE VIEW forecasts AS
+SELECT * FROM read_parquet('{parquet_glob}', union_by_name => true);
