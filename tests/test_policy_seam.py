@@ -1,0 +1,146 @@
+"""The policy seam: registry, plan validation, baselines' routing, custom allocators."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from torta.errors import UnknownNameError
+from torta.policy import (BasePolicy, RequestInfo, get_policy, list_policies, register, validate_plan)
+from torta.sim.engine import EngineConfig
+from torta.sim.replay import replay
+from torta.sim.testing import make_requests, make_world
+
+DEBUG = EngineConfig(debug=True)
+
+
+def test_registry_lists_and_resolves_builtins():
+    names = dict(list_policies())
+    for n in ("round-robin", "local-only", "least-loaded"):
+        assert n in names and names[n]
+        assert get_policy(n)().name == n
+
+
+def test_unknown_policy_lists_valid_names():
+    with pytest.raises(UnknownNameError) as e:
+        get_policy("nope")
+    assert "least-loaded" in str(e.value) and "round-robin" in str(e.value)
+
+
+def test_register_rejects_conflicting_names():
+    class A(BasePolicy):
+        name = "test-a"
+
+    register("test-a", A, "a test policy")
+    register("test-a", A, "again: same class is fine")
+    with pytest.raises(ValueError):
+        register("test-a", type("B", (BasePolicy,), {}), "other class")
+
+
+@pytest.mark.parametrize("plan,msg", [
+    (np.ones((2, 3)) / 3, "shape"),
+    (np.array([[0.5, 0.4], [0.0, 1.0]]), "sums"),
+    (np.array([[1.5, -0.5], [0.0, 1.0]]), ">= 0"),
+])
+def test_validate_plan_errors(plan, msg):
+    with pytest.raises(ValueError, match=msg):
+        validate_plan(plan, 2)
+
+
+def test_local_only_serves_at_origin_or_nearest_dc(tmp_path):
+    w = make_world((1, 0, 0, 2), hop_ms=5.0)
+    origins = ["r0", "r1", "r2", "r3"] * 25
+    res = replay(w, make_requests(np.arange(100) * 0.5, 100, 5, origin=origins), "local-only", seed=0,
+                 out_dir=tmp_path, config=DEBUG)
+    c = pl.read_parquet(res.completions_path)
+    pairs = dict(zip(c["origin_region"], c["serving_region"]))
+    assert pairs == {"r0": "r0", "r1": "r0", "r2": "r3", "r3": "r3"}
+
+
+def test_round_robin_cycles_over_servers(tmp_path):
+    w = make_world((2, 1))
+    res = replay(w, make_requests(np.arange(30) * 10.0, 100, 5), "round-robin", seed=0, out_dir=tmp_path)
+    c = pl.read_parquet(res.completions_path).sort("request_id")
+    assert c["server_id"].to_list()[:6] == [0, 1, 2, 0, 1, 2]
+
+
+def test_least_loaded_prefers_idle_nearby_then_least_backlog(tmp_path):
+    w = make_world((1, 1, 1), hop_ms=10.0)
+    # three simultaneous long requests from r2: first goes to the idle local server, then the others
+    df = make_requests([0.0, 0.0, 0.0], 1000, 500, origin="r2")
+    res = replay(w, df, "least-loaded", seed=0, out_dir=tmp_path, config=DEBUG)
+    c = pl.read_parquet(res.completions_path).sort("request_id")
+    assert c["serving_region"].to_list() == ["r2", "r1", "r0"]
+
+
+def test_custom_micro_allocator_is_called_with_a_view(tmp_path):
+    calls = []
+
+    class LastServer:
+        def choose(self, view, request: RequestInfo, region):
+            calls.append((request.request_id, region, view.queue_len(view.n_servers - 1)))
+            return view.n_servers - 1
+
+    class P(BasePolicy):
+        name = "last"
+
+        def __init__(self):
+            super().__init__()
+            self.allocator = LastServer()
+
+    w = make_world((2, 2))
+    res = replay(w, make_requests(np.arange(10) * 1.0, 100, 5), P(), seed=0, out_dir=tmp_path, config=DEBUG)
+    assert len(calls) == 10 and all(r is None for _, r, _ in calls)
+    assert set(pl.read_parquet(res.completions_path)["server_id"]) == {3}
+
+
+def test_custom_allocator_bad_choice_is_an_error():
+    class Bad:
+        def choose(self, view, request, region):
+            return 0  # server 0 is in r0, but the plan routes to r1
+
+    class P(BasePolicy):
+        name = "bad"
+
+        def __init__(self):
+            super().__init__()
+            self.allocator = Bad()
+
+        def plan(self, state):
+            return np.array([[0.0, 1.0], [0.0, 1.0]])
+
+    with pytest.raises(ValueError, match="allocator Bad chose server 0"):
+        replay(make_world((1, 1), hop_ms=0.0), make_requests([0.0], 10, 5), P(), seed=0)
+
+
+def test_planner_sees_slot_state():
+    seen = []
+
+    class Spy(BasePolicy):
+        name = "spy"
+        has_planner = True
+
+        def plan(self, state):
+            seen.append(state)
+            return None
+
+    w = make_world((1, 2), slot_s=10.0)
+    res = replay(w, make_requests(np.arange(0, 30, 0.1), 100, 20, origin="r0"), Spy(), seed=0)
+    assert [s.slot for s in seen] == list(range(len(seen))) and len(seen) >= 3
+    assert seen[0].demand_requests.sum() == 0
+    assert seen[1].demand_requests.tolist() == [100, 0]
+    assert seen[1].servers.tolist() == [1, 2]
+    assert seen[1].warm_servers.shape == (2, 1)
+    assert seen[1].price_usd_per_mwh.shape == (2,)
+    assert res.summary["planner_ms_per_slot"] >= 0.0
+
+
+def test_policies_cli_json():
+    from torta.commands.policies import cli
+
+    r = CliRunner().invoke(cli, ["--json"])
+    assert r.exit_code == 0, r.output
+    doc = __import__("json").loads(r.output)
+    assert {"round-robin", "local-only", "least-loaded"} <= {d["name"] for d in doc}
