@@ -83,6 +83,29 @@ def _frame(lines: list[int], shapes: list[str | None], cols: dict[str, list]) ->
     return pl.DataFrame(data)
 
 
+def _csv_frame(rows: list[list[str]], lines: list[int], columns: list[str], idx: list[int], width: int,
+               separator: str) -> pl.DataFrame:
+    """Transpose a batch of csv rows (C-level zip) into String columns; "" -> null."""
+    shapes: list[str | None] = [None] * len(rows)
+    fixed = rows
+    if any(len(r) != width for r in rows):
+        fixed = []
+        for i, r in enumerate(rows):
+            n = len(r)
+            if n == width:
+                fixed.append(r)
+                continue
+            if n == 0 or (n == 1 and not r[0].strip()):  # blank line
+                fixed.append([""] * width)
+                continue
+            hint = " (truncated line?)" if n < width else ""
+            shapes[i] = f"expected {width} {separator!r}-separated fields, found {n}{hint}"
+            fixed.append((r + [""] * width)[:width])
+    transposed = list(zip(*fixed)) if fixed else [()] * width
+    frame = _frame(lines, shapes, {c: list(transposed[i]) for c, i in zip(columns, idx)})
+    return frame.with_columns([pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in columns])
+
+
 def csv_batches(path: Path, columns: list[str], *, header: list[str] | None, separator: str = ",",
                 batch_rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
     """Batches of the named columns as strings. `header=None`: the file has a header line to read;
@@ -100,36 +123,21 @@ def csv_batches(path: Path, columns: list[str], *, header: list[str] | None, sep
             raise InputError(path, f"malformed CSV header: {exc}", line=1) from None
         idx = [names.index(c) for c in columns]
         width = len(names)
+        rows: list[list[str]] = []
         lines: list[int] = []
-        shapes: list[str | None] = []
-        cols: dict[str, list] = {c: [] for c in columns}
         while True:
             try:
-                row = next(reader)
-            except StopIteration:
-                break
+                for row in reader:
+                    rows.append(row)
+                    lines.append(reader.line_num)
+                    if len(rows) >= batch_rows:
+                        yield _csv_frame(rows, lines, columns, idx, width, separator)
+                        rows, lines = [], []
             except csv.Error as exc:
                 raise InputError(path, f"malformed CSV: {exc}", line=reader.line_num + 1) from None
-            blank = not row or not any(f.strip() for f in row)
-            lines.append(reader.line_num)
-            if blank:
-                shapes.append(None)
-                for c in columns:
-                    cols[c].append(None)
-            else:
-                if len(row) != width:
-                    hint = " (truncated line?)" if len(row) < width else ""
-                    shapes.append(f"expected {width} {separator!r}-separated fields, found {len(row)}{hint}")
-                else:
-                    shapes.append(None)
-                for c, i in zip(columns, idx):
-                    v = row[i] if i < len(row) else ""
-                    cols[c].append(v if v != "" else None)
-            if len(lines) >= batch_rows:
-                yield _frame(lines, shapes, cols)
-                lines, shapes, cols = [], [], {c: [] for c in columns}
-        if lines:
-            yield _frame(lines, shapes, cols)
+            break
+        if rows:
+            yield _csv_frame(rows, lines, columns, idx, width, separator)
 
 
 def _as_text(v: object) -> str | None:

@@ -99,9 +99,11 @@ def _int_list(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
 
 
 def stage_exprs(layout: RequestLayout, schema: dict[str, pl.DataType],
-                formats: tuple[tuple[str, bool], ...] = ISO_FORMATS) -> tuple[list[pl.Expr], list[Check]]:
+                formats: tuple[tuple[str, bool], ...] = ISO_FORMATS,
+                parsed_column: str | None = None) -> tuple[list[pl.Expr], list[Check]]:
     """Expressions producing `_ts` (Datetime ns UTC) or `_t` (seconds, float), `prompt_tokens`,
-    `output_tokens`, `model` and the extras from raw columns of the given dtypes; plus the checks."""
+    `output_tokens`, `model` and the extras from raw columns of the given dtypes; plus the checks.
+    `parsed_column`: a column already holding the parsed ISO timestamps (see `_preparse`)."""
     exprs: list[pl.Expr] = []
     checks: list[Check] = []
     ts = layout.timestamp
@@ -122,7 +124,7 @@ def stage_exprs(layout: RequestLayout, schema: dict[str, pl.DataType],
             parsed = parse_with(pl.col(ts).cast(pl.String), layout.timestamp_format or "")
             expected = f"a timestamp in the format {layout.timestamp_format!r}"
         else:
-            parsed = parse_iso(pl.col(ts).cast(pl.String), formats)
+            parsed = pl.col(parsed_column) if parsed_column else parse_iso(pl.col(ts).cast(pl.String), formats)
             expected = ISO_EXPECTED
         checks += [missing_check(ts, expected),
                    Check("bad_timestamp", ts, pl.col(ts).is_not_null() & parsed.is_null(), expected)]
@@ -167,8 +169,12 @@ def _typed_scan(path: Path, layout: RequestLayout) -> pl.LazyFrame:
     return lf.select(layout.raw_columns)
 
 
-def _fast(path: Path, layout: RequestLayout, formats) -> tuple[pl.DataFrame, int] | None:
-    """(staged good rows, blank count), or None when the careful path must run."""
+TS_RETRY = "timestamps"
+
+
+def _fast(path: Path, layout: RequestLayout, formats) -> tuple[pl.DataFrame, int] | str | None:
+    """(staged good rows, blank count); TS_RETRY when only unparsed timestamps stood in the way
+    (another set of formats may do); None when the careful path must run."""
     try:
         lf = _typed_scan(path, layout)
         schema = dict(lf.collect_schema())
@@ -179,6 +185,10 @@ def _fast(path: Path, layout: RequestLayout, formats) -> tuple[pl.DataFrame, int
     except _POLARS_ERRORS:
         return None
     if df["_bad"].any():
+        if "_ts" in df.columns and formats != ISO_FORMATS:
+            ts_only = df.filter(pl.col("_bad")).select(pl.col("_ts").is_null().all()).item()
+            if ts_only:
+                return TS_RETRY
         return None
     n_blank = int(df["_blank"].sum())
     if n_blank:
@@ -189,7 +199,23 @@ def _fast(path: Path, layout: RequestLayout, formats) -> tuple[pl.DataFrame, int
 # ---------------------------------------------------------------- careful path
 
 
-def _careful(path: Path, layout: RequestLayout, on_bad_rows: str) -> tuple[pl.DataFrame, int, pl.DataFrame | None]:
+_PRE = "_ts_pre"
+
+
+def _preparse(batch: pl.DataFrame, column: str, primary: tuple[tuple[str, bool], ...]) -> pl.DataFrame:
+    """Add `_ts_pre`: ISO timestamps parsed with the file's primary format, and with every format only
+    on the rows that one fails on (parsing with all four everywhere costs 4x)."""
+    raw = pl.col(column).cast(pl.String)
+    parsed = batch.select(parse_iso(raw, primary).alias(_PRE))[_PRE]
+    retry = (parsed.is_null() & batch[column].is_not_null()).arg_true()
+    if retry.len() and primary != ISO_FORMATS:
+        again = batch[retry].select(parse_iso(raw, ISO_FORMATS).alias(_PRE))[_PRE]
+        parsed = parsed.scatter(retry, again)
+    return batch.with_columns(parsed)
+
+
+def _careful(path: Path, layout: RequestLayout, on_bad_rows: str,
+             formats: tuple[tuple[str, bool], ...] = ISO_FORMATS) -> tuple[pl.DataFrame, int, pl.DataFrame | None]:
     cols = layout.raw_columns
     unit = "line"
     if layout.file_kind == "csv":
@@ -209,7 +235,10 @@ def _careful(path: Path, layout: RequestLayout, on_bad_rows: str) -> tuple[pl.Da
     n_blank = 0
     for batch in batches:
         schema = dict(batch.schema)
-        exprs, checks = stage_exprs(layout, schema, ISO_FORMATS)
+        pre = None
+        if layout.timestamp_kind == "iso" and schema[layout.timestamp] == pl.String:
+            batch, pre = _preparse(batch, layout.timestamp, formats), _PRE
+        exprs, checks = stage_exprs(layout, schema, ISO_FORMATS, parsed_column=pre)
         checks = [shape_check()] + checks
         blank = _blank(layout) & pl.col(SHAPE).is_null()
         b = batch.with_columns(blank.alias("_blank"), (any_bad(checks) & ~blank).alias("_bad"))
@@ -282,13 +311,13 @@ def read_requests(path: str | Path, layout: RequestLayout, *, fmt: str, source: 
             raise InputError(p, f"not a readable Parquet file ({exc.__class__.__name__}: {exc})") from None
         rawread.require_columns(p, names, layout.raw_columns, line=None)
     fast = _fast(p, layout, formats)
-    if fast is None and formats != ISO_FORMATS and layout.timestamp_kind == "iso":
+    if fast == TS_RETRY:
         fast = _fast(p, layout, ISO_FORMATS)  # a file mixing timestamp styles: still the fast path
     quarantine = None
-    if fast is not None:
+    if isinstance(fast, tuple):
         staged, n_blank = fast
     else:
-        staged, n_blank, quarantine = _careful(p, layout, on_bad_rows)
+        staged, n_blank, quarantine = _careful(p, layout, on_bad_rows, formats)
     n_bad = 0 if quarantine is None else quarantine.height
     if staged.height == 0 and n_bad == 0:
         raise InputError(p, "no data rows; expected at least one request after the header")
