@@ -121,3 +121,12 @@ def test_help_on_subcommands():
                  ["bench", "ingest", "--help"]):
         r = _run(args)
         assert r.exit_code == 0 and "Usage:" in r.output, args
+
+
+def test_bench_ingest_smoke(tmp_path):
+    """The benchmark command runs end to end on a tiny file (no timing asserted: benchmarks, not tests)."""
+    r = _run(["bench", "ingest", "--rows", "2000", "--json", "--dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    case = json.loads(r.stdout)["cases"][0]
+    assert case["rows"] == 2000 and case["peak_rss_mib"] > 0 and case["rows_per_s"] > 0
+    assert pl.read_parquet(tmp_path / "azure2024_2000.parquet").height == 2000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -30,8 +30,7 @@ class IngestResult:
     quarantine: pl.DataFrame | None
     path: Path
     fmt: str
-    kind: str = "requests"
-    notes: tuple[str, ...] = field(default=())
+    kind: str = "requests"  # "requests" (REQUEST_SCHEMA) or "rates" (RATES_SCHEMA)
 
     @property
     def rows(self) -> int:
