@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from pipelines.assets import fleet, forecast, ingest
+from pipelines.assets import fleet, forecast, ingest, replay
 from pipelines.jobs import jobs, schedules, sensors
 from pipelines.resources import WarehouseResource
 
-_modules = [ingest, fleet, forecast]
+_modules = [ingest, fleet, forecast, replay]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(_modules),

@@ -5,7 +5,8 @@ import dagster as dg
 ingest_job = dg.define_asset_job("ingest_traces", selection=dg.AssetSelection.groups("ingest"))
 fleet_job = dg.define_asset_job("build_fleet", selection=dg.AssetSelection.groups("fleet"))
 forecast_job = dg.define_asset_job("forecast_demand", selection=dg.AssetSelection.groups("workload", "forecast"))
+replay_job = dg.define_asset_job("replay", selection=dg.AssetSelection.groups("replay"))
 
-jobs = [ingest_job, fleet_job, forecast_job]
+jobs = [ingest_job, fleet_job, forecast_job, replay_job]
 schedules: list = []
 sensors: list = []

@@ -65,6 +65,21 @@ def write_partition(db_path: Path, table: str, key: str, frame: pl.DataFrame) ->
     return dest
 
 
+def sink_partition(db_path: Path, table: str, key: str, frame: pl.LazyFrame) -> Path:
+    """Like write_partition for a LazyFrame, streamed to disk (memory does not grow with rows)."""
+    dest = partition_file(db_path, table, key)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        frame.sink_parquet(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
 def delete_partition(db_path: Path, table: str, key: str) -> None:
     partition_file(db_path, table, key).unlink(missing_ok=True)
 
@@ -122,16 +137,28 @@ def refresh_views(db_path: Path) -> dict[str, str]:
     root = parquet_root(db_path)
     status: dict[str, str] = {}
     with connect(db_path) as con:
-        for ddl in _sql_files(DDL_DIR / "tables"):
-            table = ddl.stem
-            files = list((root / table).glob("*.parquet"))
-            if not files:
-                con.execute(f'DROP VIEW IF EXISTS "{table}"')
-                status[table] = "empty"
-                continue
-            glob = (root / table / "*.parquet").as_posix().replace("'", "''")
-            con.execute(ddl.read_text().replace("{parquet_glob}", glob))
-            status[table] = "ok"
+        pending = _sql_files(DDL_DIR / "tables")
+        for _ in range(len(pending) + 1):  # views over other views (completions -> runs): retry in passes
+            failed = []
+            for ddl in pending:
+                table = ddl.stem
+                files = list((root / table).glob("*.parquet"))
+                if not files:
+                    con.execute(f'DROP VIEW IF EXISTS "{table}"')
+                    status[table] = "empty"
+                    continue
+                glob = (root / table / "*.parquet").as_posix().replace("'", "''")
+                try:
+                    con.execute(ddl.read_text().replace("{parquet_glob}", glob))
+                    status[table] = "ok"
+                except duckdb.Error as exc:
+                    failed.append(ddl)
+                    status[table] = f"skipped: {str(exc).splitlines()[0]}"
+            if not failed or len(failed) == len(pending):
+                for ddl in failed:
+                    con.execute(f'DROP VIEW IF EXISTS "{ddl.stem}"')
+                break
+            pending = failed
         for view in _sql_files(DDL_DIR / "views"):
             try:
                 con.execute(view.read_text())
