@@ -85,3 +85,19 @@ def test_fetchable_trace_not_downloaded(tmp_path, monkeypatch):
     monkeypatch.setenv("TORTA_TRACES_DIR", str(root))
     with pytest.raises(InputError, match="torta traces fetch azure-2024-conv"):
         load_trace("azure-2024-conv")
+
+
+def test_fetched_trace_is_loaded_and_checked_against_its_recorded_sha(tmp_path, monkeypatch):
+    root = tmp_path / "traces"
+    (root / "downloads").mkdir(parents=True)
+    shutil.copy(ROOT / "traces" / "manifest.toml", root / "manifest.toml")
+    monkeypatch.setenv("TORTA_TRACES_DIR", str(root))
+    f = root / "downloads" / "BurstGPT_1.csv"
+    f.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                 "5,ChatGPT,472,18,490,Conversation log\n7,GPT-4,10,0,10,API log\n")
+    (root / "downloads" / "BurstGPT_1.csv.sha256").write_text(hashlib.sha256(f.read_bytes()).hexdigest() + "\n")
+    frame = load_trace("burstgpt-1")
+    assert frame.height == 1 and frame["source"][0] == "burstgpt-1"
+    f.write_text(f.read_text().replace("472", "473"))
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        load_trace("burstgpt-1")
