@@ -191,3 +191,34 @@ def test_cli_workload_list_and_backtest_json():
         assert isinstance(doc["selected"][k], float)
     assert {p["model"] for p in doc["per_series"]} <= {"Naive", "SeasonalNaive"}
     assert [h["horizon"] for h in doc["horizons"]] == [4, 12]
+
+
+def test_forecast_rolling_uses_only_the_past(real_history):
+    from torta.forecast import forecast_rolling
+
+    hist = real_history.filter(pl.col("slot") < 6 * 96)
+    kw = dict(start_slot=5 * 96, end_slot=5 * 96 + 40, step=4,
+              models=("Naive", "SeasonalNaive", "EWMA"))
+    base = forecast_rolling(hist, 4, "auto", **kw)
+    t0 = 5 * 96 + 20
+    changed = hist.with_columns(pl.when(pl.col("slot") >= t0).then(pl.col("y") * 5 + 99)
+                                .otherwise(pl.col("y")).alias("y"))
+    pert = forecast_rolling(changed, 4, "auto", **kw)
+    early = pl.col("origin_slot") <= t0
+    assert base.filter(early).equals(pert.filter(early))
+    assert not base.filter(~early).equals(pert.filter(~early))
+    assert base["origin_slot"].unique().sort().to_list() == list(range(480, 521, 4))
+    one = forecast(hist.filter(pl.col("slot") < 480), 4, "auto",
+                   models=("Naive", "SeasonalNaive", "EWMA"))
+    first = base.filter(pl.col("origin_slot") == 480).drop("origin_slot")
+    assert one.sort("series", "slot").equals(first.sort("series", "slot"))
+
+
+def test_parallel_backtest_is_identical(real_history):
+    hist = real_history.filter(pl.col("slot") < 6 * 96)
+    kw = dict(horizon=4, holdout_days=1, models=("Naive", "EWMA"))
+    one = backtest(hist, **kw)
+    two = backtest(hist, n_jobs=2, **kw)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "fit_s"} for r in rows]  # noqa: E731
+    assert strip(one.models) == strip(two.models)
+    assert one.per_series == two.per_series

@@ -40,8 +40,9 @@ def cli() -> None:
 @click.option("--scenario", default=None, help="Scenario (default: the workload's).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--models", default=None, help="Comma-separated model names (default: all but AutoARIMA).")
+@click.option("--jobs", default=1, show_default=True, type=int, help="Processes over series.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def backtest_cmd(workload, horizon, horizons, holdout_days, val_days, scenario, seed, models,
+def backtest_cmd(workload, horizon, horizons, holdout_days, val_days, scenario, seed, models, jobs,
                  as_json) -> None:
     """Rolling-origin backtest with per-series selection on the day before the holdout."""
     from torta.forecast import DEFAULT_MODELS, backtest
@@ -53,7 +54,7 @@ def backtest_cmd(workload, horizon, horizons, holdout_days, val_days, scenario, 
     for h in hs:
         click.echo(f"backtest {workload} horizon {h} slots ...", err=True)
         reports.append((h, backtest(hist, horizon=h, holdout_days=holdout_days,
-                                    val_days=val_days, models=chosen)))
+                                    val_days=val_days, models=chosen, n_jobs=jobs)))
     first = reports[0][1].to_dict()
     doc = {"workload": workload, "scenario": scenario or "default", "seed": seed,
            "horizon": horizon, **first,
@@ -82,8 +83,9 @@ def backtest_cmd(workload, horizon, horizons, holdout_days, val_days, scenario, 
 @click.option("--scenario", default=None)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Parquet file to write.")
+@click.option("--jobs", default=1, show_default=True, type=int, help="Processes over series.")
 @click.option("--json", "as_json", is_flag=True)
-def predict_cmd(workload, until_day, horizon, model, scenario, seed, out, as_json) -> None:
+def predict_cmd(workload, until_day, horizon, model, scenario, seed, out, jobs, as_json) -> None:
     """Forecast every series of WORKLOAD for the next HORIZON slots after day UNTIL_DAY."""
     import time
 
@@ -94,7 +96,7 @@ def predict_cmd(workload, until_day, horizon, model, scenario, seed, out, as_jso
     hist = _history(workload, scenario, seed)
     hist = hist.filter(pl.col("slot") < until_day * 96)
     t0 = time.perf_counter()
-    fc = forecast(hist, horizon, model)
+    fc = forecast(hist, horizon, model, n_jobs=jobs)
     secs = time.perf_counter() - t0
     doc = {"workload": workload, "until_day": until_day, "horizon": horizon, "seed": seed,
            "series": fc["series"].n_unique(), "rows": fc.height, "forecast_s": secs,

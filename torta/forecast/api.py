@@ -1,4 +1,9 @@
-"""The forecast the macro planner consumes: per series, the next H slots with intervals."""
+"""The forecasts the macro planner consumes: per series, the next H slots with intervals.
+
+`forecast` gives one forecast from the end of the history; `forecast_rolling` gives the forecast
+the planner would have had at each slot of a range (each from data before that slot only), which
+is what a replay of a test day consumes.
+"""
 
 from __future__ import annotations
 
@@ -16,78 +21,117 @@ from torta.forecast.models import DEFAULT_MODELS, MODELS
 FORECAST_SCHEMA = {"series": pl.String(), "slot": pl.Int64(), "mean": pl.Float64(),
                    "lo80": pl.Float64(), "hi80": pl.Float64(), "lo95": pl.Float64(),
                    "hi95": pl.Float64(), "model": pl.String()}
+ROLLING_SCHEMA = {"series": pl.String(), "origin_slot": pl.Int64(), **FORECAST_SCHEMA}
+_Z = (1.2816, 1.9600)  # normal quantiles for 80 / 95 %: fallback when no errors are known yet
 
 
-def forecast(history: pl.DataFrame, horizon_slots: int, model: str | Mapping[str, str] = "auto", *,
-             slot_s: float = 900.0, models: tuple[str, ...] = DEFAULT_MODELS, cal_days: int = 2,
-             val_days: int = 1, step: int = 4) -> pl.DataFrame:
-    """Forecast slots last+1 .. last+H of every series in `history` (series, slot, y[, masked]).
-
-    `model`: "auto" (per series, the model with the lowest MAE over rolling origins of the last
-    `val_days` of history, targets inside history), a model name, or {series: model name} (e.g. a
-    backtest's per_series choice). Intervals: rolling split-conformal on the chosen model's own
-    errors at each step over the last `cal_days` (widened to the whole history if shorter).
-    Uses only `history`; masked slots are imputed as inputs and never used as errors.
-    """
-    if horizon_slots < 1:
-        raise ValueError(f"horizon_slots must be >= 1, got {horizon_slots}")
-    season = int(round(86400 / slot_s))
-    panel = to_panel(history, season)
-    T, S, h = panel.n_slots, len(panel.series), int(horizon_slots)
-    if isinstance(model, str) and model != "auto" and model not in MODELS:
-        raise UnknownNameError("forecast model", model, [*MODELS, "auto"])
+def _check_model(model) -> None:
     if isinstance(model, Mapping):
         bad = [v for v in model.values() if v not in MODELS]
         if bad:
             raise UnknownNameError("forecast model", bad[0], list(MODELS))
+    elif model != "auto" and model not in MODELS:
+        raise UnknownNameError("forecast model", model, [*MODELS, "auto"])
+
+
+def forecast_rolling(history: pl.DataFrame, horizon_slots: int,
+                     model: str | Mapping[str, str] = "auto", *, start_slot: int | None = None,
+                     end_slot: int | None = None, step: int = 4, slot_s: float = 900.0,
+                     models: tuple[str, ...] = DEFAULT_MODELS, cal_days: int = 2,
+                     val_days: int = 1, refit: int | None = None,
+                     n_jobs: int = 1) -> pl.DataFrame:
+    """Forecasts from every `step`-th origin slot in [start_slot, end_slot] (default: one origin,
+    the slot after the history). The forecast from origin o covers slots o .. o+H-1 and uses
+    history slots < o only (later rows of `history` are ignored for it).
+
+    `model`: "auto" (per series, the model with the lowest MAE over origins of the `val_days`
+    before start_slot, targets before start_slot), a model name, or {series: model}.
+    Intervals: rolling split-conformal on the chosen model's own relative errors at each step
+    over the previous `cal_days` (fewer where history is short; +-z sd of the series where no
+    error is known yet). Parameters are fitted at the first origin (up to cal_days + val_days
+    before start_slot) and re-fitted every `refit` slots (default: one day; for a single origin,
+    once more at the origin, i.e. on the whole history). `n_jobs`: processes over series.
+    """
+    if horizon_slots < 1 or step < 1:
+        raise ValueError(f"horizon_slots and step must be >= 1, got {horizon_slots}, {step}")
+    _check_model(model)
+    season = int(round(86400 / slot_s))
+    panel = to_panel(history, season)
+    T, S, h = panel.n_slots, len(panel.series), int(horizon_slots)
+    first = panel.first_slot
+    start = (first + T) if start_slot is None else int(start_slot)
+    end = start if end_slot is None else int(end_slot)
+    if not first < start <= end <= first + T:
+        raise ValueError(f"need {first} < start_slot <= end_slot <= {first + T} (one past the "
+                         f"history), got {start}, {end}")
+    s0 = start - first  # panel index of the first origin
+    back = (cal_days + (val_days if model == "auto" else 0)) * season
+    back = max(min(back, s0 - 2 * season), 0) // step * step  # keep two days to fit on
+    origins = np.arange(s0 - back, end - first + 1, step)
+    origins = origins[origins >= 1]
+    if isinstance(model, Mapping):
         need = tuple(dict.fromkeys(model.get(s, "Naive") for s in panel.series))
     elif model == "auto":
         need = tuple(models)
     else:
         need = (model,)
-    back = (cal_days + (val_days if model == "auto" else 0)) * season
-    back = max(min(back, T - 2 * season), 0) // step * step  # keep two days to fit on
-    origins = np.arange(T - back, T + 1, step)
-    origins = origins[origins >= 1]
-    fc, _ = run_models(panel, origins, h, need, refit=max(back, step), season=season)
+    if refit is None:
+        refit = max(back, step) if start == end else season
+    fc, _ = run_models(panel, origins, h, need, refit=refit, season=season,
+                       n_jobs=n_jobs)
     idx = origins[:, None] + np.arange(h)[None, :]
-    inside = idx < T
     idx_c = np.minimum(idx, T - 1)
     ytg = panel.y[:, idx_c]
-    mtg = panel.masked[:, idx_c] | ~inside[None]
+    mtg = panel.masked[:, idx_c] | (idx >= T)[None]
     if isinstance(model, Mapping):
         choice = [model.get(s, "Naive") for s in panel.series]
     elif model == "auto":
-        val_from = T - val_days * season
-        ok = ~mtg & (origins >= val_from)[None, :, None]
+        val_ok = ~mtg & (origins >= s0 - val_days * season)[None, :, None] & (idx < s0)[None]
         choice = []
         for s in range(S):
-            maes = [float(np.abs(ytg[s] - fc[m][s])[ok[s]].mean()) if ok[s].any() else np.inf
-                    for m in need]
-            choice.append(need[int(np.argmin(maes))] if np.isfinite(min(maes)) else "Naive"
-                          if "Naive" in need else need[0])
+            maes = [float(np.abs(ytg[s] - fc[m][s])[val_ok[s]].mean()) if val_ok[s].any()
+                    else np.inf for m in need]
+            best = int(np.argmin(maes))
+            choice.append(need[best] if np.isfinite(maes[best]) else
+                          ("Naive" if "Naive" in need else need[0]))
     else:
         choice = [model] * S
-    rows = {k: [] for k in FORECAST_SCHEMA}
-    last = panel.first_slot + T - 1
+    out_rows = origins >= s0
+    cols: dict[str, list] = {k: [] for k in ROLLING_SCHEMA}
     for s, name in enumerate(panel.series):
         f = fc[choice[s]][s]
-        lo, hi = conformal_bands(f, ytg[s], mtg[s], step, max(back, step), LEVELS, min_points=4)
-        lo, hi = lo[-1], hi[-1]  # the final origin: the forecast itself, (h, levels)
-        mean = f[-1]
-        for li, mult in enumerate((1.3, 2.0)):  # too few errors: widest available, else +-k sd
-            bad = ~np.isfinite(hi[:, li])
+        # the rows before s0 only calibrate; their targets may reach past s0, but an error only
+        # enters an interval once its target is before the origin using it
+        lo, hi = conformal_bands(f, ytg[s], mtg[s], step, cal_days * season, LEVELS, min_points=4)
+        lo, hi, mean = lo[out_rows], hi[out_rows], f[out_rows]
+        for li, z in enumerate(_Z):
+            bad = ~np.isfinite(hi[..., li])
             if bad.any():
-                fin = (hi[:, li] - mean)[~bad]
-                w = fin.max() if fin.size else mult * float(np.std(panel.y[s]))
-                hi[bad, li] = mean[bad] + w
-                lo[bad, li] = np.maximum(mean[bad] - w, 0.0)
-        rows["series"] += [name] * h
-        rows["slot"] += list(range(last + 1, last + 1 + h))
-        rows["mean"] += mean.tolist()
-        rows["lo80"] += lo[:, 0].tolist()
-        rows["hi80"] += hi[:, 0].tolist()
-        rows["lo95"] += lo[:, 1].tolist()
-        rows["hi95"] += hi[:, 1].tolist()
-        rows["model"] += [choice[s]] * h
-    return pl.DataFrame(rows, schema=FORECAST_SCHEMA)
+                hist_sd = float(np.std(panel.y[s, :max(s0, 2)]))
+                hi[..., li][bad] = mean[bad] + z * hist_sd
+                lo[..., li][bad] = np.maximum(mean[bad] - z * hist_sd, 0.0)
+        n_o = int(out_rows.sum())
+        o_slots = origins[out_rows] + first
+        cols["series"] += [name] * (n_o * h)
+        cols["origin_slot"] += np.repeat(o_slots, h).tolist()
+        cols["slot"] += (o_slots[:, None] + np.arange(h)[None, :]).ravel().tolist()
+        cols["mean"] += mean.ravel().tolist()
+        cols["lo80"] += lo[..., 0].ravel().tolist()
+        cols["hi80"] += hi[..., 0].ravel().tolist()
+        cols["lo95"] += lo[..., 1].ravel().tolist()
+        cols["hi95"] += hi[..., 1].ravel().tolist()
+        cols["model"] += [choice[s]] * (n_o * h)
+    return pl.DataFrame(cols, schema=ROLLING_SCHEMA)
+
+
+def forecast(history: pl.DataFrame, horizon_slots: int, model: str | Mapping[str, str] = "auto", *,
+             slot_s: float = 900.0, models: tuple[str, ...] = DEFAULT_MODELS, cal_days: int = 2,
+             val_days: int = 1, step: int = 4, n_jobs: int = 1) -> pl.DataFrame:
+    """Forecast slots last+1 .. last+H of every series in `history` (series, slot, y[, masked]):
+    columns series, slot, mean, lo80, hi80, lo95, hi95, model. See `forecast_rolling`; here
+    parameters are fitted twice: at the first calibration origin and on the whole history."""
+    if horizon_slots < 1:
+        raise ValueError(f"horizon_slots must be >= 1, got {horizon_slots}")
+    out = forecast_rolling(history, horizon_slots, model, step=step, slot_s=slot_s, models=models,
+                           cal_days=cal_days, val_days=val_days, n_jobs=n_jobs)
+    return out.drop("origin_slot")

@@ -43,6 +43,7 @@ class BacktestConfig:
     slot_s: float = 900.0
     models: tuple[str, ...] = DEFAULT_MODELS
     min_cal_points: int = 8  # fewer calibration errors than this: no interval (infinite)
+    n_jobs: int = 1  # processes over series (fit_s stays the sum over series)
 
     @property
     def season(self) -> int:
@@ -86,35 +87,41 @@ class BacktestReport:
 
 
 def run_models(panel: Panel, origins: np.ndarray, h: int, models: tuple[str, ...], refit: int,
-               season: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Forecasts {model: (S, n_origins, h)} and fit+forecast wall seconds per model."""
-    out: dict[str, np.ndarray] = {}
-    secs: dict[str, float] = {}
-    order = [m for m in models if m != "Ensemble"] + (["Ensemble"] if "Ensemble" in models else [])
-    for m in order:
-        t0 = time.perf_counter()
-        if m == "Ensemble":
-            ens = MODELS[m]()
-            parts = []
-            for member in ens.members:
-                if member not in out:
-                    out[member], secs[member] = _run_one(panel, origins, h, member, refit, season)
-                parts.append(out[member])
-            out[m] = np.mean(parts, axis=0)
-            secs[m] = sum(secs[x] for x in ens.members)
-            continue
-        if m in out:
-            continue
-        out[m], secs[m] = _run_one(panel, origins, h, m, refit, season)
+               season: int, n_jobs: int = 1) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Forecasts {model: (S, n_origins, h)} and fit+forecast seconds per model (summed over
+    series; with n_jobs > 1 the series are split over that many processes)."""
+    base: list[str] = []
+    for m in models:
+        for b in (MODELS[m]().members if m == "Ensemble" else (m,)):
+            if b not in base:
+                base.append(b)
+    S = len(panel.series)
+    args = [(panel.y[s], origins, h, tuple(base), refit, season) for s in range(S)]
+    if n_jobs > 1 and S > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(n_jobs, S),
+                                 mp_context=mp.get_context("fork")) as ex:
+            res = list(ex.map(_series_forecasts, *zip(*args)))
+    else:
+        res = [_series_forecasts(*a) for a in args]
+    out = {b: np.stack([r[0][b] for r in res]) for b in base}
+    secs = {b: float(sum(r[1][b] for r in res)) for b in base}
+    if "Ensemble" in models:
+        members = MODELS["Ensemble"]().members
+        out["Ensemble"] = np.mean([out[x] for x in members], axis=0)
+        secs["Ensemble"] = sum(secs[x] for x in members)
     return {m: out[m] for m in models}, {m: secs[m] for m in models}
 
 
-def _run_one(panel, origins, h, name, refit, season):
-    t0 = time.perf_counter()
-    model = MODELS[name]()
-    f = np.stack([model.rolling(panel.y[s], origins, h, refit, season)
-                  for s in range(len(panel.series))])
-    return np.maximum(f, 0.0), time.perf_counter() - t0
+def _series_forecasts(y, origins, h, names, refit, season):
+    fc, secs = {}, {}
+    for name in names:
+        t0 = time.perf_counter()
+        fc[name] = np.maximum(MODELS[name]().rolling(y, origins, h, refit, season), 0.0)
+        secs[name] = time.perf_counter() - t0
+    return fc, secs
 
 
 def _targets(panel: Panel, origins: np.ndarray, h: int):
@@ -166,7 +173,7 @@ def backtest(history: pl.DataFrame, config: BacktestConfig | None = None, **kw) 
                          f"{season} slots (2 training days, then calibration, validation and "
                          f"holdout)")
     origins = np.arange(cal_start, T - h + 1, cfg.step)
-    fc, secs = run_models(panel, origins, h, cfg.models, refit, season)
+    fc, secs = run_models(panel, origins, h, cfg.models, refit, season, cfg.n_jobs)
     ytg, mtg = _targets(panel, origins, h)  # (S, n_o, h)
     S = len(panel.series)
     scales = np.array([seasonal_naive_scale(panel.y[s, :val_start], panel.masked[s, :val_start],

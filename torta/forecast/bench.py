@@ -1,0 +1,71 @@
+"""`torta bench forecast`: wall time of forecasting every origin region of a scenario.
+
+Cases (history = the workload's 14 days of 15-min slots, every series of the scenario):
+- `<workload>/forecast`: one `forecast(history, H, "auto")` call (selection over all default
+  models on the last day, conformal intervals from the two days before, refit at the end).
+- `<workload>/rolling-day`: `forecast_rolling` from every slot of the last day (96 origins per
+  series, "auto"), what a replay of one test day consumes.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+
+import click
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@click.command("forecast")
+@click.option("--scenario", default="abilene", show_default=True)
+@click.option("--workloads", default="servegen-mid-14d,servegen-mix-14d", show_default=True)
+@click.option("--horizon", default=24, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--rolling/--no-rolling", default=True, show_default=True)
+@click.option("--jobs", default=2, show_default=True, type=int, help="Processes over series.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_forecast(scenario, workloads, horizon, seed, rolling, jobs, as_json) -> None:
+    """Time forecasting every region of SCENARIO over 14 days of 15-min slots."""
+    import polars as pl
+
+    from torta.forecast import forecast, forecast_rolling, to_history
+    from torta.workload import regional_rates
+
+    cases = []
+    for w in [x.strip() for x in workloads.split(",") if x.strip()]:
+        hist = to_history(regional_rates(w, scenario, seed))
+        n_series = hist["series"].n_unique()
+        n_slots = hist["slot"].n_unique()
+        t0 = time.perf_counter()
+        fc = forecast(hist, horizon, "auto", n_jobs=jobs)
+        wall = time.perf_counter() - t0
+        cases.append({"case": f"{w}/forecast", "series": n_series, "history_slots": n_slots,
+                      "horizon": horizon, "origins": 1, "wall_s": wall, "jobs": jobs,
+                      "models": dict(fc.group_by("model").len().sort("model").iter_rows()),
+                      "peak_rss_mib": _rss_mib()})
+        click.echo(f"{w}: forecast {n_series} series in {wall:.1f} s", err=True)
+        if rolling:
+            last = int(hist["slot"].max())
+            t0 = time.perf_counter()
+            fr = forecast_rolling(hist, horizon, "auto", start_slot=last - 95, end_slot=last,
+                                  step=1, n_jobs=jobs)
+            wall = time.perf_counter() - t0
+            cases.append({"case": f"{w}/rolling-day", "series": n_series,
+                          "history_slots": n_slots, "horizon": horizon,
+                          "origins": int(fr["origin_slot"].n_unique()), "wall_s": wall,
+                          "jobs": jobs,
+                          "models": dict(fr.group_by("model").len().sort("model")
+                                         .with_columns(pl.col("len") // (horizon * 96))
+                                         .iter_rows()),
+                          "peak_rss_mib": _rss_mib()})
+            click.echo(f"{w}: rolling day {n_series} series in {wall:.1f} s", err=True)
+    doc = {"scenario": scenario, "seed": seed, "cases": cases}
+    if as_json:
+        click.echo(json.dumps(doc))
+    else:
+        for c in cases:
+            click.echo(f"{c['case']:<36} {c['series']:>3} series {c['wall_s']:7.1f} s")
