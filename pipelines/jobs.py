@@ -6,7 +6,8 @@ ingest_job = dg.define_asset_job("ingest_traces", selection=dg.AssetSelection.gr
 fleet_job = dg.define_asset_job("build_fleet", selection=dg.AssetSelection.groups("fleet"))
 forecast_job = dg.define_asset_job("forecast_demand", selection=dg.AssetSelection.groups("workload", "forecast"))
 replay_job = dg.define_asset_job("replay", selection=dg.AssetSelection.groups("replay"))
+report_job = dg.define_asset_job("build_report", selection=dg.AssetSelection.groups("report"))
 
-jobs = [ingest_job, fleet_job, forecast_job, replay_job]
+jobs = [ingest_job, fleet_job, forecast_job, replay_job, report_job]
 schedules: list = []
 sensors: list = []

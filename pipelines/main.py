@@ -1,10 +1,14 @@
-"""The main job behind `make run` / `torta run`: materialize the default pipeline on the local
-Dagster instance and the default warehouse, then print the results."""
+"""The main job behind `make run` / `torta run`: the default scenario end to end on the local Dagster
+instance and the default warehouse: ingest the shipped traces, build the fleet, forecast the
+workload's demand, replay every policy on the same requests and seeds, print the comparison and write
+the report."""
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import click
 import dagster as dg
@@ -14,44 +18,94 @@ from pipelines import warehouse as wh
 from pipelines.instance import dagster_home
 
 
-def _execute(defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance,
-             partition_key: str | None = None) -> None:
-    job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(instance=instance, partition_key=partition_key,
-                                    raise_on_error=False)
+@dataclass(frozen=True)
+class MainConfig:
+    scenario: str = "abilene"
+    workload: str = "servegen-mix-14d"  # the evaluation workload (DESIGN.md), first test day
+    policies: tuple[str, ...] = ()  # empty: every registered policy
+    seeds: int = 2
+    hours: float = 1.0  # replayed window of the first test day
+    report: bool = True
+    batch: str = field(default_factory=lambda: f"main-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+
+
+def all_policies() -> list[str]:
+    import torta.plan.policies  # noqa: F401  (registers the planner-layer policies)
+    from torta.policy import list_policies
+
+    return [p if isinstance(p, str) else p[0] for p in list_policies()]
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _materialize(assets, instance, resources, *, selection=None, partition_key=None, run_config=None) -> None:
+    result = dg.materialize(assets, selection=selection, instance=instance, resources=resources,
+                            partition_key=partition_key, run_config=run_config, raise_on_error=False)
     if not result.success:
         failed = [e.message for e in result.all_events if e.is_failure]
-        raise click.ClickException(f"job {job_name} [{partition_key}] failed: {failed[-1] if failed else '?'}")
+        raise click.ClickException(f"materialization [{partition_key}] failed: {failed[-1] if failed else '?'}")
     for ev in result.get_asset_check_evaluations():
         if not ev.passed:
-            click.echo(f"warning: check {ev.check_name} failed on {ev.asset_key.to_user_string()} "
-                       f"[{partition_key}]", err=True)
+            _log(f"warning: check {ev.check_name} failed on {ev.asset_key.to_user_string()} [{partition_key}]")
 
 
-def run_main(database: str | None = None) -> dict:
-    from pipelines.definitions import defs
+def run_main(cfg: MainConfig, database: str | None = None) -> dict:
+    from pipelines.assets import fleet, forecast, ingest, replay, report
     from pipelines.partitions import trace_partitions
+    from pipelines.resources import WarehouseResource
 
     if database:
         os.environ["TORTA_WAREHOUSE"] = database
     db = wh.warehouse_path(database)
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    resources = {"warehouse": WarehouseResource(database=str(db))}
+    policies = list(cfg.policies) or all_policies()
     t0 = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         for key in trace_partitions.get_partition_keys():
-            click.echo(f"[ingest] {key}", err=True)
-            _execute(defs, "ingest_traces", instance, key)
-    wh.refresh_views(db)
-    summaries = wh.query(db, "select trace, rows, round(span_s / 60, 1) as span_min, "
-                         "round(mean_rate_per_s, 2) as req_per_s, round(prompt_tokens_mean) as prompt_mean, "
-                         "prompt_tokens_p50 as prompt_p50, round(output_tokens_mean) as output_mean, "
-                         "output_tokens_p50 as output_p50 from trace_summaries order by trace")
-    return {"warehouse": str(db), "wall_s": time.perf_counter() - t0, "trace_summaries": summaries}
+            _log(f"[1/5 ingest] {key}")
+            _materialize([ingest.requests], instance, resources, partition_key=key)
+        _log(f"[2/5 fleet] {cfg.scenario}")
+        _materialize([fleet.topology, fleet.fleet, fleet.price_curves], instance, resources,
+                     partition_key=cfg.scenario)
+        from torta.workload import WORKLOADS
+
+        if cfg.workload in WORKLOADS:
+            _log(f"[3/5 forecast] {cfg.workload}: demand per slot and the day-ahead forecast")
+            _materialize([forecast.demand, forecast.demand_forecasts], instance, resources,
+                         partition_key=cfg.workload)
+        keys = [f"{cfg.scenario}|{cfg.workload}|{p}|{s}" for s in range(cfg.seeds) for p in policies]
+        instance.add_dynamic_partitions("replays", keys)
+        _log(f"[4/5 replay] {len(policies)} policies x {cfg.seeds} seeds, {cfg.hours:g} h of "
+             f"{cfg.workload} on {cfg.scenario} (batch {cfg.batch})")
+        run_config = {"ops": {"replay_run": {"config": {"hours": cfg.hours, "batch": cfg.batch}}}}
+        for i, key in enumerate(keys, 1):
+            t = time.perf_counter()
+            _materialize([replay.replay_run], instance, resources, partition_key=key, run_config=run_config)
+            _log(f"  {i}/{len(keys)} {key} ({time.perf_counter() - t:.1f} s)")
+        index = None
+        if cfg.report:
+            _log("[5/5 report]")
+            _materialize([report.report], instance, resources)
+            from pipelines.report import default_report_dir
+
+            index = default_report_dir(db) / "index.html"
+    comparison = wh.query(db, "select * from policy_comparison where batch = $b", {"b": cfg.batch})
+    return {"warehouse": str(db), "wall_s": time.perf_counter() - t0, "comparison": comparison,
+            "report": str(index) if index else None, "batch": cfg.batch}
 
 
 def print_main(result: dict) -> None:
-    with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=40, tbl_width_chars=160):
-        click.echo("Shipped traces (canonical requests in the warehouse):")
-        click.echo(result["trace_summaries"])
-    click.echo(f"warehouse: {result['warehouse']}  (query with: torta sql \"select * from trace_summaries\")")
-    click.echo(f"done in {result['wall_s']:.1f} s")
+    cols = ["policy", "seeds", "requests", "response_mean_s", "response_mean_s_ci95", "response_p95_s",
+            "load_std", "cost_usd", "energy_usd", "transfer_usd", "switching_usd", "switches", "planner_ms_per_slot"]
+    df = result["comparison"]
+    df = df.select([c for c in cols if c in df.columns]).with_columns(pl.col(pl.Float64).round(4))
+    with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):
+        click.echo(df)
+    click.echo(f"warehouse: {result['warehouse']}  (torta sql \"select * from policy_comparison\")")
+    if result["report"]:
+        click.echo(f"report:    {result['report']}")
+    click.echo(f"done in {result['wall_s']:.0f} s")

@@ -2,10 +2,11 @@
 scenario."""
 
 import dagster as dg
+import polars as pl
 
 from pipelines.partitions import scenario_partitions
 from pipelines.resources import WarehouseResource
-from torta.fleet.scenario import fleet_tables, load_scenario
+from torta.fleet.scenario import fleet_tables, load_scenario, topology_links
 
 
 def _tables(scenario: str) -> dict:
@@ -18,6 +19,8 @@ def topology(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     t = _tables(context.partition_key)
     warehouse.write("regions", context.partition_key, t["regions"])
     warehouse.write("latency", context.partition_key, t["latency"])
+    warehouse.write("links", context.partition_key,
+                    topology_links(context.partition_key).with_columns(scenario=pl.lit(context.partition_key)))
     warehouse.refresh_views()
     lat = t["latency"].filter(t["latency"]["src"] != t["latency"]["dst"])["latency_ms"]
     return dg.MaterializeResult(metadata={

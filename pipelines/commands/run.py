@@ -6,9 +6,20 @@ import click
 
 
 @click.command()
+@click.option("--scenario", default="abilene", show_default=True)
+@click.option("--workload", default="servegen-mix-14d", show_default=True,
+              help="Multi-day workload (first test day), shipped trace name or canonical Parquet path.")
+@click.option("--policies", default="", help="Comma-separated policies (default: every registered policy).")
+@click.option("--seeds", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--hours", default=1.0, show_default=True, type=float, help="Hours of the workload replayed.")
+@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 @click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
-def cli(database: str | None) -> None:
-    """Run the main job on the local Dagster instance and print the results."""
-    from pipelines.main import print_main, run_main
+def cli(scenario, workload, policies, seeds, hours, no_report, database) -> None:
+    """Run the main job on the local Dagster instance: ingest, fleet, forecast, replay every policy,
+    print the comparison table and write the report."""
+    from pipelines.main import MainConfig, print_main, run_main
 
-    print_main(run_main(database))
+    cfg = MainConfig(scenario=scenario, workload=workload,
+                     policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
+                     seeds=seeds, hours=hours, report=not no_report)
+    print_main(run_main(cfg, database))

@@ -395,3 +395,16 @@ def fleet_tables(world: World) -> dict[str, pl.DataFrame]:
         "carbon_g_per_kwh": world.carbon_g_per_kwh.ravel(),
     })
     return {"regions": regions, "servers": servers, "latency": latency, "prices": price}
+
+
+def topology_links(name_or_path: str | Path) -> pl.DataFrame:
+    """The scenario's physical links between its regions (src_name, dst_name, km), for maps."""
+    path = scenario_path(name_or_path)
+    doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    topo_sec = doc.get("topology", {})
+    topo = load_topology(topo_sec["file"], float(topo_sec.get("min_link_km", DEFAULT_MIN_LINK_KM)))
+    keep = set(topo_sec.get("nodes", topo.names))
+    rows = [(topo.nodes[i].name, topo.nodes[j].name, float(km)) for i, j, km in topo.edges
+            if topo.nodes[i].name in keep and topo.nodes[j].name in keep]
+    return pl.DataFrame(rows, schema={"src_name": pl.String, "dst_name": pl.String, "km": pl.Float64},
+                        orient="row")

@@ -1,0 +1,72 @@
+"""Gather the report's inputs from the warehouse (latest batch of runs) and write it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+
+from pipelines import warehouse as wh
+from torta.report import ReportInputs, write_report
+
+
+def default_report_dir(db: Path) -> Path:
+    return Path(os.environ.get("TORTA_REPORT_DIR") or db.parent / "report")
+
+
+def _q(db: Path, sql: str, params: dict | None = None) -> pl.DataFrame:
+    return wh.query(db, sql, params)
+
+
+def gather(db: Path, batch: str | None = None) -> ReportInputs:
+    if batch is None:
+        latest = _q(db, "select batch from runs order by finished_at desc limit 1")
+        if latest.height == 0:
+            raise wh.WarehouseError("no runs in the warehouse yet; run `torta run` first")
+        batch = latest["batch"][0]
+    runs = _q(db, "select key, scenario, workload, policy from runs where batch = $b", {"b": batch})
+    if runs.height == 0:
+        raise wh.WarehouseError(f"no runs with batch {batch!r}")
+    scenario, workload = runs["scenario"][0], runs["workload"][0]
+    p = {"b": batch}
+    comparison = _q(db, "select * from policy_comparison where batch = $b", p)
+    if comparison.height == 0:  # an older batch: aggregate it the same way
+        comparison = _q(db, "select policy, count(*) as seeds, avg(requests) as requests, "
+                            "avg(response_mean_s) as response_mean_s, avg(response_p95_s) as response_p95_s, "
+                            "avg(load_std) as load_std, avg(cost_usd) as cost_usd, avg(energy_usd) as energy_usd, "
+                            "avg(transfer_usd) as transfer_usd, avg(switching_usd) as switching_usd, "
+                            "avg(switches) as switches, avg(planner_ms_per_slot) as planner_ms_per_slot "
+                            "from runs where batch = $b group by policy order by response_mean_s", p)
+    keys = "(select key from runs where batch = $b)"
+    responses = _q(db, f"select * from (select policy, response_s from completions where key in {keys} "
+                       f"and dropped_reason is null) using sample reservoir(200000 rows) repeatable (42)", p)
+    load = _q(db, f"select policy, t_start_s, util_std from load_balance_over_time where key in {keys}", p)
+    costs = _q(db, "select policy, avg(energy_usd) as energy_usd, avg(transfer_usd) as transfer_usd, "
+                   "avg(switching_usd) as switching_usd from runs where batch = $b group by policy", p)
+    flows = _q(db, f"select policy, origin_region, serving_region, count(*) / count(distinct seed) as requests "
+                   f"from completions where key in {keys} and dropped_reason is null "
+                   f"group by policy, origin_region, serving_region", p)
+    tables = set(_q(db, "select table_name from information_schema.tables")["table_name"].to_list())
+    sp = {"s": scenario}
+    regions = (_q(db, "select name, lat, lon, hosts_datacenter from regions where scenario = $s", sp)
+               if "regions" in tables else pl.DataFrame(schema={"name": pl.String, "lat": pl.Float64,
+                                                                "lon": pl.Float64, "hosts_datacenter": pl.Boolean}))
+    links = (_q(db, "select src_name, dst_name, km from links where scenario = $s", sp)
+             if "links" in tables else pl.DataFrame(schema={"src_name": pl.String, "dst_name": pl.String,
+                                                           "km": pl.Float64}))
+    forecast = None
+    if "forecasts" in tables:
+        fc = _q(db, "select series, slot, mean, lo80, hi80, actual from forecasts where workload = $w",
+                {"w": workload})
+        forecast = fc if fc.height else None
+    return ReportInputs(
+        title=f"TORTA: {scenario} / {workload} (batch {batch})",
+        comparison=comparison, responses=responses, load_over_time=load, costs=costs,
+        regions=regions, links=links, flows=flows, forecast=forecast,
+        notes=(f"Mean over seeds; *_ci95 = half-width of the 95 % t-interval. Scenario {scenario}, "
+               f"workload {workload}. Response times include network latency both ways.",))
+
+
+def build_report(db: Path, out_dir: Path | None = None, batch: str | None = None) -> Path:
+    return write_report(gather(db, batch), out_dir or default_report_dir(db))
