@@ -37,12 +37,13 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from heapq import heappop, heappush, heapreplace
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any, Callable
 
 import numpy as np
 
 from torta.policy.base import RequestInfo, RoundRobinAllocator, SlotState, WarmLeastLoaded, validate_plan
+from torta.sim.cluster import DECODE_CTX_BUCKET_SHIFT as DSHIFT
 from torta.sim.cluster import FleetTables
 
 INF = math.inf
@@ -229,59 +230,99 @@ class Engine:
         kind_rr = isinstance(alloc, RoundRobinAllocator)
         latency_aware = bool(getattr(alloc, "latency_aware", True))
         multi = M > 1
-        # heaps of (busy_until, server, version) per scope (regions 0..R-1, fleet-wide = R) and model:
-        # wheap: servers whose tail model is m (warm); cheap: servers able to load m (multi-model only)
+        # Heaps of (busy_until, server, version), lazily invalidated by version, per scope k (regions
+        # 0..R-1; the whole fleet is k = G = R) and model m: wheap[k][m] holds servers whose tail model
+        # is m (warm); cheap[k][m] (multi-model worlds) holds servers able to load m whose tail is
+        # another model (cold). Fleet-wide heaps are kept once a slot runs without a plan (global
+        # scope), region heaps once a slot runs with one. idle[r][m]: servers that drained (nothing
+        # queued or running) since their last assignment, for the nearest-idle tie-break.
         G = R
         wheap = [[[] for _ in range(M)] for _ in range(R + 1)]
-        cheap = [[[] for _ in range(M)] for _ in range(R + 1)] if multi else None
-        if kind_ll:
-            for s in range(S):
-                for k in (region[s], G):
-                    if tailm[s] >= 0:
-                        wheap[k][tailm[s]].append((0.0, s, 0))
-                    if multi:
-                        for m in range(M):
-                            if stype[s][m] >= 0:
-                                cheap[k][m].append((0.0, s, 0))
-            for k in range(R + 1):
-                for m in range(M):
-                    wheap[k][m].sort()
-                    if multi:
-                        cheap[k][m].sort()
+        cheap = [[[] for _ in range(M)] for _ in range(R + 1)]
+        idle = [[[] for _ in range(M)] for _ in range(R)]
+        on = [False, False]  # [fleet-wide heaps, region heaps]
+        cold_on = [False] * M  # cold heaps of a model are kept once a request for it looks for a server
         min_load = [min((ty.load_s for ty in types if ty.model == world.models[m] and ty.kv_cap > 0), default=0.0)
                     for m in range(M)]
         rr_ptr: dict = {}
         glob_capable = [[s for s in range(S) if stype[s][m] >= 0] for m in range(M)]
+        others = [[m for m in range(M) if stype[s][m] >= 0 and m != tailm[s]] for s in range(S)]
+
+        def build(glob):
+            """Fill the fleet-wide (glob) or the region heaps from the current state."""
+            if not kind_ll:
+                return
+            for s in range(S):
+                e = (bu[s], s, hv[s])
+                k = G if glob else region[s]
+                if tailm[s] >= 0:
+                    wheap[k][tailm[s]].append(e)
+                if multi:
+                    for m in others[s]:
+                        if cold_on[m]:
+                            cheap[k][m].append(e)
+            for k in ([G] if glob else range(R)):
+                for m in range(M):
+                    wheap[k][m].sort()
+                    cheap[k][m].sort()
+            on[0 if glob else 1] = True
+
+        def build_cold(m):
+            """Start keeping the cold heaps of model m (at the enabled levels)."""
+            cold_on[m] = True
+            g, rg = on
+            for s in range(S):
+                if m in others[s]:
+                    e = (bu[s], s, hv[s])
+                    if g:
+                        cheap[G][m].append(e)
+                    if rg:
+                        cheap[region[s]][m].append(e)
+            for k in range(R + 1):
+                cheap[k][m].sort()
+
+        if kind_ll:
+            for s in range(S):
+                if tailm[s] >= 0:
+                    idle[region[s]][tailm[s]].append((0.0, s, 0))
+            for r in range(R):
+                for m in range(M):
+                    idle[r][m].sort()
+
+        compact_at = 2 * S + 64
+
+        def compact(h):
+            """Drop stale entries of a heap nobody pops (e.g. the cold heap of a model never requested)."""
+            h[:] = [e for e in h if e[2] == hv[e[1]]]
+            heapify(h)
+
+        def push(h, e, s):
+            if h and h[0][1] == s:  # s was the top (it usually is: it was just chosen)
+                heapreplace(h, e)
+            else:
+                heappush(h, e)
+                if len(h) > compact_at:
+                    compact(h)
 
         def repush(s):
-            r = region[s]
             v = hv[s] + 1
             hv[s] = v
             e = (bu[s], s, v)
             t = tailm[s]
-            heappush(wheap[r][t], e)
-            heappush(wheap[G][t], e)
-            if multi:
-                row = stype[s]
-                for m in range(M):
-                    if row[m] >= 0:
-                        heappush(cheap[r][m], e)
-                        heappush(cheap[G][m], e)
-
-        def assign(s, rec, now):
-            """Book the request's expected work on server s (busy-until estimate, heaps)."""
-            m = rec[MOD]
-            ty = types[stype[s][m]]
-            b = bu[s]
-            if b < now:
-                b = now
-            b += rec[PR] * ty.c_prefill_s + rec[OUT] * ty.c_decode_s
-            if tailm[s] != m:
-                b += ty.load_s
-                tailm[s] = m
-            bu[s] = b
-            if kind_ll:
-                repush(s)
+            g, rg = on
+            if g:
+                push(wheap[G][t], e, s)
+                if multi:
+                    for m in others[s]:
+                        if cold_on[m]:
+                            push(cheap[G][m], e, s)
+            if rg:
+                r = region[s]
+                push(wheap[r][t], e, s)
+                if multi:
+                    for m in others[s]:
+                        if cold_on[m]:
+                            push(cheap[r][m], e, s)
 
         def ll_scope(k, m, now):
             """Least expected wait in scope k (a region or G) for model m: (wait_s, server)."""
@@ -298,19 +339,19 @@ class Engine:
                     break
                 heappop(h)
             if multi and best > min_load[m]:  # a cold server could only win if the warm wait exceeds a load
+                if not cold_on[m]:
+                    build_cold(m)
                 h = cheap[k][m]
                 while h:
                     e = h[0]
                     c = e[1]
                     if e[2] == hv[c]:
-                        if c != s:
-                            w = e[0] - now
-                            if w < 0.0:
-                                w = 0.0
-                            if tailm[c] != m:
-                                w += types[stype[c][m]].load_s
-                            if w < best:
-                                return w, c
+                        w = e[0] - now
+                        if w < 0.0:
+                            w = 0.0
+                        w += types[stype[c][m]].load_s
+                        if w < best:
+                            return w, c
                         break
                     heappop(h)
             return best, s
@@ -334,11 +375,16 @@ class Engine:
             if kind_ll:
                 if scope is None:
                     w, s = ll_scope(G, m, now)
-                    if w <= 0.0 and latency_aware:  # idle servers exist: the nearest one
+                    if w <= 0.0 and latency_aware:  # idle servers exist: the nearest drained one
                         for r in near[rec[ORG]][m]:
-                            w2, s2 = ll_scope(r, m, now)
-                            if w2 <= 0.0:
-                                s = s2
+                            h = idle[r][m]
+                            while h:
+                                e = h[0]
+                                if e[2] == hv[e[1]]:
+                                    break
+                                heappop(h)
+                            if h:
+                                s = h[0][1]
                                 break
                     if s < 0 or types[stype[s][m]].kv_cap < p:
                         s = fit_scan(glob_capable[m], m, p, now)
@@ -366,7 +412,20 @@ class Engine:
                     raise ValueError(f"allocator {type(alloc).__name__} chose server {s} for request "
                                      f"{rec[RID]} (model {m}, prompt {p} tokens, region {scope}); "
                                      "expected a server in the region able to hold it")
-            assign(s, rec, now)
+            # book the request's expected work on s (busy-until estimate, heaps)
+            ty = types[stype[s][m]]
+            b = bu[s]
+            if b < now:
+                b = now
+            b += p * ty.c_prefill_s + rec[OUT] * ty.c_decode_s
+            if tailm[s] != m:
+                b += ty.load_s
+                tailm[s] = m
+                if multi:
+                    others[s] = [mm for mm in range(M) if stype[s][mm] >= 0 and mm != m]
+            bu[s] = b
+            if kind_ll:
+                repush(s)
             return s
 
         def touch(s, now):
@@ -384,6 +443,11 @@ class Engine:
                 bu[s] = now
                 if kind_ll:
                     repush(s)
+            if kind_ll and tailm[s] >= 0:
+                h = idle[region[s]][tailm[s]]
+                heappush(h, (now, s, hv[s]))
+                if len(h) > compact_at:
+                    compact(h)
 
         def sched_decode(s, now):
             fh = fin[s]
@@ -536,9 +600,13 @@ class Engine:
                 dem_n[r] = 0
                 dem_tok[r] = 0
             if plan is None:
+                if kind_ll and not on[0]:
+                    build(True)
                 has_plan[0] = None
                 prev_plan[0] = None
             else:
+                if kind_ll and not on[1]:
+                    build(False)
                 p = validate_plan(plan, R)
                 prev_plan[0] = p
                 cum = np.cumsum(p, axis=1)
@@ -618,10 +686,17 @@ class Engine:
                     if v != dver[x]:
                         continue
                     s = x
-                    touch(s, now)
+                    dt = now - tl[s]  # touch(s, now), state DECODE
+                    if dt > 0.0:
+                        a_dec[s] += dt
+                        bint[s] += nact[s] * dt
+                        if kv[s]:
+                            kint[s] += kv[s] / cap_cur[s] * dt
+                        tl[s] = now
                     fh = fin[s]
                     Vn = fh[0][0]
-                    work[s] += len(fh) * (Vn - V[s]) * ty_cur[s].c_decode_s
+                    ty = ty_cur[s]
+                    work[s] += len(fh) * (Vn - V[s]) * ty.c_decode_s
                     V[s] = Vn
                     vt[s] = now
                     lim = Vn + 1e-9
@@ -633,10 +708,29 @@ class Engine:
                         sp[s] -= r[PR]
                         svj[s] -= r[VJ]
                         done.append(r)
-                    settle(s, now)
+                    if q[s] and kick(s, now):
+                        pass
+                    elif fh:  # keep decoding: sched_decode inlined
+                        b = len(fh)
+                        ctx = (sp[s] + b * Vn - svj[s]) / b
+                        it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
+                        itv[s] = it
+                        dv = dver[s] + 1
+                        dver[s] = dv
+                        heappush(heap, (now + (fh[0][0] - Vn) * it, nxt(), EV_DECODE, s, dv))
+                    else:
+                        st[s] = IDLE
+                        if not q[s]:
+                            drained(s, now)
                 elif kind == EV_PREFILL:
                     s = x
-                    touch(s, now)
+                    dt = now - tl[s]  # touch(s, now), state PREFILL
+                    if dt > 0.0:
+                        a_pre[s] += dt
+                        bint[s] += nact[s] * dt
+                        if kv[s]:
+                            kint[s] += kv[s] / cap_cur[s] * dt
+                        tl[s] = now
                     batch = pre[s]
                     pre[s] = None
                     Vs = V[s]
@@ -655,8 +749,23 @@ class Engine:
                             heappush(fh, (Vs + (o - 1), nxt(), r))
                             sp[s] += r[PR]
                             svj[s] += Vs
-                    st[s] = DECODE if fh else IDLE
-                    settle(s, now)
+                    if fh:
+                        st[s] = DECODE
+                        if not (q[s] and kick(s, now)):
+                            b = len(fh)
+                            ty = ty_cur[s]
+                            ctx = (sp[s] + b * Vs - svj[s]) / b
+                            it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
+                            itv[s] = it
+                            dv = dver[s] + 1
+                            dver[s] = dv
+                            heappush(heap, (now + (fh[0][0] - Vs) * it, nxt(), EV_DECODE, s, dv))
+                    else:
+                        st[s] = IDLE
+                        if q[s]:
+                            kick(s, now)
+                        else:
+                            drained(s, now)
                 elif kind == EV_NET:
                     s = v
                     if s < 0:
