@@ -61,8 +61,9 @@ def build_cmd(name, scenario, seed, days, hours, out, meta_out, as_json) -> None
     start, end = _window_bounds(days, hours, plan.spec.days)
     est = plan.scale * sum(float(r.filled_rate_per_s.sum(axis=0).mean()) for r in plan.rates) \
         * (end - start)
-    click.echo(f"building {name} on {plan.scenario}, seed {seed}, days {start / 86400:g}-"
-               f"{end / 86400:g}: about {est:,.0f} requests", err=True)
+    click.echo(f"building {name} on {plan.scenario}, seed {seed}, t = {start:.0f}-{end:.0f} s "
+               f"(day {start / 86400 + 1:g} to {end / 86400 + 1:g}): about {est:,.0f} requests",
+               err=True)
     t0 = time.perf_counter()
     df, meta = build_workload(name, plan=plan, days=days, hours=hours)
     path = _write_parquet(df, out)

@@ -14,7 +14,7 @@ import polars as pl
 
 from torta.errors import UnknownNameError
 from torta.forecast.backtest import LEVELS, run_models
-from torta.forecast.data import to_panel
+from torta.forecast.data import Panel, to_panel
 from torta.forecast.metrics import conformal_bands
 from torta.forecast.models import DEFAULT_MODELS, MODELS
 
@@ -44,8 +44,9 @@ def forecast_rolling(history: pl.DataFrame, horizon_slots: int,
     the slot after the history). The forecast from origin o covers slots o .. o+H-1 and uses
     history slots < o only (later rows of `history` are ignored for it).
 
-    `model`: "auto" (per series, the model with the lowest MAE over origins of the `val_days`
-    before start_slot, targets before start_slot), a model name, or {series: model}.
+    `model`: "auto" (per series, the model with the lowest MAE over origins every `step` slots in
+    the `val_days` before start_slot, targets before start_slot), a model name, or {series: model}.
+    Only the chosen model then runs over the calibration and output origins.
     Intervals: rolling split-conformal on the chosen model's own relative errors at each step
     over the previous `cal_days` (fewer where history is short; +-z sd of the series where no
     error is known yet). Parameters are fitted at the first origin (up to cal_days + val_days
@@ -65,41 +66,32 @@ def forecast_rolling(history: pl.DataFrame, horizon_slots: int,
         raise ValueError(f"need {first} < start_slot <= end_slot <= {first + T} (one past the "
                          f"history), got {start}, {end}")
     s0 = start - first  # panel index of the first origin
-    back = (cal_days + (val_days if model == "auto" else 0)) * season
-    back = max(min(back, s0 - 2 * season), 0) // step * step  # keep two days to fit on
+    if model == "auto":
+        choice = _select(panel, s0, h, models, season, val_days, step, n_jobs)
+    elif isinstance(model, Mapping):
+        choice = [model.get(s, "Naive") for s in panel.series]
+    else:
+        choice = [model] * S
+    back = max(min(cal_days * season, s0 - 2 * season), 0) // step * step  # two days to fit on
     origins = np.arange(s0 - back, end - first + 1, step)
     origins = origins[origins >= 1]
-    if isinstance(model, Mapping):
-        need = tuple(dict.fromkeys(model.get(s, "Naive") for s in panel.series))
-    elif model == "auto":
-        need = tuple(models)
-    else:
-        need = (model,)
     if refit is None:
         refit = max(back, step) if start == end else season
-    fc, _ = run_models(panel, origins, h, need, refit=refit, season=season,
-                       n_jobs=n_jobs)
+    fc: dict[int, np.ndarray] = {}
+    for m in dict.fromkeys(choice):  # each chosen model on its own series only
+        rows = [s for s in range(S) if choice[s] == m]
+        sub = Panel(tuple(panel.series[s] for s in rows), first, panel.y[rows], panel.masked[rows])
+        got, _ = run_models(sub, origins, h, (m,), refit=refit, season=season, n_jobs=n_jobs)
+        for k, s in enumerate(rows):
+            fc[s] = got[m][k]
     idx = origins[:, None] + np.arange(h)[None, :]
     idx_c = np.minimum(idx, T - 1)
     ytg = panel.y[:, idx_c]
     mtg = panel.masked[:, idx_c] | (idx >= T)[None]
-    if isinstance(model, Mapping):
-        choice = [model.get(s, "Naive") for s in panel.series]
-    elif model == "auto":
-        val_ok = ~mtg & (origins >= s0 - val_days * season)[None, :, None] & (idx < s0)[None]
-        choice = []
-        for s in range(S):
-            maes = [float(np.abs(ytg[s] - fc[m][s])[val_ok[s]].mean()) if val_ok[s].any()
-                    else np.inf for m in need]
-            best = int(np.argmin(maes))
-            choice.append(need[best] if np.isfinite(maes[best]) else
-                          ("Naive" if "Naive" in need else need[0]))
-    else:
-        choice = [model] * S
     out_rows = origins >= s0
     cols: dict[str, list] = {k: [] for k in ROLLING_SCHEMA}
     for s, name in enumerate(panel.series):
-        f = fc[choice[s]][s]
+        f = fc[s]
         # the rows before s0 only calibrate; their targets may reach past s0, but an error only
         # enters an interval once its target is before the origin using it
         lo, hi = conformal_bands(f, ytg[s], mtg[s], step, cal_days * season, LEVELS, min_points=4)
@@ -122,6 +114,30 @@ def forecast_rolling(history: pl.DataFrame, horizon_slots: int,
         cols["hi95"] += hi[..., 1].ravel().tolist()
         cols["model"] += [choice[s]] * (n_o * h)
     return pl.DataFrame(cols, schema=ROLLING_SCHEMA)
+
+
+def _select(panel: Panel, s0: int, h: int, models: tuple[str, ...], season: int, val_days: int,
+            step: int, n_jobs: int) -> list[str]:
+    """Per series, the model with the lowest MAE over origins of the `val_days` before panel index
+    s0 whose targets are all before s0 (models fitted at the first of those origins)."""
+    lo = max(s0 - val_days * season, 2 * season)
+    origins = np.arange(lo, s0 - h + 1, step)
+    S = len(panel.series)
+    fallback = "Naive" if "Naive" in models else models[0]
+    if origins.size == 0:
+        return [fallback] * S
+    fc, _ = run_models(panel, origins, h, tuple(models), refit=val_days * season + h,
+                       season=season, n_jobs=n_jobs)
+    idx = origins[:, None] + np.arange(h)[None, :]
+    y = panel.y[:, idx]
+    ok = ~panel.masked[:, idx]
+    out = []
+    for s in range(S):
+        maes = [float(np.abs(y[s] - fc[m][s])[ok[s]].mean()) if ok[s].any() else np.inf
+                for m in models]
+        best = int(np.argmin(maes))
+        out.append(models[best] if np.isfinite(maes[best]) else fallback)
+    return out
 
 
 def forecast(history: pl.DataFrame, horizon_slots: int, model: str | Mapping[str, str] = "auto", *,

@@ -8,9 +8,9 @@ model's state is updated with the new observations without re-estimating paramet
 
 statsforecast 2.1 models: AutoETS (non-seasonal "ZZN": a long daily season of 96 slots is not
 supported by AutoETS, ../shared/notes/forecasting.md), MSTL (daily season, AutoETS trend), AutoARIMA
-(non-seasonal; seasonal ARIMA at 96 is unaffordable). Own numpy: Naive, SeasonalNaive, EWMA
-(simple exponential smoothing with alpha fitted by one-step squared error), Ensemble (mean of MSTL
-and AutoETS, the most robust single choice in the study in the notes).
+(non-seasonal; seasonal ARIMA at 96 is unaffordable), EWMA (statsforecast's simple exponential
+smoothing, alpha fitted by one-step squared error). Own numpy: Naive, SeasonalNaive (daily),
+Ensemble (mean of MSTL and AutoETS, the most robust single choice in the study in the notes).
 """
 
 from __future__ import annotations
@@ -49,24 +49,26 @@ class SeasonalNaive:
 
 
 def _ses_levels(y: np.ndarray, alpha: float) -> np.ndarray:
-    from scipy.signal import lfilter
+    """levels[t] = simple-exponential-smoothing level after y[:t+1] (statsforecast's compiled SES,
+    the same recursion as its SimpleExponentialSmoothing model)."""
+    from statsforecast.models import _ses_lib
 
-    lvl, _ = lfilter([alpha], [1.0, -(1.0 - alpha)], y[1:], zi=[(1.0 - alpha) * y[0]])
-    return np.concatenate([[y[0]], lvl])
+    last, fitted = _ses_lib.ses_forecast(np.ascontiguousarray(y, dtype=float), float(alpha))
+    return np.concatenate([fitted[1:], [last]])
 
 
 def _fit_alpha(y: np.ndarray) -> float:
-    best, best_a = np.inf, 0.5
-    for a in np.concatenate([np.linspace(0.02, 1.0, 50)]):
-        lv = _ses_levels(y, a)
-        sse = float(np.sum((y[1:] - lv[:-1]) ** 2))
-        if sse < best:
-            best, best_a = sse, float(a)
-    return best_a
+    """Alpha in [0.01, 1] minimising the one-step squared error (statsforecast's golden-section
+    search, as in SimpleExponentialSmoothingOptimized, with the bounds widened from 0.1-0.3)."""
+    from statsforecast.models import _ses_lib
+
+    return float(_ses_lib.golden_section_ses(np.ascontiguousarray(y, dtype=float), 0.01, 1.0))
 
 
 @dataclass(frozen=True)
 class EWMA:
+    """Simple exponential smoothing (statsforecast SES), alpha re-fitted at each fit point."""
+
     name: str = "EWMA"
 
     def rolling(self, y, origins, h, refit=96, season=SEASON_SLOTS_15M):
