@@ -160,3 +160,26 @@ def test_bad_names_and_arguments():
         _plan(seed=-1)
     with pytest.raises(ValueError, match="weights"):
         prepare("servegen-small-14d", regions=[("a", 0, 0)], capacity_rps=CAP, lengths=POOL)
+
+
+def test_cli_build_writes_parquet_and_metadata(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from torta.cli import main
+
+    out = tmp_path / "w.parquet"
+    r = CliRunner().invoke(main, ["workload", "build", "servegen-small-14d", "--scenario", "abilene",
+                                  "--seed", "2", "--days", "12", "--hours", "0.1",
+                                  "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads(r.stdout)
+    df = pl.read_parquet(out)
+    assert dict(df.schema) == REQUEST_SCHEMA
+    assert meta["requests"] == df.height > 0 and meta["seed"] == 2
+    assert meta["scenario"] == "abilene" and 0 < meta["scale_factor"]
+    assert json.loads((tmp_path / "w.parquet.meta.json").read_text())["requests"] == df.height
+    assert not list(tmp_path.glob("*.tmp"))
+    r = CliRunner().invoke(main, ["workload", "build", "nope", "--out", str(out)])
+    assert r.exit_code == 2 and "servegen-mid-14d" in r.output
