@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +57,9 @@ class CompletionSink:
     Parquet row group to `path + ".tmp"` (renamed on `close`) and keeps the run totals and the
     latency samples needed for percentiles (three float64 per completed request)."""
 
-    def __init__(self, world: World, tables: FleetTables, path: str | os.PathLike | None) -> None:
+    def __init__(self, world: World, tables: FleetTables, path: str | os.PathLike | None, requests) -> None:
         self.world = world
+        self.req = requests  # torta.sim.engine.RequestArrays
         self.lat_s = np.asarray(tables.latency_s, dtype=float).reshape(tables.n_regions, tables.n_regions)
         self.path = Path(path) if path is not None else None
         self.tmp = self.path.with_name(self.path.name + ".tmp") if self.path is not None else None
@@ -76,18 +76,17 @@ class CompletionSink:
         self.resp: list[np.ndarray] = []
         self.last_finish_s = 0.0
 
-    def __call__(self, records: list) -> None:
-        n = len(records)
-
-        def col(k, typ):
-            return np.fromiter(map(itemgetter(k), records), dtype=typ, count=n)
-
-        i64, f64 = np.int64, np.float64
-        rid, org, mod, pr, out = (col(k, i64) for k in range(5))
-        arr = col(5, f64)
-        reg, srv = col(6, i64), col(7, i64)
-        adm, ft, fn = col(8, f64), col(9, f64), col(10, f64)
-        drop = col(11, i64)
+    def __call__(self, batch: dict) -> None:
+        """`batch`: flat arrays from the engine (index into the request arrays, region, server,
+        admitted_s, first_token_s, finish_s, drop code)."""
+        req = self.req
+        idx = batch["index"]
+        rid, org, mod = req.request_id[idx], req.origin[idx], req.model[idx]
+        pr, out, arr = req.prompt_tokens[idx], req.output_tokens[idx], req.arrival_s[idx]
+        reg, srv = batch["region"], batch["server"]
+        adm, ft, fn = batch["admitted_s"], batch["first_token_s"], batch["finish_s"]
+        drop = batch["drop"]
+        n = len(idx)
         ok = drop == 0
         nd = int((~ok).sum())
         back = self.lat_s[np.where(reg < 0, 0, reg), org]

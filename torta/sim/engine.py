@@ -31,6 +31,7 @@ Server states for energy: idle, prefill, decode, loading (loading is charged at 
 from __future__ import annotations
 
 import bisect
+from array import array
 import gc
 import itertools
 import math
@@ -49,7 +50,8 @@ from torta.sim.cluster import FleetTables
 INF = math.inf
 NAN = math.nan
 
-# request record fields (a Python list per in-flight request)
+# request record fields (a Python list per in-flight request; RID holds the request's position in
+# the arrival-ordered RequestArrays, FIN/DROP are unused: completions go to flat buffers)
 RID, ORG, MOD, PR, OUT, ARR, REG, SRV, ADM, FT, FIN, DROP, RES, VJ = range(14)
 DROP_REASONS = ("", "prompt_exceeds_kv", "no_server_for_model")
 IDLE, PREFILL, DECODE, LOADING = 0, 1, 2, 3
@@ -145,7 +147,8 @@ class FleetView:
 
 
 class Engine:
-    """Runs one replay. `sink(records)` receives finished/dropped request records in batches;
+    """Runs one replay. `sink(batch)` receives finished/dropped requests in chunks (a dict of flat
+    numpy arrays: index into `req`, region, server, admitted_s, first_token_s, finish_s, drop code);
     `slot_sink(slot, t0, dur, arrays)` receives per-slot, per-server accounting."""
 
     def __init__(self, world, tables: FleetTables, policy, *, seed: int, sink: Callable,
@@ -216,9 +219,21 @@ class Engine:
         kint = [0.0] * S
         sw = [0] * S
         work = [0.0] * S  # expected-work seconds of tokens processed (utilisation numerator)
-        done: list = []
+        # completions, in completion order, buffered in flat arrays and handed to the sink per chunk
         chunk = cfg.chunk_requests
-        sink = self.sink
+        bcap = chunk + max((ty.max_batch for ty in types), default=1) + 2
+        B_idx, B_reg, B_srv, B_drop = (array("q", bytes(8 * bcap)) for _ in range(4))
+        B_adm, B_ft, B_fin = (array("d", bytes(8 * bcap)) for _ in range(3))
+        nd = 0
+
+        def flush_done(k):
+            self.sink(dict(index=np.frombuffer(B_idx, np.int64, k).copy(),
+                           region=np.frombuffer(B_reg, np.int64, k).copy(),
+                           server=np.frombuffer(B_srv, np.int64, k).copy(),
+                           admitted_s=np.frombuffer(B_adm, np.float64, k).copy(),
+                           first_token_s=np.frombuffer(B_ft, np.float64, k).copy(),
+                           finish_s=np.frombuffer(B_fin, np.float64, k).copy(),
+                           drop=np.frombuffer(B_drop, np.int64, k).copy()))
         dem_n = [0] * R
         dem_tok = [0] * R
         view_state = dict(loaded=loaded, tailm=tailm, bu=bu, q=q, nact=nact, kv=kv)
@@ -405,7 +420,7 @@ class Engine:
                 rr_ptr[key] = k % n
             else:
                 view.now_s = now
-                info = RequestInfo(rec[RID], rec[ORG], m, p, rec[OUT], rec[ARR])
+                info = RequestInfo(int(req.request_id[rec[RID]]), rec[ORG], m, p, rec[OUT], rec[ARR])
                 s = int(alloc.choose(view, info, scope))
                 if not 0 <= s < S or stype[s][m] < 0 or types[stype[s][m]].kv_cap < p or (
                         scope is not None and region[s] != scope):
@@ -636,17 +651,18 @@ class Engine:
         # arrival stream cursor
         n_req = len(req)
         pos = 0
-        A_t = A_id = A_p = A_o = A_org = A_m = A_u = []
+        A_t = A_p = A_o = A_org = A_m = A_u = []
+        base = 0
         i = n = 0
 
         def load_chunk(pos):
             e = min(pos + chunk, n_req)
-            return (req.arrival_s[pos:e].tolist(), req.request_id[pos:e].tolist(),
+            return (req.arrival_s[pos:e].tolist(), pos,
                     req.prompt_tokens[pos:e].tolist(), req.output_tokens[pos:e].tolist(),
                     req.origin[pos:e].tolist(), req.model[pos:e].tolist(), rng.random(e - pos).tolist())
 
         if n_req:
-            A_t, A_id, A_p, A_o, A_org, A_m, A_u = load_chunk(0)
+            A_t, base, A_p, A_o, A_org, A_m, A_u = load_chunk(0)
             n = len(A_t)
             pos = n
         ta = A_t[0] if n else INF
@@ -702,12 +718,18 @@ class Engine:
                     lim = Vn + 1e-9
                     while fh and fh[0][0] <= lim:
                         r = heappop(fh)[2]
-                        r[FIN] = now
                         kv[s] -= r[RES]
                         nact[s] -= 1
                         sp[s] -= r[PR]
                         svj[s] -= r[VJ]
-                        done.append(r)
+                        B_idx[nd] = r[RID]  # record the completion (r is hot in cache now)
+                        B_reg[nd] = r[REG]
+                        B_srv[nd] = s
+                        B_adm[nd] = r[ADM]
+                        B_ft[nd] = r[FT]
+                        B_fin[nd] = now
+                        B_drop[nd] = 0
+                        nd += 1
                     if q[s] and kick(s, now):
                         pass
                     elif fh:  # keep decoding: sched_decode inlined
@@ -740,10 +762,16 @@ class Engine:
                         r[FT] = now
                         o = r[OUT]
                         if o <= 1:
-                            r[FIN] = now
                             kv[s] -= r[RES]
                             nact[s] -= 1
-                            done.append(r)
+                            B_idx[nd] = r[RID]
+                            B_reg[nd] = r[REG]
+                            B_srv[nd] = s
+                            B_adm[nd] = r[ADM]
+                            B_ft[nd] = now
+                            B_fin[nd] = now
+                            B_drop[nd] = 0
+                            nd += 1
                         else:
                             r[VJ] = Vs
                             heappush(fh, (Vs + (o - 1), nxt(), r))
@@ -789,11 +817,15 @@ class Engine:
                 out = A_o[i]
                 dem_n[o] += 1
                 dem_tok[o] += p + out
-                rec = [A_id[i], o, m, p, out, now, -1, -1, NAN, NAN, NAN, 0, 0, 0.0]
+                rec = [base + i, o, m, p, out, now, -1, -1, NAN, NAN, NAN, 0, 0, 0.0]
                 s = -1
                 if p > fmax[m]:
-                    rec[DROP] = 1 if fmax[m] > 0 else 2
-                    done.append(rec)
+                    B_idx[nd] = base + i
+                    B_reg[nd] = -1
+                    B_srv[nd] = -1
+                    B_adm[nd] = B_ft[nd] = B_fin[nd] = NAN
+                    B_drop[nd] = 1 if fmax[m] > 0 else 2
+                    nd += 1
                 elif cum is None:
                     s = choose(rec, None, now)
                     r = region[s]
@@ -827,7 +859,7 @@ class Engine:
                     if prog is not None:
                         prog(pos)
                     if pos < n_req:
-                        A_t, A_id, A_p, A_o, A_org, A_m, A_u = load_chunk(pos)
+                        A_t, base, A_p, A_o, A_org, A_m, A_u = load_chunk(pos)
                         n = len(A_t)
                         pos += n
                         i = 0
@@ -836,12 +868,12 @@ class Engine:
                         ta = INF
                 else:
                     ta = A_t[i]
-            if len(done) >= chunk:
-                sink(done)
-                done = []
+            if nd >= chunk:
+                flush_done(nd)
+                nd = 0
         flush_slot(slot, t_slot0, now)
-        if done:
-            sink(done)
+        if nd:
+            flush_done(nd)
         stats.end_s = now
         stats.events = events
         return stats

@@ -181,7 +181,7 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None)
+    sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None, arrays)
     slots = SlotRecorder(world, tables)
     policy.reset(world, seed)
     bar = None
