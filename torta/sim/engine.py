@@ -326,7 +326,11 @@ class Engine:
             t = tailm[s]
             g, rg = on
             if g:
-                push(wheap[G][t], e, s)
+                h = wheap[G][t]
+                if h and h[0][1] == s:  # s was the top: it usually is, it was just chosen
+                    heapreplace(h, e)
+                else:
+                    push(h, e, s)
                 if multi:
                     for m in others[s]:
                         if cold_on[m]:
@@ -495,21 +499,23 @@ class Engine:
                 heappush(heap, (now + ty.load_s, nxt(), EV_LOAD, s, 0))
                 return True
             capv = cap_cur[s]
-            used = kv[s]
-            n = nact[s]
+            used = kv[s] + head[RES]
+            n = nact[s] + 1
             mbs = mb_cur[s]
-            tok = 0
-            sq = 0
-            batch = []
-            while qs:
+            if used > capv or n > mbs:
+                return False
+            qs.popleft()
+            head[ADM] = now
+            tok = head[PR]
+            sq = tok * tok
+            batch = [head]
+            while qs:  # more of the queue joins this prefill while it fits
                 r = qs[0]
                 if r[MOD] != m:
                     break
                 res = r[RES]
-                if used + res > capv or n >= mbs:
-                    break
                 p = r[PR]
-                if batch and tok + p > maxT:
+                if used + res > capv or n >= mbs or tok + p > maxT:
                     break
                 qs.popleft()
                 used += res
@@ -518,8 +524,6 @@ class Engine:
                 sq += p * p
                 r[ADM] = now
                 batch.append(r)
-            if not batch:
-                return False
             ty = ty_cur[s]
             if st[s] == DECODE:  # pause the fluid decode
                 dV = (now - vt[s]) / itv[s]
@@ -532,7 +536,10 @@ class Engine:
             nact[s] = n
             st[s] = PREFILL
             pre[s] = batch
-            heappush(heap, (now + ty.prefill_s(tok, float(sq)), nxt(), EV_PREFILL, s, 0))
+            d = ty.pre_cache.get((tok, sq))
+            if d is None:
+                d = ty.prefill_s(tok, sq)
+            heappush(heap, (now + d, nxt(), EV_PREFILL, s, 0))
             return True
 
         def settle(s, now):
