@@ -63,6 +63,9 @@ class TortaAllocator:
                 row.append(lst)
             self._cands.append(row)
         self._near = t.near
+        self._sir = t.servers_in_region
+        self._load_of = [[t.types[t.stype[s][m]].load_s if t.stype[s][m] >= 0 else 0.0
+                          for m in range(t.n_models)] for s in range(t.n_servers)]
         self._lat = t.latency_s
         self._recent = [0.0] * t.n_servers
         self._t_ref = 0.0
@@ -77,6 +80,11 @@ class TortaAllocator:
 
     def pick(self, view: Any, request: Any, region: int | None) -> int:
         """`choose` without the error: -1 when no server in scope can hold the request."""
+        return self.best(view, request, region)[1]
+
+    def best(self, view: Any, request: Any, region: int | None) -> tuple[float, int]:
+        """(expected completion cost in seconds, server) of the best server in scope; (inf, -1) if none.
+        Records the assignment's spreading count, so call it once per request."""
         if self._view_id != id(view):
             self._setup(view)
         now = view.now_s
@@ -114,13 +122,47 @@ class TortaAllocator:
                 c = d + w + pre * p + o * tpot[b if b <= mb else mb] + rec[s] * sf
                 if tailm[s] != m:
                     c += cold
+                    if c < best:
+                        c += self._displacement(r, s, tailm)
                 if c < best:
                     best, bs = c, s
         if bs < 0:
-            return -1
+            return math.inf, -1
         if psi > 0.0:
             rec[bs] += math.exp((now - self._t_ref) / tau)
-        return bs
+        return best, bs
+
+    def cost_in(self, view: Any, request: Any, region: int, delay_s: float) -> tuple[float, int]:
+        """Cost and server in `region` for a request that reaches it `delay_s` later (no side effects)."""
+        now = view.now_s
+        m, p, o = request.model, request.prompt_tokens, request.output_tokens
+        bu, tailm, nact = self._bu, self._tailm, self._nact
+        best, bs = math.inf, -1
+        for s, pre, tpot, mb, cold, cap in self._cands[region][m]:
+            if cap < p:
+                continue
+            w = bu[s] - now
+            if w < 0.0:
+                w = 0.0
+            b = nact[s] + 1
+            c = delay_s + w + pre * p + o * tpot[b if b <= mb else mb]
+            if tailm[s] != m:
+                c += cold + self._displacement(region, s, tailm)
+            if c < best:
+                best, bs = c, s
+        return best, bs
+
+
+    def _displacement(self, region: int, server: int, tailm: list) -> float:
+        """Extra cold-start cost when `server` is the last one in its region holding its current model:
+        that model's next request there will have to load it back."""
+        cur = tailm[server]
+        if cur < 0:
+            return 0.0
+        for s in self._sir[region]:
+            if s != server and tailm[s] == cur:
+                return 0.0
+        return self._load_of[server][cur] + self.config.switch_penalty_s
 
 
 class WarmLeastLoadedScan:
@@ -174,6 +216,9 @@ class PlannedAllocator:
         self._cum: list | None = None
         self._rng = random.Random(seed)
         self.fallbacks = 0
+        self.spill_s: float | None = None  # set (with a TortaAllocator inner) to allow spill-over
+        self.spill_regions = 3
+        self.spills = 0
 
     def set_plan(self, plans: np.ndarray) -> None:
         """plans[m, o, r]: share of origin o's model-m demand served in region r (rows sum to 1)."""
@@ -191,9 +236,16 @@ class PlannedAllocator:
                 row[m] = 0
         return out
 
+    def live(self) -> tuple[list, list] | None:
+        """(busy_until, tail_model) lists of the simulator once a request has been seen, else None."""
+        return getattr(self, "_live", None)
+
     def choose(self, view: Any, request: Any, region: int | None) -> int:
         o, m = request.origin, request.model
         self.counts[o][m] += 1
+        if getattr(self, "_live_id", None) != id(view):
+            bu, tailm, _, _ = live_lists(view)
+            self._live, self._live_id = (bu, tailm), id(view)
         if region is None and self._cum is not None:
             row = self._cum[o][m]
             x = self._rng.random() * row[-1]
@@ -201,7 +253,18 @@ class PlannedAllocator:
         else:
             r = region
         if r is not None:
-            s = self.inner.pick(view, request, r)
+            if self.spill_s is not None:
+                c, s = self.inner.best(view, request, r)
+                if s >= 0 and c > self.spill_s:  # planned region saturated: the micro layer may spill over
+                    lat = view.tables.latency_s[r]
+                    for r2 in view.tables.near[r][m][1:self.spill_regions + 1]:
+                        c2, s2 = self.inner.cost_in(view, request, r2, lat[r2])
+                        if c2 + self.spill_s < c:
+                            c, s = c2, s2
+                    if s != -1 and view.tables.region[s] != r:
+                        self.spills += 1
+            else:
+                s = self.inner.pick(view, request, r)
             if s >= 0:
                 return s
         self.fallbacks += 1

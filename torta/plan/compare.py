@@ -92,7 +92,7 @@ def _oracle(df: pl.DataFrame, world, slot_s: float) -> np.ndarray:
 
 
 def multiday_input(workload: str, scenario: str, world, seed: int, days: int, hours: float | None,
-                   start_day: int, history_days: int = 7) -> SeedInput:
+                   start_day: int, history_days: int = 4) -> SeedInput:
     from torta.workload.build import build_workload, regional_rates
     from torta.workload.registry import get_spec
 

@@ -76,12 +76,20 @@ class MicroConfig:
     spread_s_per_request: load-spreading term, seconds of penalty per recently assigned request still
     "remembered" (exponentially decayed with `spread_tau_s`); small, so it only breaks near-ties.
     switch_penalty_s: extra seconds charged on top of the weight-load time for a model switch (lost
-    service + energy of the reload, paper-torta.md §8: "plus 1 s of lost service").
+    service + energy of the reload; paper-torta.md §8 suggests 1 s). Chosen on the validation day (day 11,
+    first hour, servegen-mix-14d on abilene, seed 0, torta-ot): 1 / 10 / 30 / 100 s gave a mean response of
+    78.1 / 17.0 / 21.3 / 73.7 s (least-loaded: 27.3 s).
+    spill_s: when the best expected completion in the planned region exceeds this, the request may go to
+    one of the `spill_regions` nearest regions whose best completion (network delay included) is at least
+    spill_s shorter (None: never leave the planned region). Same validation run, switch_penalty_s 30:
+    spill_s 5 / 10 / 30 / None gave 22.2 / 21.3 / 24.3 / 62.8 s.
     """
 
     spread_s_per_request: float = 0.05
     spread_tau_s: float = 30.0
-    switch_penalty_s: float = 1.0
+    switch_penalty_s: float = 10.0
+    spill_s: float | None = 10.0
+    spill_regions: int = 3
     hungarian_window_s: float = 1.0
     hungarian_max_batch: int = 64
 
@@ -92,5 +100,9 @@ class MicroConfig:
         for name in ("spread_tau_s", "hungarian_window_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"MicroConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.spill_s is not None and not self.spill_s >= 0:
+            raise ValueError(f"MicroConfig.spill_s must be >= 0 or None, got {self.spill_s!r}")
+        if self.spill_regions < 0:
+            raise ValueError(f"MicroConfig.spill_regions must be >= 0, got {self.spill_regions}")
         if self.hungarian_max_batch < 1:
             raise ValueError(f"MicroConfig.hungarian_max_batch must be >= 1, got {self.hungarian_max_batch}")

@@ -34,6 +34,7 @@ class RegionFacts:
     server_rps_rm: np.ndarray  # (R, M) mean requests/s of one server of region r running model m (0: none can)
     energy_kwh_rm: np.ndarray  # (R, M) mean energy per request of model m in region r
     nearest_capable_rm: np.ndarray  # (R, M) int: nearest region (by latency from r) able to serve m, -1: none
+    latency_s_rm: np.ndarray  # (R, M) mean unloaded latency of a mean request (prefill + decode at batch 1)
 
 
 def region_facts(world: World, tables: FleetTables, mean_prompt_tokens: float = DEFAULT_MEAN_PROMPT_TOKENS,
@@ -67,6 +68,7 @@ def region_facts(world: World, tables: FleetTables, mean_prompt_tokens: float = 
         n[r] += 1
     has = n > 0
     rps_rm = np.zeros((r_n, m_n))
+    lat_rm = np.zeros((r_n, m_n))
     kwh_rm = np.zeros((r_n, m_n))
     for r in range(r_n):
         for m in range(m_n):
@@ -77,6 +79,10 @@ def region_facts(world: World, tables: FleetTables, mean_prompt_tokens: float = 
                      + mean_output_tokens * tables.types[tables.stype[s][m]].c_decode_s for s in ss]
             rps_rm[r, m] = float(np.mean([1.0 / w for w in works]))
             kwh_rm[r, m] = float(np.mean([tables.decode_w[s] * w / 3.6e6 for s, w in zip(ss, works)]))
+            lat_rm[r, m] = float(np.mean([
+                tables.types[tables.stype[s][m]].prefill_s(int(mean_prompt_tokens), mean_prompt_tokens ** 2)
+                + mean_output_tokens * tables.types[tables.stype[s][m]].decode_s(1, mean_prompt_tokens)
+                for s in ss]))
     near_rm = np.array([[tables.near[o][m][0] if tables.near[o][m] else -1 for m in range(m_n)]
                         for o in range(r_n)], dtype=np.int64)
     if not has.any():
@@ -90,7 +96,7 @@ def region_facts(world: World, tables: FleetTables, mean_prompt_tokens: float = 
         capacity_rps=cap, work_s_per_request=np.where(has, work_sum / np.maximum(n, 1), 0.0),
         energy_kwh_per_request=np.where(has, kwh / np.maximum(n, 1), 0.0), nearest_dc=nearest,
         transfer_usd_per_request=gb * float(world.transfer_usd_per_gb), server_rps_rm=rps_rm,
-        energy_kwh_rm=kwh_rm, nearest_capable_rm=near_rm)
+        energy_kwh_rm=kwh_rm, nearest_capable_rm=near_rm, latency_s_rm=lat_rm)
 
 
 def topology_edges(latency_ms: np.ndarray, tol_ms: float = 1e-9) -> list[tuple[int, int]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from torta.plan.alloc import PlannedAllocator, TortaAllocator, WarmLeastLoadedSc
 from torta.plan.config import MicroConfig, OTConfig
 from torta.plan.fleetcost import (DEFAULT_MEAN_OUTPUT_TOKENS, DEFAULT_MEAN_PROMPT_TOKENS, region_facts,
                                   topology_edges)
-from torta.plan.ot import CostInputs, cost_matrix, solve_plan
+from torta.plan.ot import CostInputs, cost_matrix, solve_plan, solve_tiered
 from torta.plan.skylb import SkyLBRouter
 from torta.policy.base import BasePolicy, SlotState
 from torta.policy.registry import register
@@ -69,7 +70,13 @@ class OTPolicy(_ContextMixin, BasePolicy):
     name = "ot"
     description = "OT macro plan per slot and model."
     has_planner = True
-    max_utilisation = 0.85  # plan regions up to this share of their free capacity (headroom for bursts)
+    # Plan regions up to this share of their estimated free capacity. The estimate (torta.sim.cluster work
+    # units) overstates saturated throughput by ~1.2x (measured: one A100/L40S/H100 server saturates at
+    # 0.82x the estimate, scratch replay of 3000 requests), and queueing grows fast above ~70 % of the
+    # real capacity: 0.6 x estimate = ~0.73 of real.
+    max_utilisation = 0.6
+    capacity_derate = 0.82  # real saturated throughput / estimate (the measurement above)
+    tier_edges = (0.0, 0.25, 0.5, 0.7, 0.85, 1.0)  # congestion tiers, as shares of the planned capacity
 
     def __init__(self, config: OTConfig | None = None, inner: str = "warm-least-loaded",
                  micro: MicroConfig | None = None) -> None:
@@ -87,8 +94,20 @@ class OTPolicy(_ContextMixin, BasePolicy):
         self.facts = region_facts(world, tables, self.mean_prompt_tokens, self.mean_output_tokens,
                                   self.model_share)
         r, m = world.n_regions, len(world.models)
+        self._srv_region = list(tables.region)
+        self._rate_sm = np.zeros((tables.n_servers, m))
+        for sv in range(tables.n_servers):
+            for mm in range(m):
+                t = tables.stype[sv][mm]
+                if t >= 0:
+                    ty = tables.types[t]
+                    work = self.mean_prompt_tokens * ty.c_prefill_s + self.mean_output_tokens * ty.c_decode_s
+                    self._rate_sm[sv, mm] = 1.0 / work if work > 0 else 0.0
         inner = TortaAllocator(self.micro) if self.inner == "torta" else WarmLeastLoadedScan()
         self.allocator = PlannedAllocator(inner, r, m, seed)
+        if self.inner == "torta":
+            self.allocator.spill_s = self.micro.spill_s
+            self.allocator.spill_regions = self.micro.spill_regions
         lat = np.asarray(world.latency_ms, dtype=float)
         self._lat = lat
         self._transfer = (1.0 - np.eye(r)) * self.facts.transfer_usd_per_request
@@ -100,8 +119,27 @@ class OTPolicy(_ContextMixin, BasePolicy):
         self.demand_source_used = self.config.demand_source
 
     def demand(self, state: SlotState, observed: np.ndarray) -> np.ndarray:
-        """(R, M) demand the slot's plan is built on; `observed` = the slot just ended."""
+        """(R, M) demand the slot's plan is built on; `observed` = the slot just ended (at slot 0: the
+        last slot of the history before the replay, where one was given)."""
+        if state.slot == 0 and not observed.sum() > 0:
+            last = self._history_last()
+            if last is not None:
+                return last
         return observed
+
+    def _history_last(self) -> np.ndarray | None:
+        h = getattr(self, "history", None)
+        if h is None or h.height == 0:
+            return None
+        last = h.filter(h["slot"] == h["slot"].max())
+        ridx = {r.name: i for i, r in enumerate(self.world.regions)}
+        midx = {m: i for i, m in enumerate(self.world.models)}
+        out = np.zeros((len(ridx), len(midx)))
+        for series, y in last.select("series", "y").iter_rows():
+            reg, _, mod = str(series).partition("|")
+            if reg in ridx and mod in midx:
+                out[ridx[reg], midx[mod]] += float(y)
+        return out
 
     def plan(self, state: SlotState) -> None:
         f = self.facts
@@ -113,7 +151,25 @@ class OTPolicy(_ContextMixin, BasePolicy):
         queue_s = state.backlog_s / servers
         plans = np.zeros((m_n, r_n, r_n))
         rows = np.arange(r_n)
-        caps = (self.max_utilisation * state.warm_servers * f.server_rps_rm * state.slot_s * free[:, None])
+        live = self.allocator.live()
+        if live is not None:  # exact: each server's rate for the model it will hold, times its free share
+            bu, tailm = live
+            caps = np.zeros((r_n, m_n))
+            t0 = state.t_start_s
+            for sv in range(len(tailm)):
+                mm = tailm[sv]
+                if mm >= 0:
+                    fr = 1.0 - max(bu[sv] - t0, 0.0) / state.slot_s
+                    if fr > 0:
+                        caps[self._srv_region[sv], mm] += self._rate_sm[sv, mm] * fr
+            caps *= self.max_utilisation * state.slot_s
+        else:
+            caps = (self.max_utilisation * state.warm_servers * f.server_rps_rm * state.slot_s * free[:, None])
+        if not hasattr(self, "_tier_fracs"):
+            edges = np.asarray(self.tier_edges) / self.tier_edges[-1]  # tiers of the planned capacity
+            self._tier_fracs = np.diff(edges)
+            self._tier_rho = np.asarray(self.tier_edges[1:]) * self.max_utilisation / self.tier_edges[-1] \
+                / self.capacity_derate
         if not a_rm.sum() > 0:  # nothing observed yet: prior = origin weights x half the warm capacity
             a_rm = self._origin_w[:, None] * (0.5 * caps.sum(axis=0))[None, :]
         for m in range(m_n):
@@ -125,7 +181,12 @@ class OTPolicy(_ContextMixin, BasePolicy):
             inputs = CostInputs(latency_ms=self._lat[:, cols], price_usd_per_mwh=state.price_usd_per_mwh[cols],
                                 energy_kwh_per_request=f.energy_kwh_rm[cols, m], queue_delay_s=queue_s[cols],
                                 transfer_usd_per_request=self._transfer[:, cols])
-            p = solve_plan(a_rm[:, m], cap, cost_matrix(inputs, self.config), self.config)
+            base = cost_matrix(inputs, self.config)
+            # congestion tiers: expected queueing delay rho / (1 - rho) x the request's service time at the
+            # tier's real utilisation, normalised like the queue term
+            delay = self._tier_rho[None, :] / (1.0 - self._tier_rho[None, :]) * f.latency_s_rm[cols, m][:, None]
+            tier_cost = self.config.weights.queue * delay / (delay + self.config.queue_ref_s)
+            p = solve_tiered(a_rm[:, m], cap, base, self._tier_fracs, tier_cost, self.config)
             plans[m][:, cols] = p.share
             np.add.at(plans[m], (rows, f.nearest_capable_rm[:, m]), p.defer_share)  # queued near the origin
             self.deferred_requests += p.total_deferred
@@ -158,9 +219,20 @@ class TortaOT(OTPolicy):
 
     def reset(self, world, seed: int) -> None:
         super().reset(world, seed)
-        self._fc = None
         self._ratio = np.ones((world.n_regions, len(world.models)))
         self._prev_fc = None
+        self._fc = None
+        self.forecast_s = 0.0
+        if self.config.demand_source == "forecast":
+            # day-ahead forecast before the replay starts (uses only the history before t = 0); its time is
+            # reported as forecast_s, not in planner_ms_per_slot (the per-slot decision time)
+            t0 = time.perf_counter()
+            horizon = len(self.oracle_demand) if self.oracle_demand is not None else 96
+            self._fc = self._forecast(max(horizon, 1))
+            self.forecast_s = time.perf_counter() - t0
+            if self._fc is None:
+                self._fc = False
+                self.demand_source_used = "last (no history to forecast from)"
 
     def _forecast(self, horizon: int) -> np.ndarray | None:
         """(H, R, M) day-ahead forecast from `history` (series "region|model", slot, y)."""
@@ -186,13 +258,7 @@ class TortaOT(OTPolicy):
         if src == "oracle" and self.oracle_demand is not None:
             return self.oracle_demand[min(t, len(self.oracle_demand) - 1)]
         if src == "forecast":
-            if self._fc is None:
-                horizon = len(self.oracle_demand) if self.oracle_demand is not None else 96
-                self._fc = self._forecast(max(horizon, 1))
-                if self._fc is None:
-                    self._fc = False
-                    self.demand_source_used = "last (no history to forecast from)"
-            if self._fc is not False:
+            if self._fc is not None and self._fc is not False:
                 if t > 0 and self._prev_fc is not None:
                     ok = self._prev_fc > 0
                     ratio = np.where(ok, observed / np.where(ok, self._prev_fc, 1.0), 1.0)
@@ -200,7 +266,11 @@ class TortaOT(OTPolicy):
                 f = self._fc[min(t, len(self._fc) - 1)]
                 self._prev_fc = f
                 return f * np.clip(self._ratio, 0.5, 2.0)
-        return observed
+        return super().demand(state, observed)
+
+    def params(self) -> dict:
+        return {**super().params(), "forecast_s": float(getattr(self, "forecast_s", 0.0)),
+                "switch_penalty_s": self.micro.switch_penalty_s}
 
 
 class _RegionFirstAllocator:
