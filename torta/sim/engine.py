@@ -262,6 +262,9 @@ class Engine:
         rr_ptr: dict = {}
         glob_capable = [[s for s in range(S) if stype[s][m] >= 0] for m in range(M)]
         others = [[m for m in range(M) if stype[s][m] >= 0 and m != tailm[s]] for s in range(S)]
+        tyof = [[types[t] if t >= 0 else None for t in row] for row in stype]
+        capm = [[types[t].kv_cap if t >= 0 else 0 for t in row] for row in stype]
+        wG = wheap[G]
 
         def build(glob):
             """Fill the fleet-wide (glob) or the region heaps from the current state."""
@@ -431,7 +434,13 @@ class Engine:
                     raise ValueError(f"allocator {type(alloc).__name__} chose server {s} for request "
                                      f"{rec[RID]} (model {m}, prompt {p} tokens, region {scope}); "
                                      "expected a server in the region able to hold it")
-            # book the request's expected work on s (busy-until estimate, heaps)
+            book(s, rec, now)
+            return s
+
+        def book(s, rec, now):
+            """Book the request's expected work on s (busy-until estimate, heaps)."""
+            m = rec[MOD]
+            p = rec[PR]
             ty = types[stype[s][m]]
             b = bu[s]
             if b < now:
@@ -445,7 +454,6 @@ class Engine:
             bu[s] = b
             if kind_ll:
                 repush(s)
-            return s
 
         def touch(s, now):
             dt = now - tl[s]
@@ -834,7 +842,40 @@ class Engine:
                     B_drop[nd] = 1 if fmax[m] > 0 else 2
                     nd += 1
                 elif cum is None:
-                    s = choose(rec, None, now)
+                    s = -1
+                    if kind_ll:  # fast path of choose(rec, None, now): warm fleet-wide least-loaded
+                        h = wG[m]
+                        w = INF
+                        while h:
+                            e = h[0]
+                            if e[2] == hv[e[1]]:
+                                s = e[1]
+                                w = e[0] - now
+                                break
+                            heappop(h)
+                        if s >= 0 and w > 0.0 and (not multi or w <= min_load[m]) and capm[s][m] >= p:
+                            ty = tyof[s][m]
+                            b = e[0] + p * ty.c_prefill_s + out * ty.c_decode_s  # tail model is m
+                            bu[s] = b
+                            v = hv[s] + 1
+                            hv[s] = v
+                            e = (b, s, v)
+                            heapreplace(h, e)
+                            if multi:
+                                for mm in others[s]:
+                                    if cold_on[mm]:
+                                        push(cheap[G][mm], e, s)
+                            if on[1]:
+                                r = region[s]
+                                push(wheap[r][m], e, s)
+                                if multi:
+                                    for mm in others[s]:
+                                        if cold_on[mm]:
+                                            push(cheap[r][mm], e, s)
+                        else:
+                            s = choose(rec, None, now)
+                    else:
+                        s = choose(rec, None, now)
                     r = region[s]
                     rec[REG] = r
                     d = lat[o][r]
