@@ -222,3 +222,12 @@ def test_parallel_backtest_is_identical(real_history):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "fit_s"} for r in rows]  # noqa: E731
     assert strip(one.models) == strip(two.models)
     assert one.per_series == two.per_series
+
+
+def test_report_is_strict_json_when_validation_is_all_masked():
+    y = [5.0, 6, 7, 8] * 6
+    masked = [False] * 16 + [True] * 4 + [False] * 4  # the whole validation day is a gap
+    rep = backtest(_tiny(y, masked), horizon=1, holdout_days=1, val_days=1, cal_days=1, step=1,
+                   slot_s=21600, models=("Naive", "SeasonalNaive"), min_cal_points=2)
+    doc = json.dumps(rep.to_dict(), allow_nan=False)
+    assert json.loads(doc)["per_series"][0]["val_points"] == 0

@@ -124,6 +124,12 @@ def _series_forecasts(y, origins, h, names, refit, season):
     return fc, secs
 
 
+def _finite(x: float) -> float:
+    """JSON numbers are never null or infinite: 0.0 stands for "no points to score"."""
+    x = float(x)
+    return x if np.isfinite(x) else 0.0
+
+
 def _targets(panel: Panel, origins: np.ndarray, h: int):
     idx = origins[:, None] + np.arange(h)[None, :]
     idx_c = np.minimum(idx, panel.n_slots - 1)
@@ -217,7 +223,8 @@ def backtest(history: pl.DataFrame, config: BacktestConfig | None = None, **kw) 
                       test_ok[s:s + 1], scale_pts[s:s + 1])
         per_series.append({"series": name, "model": cfg.models[choice[s]], "mase": one["mase"],
                            "coverage_80": one["coverage_80"], "scale": float(scales[s]),
-                           "val_mae": float(val_mae[choice[s], s])})
+                           "val_mae": _finite(val_mae[choice[s], s]),
+                           "val_points": int(val_ok[s].sum())})
     by = {r["model"]: r for r in rows}
     ratios = {}
     for base in ("SeasonalNaive", "Naive"):

@@ -292,7 +292,8 @@ def regional_rates(name: str, scenario: Any = None, seed: int = 0, slot_s: float
                    plan: WorkloadPlan | None = None, **prepare_kw) -> pl.DataFrame:
     """Per slot, origin region and model: `expected_requests` (scaled ServeGen rate integrated over
     the slot, gaps imputed), `requests` (the build's per-window counts, each window's count split
-    binomially over the slots it overlaps) and `masked` (slot touches a collection gap).
+    binomially over the slots it overlaps), expected prompt / output tokens (expected requests x
+    the length pool's means) and `masked` (slot touches a collection gap).
 
     The per-window totals equal those of `build_workload` with the same seed; only the split of a
     window across a slot boundary is drawn separately. Cheap: no requests are materialised.
@@ -326,6 +327,8 @@ def regional_rates(name: str, scenario: Any = None, seed: int = 0, slot_s: float
                 "model": [spec.models[ci]] * n_slots,
                 "requests": np.rint(req).astype(np.int64),
                 "expected_requests": exp,
+                "expected_prompt_tokens": exp * plan.lengths.mean_prompt_tokens,
+                "expected_output_tokens": exp * plan.lengths.mean_output_tokens,
                 "masked": touched > 0,
             }))
     return pl.concat(frames)
