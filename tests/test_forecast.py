@@ -231,3 +231,14 @@ def test_report_is_strict_json_when_validation_is_all_masked():
                    slot_s=21600, models=("Naive", "SeasonalNaive"), min_cal_points=2)
     doc = json.dumps(rep.to_dict(), allow_nan=False)
     assert json.loads(doc)["per_series"][0]["val_points"] == 0
+
+
+@pytest.mark.slow
+def test_bench_forecast_smoke():
+    from torta.forecast.bench import bench_forecast
+
+    r = CliRunner().invoke(bench_forecast, ["--workloads", "servegen-small-14d", "--no-rolling",
+                                            "--horizon", "4", "--jobs", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    case = json.loads(r.stdout)["cases"][0]
+    assert case["series"] == 12 and case["wall_s"] > 0 and case["cpu_s"] > 0

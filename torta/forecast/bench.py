@@ -10,10 +10,18 @@ Cases (history = the workload's 14 days of 15-min slots, every series of the sce
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 
 import click
+
+
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process and its reaped children (the worker pools)."""
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def _rss_mib() -> float:
@@ -32,6 +40,8 @@ def bench_forecast(scenario, workloads, horizon, seed, rolling, jobs, as_json) -
     """Time forecasting every region of SCENARIO over 14 days of 15-min slots."""
     import polars as pl
 
+    import statsforecast.models  # noqa: F401  (imports are not timed)
+
     from torta.forecast import forecast, forecast_rolling, to_history
     from torta.workload import regional_rates
 
@@ -40,32 +50,35 @@ def bench_forecast(scenario, workloads, horizon, seed, rolling, jobs, as_json) -
         hist = to_history(regional_rates(w, scenario, seed))
         n_series = hist["series"].n_unique()
         n_slots = hist["slot"].n_unique()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_s()
         fc = forecast(hist, horizon, "auto", n_jobs=jobs)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
         cases.append({"case": f"{w}/forecast", "series": n_series, "history_slots": n_slots,
-                      "horizon": horizon, "origins": 1, "wall_s": wall, "jobs": jobs,
+                      "horizon": horizon, "origins": 1, "wall_s": wall, "cpu_s": cpu,
+                      "jobs": jobs,
                       "models": dict(fc.group_by("model").len().sort("model").iter_rows()),
                       "peak_rss_mib": _rss_mib()})
         click.echo(f"{w}: forecast {n_series} series in {wall:.1f} s", err=True)
         if rolling:
             last = int(hist["slot"].max())
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu_s()
             fr = forecast_rolling(hist, horizon, "auto", start_slot=last - 95, end_slot=last,
                                   step=1, n_jobs=jobs)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
             cases.append({"case": f"{w}/rolling-day", "series": n_series,
                           "history_slots": n_slots, "horizon": horizon,
                           "origins": int(fr["origin_slot"].n_unique()), "wall_s": wall,
-                          "jobs": jobs,
+                          "cpu_s": cpu, "jobs": jobs,
                           "models": dict(fr.group_by("model").len().sort("model")
                                          .with_columns(pl.col("len") // (horizon * 96))
                                          .iter_rows()),
                           "peak_rss_mib": _rss_mib()})
             click.echo(f"{w}: rolling day {n_series} series in {wall:.1f} s", err=True)
-    doc = {"scenario": scenario, "seed": seed, "cases": cases}
+    doc = {"scenario": scenario, "seed": seed, "cases": cases,
+           "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count()}
     if as_json:
         click.echo(json.dumps(doc))
     else:
         for c in cases:
-            click.echo(f"{c['case']:<36} {c['series']:>3} series {c['wall_s']:7.1f} s")
+            click.echo(f"{c['case']:<36} {c['series']:>3} series {c['wall_s']:7.1f} s wall "
+                       f"{c['cpu_s']:7.1f} s cpu")
