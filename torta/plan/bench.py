@@ -44,6 +44,73 @@ def bench_planner(regions: int, slots: int, method: str, seed: int) -> dict:
             "slots_with_deferral": int(deferred)}
 
 
+def bench_tiered(regions: int, slots: int, models: int, seed: int) -> dict:
+    """The policy's per-slot solve: one tiered EMD per model, with OTPolicy's congestion tiers."""
+    from torta.plan.config import OTConfig
+    from torta.plan.ot import solve_tiered
+
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 4000, (regions, 2))
+    lat = np.linalg.norm(xy[:, None] - xy[None], axis=2) / 200.0
+    base = lat / lat.max()
+    from torta.plan.policies import OTPolicy
+
+    fr = np.diff(np.asarray(OTPolicy.tier_edges, dtype=float))
+    times = []
+    cfg = OTConfig()
+    for _ in range(slots):
+        t0 = time.perf_counter()
+        for _m in range(models):
+            cap = rng.uniform(50, 150, regions)
+            dem = rng.uniform(0, 2, regions) * cap.mean() * rng.uniform(0.3, 1.1)
+            tc = np.sort(rng.uniform(0, 1, (regions, fr.size)), axis=1)
+            solve_tiered(dem, cap, base, fr, tc, cfg)
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times) * 1000.0
+    return {"case": f"ot-emd-tiered-x{models}-models", "regions": regions, "slots": slots,
+            "ms_per_slot_median": float(np.median(ms)), "ms_per_slot_p95": float(np.percentile(ms, 95))}
+
+
+def bench_sim_allocator(requests: int, seed: int, scenario: str = "abilene") -> dict:
+    """`TortaAllocator.choose` as the replay calls it: abilene's tables, live per-server lists."""
+    from torta.fleet.scenario import load_scenario
+    from torta.plan.alloc import TortaAllocator
+    from torta.policy.base import RequestInfo
+    from torta.sim.cluster import build_tables
+
+    world = load_scenario(scenario)
+    t = build_tables(world)
+    rng = np.random.default_rng(seed)
+    s_n, r_n, m_n = t.n_servers, t.n_regions, t.n_models
+
+    class _View:
+        pass
+
+    view = _View()
+    view.tables = t
+    view._s = {"bu": [0.0] * s_n, "tailm": list(t.initial_model), "nact": [0] * s_n, "q": [[] for _ in range(s_n)]}
+    view.now_s = 0.0
+    alloc = TortaAllocator()
+    reqs = []
+    for i in range(requests):
+        m = int(rng.integers(0, m_n))
+        regs = [r for r in range(r_n) if t.capable[r][m]]
+        reqs.append((RequestInfo(i, int(rng.integers(0, r_n)), m, int(rng.integers(10, 3000)),
+                                 int(rng.integers(5, 500)), 0.0), regs[int(rng.integers(0, len(regs)))]))
+    now = np.cumsum(rng.exponential(0.005, requests)).tolist()
+    bu = view._s["bu"]
+    choose = alloc.choose
+    t0 = time.perf_counter()
+    for i in range(requests):
+        view.now_s = now[i]
+        req, r = reqs[i]
+        s = choose(view, req, r)
+        bu[s] = max(bu[s], now[i]) + 0.2  # the simulator books the work
+    dt = time.perf_counter() - t0
+    return {"case": "micro-torta-sim", "scenario": scenario, "servers": s_n, "requests": requests,
+            "us_per_request": dt / requests * 1e6}
+
+
 def bench_allocator(servers: int, regions: int, models: int, requests: int, seed: int) -> dict:
     from torta.plan.micro import MicroTables, TortaMicro
 
@@ -81,8 +148,9 @@ def bench_allocator(servers: int, regions: int, models: int, requests: int, seed
 @click.option("--json", "as_json", is_flag=True, help="print one JSON document")
 def bench_plan(regions, slots, method, servers, alloc_regions, models, requests, seed, as_json):
     """Planner ms per slot (OT) and micro allocator microseconds per request."""
-    cases = [bench_planner(regions, slots, method, seed),
-             bench_allocator(servers, alloc_regions, models, requests, seed)]
+    cases = [bench_planner(regions, slots, method, seed), bench_tiered(regions, slots, models, seed),
+             bench_allocator(servers, alloc_regions, models, requests, seed),
+             bench_sim_allocator(min(requests, 100_000), seed)]
     if as_json:
         click.echo(json.dumps({"cases": cases}))
         return
