@@ -183,3 +183,14 @@ def test_cli_build_writes_parquet_and_metadata(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     r = CliRunner().invoke(main, ["workload", "build", "nope", "--out", str(out)])
     assert r.exit_code == 2 and "servegen-mid-14d" in r.output
+
+
+def test_iter_workload_chunks_equal_the_whole_build():
+    from torta.workload import iter_workload
+
+    plan = _plan("servegen-mix-14d")
+    whole, meta = build_workload("servegen-mix-14d", days=(7, 7), hours=1, plan=plan)
+    parts = [df for df, _ in iter_workload("servegen-mix-14d", days=(7, 7), hours=1, plan=plan,
+                                           chunk_s=700)]
+    assert len(parts) == 6
+    assert pl.concat(parts).equals(whole)

@@ -54,7 +54,8 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the metadata).")
 def build_cmd(name, scenario, seed, days, hours, out, meta_out, as_json) -> None:
     """Build the requests of workload NAME (REQUEST_SCHEMA Parquet) and its metadata."""
-    from torta.workload import build_workload, prepare
+    from torta.workload import iter_workload, prepare
+    from torta.workload.build import metadata
     from torta.workload.build import _window_bounds
 
     plan = prepare(name, scenario, seed)
@@ -65,15 +66,38 @@ def build_cmd(name, scenario, seed, days, hours, out, meta_out, as_json) -> None
                f"(day {start / 86400 + 1:g} to {end / 86400 + 1:g}): about {est:,.0f} requests",
                err=True)
     t0 = time.perf_counter()
-    df, meta = build_workload(name, plan=plan, days=days, hours=hours)
-    path = _write_parquet(df, out)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    writer = None
+    try:
+        import pyarrow.parquet as pq
+
+        for df, _ in iter_workload(name, plan=plan, days=days, hours=hours, chunk_s=6 * 3600):
+            table = df.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table)
+            n += df.height
+            click.echo(f"  {n:,} requests", err=True)
+        writer.close()  # iter_workload yields at least one (maybe empty) frame
+        writer = None
+        os.replace(tmp, path)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    meta = metadata(plan, start, end)
+    meta["requests"] = n
     meta["out"] = str(path)
     meta["build_s"] = time.perf_counter() - t0
     mpath = Path(meta_out) if meta_out else path.with_name(path.name + ".meta.json")
     tmp = mpath.with_name(mpath.name + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, mpath)
-    click.echo(f"wrote {df.height:,} requests to {path} in {meta['build_s']:.1f} s", err=True)
+    click.echo(f"wrote {n:,} requests to {path} in {meta['build_s']:.1f} s", err=True)
     if as_json:
         click.echo(json.dumps(meta))
 

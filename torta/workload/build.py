@@ -168,18 +168,10 @@ def _chunk(plan: WorkloadPlan, ci: int, region: OriginRegion, counts: np.ndarray
     return t, prompt, output
 
 
-def build_workload(name: str, scenario: Any = None, seed: int = 0, days: Any = None,
-                   hours: float | None = None, *, plan: WorkloadPlan | None = None,
-                   **prepare_kw) -> tuple[pl.DataFrame, dict]:
-    """Requests of a named workload in REQUEST_SCHEMA (sorted by arrival) and its metadata.
-
-    `days`: None (all), (start_day, end_day) 1-based inclusive, an int, or 'a-b'. `hours`: keep
-    only the first `hours` hours of that window. Collection gaps are imputed (from the same window
-    of the nearest clean day) and listed in metadata["masked_intervals"] (never score them).
-    """
-    plan = plan or prepare(name, scenario, seed, **prepare_kw)
+def _requests_between(plan: WorkloadPlan, start: float, end: float,
+                      id_offset: int = 0) -> pl.DataFrame:
+    """Requests arriving in [start, end) (sim seconds), sorted, ids from `id_offset`."""
     spec = plan.spec
-    start, end = _window_bounds(days, hours, spec.days)
     ts, ps, os_, rs, ms = [], [], [], [], []
     for ci in range(len(spec.classes)):
         for ri, region in enumerate(plan.regions):
@@ -210,7 +202,7 @@ def build_workload(name: str, scenario: Any = None, seed: int = 0, days: Any = N
         reg = np.empty(0, np.int16); mod = np.empty(0, np.int8)
     region_names = [r.name for r in plan.regions]
     df = pl.DataFrame({
-        "request_id": np.arange(len(t), dtype=np.int64),
+        "request_id": np.arange(id_offset, id_offset + len(t), dtype=np.int64),
         "arrival_s": t,
         "prompt_tokens": prompt.astype(np.int64),
         "output_tokens": output.astype(np.int64),
@@ -224,9 +216,44 @@ def build_workload(name: str, scenario: Any = None, seed: int = 0, days: Any = N
                                     return_dtype=pl.String).alias("origin_region"),
         pl.lit(spec.name, dtype=pl.String).alias("source"),
     ).select([pl.col(c).cast(dt) for c, dt in REQUEST_SCHEMA.items()])
+    return df
+
+
+def build_workload(name: str, scenario: Any = None, seed: int = 0, days: Any = None,
+                   hours: float | None = None, *, plan: WorkloadPlan | None = None,
+                   **prepare_kw) -> tuple[pl.DataFrame, dict]:
+    """Requests of a named workload in REQUEST_SCHEMA (sorted by arrival) and its metadata.
+
+    `days`: None (all), (start_day, end_day) 1-based inclusive, an int, or 'a-b'. `hours`: keep
+    only the first `hours` hours of that window. Collection gaps are imputed (from the same window
+    of the nearest clean day) and listed in metadata["masked_intervals"] (never score them).
+    A whole 14-day build of a large fleet is tens of millions of rows: build a window, or stream
+    days with `iter_workload`.
+    """
+    plan = plan or prepare(name, scenario, seed, **prepare_kw)
+    start, end = _window_bounds(days, hours, plan.spec.days)
+    df = _requests_between(plan, start, end)
     meta = metadata(plan, start, end)
     meta["requests"] = df.height
     return df, meta
+
+
+def iter_workload(name: str, scenario: Any = None, seed: int = 0, days: Any = None,
+                  hours: float | None = None, *, plan: WorkloadPlan | None = None,
+                  chunk_s: float = DAY_S, **prepare_kw):
+    """The requests of `build_workload` as consecutive frames of at most `chunk_s` seconds each
+    (memory-light); concatenated they equal `build_workload`'s frame, request ids included.
+    Yields (frame, metadata-of-the-whole-window) pairs."""
+    plan = plan or prepare(name, scenario, seed, **prepare_kw)
+    start, end = _window_bounds(days, hours, plan.spec.days)
+    meta = metadata(plan, start, end)
+    offset, a = 0, start
+    while a < end:
+        b = min(end, a + chunk_s)
+        df = _requests_between(plan, a, b, offset)
+        offset += df.height
+        yield df, meta
+        a = b
 
 
 def masked_intervals(plan: WorkloadPlan, start: float = 0.0, end: float | None = None) -> list[dict]:
