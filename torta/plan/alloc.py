@@ -168,16 +168,24 @@ class TortaAllocator:
 class WarmLeastLoadedScan:
     """Warm-preferring least-loaded inside one region, by a scan (regions hold a handful of servers):
     wait = expected backlog, + load time where the server will not hold the model; first minimum by
-    server id. The same rule as the simulator's built-in `WarmLeastLoaded` in region scope."""
+    server id. With `switch_guard_s` = 0 this is the simulator's built-in `WarmLeastLoaded` rule in region
+    scope. In region scope that rule reloads needlessly (a cold server wins as soon as the warm backlog
+    exceeds a 2-4 s load, and the next request of the displaced model switches it back), so the baselines
+    here use the guarded variant: a cold server also pays `switch_guard_s`, and the load-back of its model
+    when it is the region's last server holding it (the same switching rule as the TORTA allocator)."""
 
-    def __init__(self) -> None:
+    def __init__(self, switch_guard_s: float = 0.0) -> None:
         self._view_id = None
+        self.switch_guard_s = float(switch_guard_s)
 
     def setup(self, view: Any) -> None:
         t = view.tables
         self._bu, self._tailm, self._nact, self._q = live_lists(view)
         self._cands = [[[(s, t.types[t.stype[s][m]].load_s, t.types[t.stype[s][m]].kv_cap)
                          for s in t.capable[r][m]] for m in range(t.n_models)] for r in range(t.n_regions)]
+        self._sir = t.servers_in_region
+        self._load_of = [[t.types[t.stype[s][m]].load_s if t.stype[s][m] >= 0 else 0.0
+                          for m in range(t.n_models)] for s in range(t.n_servers)]
         self._view_id = id(view)
 
     def pick(self, view: Any, request: Any, region: int) -> int:
@@ -189,6 +197,7 @@ class WarmLeastLoadedScan:
             self.setup(view)
         now = view.now_s
         bu, tailm = self._bu, self._tailm
+        guard = self.switch_guard_s
         best, bs = math.inf, -1
         for s, load, cap in self._cands[region][model]:
             if cap < prompt_tokens:
@@ -198,6 +207,11 @@ class WarmLeastLoadedScan:
                 w = 0.0
             if tailm[s] != model:
                 w += load
+                if guard > 0.0 and w < best:
+                    w += guard
+                    cur = tailm[s]
+                    if cur >= 0 and not any(x != s and tailm[x] == cur for x in self._sir[region]):
+                        w += self._load_of[s][cur] + guard
             if w < best:
                 best, bs = w, s
         return bs

@@ -34,6 +34,12 @@ from torta.policy.registry import register
 from torta.sim.cluster import build_tables
 
 
+# The baselines' in-region allocator: warm least-loaded with the TORTA allocator's switching guard (see
+# torta.plan.alloc.WarmLeastLoadedScan), so that every policy is compared with a strong allocator, not
+# with needless reloads (DESIGN.md, Evaluation protocol). Same value as MicroConfig.switch_penalty_s.
+BASELINE_SWITCH_GUARD_S = MicroConfig().switch_penalty_s
+
+
 class _ContextMixin:
     """Optional run context set by `prepare` (compare) before `reset`."""
 
@@ -106,7 +112,8 @@ class OTPolicy(_ContextMixin, BasePolicy):
                     ty = tables.types[t]
                     work = self.mean_prompt_tokens * ty.c_prefill_s + self.mean_output_tokens * ty.c_decode_s
                     self._rate_sm[sv, mm] = 1.0 / work if work > 0 else 0.0
-        inner = TortaAllocator(self.micro) if self.inner == "torta" else WarmLeastLoadedScan()
+        inner = (TortaAllocator(self.micro) if self.inner == "torta"
+                 else WarmLeastLoadedScan(BASELINE_SWITCH_GUARD_S))
         self.allocator = PlannedAllocator(inner, r, m, seed)
         if self.inner == "torta":
             self.allocator.spill_s = self.micro.spill_s
@@ -280,7 +287,7 @@ class _RegionFirstAllocator:
     """Base of allocators that pick a region themselves (global scope), then warm least-loaded inside."""
 
     def __init__(self) -> None:
-        self._wll = WarmLeastLoadedScan()
+        self._wll = WarmLeastLoadedScan(BASELINE_SWITCH_GUARD_S)
         self._view_id = None
 
     def _in_region(self, view, request, r: int) -> int:
@@ -351,51 +358,67 @@ class SkyLB(_ContextMixin, BasePolicy):
 
 
 class ACSAllocator(_RegionFirstAllocator):
-    """ACS-Diffusion in the replay: every `control_s` of simulated time, regional potentials are read
-    from the simulator (u = mean expected backlog per server / u_ref_s, plus the zone's price offset),
-    the intra-zone gains adapt, and new arrivals at each region are redirected along the coupling edges
-    by the flow shares (a seeded draw); then warm least-loaded inside the chosen region."""
+    """ACS-Diffusion in the replay, one diffusion layer per model over the regions able to serve it.
+
+    Every `control_s` of simulated time: the potential of (region r, model m) is the expected wait of an
+    m request there (the warm least-loaded cost: backlog, plus the load time where no server holds m)
+    over `u_ref_s`, plus the zone's price offset; each model's intra-zone gains adapt and its new
+    arrivals at each region are redirected along the coupling edges by the flow shares (a seeded draw).
+    Then warm least-loaded inside the chosen region. Capacities mu: the summed rate of the region's
+    servers able to serve m."""
 
     def __init__(self, config: ACSConfig, zones: np.ndarray, theta: np.ndarray, facts, edges, seed: int,
-                 control_s: float = 5.0, u_ref_s: float = 10.0) -> None:
+                 rate_sm: np.ndarray, control_s: float = 5.0, u_ref_s: float = 10.0) -> None:
         super().__init__()
         self.config, self.zones, self.theta, self.facts, self.edges = config, zones, theta, facts, edges
+        self.rate_sm = rate_sm
         self.control_s, self.u_ref_s = control_s, u_ref_s
         self._rng = random.Random(seed)
 
     def _setup(self, view) -> None:
-        f = self.facts
-        self.dc = np.flatnonzero(f.has_servers)
-        pos = {int(r): k for k, r in enumerate(self.dc)}
-        edges = [(pos[i], pos[j]) for i, j in self.edges if i in pos and j in pos]
-        lat = np.asarray(view.tables.latency_s, dtype=float)[np.ix_(self.dc, self.dc)] * 1000.0
-        self.acs = ACSDiffusion(f.capacity_rps[self.dc], self.zones[self.dc], lat, edges, self.theta,
-                                self.config)
-        self._bu, _, _, _ = live_lists(view)
-        self._sir = [view.tables.servers_in_region[r] for r in self.dc]
-        self._local = [pos[int(f.nearest_dc[o])] for o in range(len(f.nearest_dc))]
-        n = self.dc.size
-        self._arr = np.zeros(n)
-        self._lam = f.capacity_rps[self.dc] * 0.5
-        self._cum = [[1.0] * n for _ in range(n)]
-        self._stay = [True] * n
+        t = view.tables
+        lat_all = np.asarray(t.latency_s, dtype=float) * 1000.0
+        self._bu, self._tailm, _, _ = live_lists(view)
+        self.layers = []  # per model: (regions, ACSDiffusion, servers per region, loads, local index)
+        for m in range(t.n_models):
+            regs = np.array([r for r in range(t.n_regions) if t.capable[r][m]], dtype=np.int64)
+            if regs.size == 0:
+                self.layers.append(None)
+                continue
+            pos = {int(r): k for k, r in enumerate(regs)}
+            mu = np.array([sum(self.rate_sm[s, m] for s in t.capable[r][m]) for r in regs])
+            edges = [(pos[i], pos[j]) for i, j in self.edges if i in pos and j in pos]
+            zones = self.zones[regs]
+            _, zones = np.unique(zones, return_inverse=True)  # dense zone ids within the layer
+            theta = np.array([self.theta[self.zones[regs][zones == k][0]] for k in range(int(zones.max()) + 1)])
+            acs = ACSDiffusion(mu, zones, lat_all[np.ix_(regs, regs)], edges, theta, self.config)
+            cands = [[(s, t.types[t.stype[s][m]].load_s) for s in t.capable[r][m]] for r in regs]
+            local = [pos[t.near[o][m][0]] if t.near[o][m] else 0 for o in range(t.n_regions)]
+            n = regs.size
+            self.layers.append({"regs": regs.tolist(), "acs": acs, "cands": cands, "local": local,
+                                "arr": np.zeros(n), "lam": mu * 0.5, "cum": [[1.0] * n for _ in range(n)],
+                                "stay": [True] * n})
         self._next = -math.inf
         self._last = 0.0
         self.redirected = 0
         self._view_id = id(view)
 
     def _control(self, now: float) -> None:
-        bu = self._bu
-        u = np.array([sum(max(bu[s] - now, 0.0) for s in ss) / len(ss) / self.u_ref_s for ss in self._sir])
+        bu, tailm = self._bu, self._tailm
         dt = now - self._last if self._last > 0 else self.control_s
-        if dt > 0:
-            rate = self._arr / dt
-            self._lam = 0.5 * self._lam + 0.5 * rate
-        self._arr[:] = 0.0
-        self.acs.adapt(u, min(dt, self.control_s) if dt > 0 else self.control_s)
-        share = self.acs.redirect_shares(u, self._lam)
-        self._stay = [bool(share[i, i] >= 1.0 - 1e-12) for i in range(share.shape[0])]
-        self._cum = np.cumsum(share, axis=1).tolist()
+        for m, layer in enumerate(self.layers):
+            if layer is None:
+                continue
+            u = np.array([min(max(bu[s] - now, 0.0) + (load if tailm[s] != m else 0.0) for s, load in cs)
+                          for cs in layer["cands"]]) / self.u_ref_s
+            if dt > 0:
+                layer["lam"] = 0.5 * layer["lam"] + 0.5 * layer["arr"] / dt
+            layer["arr"][:] = 0.0
+            acs = layer["acs"]
+            acs.adapt(u, min(dt, self.control_s) if dt > 0 else self.control_s)
+            share = acs.redirect_shares(u, layer["lam"])
+            layer["stay"] = [bool(share[i, i] >= 1.0 - 1e-12) for i in range(share.shape[0])]
+            layer["cum"] = np.cumsum(share, axis=1).tolist()
         self._last = now
         self._next = now + self.control_s
 
@@ -405,16 +428,20 @@ class ACSAllocator(_RegionFirstAllocator):
         now = view.now_s
         if now >= self._next:
             self._control(now)
-        i = self._local[request.origin]
-        self._arr[i] += 1.0
-        k = i
-        if not self._stay[i]:
-            row = self._cum[i]
-            k = min(bisect.bisect_right(row, self._rng.random() * row[-1]), len(row) - 1)
-            if k != i:
-                self.redirected += 1
-        r = int(self.dc[k]) if region is None else region
-        return self._in_region(view, request, r)
+        layer = self.layers[request.model]
+        if region is None and layer is not None:
+            i = layer["local"][request.origin]
+            layer["arr"][i] += 1.0
+            k = i
+            if not layer["stay"][i]:
+                row = layer["cum"][i]
+                k = min(bisect.bisect_right(row, self._rng.random() * row[-1]), len(row) - 1)
+                if k != i:
+                    self.redirected += 1
+            region = layer["regs"][k]
+        elif region is None:
+            region = int(self.facts.nearest_dc[request.origin])
+        return self._in_region(view, request, region)
 
 
 class ACS(_ContextMixin, BasePolicy):
@@ -452,7 +479,15 @@ class ACS(_ContextMixin, BasePolicy):
         if theta.size < len(names):
             theta = np.concatenate([theta, np.zeros(len(names) - theta.size)])
         self.zone_names = names
-        self.allocator = ACSAllocator(self.config, zones, theta, facts, topology_edges(world.latency_ms), seed)
+        rate_sm = np.zeros((tables.n_servers, tables.n_models))
+        for sv in range(tables.n_servers):
+            for mm in range(tables.n_models):
+                if tables.stype[sv][mm] >= 0:
+                    ty = tables.types[tables.stype[sv][mm]]
+                    work = self.mean_prompt_tokens * ty.c_prefill_s + self.mean_output_tokens * ty.c_decode_s
+                    rate_sm[sv, mm] = 1.0 / work if work > 0 else 0.0
+        self.allocator = ACSAllocator(self.config, zones, theta, facts, topology_edges(world.latency_ms), seed,
+                                      rate_sm)
 
     def params(self) -> dict:
         c = self.config
