@@ -194,3 +194,16 @@ def test_iter_workload_chunks_equal_the_whole_build():
                                            chunk_s=700)]
     assert len(parts) == 6
     assert pl.concat(parts).equals(whole)
+
+
+def test_chunks_on_hour_boundaries_lose_no_request():
+    """Whole-hour offsets (lon -105 = -7 h) put window ends exactly on chunk bounds, where an
+    arrival at 0.99999... of a window could round onto the bound (a regression)."""
+    from torta.workload import iter_workload
+
+    plan = prepare("servegen-mix-14d", regions=[("den", -105.0, 1.0), ("odd", -87.6167, 1.0)],
+                   capacity_rps=CAP, lengths=POOL)
+    whole, _ = build_workload("servegen-mix-14d", days=(12, 12), hours=4, plan=plan)
+    parts = [df for df, _ in iter_workload("servegen-mix-14d", days=(12, 12), hours=4, plan=plan,
+                                           chunk_s=3600)]
+    assert pl.concat(parts).equals(whole)

@@ -163,7 +163,9 @@ def _chunk(plan: WorkloadPlan, ci: int, region: OriginRegion, counts: np.ndarray
     rng = plan.rng(ci, region, h)
     pos = _gamma_positions(rng, nc, cv)
     win = np.repeat(cells % 6, nc)
-    t = (h_unwrapped * 6 + win + pos) * sg.WINDOW_S - region.offset_s
+    base = (h_unwrapped * 6 + win) * sg.WINDOW_S - region.offset_s
+    # keep each arrival inside its own window after rounding (pos < 1 can round up to the next)
+    t = np.minimum(base + pos * sg.WINDOW_S, np.nextafter(base + sg.WINDOW_S, -np.inf))
     prompt, output = plan.lengths.draw(rng, len(t))
     return t, prompt, output
 
@@ -176,8 +178,10 @@ def _requests_between(plan: WorkloadPlan, start: float, end: float,
     for ci in range(len(spec.classes)):
         for ri, region in enumerate(plan.regions):
             counts = plan.counts(ci, region)
-            h_lo = int(np.floor((start + region.offset_s) / 3600.0))
-            h_hi = int(np.ceil((end + region.offset_s) / 3600.0))
+            # a margin of 1e-9 h takes in the neighbouring hour when a bound falls on an hour
+            # boundary, where rounding may put an arrival on either side
+            h_lo = int(np.floor((start + region.offset_s) / 3600.0 - 1e-9))
+            h_hi = int(np.ceil((end + region.offset_s) / 3600.0 + 1e-9))
             for hu in range(h_lo, h_hi):
                 got = _chunk(plan, ci, region, counts, hu)
                 if got is None:
