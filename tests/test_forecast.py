@@ -242,3 +242,19 @@ def test_bench_forecast_smoke():
     assert r.exit_code == 0, r.output
     case = json.loads(r.stdout)["cases"][0]
     assert case["series"] == 12 and case["wall_s"] > 0 and case["cpu_s"] > 0
+
+
+def test_statsforecast_frontend_on_polars_matches_our_models(real_history):
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS as SFAutoETS
+
+    from torta.forecast.data import freq_string, to_statsforecast
+
+    hist = real_history.filter(pl.col("slot") < 4 * 96)
+    df = to_statsforecast(hist)
+    assert freq_string(900) == "15m" and freq_string(3600) == "1h"
+    sf = StatsForecast(models=[SFAutoETS(season_length=1, model="ZZN")], freq="15m")
+    got = sf.forecast(df=df, h=4).sort("unique_id", "ds")
+    assert isinstance(got, pl.DataFrame)
+    ours = forecast(hist, 4, "AutoETS").sort("series", "slot")
+    np.testing.assert_allclose(got["AutoETS"].to_numpy(), ours["mean"].to_numpy(), rtol=1e-6)

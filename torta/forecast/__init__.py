@@ -3,9 +3,9 @@ planner-facing `forecast`."""
 
 from torta.forecast.api import FORECAST_SCHEMA, ROLLING_SCHEMA, forecast, forecast_rolling
 from torta.forecast.backtest import BacktestConfig, BacktestReport, backtest
-from torta.forecast.data import to_history
+from torta.forecast.data import freq_string, to_history, to_statsforecast
 from torta.forecast.models import DEFAULT_MODELS, MODELS
 
 __all__ = ["BacktestConfig", "BacktestReport", "DEFAULT_MODELS", "FORECAST_SCHEMA", "MODELS",
            "ROLLING_SCHEMA", "forecast_rolling",
-           "backtest", "forecast", "to_history"]
+           "backtest", "forecast", "freq_string", "to_history", "to_statsforecast"]

@@ -236,5 +236,7 @@ def backtest(history: pl.DataFrame, config: BacktestConfig | None = None, **kw) 
                 test_start=test_start + panel.first_slot, n_origins=int(len(origins)),
                 intervals="rolling split-conformal on each model's own relative errors "
                           f"|y-f|/max(f,1) over the previous {cfg.cal_days} days, per step")
+    in_band = sum(1 for p in per_series if 0.75 <= p["coverage_80"] <= 0.85)
     return BacktestReport(rows, selected, per_series, conf, n_series=S,
-                          n_test_points=int(test_ok.sum()), extra={"ratios": ratios})
+                          n_test_points=int(test_ok.sum()),
+                          extra={"ratios": ratios, "series_coverage_80_in_75_85": in_band})

@@ -94,3 +94,35 @@ def to_panel(history: pl.DataFrame, season: int) -> Panel:
     y[si, ti] = np.nan_to_num(h["y"].to_numpy(), nan=0.0)
     masked[si, ti] = h["masked"].to_numpy()
     return Panel(series, lo, impute(y, masked, season), masked)
+
+
+def freq_string(slot_s: float) -> str:
+    """statsforecast's polars frequency string for a slot length ("15m" for 900 s). Pandas input
+    needs "15min" instead; never share the two (../shared/notes/stack.md, pitfall 4)."""
+    s = int(round(slot_s))
+    if s <= 0 or abs(s - slot_s) > 1e-9:
+        raise ValueError(f"slot_s must be a positive whole number of seconds, got {slot_s}")
+    if s % 3600 == 0:
+        return f"{s // 3600}h"
+    if s % 60 == 0:
+        return f"{s // 60}m"
+    return f"{s}s"
+
+
+def to_statsforecast(history: pl.DataFrame, slot_s: float = 900.0,
+                     epoch: str = "2023-07-10T00:00:00") -> pl.DataFrame:
+    """History (series, slot, y[, masked]) -> statsforecast's long polars frame (unique_id, ds, y),
+    masked slots imputed, ds = epoch + slot x slot_s (UTC). Use with
+    `StatsForecast(models, freq=freq_string(slot_s))`."""
+    season = int(round(86400 / slot_s))
+    p = to_panel(history, season)
+    T = p.n_slots
+    start = pl.Series([epoch]).str.to_datetime(time_unit="us", time_zone="UTC")
+    offs = pl.Series(((p.first_slot + np.arange(T)) * slot_s * 1e6).astype(np.int64)) \
+        .cast(pl.Duration("us"))
+    ds = pl.select(start.first() + offs).to_series()
+    return pl.DataFrame({
+        "unique_id": [s for s in p.series for _ in range(T)],
+        "ds": pl.concat([ds] * len(p.series)),
+        "y": p.y.ravel(),
+    })
