@@ -93,8 +93,11 @@ def predict_cmd(workload, until_day, horizon, model, scenario, seed, out, jobs, 
 
     from torta.forecast import forecast
 
+    from torta.workload import get_spec
+
     hist = _history(workload, scenario, seed)
-    hist = hist.filter(pl.col("slot") < until_day * 96)
+    per_day = int(round(86400 / get_spec(workload).slot_s))
+    hist = hist.filter(pl.col("slot") < until_day * per_day)
     t0 = time.perf_counter()
     fc = forecast(hist, horizon, model, n_jobs=jobs)
     secs = time.perf_counter() - t0

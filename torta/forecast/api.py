@@ -45,8 +45,9 @@ def forecast_rolling(history: pl.DataFrame, horizon_slots: int,
     history slots < o only (later rows of `history` are ignored for it).
 
     `model`: "auto" (per series, the model with the lowest MAE over origins every `step` slots in
-    the `val_days` before start_slot, targets before start_slot), a model name, or {series: model}.
-    Only the chosen model then runs over the calibration and output origins.
+    the `val_days` before start_slot, targets before start_slot), a model name, or {series: model}
+    (series missing from it get Naive). Only the chosen model then runs over the calibration and
+    output origins.
     Intervals: rolling split-conformal on the chosen model's own relative errors at each step
     over the previous `cal_days` (fewer where history is short; +-z sd of the series where no
     error is known yet). Parameters are fitted at the first origin (up to cal_days + val_days
