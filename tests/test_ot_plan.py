@@ -120,3 +120,32 @@ def test_bad_inputs_are_rejected():
     with pytest.raises(ValueError, match="latency_ms"):
         CostInputs(latency_ms=np.ones(3), price_usd_per_mwh=np.ones(3), energy_kwh_per_request=np.ones(3),
                    queue_delay_s=np.ones(3), transfer_usd_per_request=np.ones(3))
+
+
+def test_tiered_plan_spreads_load_before_filling_one_region():
+    from torta.plan.ot import solve_tiered
+
+    # origin 0 is next to region 0; region 1 is a bit further. Plain OT fills region 0 to the brim;
+    # with a congestion tier the second half of region 0 costs more than the trip to region 1.
+    a = np.array([10.0])
+    b = np.array([10.0, 10.0])
+    c = np.array([[0.0, 0.2]])
+    plain = solve_plan(a, b, c)
+    np.testing.assert_allclose(plain.flow, [[10.0, 0.0]])
+    tc = np.array([[0.0, 0.5], [0.0, 0.5]])  # two tiers of 50 % each; the upper one costs 0.5 more
+    tiered = solve_tiered(a, b, c, np.array([0.5, 0.5]), tc)
+    np.testing.assert_allclose(tiered.flow, [[5.0, 5.0]])
+    np.testing.assert_allclose(tiered.share.sum(1) + tiered.defer_share, 1.0)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        solve_tiered(a, b, c, np.array([0.5, 0.5]), tc[:, ::-1])
+
+
+def test_topology_edges_recover_abilene_links():
+    from torta.fleet.scenario import load_scenario
+    from torta.plan.fleetcost import topology_edges
+
+    w = load_scenario("abilene")
+    edges = topology_edges(w.latency_ms)
+    assert len(edges) == 15  # SNDlib abilene: 12 nodes, 15 links
+    names = {(w.regions[i].name, w.regions[j].name) for i, j in edges}
+    assert ("ATLAM5", "ATLAng") in names or ("ATLAng", "ATLAM5") in names

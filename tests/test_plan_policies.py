@@ -140,3 +140,15 @@ def test_torta_allocator_warm_vs_cold(world):
     alloc = TortaAllocator()
     assert alloc.choose(_View(t, [big, big, 0.0], [1, 0, 1]), req, 0) in (0, 1)
     assert alloc.choose(_View(t, [0.0, 0.0, 0.0], [1, 0, 1]), req, 1) == 2
+
+
+def test_baseline_allocator_guard_avoids_needless_reloads(world):
+    from torta.plan.alloc import WarmLeastLoadedScan
+
+    w = _two_server_world(world)
+    t = build_tables(w)
+    req = RequestInfo(0, 0, 1, 500, 100, 0.0)
+    load = t.types[t.stype[1][1]].load_s
+    view = _View(t, [2 * load, 0.0, 0.0], [1, 0, 1])  # warm backlog twice the load time
+    assert WarmLeastLoadedScan(0.0).pick(view, req, 0) == 1  # the simulator's rule: reload
+    assert WarmLeastLoadedScan(10.0).pick(view, req, 0) == 0  # guarded: stay warm
