@@ -12,6 +12,8 @@ import click
 BENCHES: dict[str, tuple[str, str]] = {
     "ingest": ("torta.ingest.bench", "bench_ingest"),
     "replay": ("torta.sim.bench", "bench_replay"),
+    "forecast": ("torta.forecast.bench", "bench_forecast"),
+    "plan": ("torta.plan.bench", "bench_plan"),
 }
 
 
