@@ -74,3 +74,16 @@ def test_cli_json_is_one_document(trace):
 def test_unknown_policy_is_a_clear_error(trace):
     with pytest.raises(KeyError, match="unknown policy 'nope'"):
         run_compare("abilene", str(trace), ["nope"], 1, log=lambda m: None)
+
+
+def test_paired_differences(trace):
+    res = run_compare("abilene", str(trace), ["local-only", "least-loaded"], 2, baseline="local-only",
+                      log=lambda m: None)
+    p = res.rows[1]["paired"]
+    assert p["baseline"] == "local-only" and p["pairs"] == 2
+    by = {(r["policy"], r["seed"]): r["response_mean_s"] for r in res.runs}
+    diffs = [by[("least-loaded", s)] - by[("local-only", s)] for s in (0, 1)]
+    assert p["response_mean_s_diff"] == pytest.approx(sum(diffs) / 2)
+    assert res.rows[0]["paired"]["response_mean_s_diff"] == 0.0
+    with pytest.raises(ValueError, match="baseline"):
+        run_compare("abilene", str(trace), ["local-only"], 1, baseline="skylb", log=lambda m: None)

@@ -22,10 +22,12 @@ import click
               help="Length of the skylb tuning window (day 11).")
 @click.option("--skylb-threshold", default=None, type=float,
               help="Use this skylb threshold (pending requests per server) instead of tuning.")
+@click.option("--baseline", default=None,
+              help="Also report per-seed paired differences against this policy (one of --policies).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array, one object per policy.")
 @click.option("--progress", is_flag=True, help="Progress bars on stderr.")
-def cli(scenario, workload, policies, seeds, days, hours, start_day, tune_hours, skylb_threshold, as_json,
-        progress):
+def cli(scenario, workload, policies, seeds, days, hours, start_day, tune_hours, skylb_threshold, baseline,
+        as_json, progress):
     """Compare POLICIES on WORKLOAD in SCENARIO over SEEDS: response time (mean, p95), load_std, cost
     (energy, transfer, switching), switches and planner time, each as a mean and 95 % t-interval over
     seeds. The request count and a run-time estimate go to stderr first."""
@@ -33,7 +35,8 @@ def cli(scenario, workload, policies, seeds, days, hours, start_day, tune_hours,
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     res = run_compare(scenario, workload, names, seeds, days=days, hours=hours, start_day=start_day,
-                      tune_hours=tune_hours, skylb_threshold=skylb_threshold, progress=progress)
+                      tune_hours=tune_hours, skylb_threshold=skylb_threshold, baseline=baseline,
+                      progress=progress)
     if as_json:
         click.echo(json.dumps(res.rows))
         return
@@ -42,6 +45,14 @@ def cli(scenario, workload, policies, seeds, days, hours, start_day, tune_hours,
     for row in res.rows:
         cells = "".join(f"{_fmt(row[m]) + ' ± ' + _fmt(row[m + '_ci95']):>24}" for m in METRICS)
         click.echo(f"{row['policy']:<{w}}{cells}")
+    if baseline is not None:
+        click.echo(f"\npaired differences vs {baseline} (mean ± 95 % t-interval over seeds):")
+        for row in res.rows:
+            if row["policy"] == baseline:
+                continue
+            p = row["paired"]
+            cells = "".join(f"{_fmt(p[m + '_diff']) + ' ± ' + _fmt(p[m + '_diff_ci95']):>24}" for m in METRICS)
+            click.echo(f"{row['policy']:<{w}}{cells}")
     click.echo(f"{seeds} seeds; requests per seed {res.requests_per_seed}; ± = 95 % t-interval half-width", err=True)
 
 

@@ -170,10 +170,26 @@ def make_policy(name: str, skylb_threshold: float | None):
     return cls()
 
 
+def paired(runs: list[dict], policy: str, baseline: str) -> dict:
+    """Per-seed paired differences policy - baseline: mean and 95 % t-interval per metric."""
+    base = {r["seed"]: r for r in runs if r["policy"] == baseline}
+    mine = {r["seed"]: r for r in runs if r["policy"] == policy}
+    seeds = sorted(set(base) & set(mine))
+    out: dict[str, Any] = {"baseline": baseline, "pairs": len(seeds)}
+    for m in METRICS:
+        mean, half = t_interval([float(mine[k][m]) - float(base[k][m]) for k in seeds])
+        out[m + "_diff"] = mean
+        out[m + "_diff_ci95"] = half
+    return out
+
+
 def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *, days: int = 1,
                 hours: float | None = None, start_day: int = TEST_START_DAY, tune_hours: float = 1.0,
-                skylb_threshold: float | None = None, log: Callable[[str], None] | None = None,
-                progress: bool = False) -> CompareResult:
+                skylb_threshold: float | None = None, baseline: str | None = None,
+                log: Callable[[str], None] | None = None, progress: bool = False) -> CompareResult:
+    """Replay every policy on the same requests per seed; rows of means and 95 % t-intervals over seeds.
+    With `baseline` (one of `policies`), each row also carries `paired`: the per-seed paired differences
+    against it (the protocol's intervals for claims)."""
     from torta.fleet.scenario import load_scenario
     from torta.sim.replay import replay
 
@@ -182,6 +198,8 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     if not policies:
         raise ValueError("no policies given")
+    if baseline is not None and baseline not in policies:
+        raise ValueError(f"baseline {baseline!r} is not among the policies {policies}")
     for p in policies:  # fail fast on unknown names
         make_policy(p, None) if p != "skylb" else None
     world = load_scenario(scenario)
@@ -238,5 +256,7 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
             row[m] = mean
             row[m + "_ci95"] = half
         row["params"] = params.get(name, {})
+        if baseline is not None:
+            row["paired"] = paired(runs, name, baseline)
         rows.append(row)
     return CompareResult(rows=rows, runs=runs, requests_per_seed=counts)
