@@ -44,7 +44,7 @@ def _requests(world, n=400, span_s=1200.0, models=None, origins=None, seed=0):
 
 def test_registered_with_descriptions():
     names = dict(list_policies())
-    for name in ("myopic-ot", "torta-ot", "skylb", "acs"):
+    for name in ("myopic-ot", "torta-ot", "torta-ot-oracle", "torta-ot-last", "skylb", "acs"):
         assert name in names and len(names[name]) > 20
         assert get_policy(name).name == name
 

@@ -233,6 +233,8 @@ class TortaOT(OTPolicy):
         self._prev_fc = None
         self._fc = None
         self.forecast_s = 0.0
+        if self.config.demand_source == "oracle" and self.oracle_demand is None:
+            self.demand_source_used = "last (no oracle demand given)"
         if self.config.demand_source == "forecast":
             # day-ahead forecast before the replay starts (uses only the history before t = 0); its time is
             # reported as forecast_s, not in planner_ms_per_slot (the per-slot decision time)
@@ -499,5 +501,21 @@ class ACS(_ContextMixin, BasePolicy):
                 "g0": c.g0, "eta": c.eta, "sigma": c.sigma, "g_max": c.g_max, "kappa": c.kappa}
 
 
-for _cls in (MyopicOT, TortaOT, SkyLB, ACS):
+class TortaOTOracle(TortaOT):
+    name = "torta-ot-oracle"
+    description = "Ablation of torta-ot: OT on the true demand of each slot (oracle forecast)."
+
+    def __init__(self) -> None:
+        super().__init__(demand_source="oracle")
+
+
+class TortaOTLast(TortaOT):
+    name = "torta-ot-last"
+    description = "Ablation of torta-ot: OT on the slot just observed (no forecast) + the TORTA micro allocator."
+
+    def __init__(self) -> None:
+        super().__init__(demand_source="last")
+
+
+for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, SkyLB, ACS):
     register(_cls.name, _cls, _cls.description)
