@@ -853,7 +853,19 @@ class Engine:
                                 w = e[0] - now
                                 break
                             heappop(h)
-                        if s >= 0 and w > 0.0 and (not multi or w <= min_load[m]) and capm[s][m] >= p:
+                        if multi and w > min_load[m] and s >= 0:  # could a cold server win?
+                            if not cold_on[m]:
+                                build_cold(m)
+                            hc = cheap[G][m]
+                            while hc:
+                                ec = hc[0]
+                                if ec[2] == hv[ec[1]]:
+                                    wc = ec[0] - now
+                                    if (wc if wc > 0.0 else 0.0) + tyof[ec[1]][m].load_s < w:
+                                        s = -1  # yes: the general path decides
+                                    break
+                                heappop(hc)
+                        if s >= 0 and w > 0.0 and capm[s][m] >= p:
                             ty = tyof[s][m]
                             b = e[0] + p * ty.c_prefill_s + out * ty.c_decode_s  # tail model is m
                             bu[s] = b
