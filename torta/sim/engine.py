@@ -813,7 +813,17 @@ class Engine:
                     s = v
                     if s < 0:
                         s = choose(x, x[REG], now)
-                    enqueue(x, s, now)
+                    res = x[PR] + x[OUT]  # enqueue(x, s, now) inlined
+                    c = capm[s][x[MOD]]
+                    x[RES] = res if res <= c else c
+                    x[SRV] = s
+                    qs = q[s]
+                    qs.append(x)
+                    if len(qs) == 1:
+                        y = st[s]
+                        if y == IDLE or y == DECODE:
+                            touch(s, now)
+                            kick(s, now)
                 else:  # EV_LOAD
                     s = x
                     touch(s, now)

@@ -143,8 +143,8 @@ def to_arrays(world: World, df: pl.DataFrame, seed: int) -> RequestArrays:
             raise InputError("requests", f"{c} = {x[row]}; expected an integer >= 0", line=row, field=c)
         toks[c] = x
     rid = df["request_id"].cast(pl.Int64).to_numpy()
-    origin = _origins(world, df, seed)
-    model = _models(world, df)
+    origin = _origins(world, df, seed).astype(np.int32)
+    model = _models(world, df).astype(np.int32)
     order = np.lexsort((rid, arr))
     if not np.array_equal(order, np.arange(len(order))):
         arr, rid, origin, model = arr[order], rid[order], origin[order], model[order]
