@@ -1,0 +1,208 @@
+"""An environment over the real request-level replay, one step per macro slot, and the surrogate's gap.
+
+`ReplayEnv(world, requests, seed=...)`: `reset()` starts `torta.sim.replay.replay` in a worker thread
+with a bridge policy whose `plan` hands the slot's observation (the surrogate's `build_obs`, from the
+simulator's `SlotState`) to the caller and waits for the action; `step(delta=...)` (the actor's logit
+offsets around the OT plan, as in the surrogate) or `step(plan=...)` (one (R, R) plan for every model,
+masked to the regions able to serve it) resumes the replay until the next slot boundary. The replay's
+per-request results exist only when it finishes: `step` returns reward 0.0 until `done`, and the final
+step's info holds the per-slot metrics (`slot_metrics`: slot, requests, rt_s, util per region, load_std)
+and the per-slot rewards (RT and load-imbalance terms normalised by the episode's own means, for
+inspection; training never uses this environment).
+
+`surrogate_gap(...)`: the same plans (the surrogate's myopic OT plans on that day) through the surrogate
+and through the replay; per-slot mean response time and utilisation side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from torta.plan.config import OTConfig
+from torta.plan.policies import OTPolicy
+from torta.rl.env import EnvConfig
+from torta.rl.policies import RLPolicy
+
+
+class _BridgePolicy(RLPolicy):
+    name = "replay-env"
+    description = "bridge between ReplayEnv and the replay"
+
+    def __init__(self, env: "ReplayEnv", ecfg: EnvConfig) -> None:
+        OTPolicy.__init__(self, OTConfig(demand_source="last"), inner="torta")
+        self.env = env
+        self.ecfg = ecfg
+        self.checkpoint = None
+
+    def _load_agent(self, world) -> None:  # the caller acts; no checkpoint
+        self.checkpoint_path, self.checkpoint_meta = "", {}
+
+    def plan(self, state) -> None:
+        OTPolicy.plan(self, state)
+        ot_models = self.last_plans
+        obs = self.observe(state, ot_models)
+        self.env._to_main.put(("obs", obs, state))
+        kind, payload = self.env._to_sim.get()
+        if kind == "stop":
+            raise _Stopped()
+        if kind == "plan":
+            agg = self._set(ot_models, None, payload)
+        else:
+            agg = self._set(ot_models, payload)
+        self.env.plans.append(agg)
+        return None
+
+
+class _Stopped(Exception):
+    pass
+
+
+class ReplayEnv:
+    """See the module docstring. One episode = the whole request frame."""
+
+    def __init__(self, world: Any, requests: pl.DataFrame, *, seed: int = 0, ecfg: EnvConfig = EnvConfig(),
+                 history: pl.DataFrame | None = None, mean_prompt_tokens: float | None = None,
+                 mean_output_tokens: float | None = None, model_share: np.ndarray | None = None) -> None:
+        self.world, self.requests, self.seed, self.ecfg = world, requests, seed, ecfg
+        self.ctx = dict(history=history, mean_prompt_tokens=mean_prompt_tokens, mean_output_tokens=mean_output_tokens,
+                        model_share=model_share)
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        from torta.sim.replay import replay
+
+        try:
+            res = replay(self.world, self.requests, self.policy, seed=self.seed, out_dir=self._dir)
+            self._to_main.put(("done", res, None))
+        except _Stopped:
+            self._to_main.put(("stopped", None, None))
+        except BaseException as e:  # noqa: BLE001 - hand any failure to the caller
+            self._to_main.put(("error", e, None))
+
+    def reset(self) -> np.ndarray:
+        self.close()
+        self._to_main: queue.Queue = queue.Queue()
+        self._to_sim: queue.Queue = queue.Queue()
+        self.plans: list[np.ndarray] = []
+        self.policy = _BridgePolicy(self, self.ecfg)
+        self.policy.prepare(**self.ctx)
+        self._tmp = tempfile.TemporaryDirectory(prefix="torta-replay-env-")
+        self._dir = Path(self._tmp.name)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self._receive()[0]
+
+    def _receive(self) -> tuple[np.ndarray, float, bool, dict]:
+        kind, payload, state = self._to_main.get()
+        if kind == "obs":
+            self.state = state
+            return payload, 0.0, False, {"slot": state.slot}
+        self._thread.join()
+        self._thread = None
+        if kind == "error":
+            raise payload
+        if kind == "stopped":
+            return np.zeros((1, 0), dtype=np.float32), 0.0, True, {}
+        self.result = payload
+        m = slot_metrics(self.world, payload, self._dir)
+        rt_ref = max(float(m["rt_s"].mean()), 1e-9)
+        lb_ref = max(float(m["load_std"].mean()), 1e-3)
+        rewards = -(self.ecfg.w_rt * m["rt_s"].to_numpy() / rt_ref + self.ecfg.w_lb * m["load_std"].to_numpy() / lb_ref)
+        return np.zeros((1, 0), dtype=np.float32), 0.0, True, {"slot_metrics": m, "rewards": rewards,
+                                                                 "summary": payload.summary}
+
+    def step(self, delta: np.ndarray | None = None, plan: np.ndarray | None = None):
+        if self._thread is None:
+            raise RuntimeError("ReplayEnv.step before reset (or after the episode ended)")
+        if (delta is None) == (plan is None):
+            raise ValueError("give exactly one of delta (R, R) or plan (R, R)")
+        if plan is not None:
+            self._to_sim.put(("plan", np.asarray(plan, dtype=float).reshape(self.world.n_regions, -1)))
+        else:
+            self._to_sim.put(("delta", np.asarray(delta, dtype=float).reshape(self.world.n_regions, -1)))
+        return self._receive()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._to_sim.put(("stop", None))
+            while self._thread is not None:
+                self._receive()
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None:
+            tmp.cleanup()
+            self._tmp = None
+
+
+def slot_metrics(world: Any, result: Any, out_dir: Path) -> pl.DataFrame:
+    """Per slot of arrival: requests, mean response (completed requests), server-utilisation mean per
+    region (list) and the std of server utilisation (the run's load_std definition)."""
+    slot_s = float(world.slot_s)
+    comp = pl.read_parquet(out_dir / "completions.parquet", columns=["arrival_s", "response_s"])
+    per = (comp.filter(pl.col("response_s").is_not_null())
+           .group_by((pl.col("arrival_s") // slot_s).cast(pl.Int64).alias("slot"))
+           .agg(pl.len().alias("requests"), pl.col("response_s").mean().alias("rt_s")))
+    sl = result.slots
+    names = [r.name for r in world.regions]
+    util = (sl.group_by("slot", "region").agg(pl.col("utilisation").mean())
+            .pivot(on="region", index="slot", values="utilisation"))
+    for n in names:
+        if n not in util.columns:
+            util = util.with_columns(pl.lit(0.0).alias(n))
+    util = util.select("slot", pl.concat_list([pl.col(n).fill_null(0.0) for n in names]).alias("util"))
+    lb = sl.group_by("slot").agg(pl.col("utilisation").std(ddof=0).alias("load_std"))
+    return (per.join(util, on="slot", how="inner").join(lb, on="slot", how="inner").sort("slot"))
+
+
+def surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 11, hours: float = 2.0) -> dict:
+    """Feed the same per-slot plans (the surrogate's myopic-OT plans for `day`) to the surrogate and to the
+    replay of the first `hours` of that day; returns per-slot frames and summary gaps."""
+    from torta.fleet.scenario import load_scenario
+    from torta.plan.compare import multiday_input
+    from torta.rl.env import SurrogateEnv, run_fixed
+    from torta.rl.fleet import fleet_from_world, load_demand
+
+    world = load_scenario(scenario)
+    inp = multiday_input(workload, scenario, world, seed, 1, hours, day)
+    demand = load_demand(workload, scenario, world, (seed,))
+    fleet = fleet_from_world(world, inp.mean_prompt_tokens, inp.mean_output_tokens, inp.model_share)
+    senv = SurrogateEnv(fleet, demand, [day], 1, EnvConfig(), seed=seed)
+    sur = run_fixed(senv, [0], [day], "myopic-ot")
+    # the plans the surrogate's myopic OT chose, replayed through both
+    plans_env = SurrogateEnv(fleet, demand, [day], 1, dataclasses.replace(EnvConfig(), use_forecast=False))
+    plans_env._with_refs = False
+    plans_env.reset(series=np.array([0]), days=np.array([day]))
+    plans = []
+    for _ in range(plans_env.per_day):
+        plans.append(plans_env.ot[0].copy())
+        plans_env.step_plan(plans_env.ot)
+    plans = np.asarray(plans)
+    env = ReplayEnv(inp.world, inp.requests, seed=seed, history=inp.history, mean_prompt_tokens=inp.mean_prompt_tokens,
+                    mean_output_tokens=inp.mean_output_tokens, model_share=inp.model_share)
+    env.reset()
+    done, t, info = False, 0, {}
+    while not done:
+        _, _, done, info = env.step(plan=plans[min(t, len(plans) - 1)])
+        t += 1
+    rep = info["slot_metrics"]
+    n = int(round(hours * 3600 / world.slot_s))
+    rep = rep.filter(pl.col("slot") < n)
+    sur_rt, sur_util = sur["rt_s"][:n, 0], sur["util"][:n, 0, :]
+    rep_rt = rep["rt_s"].to_numpy()
+    rep_util = np.asarray(rep["util"].to_list())
+    k = min(len(rep_rt), n)
+    frame = pl.DataFrame({"slot": np.arange(k), "surrogate_rt_s": sur_rt[:k], "replay_rt_s": rep_rt[:k],
+                          "surrogate_util": sur_util[:k].mean(1), "replay_util": rep_util[:k].mean(1),
+                          "surrogate_load_std_regions": sur["lb"][:k, 0], "replay_load_std_servers": rep["load_std"].to_numpy()[:k]})
+    w = fleet.servers / fleet.servers.sum()
+    return {"frame": frame, "rt_gap_pct": float(100 * (sur_rt[:k].mean() - rep_rt[:k].mean()) / max(rep_rt[:k].mean(), 1e-9)),
+            "util_mae": float(np.abs((sur_util[:k] - rep_util[:k]) @ w).mean()),
+            "util_region_mae": float(np.abs(sur_util[:k] - rep_util[:k]).mean()),
+            "replay_summary": info["summary"], "requests": inp.requests.height}
