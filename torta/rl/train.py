@@ -49,7 +49,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
 class TrainConfig:
     variant: str = "torta"
     n_envs: int = 16
-    updates: int = 150
+    updates: int = 250  # ~5-7 min on one shared core for abilene (the 10-minute budget)
     train_days: tuple[int, ...] = tuple(range(2, 11))
     val_day: int = 11
     demand_seeds: tuple[int, ...] = (0, 1, 2)
