@@ -5,8 +5,6 @@ command, seed, data, settings and git commit."""
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 
 import click
@@ -51,8 +49,9 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
         meta = {"variant": v, "scenario": scenario, "workload": workload, "seed": seed,
                 "data": f"{workload} demand seeds {list(cfg.demand_seeds)}, days {min(cfg.train_days)}-"
                         f"{max(cfg.train_days)} train, day {cfg.val_day} selection",
-                "command": "torta train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1
-                else "torta train",
+                "command": f"torta train --scenario {scenario} --workload {workload} --variant {v} --seed {seed}"
+                           + (f" --updates {updates}" if updates is not None else "")
+                           + (f" --n-envs {n_envs}" if n_envs is not None else ""),
                 "git_commit": git_commit(), "train_wall_s": round(wall, 1), "config": config_meta(cfg),
                 "best_val_return": float(val.max()) if val.len() else float("nan"),
                 "val_ref_return": float(curves["val_ref_return"][0]) if "val_ref_return" in curves.columns else 0.0}
@@ -70,3 +69,7 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
                     "updates": cfg.updates})
     if as_json:
         click.echo(json.dumps(out))
+
+
+if __name__ == "__main__":  # `python -m torta.commands.train` until `train` is registered in torta/cli.py
+    cli()
