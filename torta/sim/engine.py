@@ -208,7 +208,8 @@ class Engine:
         svj = [0.0] * S  # sum of join counters of decoding requests
         kv = [0] * S
         nact = [0] * S
-        dver = [0] * S
+        dver = [0] * S  # version of the server's outstanding decode event (older ones are stale)
+        dnx = [INF] * S  # time of the outstanding decode event (INF: none)
         bu = [0.0] * S  # expected busy-until time
         hv = [0] * S  # heap entry version
         # accounting accumulators (per slot)
@@ -482,9 +483,12 @@ class Engine:
             Vs = V[s]
             it = ty_cur[s].decode_s(b, (sp[s] + b * Vs - svj[s]) / b)
             itv[s] = it
-            dv = dver[s] + 1
-            dver[s] = dv
-            heappush(heap, (now + (fh[0][0] - Vs) * it, nxt(), EV_DECODE, s, dv))
+            t = now + (fh[0][0] - Vs) * it
+            if t < dnx[s]:  # an earlier outstanding event stays: it wakes up early and reschedules
+                dv = dver[s] + 1
+                dver[s] = dv
+                dnx[s] = t
+                heappush(heap, (t, nxt(), EV_DECODE, s, dv))
 
         def kick(s, now):
             """Start a prefill (or a model load) on s if its queue head allows. True if started."""
@@ -537,8 +541,7 @@ class Engine:
                 dV = (now - vt[s]) / itv[s]
                 V[s] += dV
                 work[s] += len(fin[s]) * dV * ty.c_decode_s
-                vt[s] = now
-                dver[s] += 1
+                vt[s] = now  # the outstanding decode event stays; it finds the server paused or early
             work[s] += tok * ty.c_prefill_s
             kv[s] = used
             nact[s] = n
@@ -717,48 +720,68 @@ class Engine:
                     if v != dver[x]:
                         continue
                     s = x
-                    dt = now - tl[s]  # touch(s, now), state DECODE
-                    if dt > 0.0:
-                        a_dec[s] += dt
-                        bint[s] += nact[s] * dt
-                        if kv[s]:
-                            kint[s] += kv[s] / cap_cur[s] * dt
-                        tl[s] = now
-                    fh = fin[s]
-                    Vn = fh[0][0]
-                    ty = ty_cur[s]
-                    work[s] += len(fh) * (Vn - V[s]) * ty.c_decode_s
-                    V[s] = Vn
-                    vt[s] = now
-                    lim = Vn + 1e-9
-                    while fh and fh[0][0] <= lim:
-                        r = heappop(fh)[2]
-                        kv[s] -= r[RES]
-                        nact[s] -= 1
-                        sp[s] -= r[PR]
-                        svj[s] -= r[VJ]
-                        B_idx[nd] = r[RID]  # record the completion (r is hot in cache now)
-                        B_reg[nd] = r[REG]
-                        B_srv[nd] = s
-                        B_adm[nd] = r[ADM]
-                        B_ft[nd] = r[FT]
-                        B_fin[nd] = now
-                        B_drop[nd] = 0
-                        nd += 1
-                    if q[s] and kick(s, now):
+                    dnx[s] = INF
+                    if st[s] != DECODE:  # paused by a prefill: whoever resumes it schedules anew
                         pass
-                    elif fh:  # keep decoding: sched_decode inlined
-                        b = len(fh)
-                        ctx = (sp[s] + b * Vn - svj[s]) / b
-                        it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
-                        itv[s] = it
-                        dv = dver[s] + 1
-                        dver[s] = dv
-                        heappush(heap, (now + (fh[0][0] - Vn) * it, nxt(), EV_DECODE, s, dv))
                     else:
-                        st[s] = IDLE
-                        if not q[s]:
-                            drained(s, now)
+                        dt = now - tl[s]  # touch(s, now), state DECODE
+                        if dt > 0.0:
+                            a_dec[s] += dt
+                            bint[s] += nact[s] * dt
+                            if kv[s]:
+                                kint[s] += kv[s] / cap_cur[s] * dt
+                            tl[s] = now
+                        fh = fin[s]
+                        Vn = fh[0][0]
+                        ty = ty_cur[s]
+                        Vs = V[s] + (now - vt[s]) / itv[s]
+                        if Vn - Vs > 1e-9 + 1e-12 * Vn:  # early: the batch changed since scheduling
+                            work[s] += len(fh) * (Vs - V[s]) * ty.c_decode_s
+                            V[s] = Vs
+                            vt[s] = now
+                            t = now + (Vn - Vs) * itv[s]
+                            dv = dver[s] + 1
+                            dver[s] = dv
+                            dnx[s] = t
+                            heappush(heap, (t, nxt(), EV_DECODE, s, dv))
+                            Vn = -1.0  # nothing finishes now
+                    if st[s] != DECODE or Vn < 0.0:
+                        pass
+                    else:
+                        work[s] += len(fh) * (Vn - V[s]) * ty.c_decode_s
+                        V[s] = Vn
+                        vt[s] = now
+                        lim = Vn + 1e-9
+                        while fh and fh[0][0] <= lim:
+                            r = heappop(fh)[2]
+                            kv[s] -= r[RES]
+                            nact[s] -= 1
+                            sp[s] -= r[PR]
+                            svj[s] -= r[VJ]
+                            B_idx[nd] = r[RID]  # record the completion (r is hot in cache now)
+                            B_reg[nd] = r[REG]
+                            B_srv[nd] = s
+                            B_adm[nd] = r[ADM]
+                            B_ft[nd] = r[FT]
+                            B_fin[nd] = now
+                            B_drop[nd] = 0
+                            nd += 1
+                        if q[s] and kick(s, now):
+                            pass
+                        elif fh:  # keep decoding: sched_decode inlined
+                            b = len(fh)
+                            ctx = (sp[s] + b * Vn - svj[s]) / b
+                            it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
+                            itv[s] = it
+                            t = now + (fh[0][0] - Vn) * it  # no outstanding event: it just fired
+                            dv = dver[s] + 1
+                            dver[s] = dv
+                            dnx[s] = t
+                            heappush(heap, (t, nxt(), EV_DECODE, s, dv))
+                        else:
+                            st[s] = IDLE
+                            if not q[s]:
+                                drained(s, now)
                 elif kind == EV_PREFILL:
                     s = x
                     dt = now - tl[s]  # touch(s, now), state PREFILL
@@ -800,9 +823,12 @@ class Engine:
                             ctx = (sp[s] + b * Vs - svj[s]) / b
                             it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
                             itv[s] = it
-                            dv = dver[s] + 1
-                            dver[s] = dv
-                            heappush(heap, (now + (fh[0][0] - Vs) * it, nxt(), EV_DECODE, s, dv))
+                            t = now + (fh[0][0] - Vs) * it
+                            if t < dnx[s]:  # else the outstanding event wakes up early and reschedules
+                                dv = dver[s] + 1
+                                dver[s] = dv
+                                dnx[s] = t
+                                heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                     else:
                         st[s] = IDLE
                         if q[s]:
