@@ -123,6 +123,7 @@ def test_slots_split_time_and_load_balance(tmp_path):
     assert (per["t"] - 2 * per["duration_s"]).abs().max() < 1e-9
     # round-robin over two identical servers: balanced load
     assert res.summary["load_cv"] < 0.1
+    assert 0.99 < res.summary["load_jain"] <= 1.0
     u = sl.filter(pl.col("slot") == 1)["utilisation"].to_numpy()
     assert np.all(u > 0)
 
@@ -135,5 +136,6 @@ def test_local_only_vs_least_loaded_load_balance():
     lo = replay(w, df, "local-only", seed=0)
     ll = replay(w, df, "least-loaded", seed=0)
     assert lo.summary["load_cv"] > ll.summary["load_cv"]
+    assert lo.summary["load_jain"] < ll.summary["load_jain"]
     assert ll.summary["cross_region_share"] > 0.5
     assert lo.summary["cross_region_share"] == 0.0

@@ -20,8 +20,8 @@ loading x `gpu_usd_per_hour`.
 
 Per run: `cost_usd = energy_usd + transfer_usd + switching_usd`; `transfer_usd` = (prompt + output
 tokens x `BYTES_PER_TOKEN`) of requests served outside their origin region, in GB, x
-`World.transfer_usd_per_gb`; `load_std` / `load_cv` = standard deviation / coefficient of variation of
-server utilisation across servers within each slot, averaged over slots weighted by slot duration.
+`World.transfer_usd_per_gb`; `load_std` / `load_cv` / `load_jain` = standard deviation / coefficient of variation / Jain's index
+of server utilisation across servers within each slot, averaged over slots weighted by slot duration.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ class SlotRecorder:
         self.frames: list[dict] = []
         self.energy_kwh = self.energy_usd = self.co2_kg = self.switching_usd = 0.0
         self.switches = 0
-        self.std_w = self.cv_w = self.dur_total = 0.0
+        self.std_w = self.cv_w = self.jain_w = self.dur_total = 0.0
 
     def __call__(self, slot: int, t0: float, dur: float, a: dict) -> None:
         w = self.world
@@ -207,6 +207,8 @@ class SlotRecorder:
             mu = float(util.mean())
             self.std_w += sd * dur
             self.cv_w += (sd / mu if mu > 0 else 0.0) * dur
+            sq = float((util * util).sum())
+            self.jain_w += (float(util.sum()) ** 2 / (n * sq) if sq > 0 else 1.0) * dur
             self.dur_total += dur
 
     def frame(self) -> pl.DataFrame:
@@ -221,6 +223,11 @@ class SlotRecorder:
     @property
     def load_std(self) -> float:
         return self.std_w / self.dur_total if self.dur_total > 0 else 0.0
+
+    @property
+    def load_jain(self) -> float:
+        """Jain's fairness index of server utilisation per slot, duration-weighted (1 = even)."""
+        return self.jain_w / self.dur_total if self.dur_total > 0 else 1.0
 
     @property
     def load_cv(self) -> float:

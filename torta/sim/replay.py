@@ -228,7 +228,7 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
         response_mean_s=mean(resp), response_p50_s=pct(resp, 50), response_p95_s=pct(resp, 95),
         response_p99_s=pct(resp, 99), ttft_mean_s=mean(ttft), ttft_p50_s=pct(ttft, 50),
         ttft_p95_s=pct(ttft, 95), ttft_p99_s=pct(ttft, 99), tpot_mean_s=mean(tpot), tpot_p50_s=pct(tpot, 50),
-        tpot_p99_s=pct(tpot, 99), load_std=slots.load_std, load_cv=slots.load_cv,
+        tpot_p99_s=pct(tpot, 99), load_std=slots.load_std, load_cv=slots.load_cv, load_jain=slots.load_jain,
         cost_usd=cost["cost_usd"], energy_usd=cost["energy_usd"], transfer_usd=cost["transfer_usd"],
         switching_usd=cost["switching_usd"], energy_kwh=slots.energy_kwh, co2_kg=slots.co2_kg,
         switches=slots.switches, cross_region_share=(sink.cross_region / sink.completed if sink.completed else 0.0),
