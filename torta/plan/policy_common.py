@@ -1,0 +1,58 @@
+"""Shared pieces of the planner-layer policies: the optional run context (`prepare`), the baselines'
+in-region allocator setting, and the base of allocators that choose the region themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from torta.plan.alloc import WarmLeastLoadedScan
+from torta.plan.config import MicroConfig
+from torta.plan.fleetcost import DEFAULT_MEAN_OUTPUT_TOKENS, DEFAULT_MEAN_PROMPT_TOKENS
+
+# The baselines' in-region allocator: warm least-loaded with the TORTA allocator's switching guard (see
+# torta.plan.alloc.WarmLeastLoadedScan), so that every policy is compared with a strong allocator, not
+# with needless reloads (DESIGN.md, Evaluation protocol). Same value as MicroConfig.switch_penalty_s.
+BASELINE_SWITCH_GUARD_S = MicroConfig().switch_penalty_s
+
+
+class ContextMixin:
+    """Optional run context set by `prepare` (compare) before `reset`."""
+
+    def prepare(self, *, history: Any = None, oracle_demand: np.ndarray | None = None,
+                mean_prompt_tokens: float | None = None, mean_output_tokens: float | None = None,
+                model_share: np.ndarray | None = None) -> None:
+        self.history = history
+        self.oracle_demand = None if oracle_demand is None else np.asarray(oracle_demand, dtype=float)
+        self.mean_prompt_tokens = float(mean_prompt_tokens or DEFAULT_MEAN_PROMPT_TOKENS)
+        self.mean_output_tokens = float(mean_output_tokens or DEFAULT_MEAN_OUTPUT_TOKENS)
+        self.model_share = model_share
+
+    def _ctx_defaults(self) -> None:
+        if not hasattr(self, "mean_prompt_tokens"):
+            self.prepare()
+
+    def params(self) -> dict:
+        """Settings to record with the run (tuned values included)."""
+        return {}
+
+
+class RegionFirstAllocator:
+    """Base of allocators that pick a region themselves (global scope), then warm least-loaded inside."""
+
+    def __init__(self) -> None:
+        self._wll = WarmLeastLoadedScan(BASELINE_SWITCH_GUARD_S)
+        self._view_id = None
+
+    def _in_region(self, view, request, r: int) -> int:
+        s = self._wll.pick(view, request, r)
+        if s >= 0:
+            return s
+        for r2 in view.tables.near[request.origin][request.model]:  # region cannot hold it: nearest that can
+            s = self._wll.pick(view, request, r2)
+            if s >= 0:
+                return s
+        raise ValueError(f"no server can hold request {request.request_id}")
+
+
