@@ -213,13 +213,11 @@ class Engine:
         bu = [0.0] * S  # expected busy-until time
         hv = [0] * S  # heap entry version
         # accounting accumulators (per slot)
-        tl = [0.0] * S
-        a_idle, a_pre, a_dec, a_load = [0.0] * S, [0.0] * S, [0.0] * S, [0.0] * S
-        accs = [a_idle, a_pre, a_dec, a_load]
-        bint = [0.0] * S
-        kint = [0.0] * S
+        # one flat record of doubles per server (fields on adjacent cache lines, no float objects):
+        # [last touch, s idle, s prefill, s decode, s loading, batch integral, KV integral, work]
+        acc = [array("d", bytes(64)) for _ in range(S)]
+        zeros7 = array("d", bytes(56))
         sw = [0] * S
-        work = [0.0] * S  # expected-work seconds of tokens processed (utilisation numerator)
         # completions, in completion order, buffered in flat arrays and handed to the sink per chunk
         chunk = cfg.chunk_requests
         bcap = chunk + max((ty.max_batch for ty in types), default=1) + 2
@@ -457,13 +455,14 @@ class Engine:
                 repush(s)
 
         def touch(s, now):
-            dt = now - tl[s]
+            A = acc[s]
+            dt = now - A[0]
             if dt > 0.0:
-                accs[st[s]][s] += dt
-                bint[s] += nact[s] * dt
+                A[1 + st[s]] += dt
+                A[5] += nact[s] * dt
                 if kv[s]:
-                    kint[s] += kv[s] / cap_cur[s] * dt
-                tl[s] = now
+                    A[6] += kv[s] / cap_cur[s] * dt
+                A[0] = now
 
         def drained(s, now):
             """Server went idle with nothing queued: pull its busy-until estimate back to now."""
@@ -540,9 +539,9 @@ class Engine:
             if st[s] == DECODE:  # pause the fluid decode
                 dV = (now - vt[s]) / itv[s]
                 V[s] += dV
-                work[s] += len(fin[s]) * dV * ty.c_decode_s
+                acc[s][7] += len(fin[s]) * dV * ty.c_decode_s
                 vt[s] = now  # the outstanding decode event stays; it finds the server paused or early
-            work[s] += tok * ty.c_prefill_s
+            acc[s][7] += tok * ty.c_prefill_s
             kv[s] = used
             nact[s] = n
             st[s] = PREFILL
@@ -653,16 +652,16 @@ class Engine:
                     dV = (t1 - vt[s]) / itv[s]
                     V[s] += dV
                     vt[s] = t1
-                    work[s] += len(fin[s]) * dV * ty_cur[s].c_decode_s
+                    acc[s][7] += len(fin[s]) * dV * ty_cur[s].c_decode_s
             dur = t1 - t0
             if dur > 0:
+                a = np.array(acc, dtype=np.float64).reshape(S, 8)
                 self.slot_sink(slot, t0, dur, dict(
-                    idle_s=np.asarray(a_idle), prefill_s=np.asarray(a_pre), decode_s=np.asarray(a_dec),
-                    loading_s=np.asarray(a_load), batch_int=np.asarray(bint), kv_int=np.asarray(kint),
-                    switches=np.asarray(sw, dtype=np.int64), work_s=np.asarray(work)))
-            for lst in (a_idle, a_pre, a_dec, a_load, bint, kint, work):
-                for s in range(S):
-                    lst[s] = 0.0
+                    idle_s=a[:, 1].copy(), prefill_s=a[:, 2].copy(), decode_s=a[:, 3].copy(),
+                    loading_s=a[:, 4].copy(), batch_int=a[:, 5].copy(), kv_int=a[:, 6].copy(),
+                    switches=np.asarray(sw, dtype=np.int64), work_s=a[:, 7].copy()))
+            for A in acc:
+                A[1:] = zeros7
             for s in range(S):
                 sw[s] = 0
 
@@ -724,19 +723,20 @@ class Engine:
                     if st[s] != DECODE:  # paused by a prefill: whoever resumes it schedules anew
                         pass
                     else:
-                        dt = now - tl[s]  # touch(s, now), state DECODE
+                        A = acc[s]  # touch(s, now), state DECODE
+                        dt = now - A[0]
                         if dt > 0.0:
-                            a_dec[s] += dt
-                            bint[s] += nact[s] * dt
+                            A[3] += dt
+                            A[5] += nact[s] * dt
                             if kv[s]:
-                                kint[s] += kv[s] / cap_cur[s] * dt
-                            tl[s] = now
+                                A[6] += kv[s] / cap_cur[s] * dt
+                            A[0] = now
                         fh = fin[s]
                         Vn = fh[0][0]
                         ty = ty_cur[s]
                         Vs = V[s] + (now - vt[s]) / itv[s]
                         if Vn - Vs > 1e-9 + 1e-12 * Vn:  # early: the batch changed since scheduling
-                            work[s] += len(fh) * (Vs - V[s]) * ty.c_decode_s
+                            A[7] += len(fh) * (Vs - V[s]) * ty.c_decode_s
                             V[s] = Vs
                             vt[s] = now
                             t = now + (Vn - Vs) * itv[s]
@@ -748,7 +748,7 @@ class Engine:
                     if st[s] != DECODE or Vn < 0.0:
                         pass
                     else:
-                        work[s] += len(fh) * (Vn - V[s]) * ty.c_decode_s
+                        A[7] += len(fh) * (Vn - V[s]) * ty.c_decode_s
                         V[s] = Vn
                         vt[s] = now
                         lim = Vn + 1e-9
@@ -784,13 +784,14 @@ class Engine:
                                 drained(s, now)
                 elif kind == EV_PREFILL:
                     s = x
-                    dt = now - tl[s]  # touch(s, now), state PREFILL
+                    A = acc[s]  # touch(s, now), state PREFILL
+                    dt = now - A[0]
                     if dt > 0.0:
-                        a_pre[s] += dt
-                        bint[s] += nact[s] * dt
+                        A[2] += dt
+                        A[5] += nact[s] * dt
                         if kv[s]:
-                            kint[s] += kv[s] / cap_cur[s] * dt
-                        tl[s] = now
+                            A[6] += kv[s] / cap_cur[s] * dt
+                        A[0] = now
                     batch = pre[s]
                     pre[s] = None
                     Vs = V[s]
