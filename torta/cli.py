@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "forecast": ("forecast", "Forecast regional demand and backtest forecasters."),
     "policies": ("policies", "List scheduling policies."),
     "compare": ("compare", "Compare policies on the same requests and seeds."),
+    "train": ("train", "Train TORTA's PPO macro policy (OT-supervised) on a scenario's training days."),
+    "experiment": ("pipelines.commands.experiment", "Run the paper's comparison and write docs/RESULTS.md."),
     "bench": ("bench", "Benchmarks (throughput, memory)."),
     "sql": ("pipelines.commands.sql", "Run a read-only SQL query on the warehouse."),
     "report": ("pipelines.commands.report", "Write the HTML report from the warehouse."),
