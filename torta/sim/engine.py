@@ -201,15 +201,13 @@ class Engine:
         q = [deque() for _ in range(S)]
         fin = [[] for _ in range(S)]
         pre: list = [None] * S
-        V = [0.0] * S
-        vt = [0.0] * S
-        itv = [1.0] * S
-        sp = [0] * S  # sum of prompt tokens of decoding requests
-        svj = [0.0] * S  # sum of join counters of decoding requests
+        # the fluid decode of each server, one flat record of doubles per server:
+        # [V (iterations done), time V was last advanced, seconds per iteration, sum of join counters
+        #  of decoding requests, time of the outstanding decode event (inf: none), sum of their prompts]
+        dst = [array("d", [0.0, 0.0, 1.0, 0.0, INF, 0.0]) for _ in range(S)]
         kv = [0] * S
         nact = [0] * S
         dver = [0] * S  # version of the server's outstanding decode event (older ones are stale)
-        dnx = [INF] * S  # time of the outstanding decode event (INF: none)
         bu = [0.0] * S  # expected busy-until time
         hv = [0] * S  # heap entry version
         # accounting accumulators (per slot)
@@ -479,14 +477,14 @@ class Engine:
         def sched_decode(s, now):
             fh = fin[s]
             b = len(fh)
-            Vs = V[s]
-            it = ty_cur[s].decode_s(b, (sp[s] + b * Vs - svj[s]) / b)
-            itv[s] = it
+            Vs = dst[s][0]
+            it = ty_cur[s].decode_s(b, (dst[s][5] + b * Vs - dst[s][3]) / b)
+            dst[s][2] = it
             t = now + (fh[0][0] - Vs) * it
-            if t < dnx[s]:  # an earlier outstanding event stays: it wakes up early and reschedules
+            if t < dst[s][4]:  # an earlier outstanding event stays: it wakes up early and reschedules
                 dv = dver[s] + 1
                 dver[s] = dv
-                dnx[s] = t
+                dst[s][4] = t
                 heappush(heap, (t, nxt(), EV_DECODE, s, dv))
 
         def kick(s, now):
@@ -537,10 +535,10 @@ class Engine:
                 batch.append(r)
             ty = ty_cur[s]
             if st[s] == DECODE:  # pause the fluid decode
-                dV = (now - vt[s]) / itv[s]
-                V[s] += dV
+                dV = (now - dst[s][1]) / dst[s][2]
+                dst[s][0] += dV
                 acc[s][7] += len(fin[s]) * dV * ty.c_decode_s
-                vt[s] = now  # the outstanding decode event stays; it finds the server paused or early
+                dst[s][1] = now  # the outstanding decode event stays; it finds the server paused or early
             acc[s][7] += tok * ty.c_prefill_s
             kv[s] = used
             nact[s] = n
@@ -558,7 +556,7 @@ class Engine:
                 return
             if fin[s]:
                 st[s] = DECODE
-                vt[s] = now
+                dst[s][1] = now
                 sched_decode(s, now)
             else:
                 st[s] = IDLE
@@ -649,9 +647,9 @@ class Engine:
             for s in range(S):
                 touch(s, t1)
                 if st[s] == DECODE:  # split the fluid's progress at the boundary
-                    dV = (t1 - vt[s]) / itv[s]
-                    V[s] += dV
-                    vt[s] = t1
+                    dV = (t1 - dst[s][1]) / dst[s][2]
+                    dst[s][0] += dV
+                    dst[s][1] = t1
                     acc[s][7] += len(fin[s]) * dV * ty_cur[s].c_decode_s
             dur = t1 - t0
             if dur > 0:
@@ -719,7 +717,8 @@ class Engine:
                     if v != dver[x]:
                         continue
                     s = x
-                    dnx[s] = INF
+                    D = dst[s]
+                    D[4] = INF
                     if st[s] != DECODE:  # paused by a prefill: whoever resumes it schedules anew
                         pass
                     else:
@@ -734,30 +733,30 @@ class Engine:
                         fh = fin[s]
                         Vn = fh[0][0]
                         ty = ty_cur[s]
-                        Vs = V[s] + (now - vt[s]) / itv[s]
+                        Vs = D[0] + (now - D[1]) / D[2]
                         if Vn - Vs > 1e-9 + 1e-12 * Vn:  # early: the batch changed since scheduling
-                            A[7] += len(fh) * (Vs - V[s]) * ty.c_decode_s
-                            V[s] = Vs
-                            vt[s] = now
-                            t = now + (Vn - Vs) * itv[s]
+                            A[7] += len(fh) * (Vs - D[0]) * ty.c_decode_s
+                            D[0] = Vs
+                            D[1] = now
+                            t = now + (Vn - Vs) * D[2]
                             dv = dver[s] + 1
                             dver[s] = dv
-                            dnx[s] = t
+                            D[4] = t
                             heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                             Vn = -1.0  # nothing finishes now
                     if st[s] != DECODE or Vn < 0.0:
                         pass
                     else:
-                        A[7] += len(fh) * (Vn - V[s]) * ty.c_decode_s
-                        V[s] = Vn
-                        vt[s] = now
+                        A[7] += len(fh) * (Vn - D[0]) * ty.c_decode_s
+                        D[0] = Vn
+                        D[1] = now
                         lim = Vn + 1e-9
                         while fh and fh[0][0] <= lim:
                             r = heappop(fh)[2]
                             kv[s] -= r[RES]
                             nact[s] -= 1
-                            sp[s] -= r[PR]
-                            svj[s] -= r[VJ]
+                            D[5] -= r[PR]
+                            D[3] -= r[VJ]
                             B_idx[nd] = r[RID]  # record the completion (r is hot in cache now)
                             B_reg[nd] = r[REG]
                             B_srv[nd] = s
@@ -770,13 +769,13 @@ class Engine:
                             pass
                         elif fh:  # keep decoding: sched_decode inlined
                             b = len(fh)
-                            ctx = (sp[s] + b * Vn - svj[s]) / b
+                            ctx = (D[5] + b * Vn - D[3]) / b
                             it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
-                            itv[s] = it
+                            D[2] = it
                             t = now + (fh[0][0] - Vn) * it  # no outstanding event: it just fired
                             dv = dver[s] + 1
                             dver[s] = dv
-                            dnx[s] = t
+                            D[4] = t
                             heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                         else:
                             st[s] = IDLE
@@ -784,6 +783,7 @@ class Engine:
                                 drained(s, now)
                 elif kind == EV_PREFILL:
                     s = x
+                    D = dst[s]
                     A = acc[s]  # touch(s, now), state PREFILL
                     dt = now - A[0]
                     if dt > 0.0:
@@ -794,8 +794,8 @@ class Engine:
                         A[0] = now
                     batch = pre[s]
                     pre[s] = None
-                    Vs = V[s]
-                    vt[s] = now
+                    Vs = D[0]
+                    D[1] = now
                     fh = fin[s]
                     for r in batch:
                         r[FT] = now
@@ -814,21 +814,21 @@ class Engine:
                         else:
                             r[VJ] = Vs
                             heappush(fh, (Vs + (o - 1), nxt(), r))
-                            sp[s] += r[PR]
-                            svj[s] += Vs
+                            D[5] += r[PR]
+                            D[3] += Vs
                     if fh:
                         st[s] = DECODE
                         if not (q[s] and kick(s, now)):
                             b = len(fh)
                             ty = ty_cur[s]
-                            ctx = (sp[s] + b * Vs - svj[s]) / b
+                            ctx = (D[5] + b * Vs - D[3]) / b
                             it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
-                            itv[s] = it
+                            D[2] = it
                             t = now + (fh[0][0] - Vs) * it
-                            if t < dnx[s]:  # else the outstanding event wakes up early and reschedules
+                            if t < D[4]:  # else the outstanding event wakes up early and reschedules
                                 dv = dver[s] + 1
                                 dver[s] = dv
-                                dnx[s] = t
+                                D[4] = t
                                 heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                     else:
                         st[s] = IDLE
