@@ -1,0 +1,68 @@
+"""`torta experiment paper|results`: the paper-reproduction experiment and its RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _split(s: str | None) -> tuple[str, ...] | None:
+    return None if s is None else tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+@click.group()
+def cli() -> None:
+    """Reproduce the TORTA paper's comparison (arXiv:2507.10259) and publish the results."""
+
+
+@cli.command("paper")
+@click.option("--reduced", is_flag=True, help="The CI-sized experiment (1 topology, 2 seeds, 3 policies, minutes).")
+@click.option("--seeds", type=click.IntRange(1), default=None, help="Seeds (default 5; reduced 2).")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Hours replayed of each test day (default 0.25; reduced 0.05).")
+@click.option("--days", type=click.IntRange(1, 3), default=None, help="Test days from day 12 (default 3).")
+@click.option("--scenarios", default=None, help="Comma-separated topologies (default abilene,geant,chinanet).")
+@click.option("--workloads", default=None, help="Comma-separated multi-day workloads (default servegen-mix-14d).")
+@click.option("--traces", default=None, help="Comma-separated hour traces (default azure-2023-conv,azure-2023-code).")
+@click.option("--policies", default=None, help="Comma-separated policies (default: every baseline and TORTA variant).")
+@click.option("--batch", default=None, help="Batch name (default paper-<UTC time>).")
+@click.option("--results/--no-results", default=True, show_default=True, help="Write docs/RESULTS.md afterwards.")
+@click.option("--out", default="docs/RESULTS.md", show_default=True)
+@click.option("--figures", default="docs/figures", show_default=True)
+@click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the run summary).")
+def paper(reduced, seeds, hours, days, scenarios, workloads, traces, policies, batch, results, out, figures,
+          database, as_json) -> None:
+    """Run the experiment end to end (Dagster materializations into the warehouse); prints the plan
+    and a run-time estimate first, progress to stderr."""
+    from pipelines.experiment import run_paper, write_results
+    from torta.experiment.definition import paper_experiment
+
+    exp = paper_experiment(reduced=reduced, seeds=seeds, hours=hours, days=days, scenarios=_split(scenarios),
+                           workloads=_split(workloads), traces=_split(traces), policies=_split(policies))
+    summary = run_paper(exp, database, batch)
+    if results:
+        summary["results"] = write_results(database, exp.name, summary["batch"], out, figures,
+                                           wall_s=summary["wall_s"])["results"]
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        click.echo(f"batch {summary['batch']}: {summary['cells']} cells in {summary['wall_s'] / 60:.1f} min"
+                   + (f"; {summary['results']}" if results else ""))
+
+
+@cli.command("results")
+@click.option("--experiment", default="paper", show_default=True, help="paper | paper-reduced")
+@click.option("--batch", default=None, help="Batch (default: the experiment's latest).")
+@click.option("--out", default="docs/RESULTS.md", show_default=True)
+@click.option("--figures", default="docs/figures", show_default=True)
+@click.option("--wall-s", type=float, default=None, help="Measured run time of the batch, recorded in the text.")
+@click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
+@click.option("--json", "as_json", is_flag=True)
+def results(experiment, batch, out, figures, wall_s, database, as_json) -> None:
+    """Render RESULTS.md and its figures from the warehouse's runs of the experiment."""
+    from pipelines.experiment import write_results
+
+    r = write_results(database, experiment, batch, out, figures, wall_s=wall_s)
+    click.echo(json.dumps(r) if as_json else f"wrote {r['results']} ({r['runs']} runs of batch {r['batch']})")

@@ -1,0 +1,148 @@
+"""The paper experiment: definition invariants, the claims' verdict logic and RESULTS.md rendering from
+a small hand-made frame, and the reduced experiment end to end into a tmp warehouse."""
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from torta.experiment.aggregate import claims_table, paired_table, strongest_baselines, verdict
+from torta.experiment.definition import TRACE_DAY, Cell, Experiment, paper_experiment
+from torta.experiment.render import render_results
+
+
+def test_full_definition_meets_the_protocol():
+    exp = paper_experiment()
+    assert len(exp.scenarios) >= 3 and {"abilene", "geant"} <= set(exp.scenarios)
+    assert exp.seeds >= 5 and exp.test_days == (12, 13, 14) and exp.tune_day == 11
+    assert {"azure-2023-conv", "azure-2023-code"} <= set(exp.traces) and "servegen-mix-14d" in exp.workloads
+    assert {"round-robin", "local-only", "least-loaded", "skylb", "myopic-ot", "acs"} <= set(exp.policies)
+    assert {"torta", "torta-no-forecast", "ppo-only", "torta-no-micro", "torta-ot"} <= set(exp.policies)
+    cells = exp.test_cells()
+    assert len(cells) == 3 * (3 + 2) * 5 and len(set(c.key for c in cells)) == len(cells)
+    assert all(c.day in (12, 13, 14) for c in cells if c.day != TRACE_DAY)
+    assert [c.day for c in exp.validation_cells()] == [11, 11, 11]
+
+
+def test_windows_must_be_disjoint_and_sizes_valid():
+    with pytest.raises(ValueError, match="overlaps"):
+        Experiment(test_days=(11, 12))
+    with pytest.raises(ValueError, match="training days"):
+        Experiment(train_days=(1, 12))
+    with pytest.raises(ValueError, match="seeds"):
+        Experiment(seeds=0)
+    with pytest.raises(ValueError, match="unknown experiment policies"):
+        paper_experiment(policies=("nope",))
+    with pytest.raises(ValueError, match="expected"):
+        Cell.from_key("abilene|x|0")
+
+
+def test_reduced_is_small_and_unavailable_policies_drop_out():
+    r = paper_experiment(reduced=True)
+    assert len(r.scenarios) == 1 and r.seeds == 2 and len(r.policies) == 3 and r.hours <= 0.1
+    e = paper_experiment().with_policies({"least-loaded", "torta-ot"})
+    assert e.baselines == ("least-loaded",) and e.torta == ("torta-ot",) and e.claim_policy() == "torta-ot"
+
+
+@pytest.mark.parametrize("mean,half,n,expected", [
+    (-5.0, 2.0, 5, "reproduced"), (5.0, 2.0, 5, "not reproduced"), (-1.0, 2.0, 5, "inconclusive"),
+    (0.0, 0.0, 5, "not reproduced"), (-5.0, 0.0, 1, "inconclusive")])
+def test_verdict(mean, half, n, expected):
+    assert verdict(mean, half, n) == expected
+
+
+def _frame():
+    """3 seeds x 1 day on one scenario; torta-ot: response 10 % lower than least-loaded (clear), load_std
+    up by 10 % (clear loss), cost noisy around zero (inconclusive). round-robin is worse on validation."""
+    rows = []
+    noise = [-3.0, 4.0, -1.5]
+    for s in range(3):
+        base = {"response_mean_s": 10.0 + s, "response_p95_s": 20.0, "load_std": 0.2, "cost_usd": 1.0,
+                "energy_usd": 0.9, "transfer_usd": 0.1, "switching_usd": 0.0, "switches": 2, "requests": 100}
+        rows.append({**base, "policy": "least-loaded", "seed": s})
+        rows.append({**base, "policy": "round-robin", "seed": s, "response_mean_s": 30.0})
+        rows.append({**base, "policy": "torta-ot", "seed": s, "response_mean_s": (10.0 + s) * 0.9,
+                     "load_std": 0.22, "cost_usd": 1.0 + noise[s] / 100})
+    test = pl.DataFrame(rows).with_columns(scenario=pl.lit("abilene"), workload=pl.lit("servegen-mix-14d"),
+                                           day=pl.lit(12), role=pl.lit("test"), experiment=pl.lit("paper"),
+                                           hours=pl.lit(0.25), trace_hours=pl.lit(1.0),
+                                           skylb_threshold=pl.lit(0.0))
+    val = test.filter(pl.col("seed") == 0).with_columns(day=pl.lit(11), role=pl.lit("validation"))
+    return pl.concat([test, val])
+
+
+def test_claims_and_paired_differences_from_a_small_frame():
+    runs = _frame()
+    test, val = runs.filter(pl.col("role") == "test"), runs.filter(pl.col("role") == "validation")
+    best = strongest_baselines(val, test, ("least-loaded", "round-robin"))
+    assert best["abilene"][0] == "least-loaded" and "validation" in best["abilene"][1]
+    c = claims_table(test, best, "torta-ot").filter(pl.col("scenario") == "abilene")
+    by = {r["claim"]: r for r in c.iter_rows(named=True)}
+    assert by["response time"]["verdict"] == "reproduced"
+    assert by["response time"]["diff_pct"] == pytest.approx(-10.0)
+    assert by["response time"]["magnitude"] == "within the claimed range"
+    assert by["load balance"]["verdict"] == "not reproduced"
+    assert by["load balance"]["diff_pct"] == pytest.approx(10.0)
+    assert by["operational cost"]["verdict"] == "inconclusive"
+    p = paired_table(test, best).filter(pl.col("policy") == "round-robin")
+    assert p["pairs"][0] == 3 and p["response_mean_s_diff"][0] == pytest.approx(30.0 - 11.0)
+
+
+def test_results_markdown_states_each_claim(tmp_path):
+    md = render_results(_frame(), batch="paper-x", figures_dir=tmp_path / "figures", md_dir=tmp_path)
+    assert "batch `paper-x`" in md and "Strongest baseline per topology: abilene: `least-loaded`" in md
+    for claim, v in (("response time", "reproduced"), ("load balance", "not reproduced"),
+                     ("operational cost", "inconclusive")):
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {claim} |") and "abilene /" in ln)
+        assert f"**{v}**" in line
+    assert "-10.0 %" in md and "+10.0 %" in md
+    assert (tmp_path / "figures" / "claims.png").stat().st_size > 1000
+    assert "(figures/claims.png)" in md
+    with pytest.raises(ValueError, match="no runs"):
+        render_results(_frame().head(0), batch="b")
+
+
+def test_reduced_experiment_end_to_end(warehouse_db, tmp_path):
+    """The reduced experiment with one seed (3 materializations) through Dagster into a tmp warehouse;
+    torta-ot-last (no forecaster fit) keeps it fast; the slow test below runs `--reduced` as is."""
+    from pipelines.experiment import load_runs, run_paper, write_results
+
+    exp = paper_experiment(reduced=True, hours=0.02, seeds=1, policies=("least-loaded", "skylb", "torta-ot-last"))
+    logs = []
+    with dg.DagsterInstance.ephemeral() as inst:
+        out = run_paper(exp, str(warehouse_db), batch="paper-reduced-test", log=logs.append, instance=inst)
+    assert "estimated run time" in "\n".join(logs[:8])
+    assert out["cells"] == 2 and out["validation_cells"] == 1
+    runs, batch = load_runs(str(warehouse_db), "paper-reduced")
+    assert batch == "paper-reduced-test"
+    assert set(runs.filter(pl.col("role") == "validation")["policy"]) == {"least-loaded", "skylb"}
+    test = runs.filter(pl.col("role") == "test")
+    assert test.height == 2 * 3 and set(test["policy"]) == {"least-loaded", "skylb", "torta-ot-last"}
+    assert ((test["completed"] + test["dropped"]) == test["requests"]).all()
+    # every policy of a cell saw the identical requests
+    assert test.group_by("cell").agg(pl.col("requests").n_unique())["requests"].max() == 1
+    th = runs.filter(pl.col("policy") == "skylb")["skylb_threshold"].unique().to_list()
+    assert len(th) == 1 and th[0] in exp.skylb_candidates
+    r = write_results(str(warehouse_db), "paper-reduced", None, tmp_path / "RESULTS.md", tmp_path / "fig")
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert r["runs"] == runs.height and "## The paper's claims" in text
+    assert "No TORTA policy in this batch" in text  # torta-ot-last is an ablation, not TORTA
+
+
+@pytest.mark.slow
+def test_reduced_command_end_to_end(tmp_path, monkeypatch):
+    """`torta experiment paper --reduced` exactly as CI-sized: 2 seeds, 3 policies, one topology."""
+    import json
+
+    from click.testing import CliRunner
+
+    from pipelines.commands.experiment import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    (tmp_path / "dh").mkdir()
+    db = tmp_path / "wh" / "torta.duckdb"
+    res = CliRunner().invoke(cli, ["paper", "--reduced", "--warehouse", str(db), "--json",
+                                   "--out", str(tmp_path / "R.md"), "--figures", str(tmp_path / "f")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert doc["cells"] == 4 and doc["experiment"] == "paper-reduced" and doc["wall_s"] > 0
+    assert "reproduced" in (tmp_path / "R.md").read_text()

@@ -1,0 +1,129 @@
+"""Run one experiment cell: build its requests once, replay every policy on them (pure: returns rows
+and frames; the Dagster asset in `pipelines/experiment.py` writes them to the warehouse)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import polars as pl
+
+from torta.experiment.definition import PPO_POLICIES, TRACE_DAY, Cell, Experiment
+
+# Rough replay cost per request and policy for the run-time estimate (s), measured on this 2-core
+# machine under a shared load of ~3 (docs/RESULTS.md records the measured total): planner policies cost
+# more per request than the reactive ones.
+COST_S_PER_REQUEST = {"round-robin": 3e-5, "local-only": 4e-5, "least-loaded": 5e-5, "skylb": 5e-5,
+                      "myopic-ot": 2e-4, "acs": 2e-4, "torta-ot": 2e-4, "torta-ot-last": 2e-4,
+                      "torta-ot-oracle": 2e-4}
+DEFAULT_COST_S_PER_REQUEST = 2e-4
+CELL_OVERHEAD_S = 3.0  # workload build + Dagster materialization per cell
+
+
+def available_policies(scenarios: tuple[str, ...], wanted: tuple[str, ...] = PPO_POLICIES
+                       ) -> tuple[set[str], dict[str, str]]:
+    """Registered policies, minus PPO ones without a checkpoint for every scenario. Returns the set and
+    the reason each left-out policy of `wanted` was dropped."""
+    import torta.plan.policies  # noqa: F401  (registers the planner-layer policies)
+    from torta.policy import list_policies
+
+    if any(p in PPO_POLICIES for p in wanted):
+        try:  # the learned policies register on import (torta.rl, imports torch); absent -> not available
+            import torta.rl.policies  # noqa: F401
+        except ImportError:
+            pass
+    names = {n for n, _ in list_policies()}
+    dropped: dict[str, str] = {p: "not registered" for p in wanted if p not in names and p not in PPO_POLICIES}
+    for p in (q for q in PPO_POLICIES if q in wanted):
+        if p not in names:
+            dropped[p] = "not registered"
+            continue
+        from torta.rl.train import default_checkpoint
+
+        variant = "torta" if p == "torta-no-micro" else p
+        missing = [sc for sc in scenarios if not default_checkpoint(sc, variant).exists()]
+        if missing:
+            names.discard(p)
+            dropped[p] = f"no checkpoint for {', '.join(missing)} (train with `torta train`)"
+    return names, dropped
+
+
+def cell_input(cell: Cell, exp_hours: float, trace_hours: float):
+    from torta.fleet.scenario import load_scenario
+    from torta.plan.compare import multiday_input, trace_input
+
+    world = load_scenario(cell.scenario)
+    if cell.day == TRACE_DAY:
+        return trace_input(cell.workload, world, cell.seed, None, trace_hours, {})
+    return multiday_input(cell.workload, cell.scenario, world, cell.seed, 1, exp_hours, cell.day)
+
+
+def tune_skylb(cell: Cell, hours: float, candidates: tuple[float, ...], log: Callable[[str], None],
+               inp=None) -> tuple[float, list]:
+    """SkyLB threshold minimising mean response time on the validation cell (day 11); `inp`: the
+    cell's input when already built."""
+    from torta.plan.policies import SkyLB
+    from torta.plan.skylb import tune_threshold
+    from torta.sim.replay import replay
+
+    inp = inp if inp is not None else cell_input(cell, hours, hours)
+
+    def evaluate(th: float) -> float:
+        v = replay(inp.world, inp.requests, SkyLB(threshold=th), seed=cell.seed).summary["response_mean_s"]
+        log(f"  skylb threshold {th:g}: response_mean_s {v:.3f}")
+        return v
+
+    res = tune_threshold(evaluate, candidates)
+    return float(res.threshold), [[float(a), float(b)] for a, b in res.table]
+
+
+@dataclass
+class CellResult:
+    runs: list[dict]  # one summary row per policy
+    slots: dict[str, pl.DataFrame]  # policy -> slot metrics
+    requests: int
+
+
+def run_cell(cell: Cell, policies: tuple[str, ...], *, hours: float, trace_hours: float,
+             skylb_threshold: float | None = None, log: Callable[[str], None] | None = None,
+             inp=None) -> CellResult:
+    """Replay every policy on the cell's requests (identical for all of them); `inp`: the cell's
+    input (torta.plan.compare.SeedInput) when already built."""
+    from torta.plan.compare import make_policy
+    from torta.sim.replay import replay
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    inp = inp if inp is not None else cell_input(cell, hours, trace_hours)
+    runs, slots = [], {}
+    for name in policies:
+        pol = make_policy(name, skylb_threshold)
+        if hasattr(pol, "prepare"):
+            pol.prepare(history=inp.history, oracle_demand=inp.oracle,
+                        mean_prompt_tokens=inp.mean_prompt_tokens or None,
+                        mean_output_tokens=inp.mean_output_tokens or None, model_share=inp.model_share)
+        t0 = time.perf_counter()
+        res = replay(inp.world, inp.requests, pol, seed=cell.seed)
+        s = {k: v for k, v in res.summary.items() if not isinstance(v, (dict, list))}
+        s.update({f"dropped_{k}": v for k, v in res.summary.get("dropped_reasons", {}).items()})
+        s.update(scenario=cell.scenario, workload=cell.workload, policy=name, seed=cell.seed, day=cell.day,
+                 role=cell.role, cell=cell.key, key=f"{cell.key}|{name}",
+                 policy_params=str(pol.params() if hasattr(pol, "params") else {}))
+        runs.append(s)
+        slots[name] = res.slots
+        log(f"  {cell.key} {name}: response_mean_s {s['response_mean_s']:.3f} cost_usd {s['cost_usd']:.3f} "
+            f"({time.perf_counter() - t0:.1f} s)")
+    return CellResult(runs, slots, int(inp.requests.height))
+
+
+def estimate_s(exp: Experiment, requests_per_cell: dict[str, int]) -> float:
+    """Run-time estimate: per cell, requests x per-policy cost + overhead. `requests_per_cell` maps a
+    workload name to the request count of one of its cells (measured on the first cell)."""
+    per_req = sum(COST_S_PER_REQUEST.get(p, DEFAULT_COST_S_PER_REQUEST) for p in exp.policies)
+    total = 0.0
+    for c in exp.test_cells() + exp.validation_cells():
+        n = requests_per_cell.get(c.workload, 0)
+        k = per_req if c.role == "test" else per_req + len(exp.skylb_candidates) * COST_S_PER_REQUEST["skylb"]
+        total += n * k + CELL_OVERHEAD_S
+    return total
