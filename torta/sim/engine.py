@@ -477,14 +477,15 @@ class Engine:
         def sched_decode(s, now):
             fh = fin[s]
             b = len(fh)
-            Vs = dst[s][0]
-            it = ty_cur[s].decode_s(b, (dst[s][5] + b * Vs - dst[s][3]) / b)
-            dst[s][2] = it
+            D = dst[s]
+            Vs = D[0]
+            it = ty_cur[s].decode_s(b, (D[5] + b * Vs - D[3]) / b)
+            D[2] = it
             t = now + (fh[0][0] - Vs) * it
-            if t < dst[s][4]:  # an earlier outstanding event stays: it wakes up early and reschedules
+            if t < D[4]:  # an earlier outstanding event stays: it wakes up early and reschedules
                 dv = dver[s] + 1
                 dver[s] = dv
-                dst[s][4] = t
+                D[4] = t
                 heappush(heap, (t, nxt(), EV_DECODE, s, dv))
 
         def kick(s, now):
@@ -534,12 +535,14 @@ class Engine:
                 r[ADM] = now
                 batch.append(r)
             ty = ty_cur[s]
+            A = acc[s]
             if st[s] == DECODE:  # pause the fluid decode
-                dV = (now - dst[s][1]) / dst[s][2]
-                dst[s][0] += dV
-                acc[s][7] += len(fin[s]) * dV * ty.c_decode_s
-                dst[s][1] = now  # the outstanding decode event stays; it finds the server paused or early
-            acc[s][7] += tok * ty.c_prefill_s
+                D = dst[s]
+                dV = (now - D[1]) / D[2]
+                D[0] += dV
+                A[7] += len(fin[s]) * dV * ty.c_decode_s
+                D[1] = now  # the outstanding decode event stays; it finds the server paused or early
+            A[7] += tok * ty.c_prefill_s
             kv[s] = used
             nact[s] = n
             st[s] = PREFILL
