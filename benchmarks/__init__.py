@@ -1,0 +1,1 @@
+"""Scaling benchmarks (`python -m benchmarks.scaling`); results in docs/PERFORMANCE.md."""
