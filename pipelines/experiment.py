@@ -195,12 +195,12 @@ def load_runs(database: str | None, experiment: str = "paper", batch: str | None
 
 def write_results(database: str | None = None, experiment: str = "paper", batch: str | None = None,
                   out: str | Path = "docs/RESULTS.md", figures: str | Path = "docs/figures",
-                  wall_s: float | None = None) -> dict:
+                  wall_s: float | None = None, note: str = "") -> dict:
     from torta.experiment.render import render_results
 
     runs, batch = load_runs(database, experiment, batch)
     out = Path(out)
-    text = render_results(runs, batch=batch, figures_dir=Path(figures), md_dir=out.parent, wall_s=wall_s)
+    text = render_results(runs, batch=batch, figures_dir=Path(figures), md_dir=out.parent, wall_s=wall_s, note=note)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)

@@ -58,11 +58,12 @@ def paper(reduced, seeds, hours, days, scenarios, workloads, traces, policies, b
 @click.option("--out", default="docs/RESULTS.md", show_default=True)
 @click.option("--figures", default="docs/figures", show_default=True)
 @click.option("--wall-s", type=float, default=None, help="Measured run time of the batch, recorded in the text.")
+@click.option("--note", default="", help="How the batch ran (recorded in the text).")
 @click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
 @click.option("--json", "as_json", is_flag=True)
-def results(experiment, batch, out, figures, wall_s, database, as_json) -> None:
+def results(experiment, batch, out, figures, wall_s, note, database, as_json) -> None:
     """Render RESULTS.md and its figures from the warehouse's runs of the experiment."""
     from pipelines.experiment import write_results
 
-    r = write_results(database, experiment, batch, out, figures, wall_s=wall_s)
+    r = write_results(database, experiment, batch, out, figures, wall_s=wall_s, note=note)
     click.echo(json.dumps(r) if as_json else f"wrote {r['results']} ({r['runs']} runs of batch {r['batch']})")

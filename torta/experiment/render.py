@@ -37,7 +37,7 @@ def _claim_policy(test: pl.DataFrame) -> str | None:
 
 
 def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None = None,
-                   md_dir: Path | None = None, wall_s: float | None = None) -> str:
+                   md_dir: Path | None = None, wall_s: float | None = None, note: str = "") -> str:
     if runs.height == 0:
         raise ValueError("no runs to render")
     test = runs.filter(pl.col("role") == "test")
@@ -95,6 +95,15 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
         L.append(f"- Measured run time of the whole batch: {wall_s / 60:.1f} min on this machine{span}.")
     elif span:
         L.append(f"- Run time{span}.")
+    if note:
+        L.append(f"- How it ran: {note}")
+    L.append("")
+    L += ["## Summary", ""]
+    for (sc, wl), g in table.group_by("scenario", "workload", maintain_order=True):
+        order = g.sort("response_mean_s")["policy"].to_list()
+        cheap = g.sort("cost_usd")["policy"][0]
+        rank = f"; `{claim_pol}` ranks {order.index(claim_pol) + 1} of {len(order)}" if claim_pol in order else ""
+        L.append(f"- {sc} / {wl}: lowest mean response time `{order[0]}`{rank}; lowest cost `{cheap}`.")
     L.append("")
 
     L += ["## The paper's claims against our measurement", "",
@@ -110,6 +119,8 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
                          f"**{r['verdict']}**", r["magnitude"]])
         allrows = [r for r in rows if r[2] == "all / all"]
         L += ["### Pooled over every topology and workload", "",
+              "Every paired unit of every topology and workload, each against its own topology's strongest "
+              "baseline.", "",
               _md_table(["claim", "paper (abstract)", "scope", "pairs", "measured diff [95 % CI]", "verdict",
                          "magnitude"], allrows), ""]
         L += ["### Per topology and workload", "",
@@ -158,7 +169,10 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
           "the shipped scenarios, the ServeGen-shaped multi-day workload with Azure 2023 token lengths and the "
           "Azure 2023 hour traces, replayed by TORTA's simulator.",
           "- Windows are short (see What ran) so the whole experiment fits a 2-core machine; a longer window "
-          "(`torta experiment paper --hours H`) gives each planner more slots to act on.",
+          "(`torta experiment paper --hours H`) gives each planner more slots to act on (slots are 15 min).",
+          "- Reproduce: `torta experiment paper` (add `--reduced` for the CI-sized run), then "
+          "`torta experiment results`; the runs stay queryable with "
+          "`torta sql \"select * from runs where experiment = 'paper'\"`.",
           ""]
     return "\n".join(L)
 
