@@ -114,30 +114,33 @@ def planner_case(arg: dict) -> dict:
     return bench_planner(arg["regions"], arg["slots"], "emd", arg["seed"])
 
 
-def run_scaling(cfg: dict, log=lambda m: click.echo(m, err=True)) -> dict:
+SERIES = ("trace", "fleet", "planner", "forecast")
+
+
+def run_scaling(cfg: dict, log=lambda m: click.echo(m, err=True), only: tuple[str, ...] = SERIES) -> dict:
     doc = {"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
            "trace": [], "fleet": [], "planner": [], "forecast": []}
     t0 = time.perf_counter()
-    for n in cfg["trace_sizes"]:
+    for n in (cfg["trace_sizes"] if "trace" in only else ()):
         reps = cfg["repeats"] if n <= 100_000 else 1  # big cases once (documented per row)
         r = _median_runs("torta.sim.bench.run_case",
                          {"scenario": "abilene", "load": 0.6, "servers": 0, "requests": n, "seed": 0}, reps)
         r["target_requests"] = n
         doc["trace"].append(r)
         log(f"replay {n:,} requests: {r['requests_per_s']:,.0f} req/s (median of {reps}, load {r['load_avg_1m']:.1f})")
-    for s in cfg["fleet_sizes"]:
+    for s in (cfg["fleet_sizes"] if "fleet" in only else ()):
         r = _median_runs("torta.sim.bench.run_case", {"scenario": "abilene", "load": 0.6, "servers": s,
                                                       "requests": cfg["fleet_requests"], "seed": 0},
                          cfg["repeats"] if s < 10_000 else 1)
         doc["fleet"].append(r)
         log(f"replay on {s:,} servers: {r['requests_per_s']:,.0f} req/s (load {r['load_avg_1m']:.1f})")
-    for k in cfg["regions"]:
+    for k in (cfg["regions"] if "planner" in only else ()):
         r = _median_runs("benchmarks.scaling.planner_case", {"regions": k, "slots": cfg["slots"], "seed": 0},
                          cfg["repeats"])
         doc["planner"].append(r)
         log(f"planner {k} regions: {r['ms_per_slot_median']:.2f} ms/slot (load {r['load_avg_1m']:.1f})")
-    for n in cfg["series"]:
+    for n in (cfg["series"] if "forecast" in only else ()):
         r = _median_runs("benchmarks.scaling.forecast_case", {"series": n, "horizon": 24, "seed": 0},
                          cfg["repeats"] if n < 27 else 1)
         doc["forecast"].append(r)
@@ -250,8 +253,11 @@ def _ints(s: str) -> tuple[int, ...]:
 @click.option("--repeats", type=click.IntRange(1), default=None)
 @click.option("--out", default="docs/PERFORMANCE.md", show_default=True)
 @click.option("--figures", default="docs/figures", show_default=True)
+@click.option("--only", multiple=True, type=click.Choice(SERIES), help="Measure only these series.")
+@click.option("--merge", is_flag=True, help="Keep the other series (and rows of other sizes) from the existing "
+              "performance.json beside --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw document.")
-def cli(quick, trace_sizes, fleet_sizes, regions, series, repeats, out, figures, as_json) -> None:
+def cli(quick, trace_sizes, fleet_sizes, regions, series, repeats, only, merge, out, figures, as_json) -> None:
     """Measure scaling and write PERFORMANCE.md (+ performance.json and plots)."""
     cfg = dict(QUICK if quick else DEFAULT)
     for k, v in (("trace_sizes", trace_sizes), ("fleet_sizes", fleet_sizes), ("regions", regions),
@@ -260,10 +266,20 @@ def cli(quick, trace_sizes, fleet_sizes, regions, series, repeats, out, figures,
             cfg[k] = _ints(v)
     if repeats:
         cfg["repeats"] = repeats
-    doc = run_scaling(cfg)
-    doc["skipped"] = [f"{n:,}-request trace: not in this run (pass --trace-sizes to add it)"
-                      for n in (10_000_000,) if n not in cfg["trace_sizes"]]
     out_p = Path(out)
+    doc = run_scaling(cfg, only=tuple(only) or SERIES)
+    if merge and out_p.with_name("performance.json").exists():
+        old = json.loads(out_p.with_name("performance.json").read_text())
+        xkey = {"trace": "target_requests", "fleet": "servers", "planner": "regions", "forecast": "series"}
+        for k, x in xkey.items():
+            new_x = {r.get(x) for r in doc[k]}
+            rows = [r for r in old.get(k, []) if r.get(x) not in new_x] + doc[k]
+            doc[k] = sorted(rows, key=lambda r: r.get(x) or 0)
+        doc["total_wall_s"] = doc["total_wall_s"] + float(old.get("total_wall_s", 0.0))
+        doc["generated_at"] = f"{old.get('generated_at', '?')} (+ {doc['generated_at']})"
+    sizes = {r.get("target_requests") for r in doc["trace"]}
+    doc["skipped"] = [f"{n:,}-request trace: not in this run (pass --trace-sizes to add it)"
+                      for n in (10_000_000,) if n not in sizes]
     out_p.parent.mkdir(parents=True, exist_ok=True)
     figs = _plots(doc, Path(figures), out_p.parent)
     for path, text in ((out_p.with_name("performance.json"), json.dumps(doc, indent=1)),
