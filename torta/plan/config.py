@@ -76,21 +76,24 @@ class MicroConfig:
     spread_s_per_request: load-spreading term, seconds of penalty per recently assigned request still
     "remembered" (exponentially decayed with `spread_tau_s`); small, so it only breaks near-ties.
     switch_penalty_s: extra seconds charged on top of the weight-load time for a model switch (lost
-    service + energy of the reload; paper-torta.md §8 suggests 1 s). Chosen on the validation day (day 11,
-    first hour, servegen-mix-14d on abilene, seed 0, torta-ot): 1 / 10 / 30 / 100 s gave a mean response of
-    78.1 / 17.0 / 21.3 / 73.7 s (least-loaded: 27.3 s).
+    service + energy of the reload; paper-torta.md §8 suggests 1 s). Chosen on the validation day 11
+    (servegen-mix-14d on abilene, seed 0, torta-ot-last): over the full day, 3 s gave a mean response of
+    12.7 s (p95 28.4 s, 7257 switches, $66.3) and 10 s gave 139.8 s (929 switches, $46.5); myopic-ot with
+    the 10 s guard: 18.8 s, $72.3. (The first hour alone had favoured 10 s: 1 / 10 / 30 / 100 s gave
+    78.1 / 17.0 / 21.3 / 73.7 s; one night hour is not representative.)
     spill_s: when the best expected completion in the planned region exceeds this, the request may go to
     one of the `spill_regions` nearest regions whose best completion (network delay included) is at least
     spill_s shorter (None: never leave the planned region). The paper's micro layer stays inside the
     region; this spill-over is this project's addition for forecast error within a 15-min slot. Same
-    validation run (3 congestion tiers, switch penalty 10 s), spill_s / spill_regions = None / 10,3 / 5,3 /
-    5,6 / 10,6 / 10,11 / 20,6 / 2,6 gave 62.8 (at penalty 30 s) / 15.8 / 15.5 / 12.5 / 10.7 / 12.4 / 17.7 /
-    13.9 s mean response (one seed each; differences of ~2 s are within run-to-run noise).
+    first-hour validation run (3 congestion tiers, switch penalty 10 s), spill_s / spill_regions =
+    None / 10,3 / 5,3 / 5,6 / 10,6 / 10,11 / 20,6 / 2,6 gave 62.8 (at penalty 30 s) / 15.8 / 15.5 / 12.5 / 10.7 / 12.4 / 17.7 /
+    13.9 s mean response (one seed each; differences of ~2 s are within run-to-run noise). Full day 11
+    without spill-over: 158.5 s vs 139.8 s with it (switch penalty 10 s).
     """
 
     spread_s_per_request: float = 0.05
     spread_tau_s: float = 30.0
-    switch_penalty_s: float = 10.0
+    switch_penalty_s: float = 3.0
     spill_s: float | None = 10.0
     spill_regions: int = 6
     hungarian_window_s: float = 1.0
