@@ -201,20 +201,27 @@ def _figures(table: pl.DataFrame, claims: pl.DataFrame, figures_dir: Path, md_di
         for ax, m in zip(axes, ("response_mean_s", "load_std", "cost_usd")):
             colors = ["tab:red" if p in TORTA_FAMILY else "tab:gray" for p in g["policy"]]
             ax.bar(g["policy"].to_list(), g[m].to_list(), yerr=g[m + "_ci95"].to_list(), color=colors, capsize=3)
-            ax.set_title(SHORT[m])
+            vals = [v for v in g[m].to_list() if v > 0]
+            if vals and max(vals) / min(vals) > 50:
+                ax.set_yscale("log")
+            ax.set_title(SHORT[m] + (" (log)" if ax.get_yscale() == "log" else ""))
             ax.tick_params(axis="x", rotation=60, labelsize=7)
         fig.suptitle(f"{sc} / {wl} (mean, 95 % CI; red: TORTA family)")
         out[f"{sc}|{wl}"] = save(fig, f"{sc}__{wl}.png")
     if claims.height:
-        fig, axes = plt.subplots(1, len(CLAIMS), figsize=(13, 0.35 * claims.height / len(CLAIMS) + 1.8))
-        for ax, c in zip(axes, CLAIMS):
+        fig, axes = plt.subplots(1, len(CLAIMS), figsize=(14, 0.35 * claims.height / len(CLAIMS) + 1.8),
+                                 sharey=True)
+        for i, (ax, c) in enumerate(zip(axes, CLAIMS)):
             g = claims.filter(pl.col("claim") == c.name)
             labels = [f"{a}/{b}" for a, b in zip(g["scenario"], g["workload"])]
             y = list(range(len(labels)))
             ax.errorbar(g["diff_pct"].to_list(), y, xerr=g["ci95_pct"].to_list(), fmt="o", capsize=3)
             ax.axvspan(-c.hi_pct, -c.lo_pct, color="tab:green", alpha=0.2, label="paper's claim")
             ax.axvline(0, color="k", lw=0.8)
-            ax.set_yticks(y, labels, fontsize=7)
+            if i == 0:
+                ax.set_yticks(y, labels, fontsize=7)
+            else:
+                ax.tick_params(labelleft=False)
             ax.set_title(f"{c.name}: diff % vs strongest baseline", fontsize=9)
         axes[0].legend(fontsize=7)
         out["claims"] = save(fig, "claims.png")
