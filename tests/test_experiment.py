@@ -146,3 +146,13 @@ def test_reduced_command_end_to_end(tmp_path, monkeypatch):
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     assert doc["cells"] == 4 and doc["experiment"] == "paper-reduced" and doc["wall_s"] > 0
     assert "reproduced" in (tmp_path / "R.md").read_text()
+
+
+def test_job_definition_resolves_with_the_project_definitions():
+    """What the lead adds to pipelines/definitions.py: the module's asset and job resolve together."""
+    from pipelines import definitions, experiment
+
+    defs = dg.Definitions.merge(definitions.defs, dg.Definitions(
+        assets=dg.load_assets_from_modules([experiment]), jobs=[experiment.experiment_job]))
+    job = defs.resolve_job_def("experiment_paper")
+    assert job.partitions_def is not None and job.partitions_def.name == "experiment_cells"
