@@ -55,6 +55,7 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
     """Replay every policy of the experiment on one cell's requests; runs and slot metrics to the warehouse."""
     from torta.experiment.runner import cell_input, run_cell, tune_skylb
 
+    t_cell = time.perf_counter()
     db = warehouse.db_path
     base = Cell.from_key(context.partition_key)
     cell = Cell(base.scenario, base.workload, base.seed, base.day, role=config.role)
@@ -65,12 +66,14 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
     res = run_cell(cell, tuple(config.policies), hours=config.hours, trace_hours=config.trace_hours,
                    skylb_threshold=threshold, log=context.log.info, inp=inp)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
+    cell_wall_s = time.perf_counter() - t_cell  # the whole cell: input, tuning, every policy
     slot_frames = []
     for row in res.runs:
         key = run_key(config.experiment, cell, row["policy"])
         row.update(key=key, experiment=config.experiment, batch=config.batch, hours=config.hours,
                    trace_hours=config.trace_hours, skylb_threshold=float(threshold or 0.0),
-                   skylb_tuning=str(table), dagster_run_id=context.run.run_id, finished_at=now)
+                   skylb_tuning=str(table), dagster_run_id=context.run.run_id, finished_at=now,
+                   cell_wall_s=cell_wall_s)
         wh.write_partition(db, "runs", key, pl.DataFrame([row]))
         slot_frames.append(res.slots[row["policy"]].with_columns(
             key=pl.lit(key), scenario=pl.lit(cell.scenario), workload=pl.lit(cell.workload),

@@ -95,6 +95,14 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
         L.append(f"- Measured run time of the whole batch: {wall_s / 60:.1f} min on this machine{span}.")
     elif span:
         L.append(f"- Run time{span}.")
+    if "wall_s" in runs.columns:
+        L.append(f"- Replay time summed over all {runs.height} runs (validation included): "
+                 f"{float(runs['wall_s'].sum()) / 60:.1f} min (the replay calls only: policy preparation such as "
+                 "forecaster fitting, workload building and Dagster overhead per cell come on top).")
+    if "cell_wall_s" in runs.columns and runs["cell_wall_s"].null_count() == 0:
+        per_cell = runs.group_by("cell", "role").agg(pl.col("cell_wall_s").first())
+        L.append(f"- Cell wall time summed over {per_cell.height} cells: {float(per_cell['cell_wall_s'].sum()) / 60:.1f} "
+                 "min (what one process needs, Dagster start-up per cell excluded).")
     if note:
         L.append(f"- How it ran: {note}")
     L.append("")
