@@ -201,21 +201,25 @@ class Engine:
         q = [deque() for _ in range(S)]
         fin = [[] for _ in range(S)]
         pre: list = [None] * S
-        # the fluid decode of each server, one flat record of doubles per server:
-        # [V (iterations done), time V was last advanced, seconds per iteration, sum of join counters
-        #  of decoding requests, time of the outstanding decode event (inf: none), sum of their prompts]
-        dst = [array("d", [0.0, 0.0, 1.0, 0.0, INF, 0.0]) for _ in range(S)]
+        V = [0.0] * S
+        vt = [0.0] * S
+        itv = [1.0] * S
+        sp = [0] * S  # sum of prompt tokens of decoding requests
+        svj = [0.0] * S  # sum of join counters of decoding requests
         kv = [0] * S
         nact = [0] * S
         dver = [0] * S  # version of the server's outstanding decode event (older ones are stale)
+        dnx = [INF] * S  # time of the outstanding decode event (INF: none)
         bu = [0.0] * S  # expected busy-until time
         hv = [0] * S  # heap entry version
         # accounting accumulators (per slot)
-        # one flat record of doubles per server (fields on adjacent cache lines, no float objects):
-        # [last touch, s idle, s prefill, s decode, s loading, batch integral, KV integral, work]
-        acc = [array("d", bytes(64)) for _ in range(S)]
-        zeros7 = array("d", bytes(56))
+        tl = [0.0] * S
+        a_idle, a_pre, a_dec, a_load = [0.0] * S, [0.0] * S, [0.0] * S, [0.0] * S
+        accs = [a_idle, a_pre, a_dec, a_load]
+        bint = [0.0] * S
+        kint = [0.0] * S
         sw = [0] * S
+        work = [0.0] * S  # expected-work seconds of tokens processed (utilisation numerator)
         # completions, in completion order, buffered in flat arrays and handed to the sink per chunk
         chunk = cfg.chunk_requests
         bcap = chunk + max((ty.max_batch for ty in types), default=1) + 2
@@ -453,14 +457,13 @@ class Engine:
                 repush(s)
 
         def touch(s, now):
-            A = acc[s]
-            dt = now - A[0]
+            dt = now - tl[s]
             if dt > 0.0:
-                A[1 + st[s]] += dt
-                A[5] += nact[s] * dt
+                accs[st[s]][s] += dt
+                bint[s] += nact[s] * dt
                 if kv[s]:
-                    A[6] += kv[s] / cap_cur[s] * dt
-                A[0] = now
+                    kint[s] += kv[s] / cap_cur[s] * dt
+                tl[s] = now
 
         def drained(s, now):
             """Server went idle with nothing queued: pull its busy-until estimate back to now."""
@@ -477,15 +480,14 @@ class Engine:
         def sched_decode(s, now):
             fh = fin[s]
             b = len(fh)
-            D = dst[s]
-            Vs = D[0]
-            it = ty_cur[s].decode_s(b, (D[5] + b * Vs - D[3]) / b)
-            D[2] = it
+            Vs = V[s]
+            it = ty_cur[s].decode_s(b, (sp[s] + b * Vs - svj[s]) / b)
+            itv[s] = it
             t = now + (fh[0][0] - Vs) * it
-            if t < D[4]:  # an earlier outstanding event stays: it wakes up early and reschedules
+            if t < dnx[s]:  # an earlier outstanding event stays: it wakes up early and reschedules
                 dv = dver[s] + 1
                 dver[s] = dv
-                D[4] = t
+                dnx[s] = t
                 heappush(heap, (t, nxt(), EV_DECODE, s, dv))
 
         def kick(s, now):
@@ -535,14 +537,12 @@ class Engine:
                 r[ADM] = now
                 batch.append(r)
             ty = ty_cur[s]
-            A = acc[s]
             if st[s] == DECODE:  # pause the fluid decode
-                D = dst[s]
-                dV = (now - D[1]) / D[2]
-                D[0] += dV
-                A[7] += len(fin[s]) * dV * ty.c_decode_s
-                D[1] = now  # the outstanding decode event stays; it finds the server paused or early
-            A[7] += tok * ty.c_prefill_s
+                dV = (now - vt[s]) / itv[s]
+                V[s] += dV
+                work[s] += len(fin[s]) * dV * ty.c_decode_s
+                vt[s] = now  # the outstanding decode event stays; it finds the server paused or early
+            work[s] += tok * ty.c_prefill_s
             kv[s] = used
             nact[s] = n
             st[s] = PREFILL
@@ -559,7 +559,7 @@ class Engine:
                 return
             if fin[s]:
                 st[s] = DECODE
-                dst[s][1] = now
+                vt[s] = now
                 sched_decode(s, now)
             else:
                 st[s] = IDLE
@@ -650,19 +650,19 @@ class Engine:
             for s in range(S):
                 touch(s, t1)
                 if st[s] == DECODE:  # split the fluid's progress at the boundary
-                    dV = (t1 - dst[s][1]) / dst[s][2]
-                    dst[s][0] += dV
-                    dst[s][1] = t1
-                    acc[s][7] += len(fin[s]) * dV * ty_cur[s].c_decode_s
+                    dV = (t1 - vt[s]) / itv[s]
+                    V[s] += dV
+                    vt[s] = t1
+                    work[s] += len(fin[s]) * dV * ty_cur[s].c_decode_s
             dur = t1 - t0
             if dur > 0:
-                a = np.array(acc, dtype=np.float64).reshape(S, 8)
                 self.slot_sink(slot, t0, dur, dict(
-                    idle_s=a[:, 1].copy(), prefill_s=a[:, 2].copy(), decode_s=a[:, 3].copy(),
-                    loading_s=a[:, 4].copy(), batch_int=a[:, 5].copy(), kv_int=a[:, 6].copy(),
-                    switches=np.asarray(sw, dtype=np.int64), work_s=a[:, 7].copy()))
-            for A in acc:
-                A[1:] = zeros7
+                    idle_s=np.asarray(a_idle), prefill_s=np.asarray(a_pre), decode_s=np.asarray(a_dec),
+                    loading_s=np.asarray(a_load), batch_int=np.asarray(bint), kv_int=np.asarray(kint),
+                    switches=np.asarray(sw, dtype=np.int64), work_s=np.asarray(work)))
+            for lst in (a_idle, a_pre, a_dec, a_load, bint, kint, work):
+                for s in range(S):
+                    lst[s] = 0.0
             for s in range(S):
                 sw[s] = 0
 
@@ -720,46 +720,44 @@ class Engine:
                     if v != dver[x]:
                         continue
                     s = x
-                    D = dst[s]
-                    D[4] = INF
+                    dnx[s] = INF
                     if st[s] != DECODE:  # paused by a prefill: whoever resumes it schedules anew
                         pass
                     else:
-                        A = acc[s]  # touch(s, now), state DECODE
-                        dt = now - A[0]
+                        dt = now - tl[s]  # touch(s, now), state DECODE
                         if dt > 0.0:
-                            A[3] += dt
-                            A[5] += nact[s] * dt
+                            a_dec[s] += dt
+                            bint[s] += nact[s] * dt
                             if kv[s]:
-                                A[6] += kv[s] / cap_cur[s] * dt
-                            A[0] = now
+                                kint[s] += kv[s] / cap_cur[s] * dt
+                            tl[s] = now
                         fh = fin[s]
                         Vn = fh[0][0]
                         ty = ty_cur[s]
-                        Vs = D[0] + (now - D[1]) / D[2]
+                        Vs = V[s] + (now - vt[s]) / itv[s]
                         if Vn - Vs > 1e-9 + 1e-12 * Vn:  # early: the batch changed since scheduling
-                            A[7] += len(fh) * (Vs - D[0]) * ty.c_decode_s
-                            D[0] = Vs
-                            D[1] = now
-                            t = now + (Vn - Vs) * D[2]
+                            work[s] += len(fh) * (Vs - V[s]) * ty.c_decode_s
+                            V[s] = Vs
+                            vt[s] = now
+                            t = now + (Vn - Vs) * itv[s]
                             dv = dver[s] + 1
                             dver[s] = dv
-                            D[4] = t
+                            dnx[s] = t
                             heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                             Vn = -1.0  # nothing finishes now
                     if st[s] != DECODE or Vn < 0.0:
                         pass
                     else:
-                        A[7] += len(fh) * (Vn - D[0]) * ty.c_decode_s
-                        D[0] = Vn
-                        D[1] = now
+                        work[s] += len(fh) * (Vn - V[s]) * ty.c_decode_s
+                        V[s] = Vn
+                        vt[s] = now
                         lim = Vn + 1e-9
                         while fh and fh[0][0] <= lim:
                             r = heappop(fh)[2]
                             kv[s] -= r[RES]
                             nact[s] -= 1
-                            D[5] -= r[PR]
-                            D[3] -= r[VJ]
+                            sp[s] -= r[PR]
+                            svj[s] -= r[VJ]
                             B_idx[nd] = r[RID]  # record the completion (r is hot in cache now)
                             B_reg[nd] = r[REG]
                             B_srv[nd] = s
@@ -772,13 +770,13 @@ class Engine:
                             pass
                         elif fh:  # keep decoding: sched_decode inlined
                             b = len(fh)
-                            ctx = (D[5] + b * Vn - D[3]) / b
+                            ctx = (sp[s] + b * Vn - svj[s]) / b
                             it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
-                            D[2] = it
+                            itv[s] = it
                             t = now + (fh[0][0] - Vn) * it  # no outstanding event: it just fired
                             dv = dver[s] + 1
                             dver[s] = dv
-                            D[4] = t
+                            dnx[s] = t
                             heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                         else:
                             st[s] = IDLE
@@ -786,19 +784,17 @@ class Engine:
                                 drained(s, now)
                 elif kind == EV_PREFILL:
                     s = x
-                    D = dst[s]
-                    A = acc[s]  # touch(s, now), state PREFILL
-                    dt = now - A[0]
+                    dt = now - tl[s]  # touch(s, now), state PREFILL
                     if dt > 0.0:
-                        A[2] += dt
-                        A[5] += nact[s] * dt
+                        a_pre[s] += dt
+                        bint[s] += nact[s] * dt
                         if kv[s]:
-                            A[6] += kv[s] / cap_cur[s] * dt
-                        A[0] = now
+                            kint[s] += kv[s] / cap_cur[s] * dt
+                        tl[s] = now
                     batch = pre[s]
                     pre[s] = None
-                    Vs = D[0]
-                    D[1] = now
+                    Vs = V[s]
+                    vt[s] = now
                     fh = fin[s]
                     for r in batch:
                         r[FT] = now
@@ -817,21 +813,21 @@ class Engine:
                         else:
                             r[VJ] = Vs
                             heappush(fh, (Vs + (o - 1), nxt(), r))
-                            D[5] += r[PR]
-                            D[3] += Vs
+                            sp[s] += r[PR]
+                            svj[s] += Vs
                     if fh:
                         st[s] = DECODE
                         if not (q[s] and kick(s, now)):
                             b = len(fh)
                             ty = ty_cur[s]
-                            ctx = (D[5] + b * Vs - D[3]) / b
+                            ctx = (sp[s] + b * Vs - svj[s]) / b
                             it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
-                            D[2] = it
+                            itv[s] = it
                             t = now + (fh[0][0] - Vs) * it
-                            if t < D[4]:  # else the outstanding event wakes up early and reschedules
+                            if t < dnx[s]:  # else the outstanding event wakes up early and reschedules
                                 dv = dver[s] + 1
                                 dver[s] = dv
-                                D[4] = t
+                                dnx[s] = t
                                 heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                     else:
                         st[s] = IDLE
