@@ -76,6 +76,13 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
           f"- Paired units: one per (seed, test day) for the multi-day workloads, one per seed for the hour traces; "
           "every policy replays the identical requests in a unit.",
           f"- Policies: baselines {', '.join(baselines)}; TORTA and ablations {', '.join(torta)}."]
+    ran = (test.group_by("scenario", "workload", maintain_order=True)
+           .agg(pl.col("cell").n_unique().alias("cells"), pl.col("seed").unique().sort().alias("seeds"),
+                pl.col("day").unique().sort().alias("days"), pl.len().alias("runs")))
+    L.append("- Cells that ran (a cell = one scenario, workload, seed and day; every policy in it): "
+             + "; ".join(f"{r['scenario']}/{r['workload']} {r['cells']} (seeds {','.join(map(str, r['seeds']))}"
+                         + (f", days {','.join(map(str, r['days']))}" if r["days"] != [TRACE_DAY] else "")
+                         + f"; {r['runs']} runs)" for r in ran.iter_rows(named=True)) + ".")
     missing = [p for p in TORTA_FAMILY if p not in policies]
     if missing:
         L.append(f"- Not in this batch: {', '.join(missing)} (not registered or without a trained checkpoint "
