@@ -77,7 +77,7 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
           "every policy replays the identical requests in a unit.",
           f"- Policies: baselines {', '.join(baselines)}; TORTA and ablations {', '.join(torta)}."]
     ran = (test.group_by("scenario", "workload", maintain_order=True)
-           .agg(pl.col("cell").n_unique().alias("cells"), pl.col("seed").unique().sort().alias("seeds"),
+           .agg(pl.struct("seed", "day").n_unique().alias("cells"), pl.col("seed").unique().sort().alias("seeds"),
                 pl.col("day").unique().sort().alias("days"), pl.len().alias("runs")))
     L.append("- Cells that ran (a cell = one scenario, workload, seed and day; every policy in it): "
              + "; ".join(f"{r['scenario']}/{r['workload']} {r['cells']} (seeds {','.join(map(str, r['seeds']))}"
