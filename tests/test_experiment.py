@@ -95,6 +95,7 @@ def test_results_markdown_states_each_claim(tmp_path):
         line = next(ln for ln in md.splitlines() if ln.startswith(f"| {claim} |") and "abilene /" in ln)
         assert f"**{v}**" in line
     assert "-10.0 %" in md and "+10.0 %" in md
+    assert "abilene/servegen-mix-14d 3 (seeds 0,1,2, days 12; 9 runs)" in md
     assert (tmp_path / "figures" / "claims.png").stat().st_size > 1000
     assert "(figures/claims.png)" in md
     with pytest.raises(ValueError, match="no runs"):
