@@ -17,7 +17,7 @@ TOY = dict(n_envs=8, train_days=(2, 3, 4, 5), val_day=6, eval_every=5, demand_no
 
 
 def test_ppo_learns_the_surge_better_than_untrained_and_reactive_ot():
-    sd, curves = train_on(toy_fleet(), toy_demand(), 0, TrainConfig(variant="ppo-only", updates=20, **TOY),
+    sd, curves = train_on(toy_fleet(), toy_demand(), 0, TrainConfig(variant="ppo-only", updates=15, **TOY),
                           progress=False)
     val = curves.filter(curves["val_return"].is_not_nan())
     untrained = float(val["val_return"][0]) if int(val["update"][0]) == 0 else None
