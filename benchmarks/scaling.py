@@ -231,6 +231,20 @@ def render_performance(doc: dict, figs: dict[str, str] | None = None) -> str:
            ("wall s", "wall_s", "{:.2f}"), ("s/series", "s_per_series", "{:.3f}"), *rep],
           "`forecast(history, 24, \"auto\")`: per-series selection over the default models, conformal intervals, "
           "one process.")
+    slopes = []
+    for key, x, y, what in (("trace", "requests", "requests_per_s", "replay requests/s"),
+                            ("fleet", "servers", "requests_per_s", "replay requests/s"),
+                            ("planner", "regions", "ms_per_slot_median", "planner ms per slot"),
+                            ("forecast", "series", "wall_s", "forecast wall time")):
+        rows = doc.get(key) or []
+        if len(rows) >= 2 and rows[0][x] > 0 and rows[-1][x] > rows[0][x] and rows[0][y] > 0 and rows[-1][y] > 0:
+            import math
+
+            k = math.log(rows[-1][y] / rows[0][y]) / math.log(rows[-1][x] / rows[0][x])
+            slopes.append(f"- {what} ~ {x}^{k:.2f} from {rows[0][x]:,} to {rows[-1][x]:,} {x} "
+                          f"({rows[0][y]:,.2f} -> {rows[-1][y]:,.2f}).")
+    if slopes:
+        L += ["## Scaling exponents (log-log, first to last size)", ""] + slopes + [""]
     skipped = doc.get("skipped") or []
     if skipped:
         L += ["## Not run", ""] + [f"- {s}" for s in skipped] + [""]
@@ -256,8 +270,10 @@ def _ints(s: str) -> tuple[int, ...]:
 @click.option("--only", multiple=True, type=click.Choice(SERIES), help="Measure only these series.")
 @click.option("--merge", is_flag=True, help="Keep the other series (and rows of other sizes) from the existing "
               "performance.json beside --out.")
+@click.option("--render-only", is_flag=True, help="Re-render PERFORMANCE.md from the existing performance.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw document.")
-def cli(quick, trace_sizes, fleet_sizes, regions, series, repeats, only, merge, out, figures, as_json) -> None:
+def cli(quick, trace_sizes, fleet_sizes, regions, series, repeats, only, merge, render_only, out, figures,
+        as_json) -> None:
     """Measure scaling and write PERFORMANCE.md (+ performance.json and plots)."""
     cfg = dict(QUICK if quick else DEFAULT)
     for k, v in (("trace_sizes", trace_sizes), ("fleet_sizes", fleet_sizes), ("regions", regions),
@@ -267,6 +283,14 @@ def cli(quick, trace_sizes, fleet_sizes, regions, series, repeats, only, merge, 
     if repeats:
         cfg["repeats"] = repeats
     out_p = Path(out)
+    if render_only:
+        doc = json.loads(out_p.with_name("performance.json").read_text())
+        figs = _plots(doc, Path(figures), out_p.parent)
+        tmp = out_p.with_name(f".{out_p.name}.tmp")
+        tmp.write_text(render_performance(doc, figs))
+        os.replace(tmp, out_p)
+        click.echo(f"wrote {out_p}")
+        return
     doc = run_scaling(cfg, only=tuple(only) or SERIES)
     if merge and out_p.with_name("performance.json").exists():
         old = json.loads(out_p.with_name("performance.json").read_text())
