@@ -56,3 +56,27 @@ def test_learned_policies_registered():
     names = {n for n, _ in list_policies()}
     assert {"torta", "torta-no-forecast", "ppo-only", "torta-no-micro"} <= names
     assert get_policy("torta-no-micro").round_robin
+
+
+def test_committed_abilene_checkpoints_plan_valid_slots():
+    """The committed checkpoints fit the shipped abilene scenario and give valid per-model plans."""
+    from torta.fleet.scenario import load_scenario
+    from torta.policy.base import SlotState
+    from torta.rl.policies import PPOOnly, RLPolicy, TortaNoForecast, TortaNoMicro
+
+    world = load_scenario("abilene")
+    r, m = world.n_regions, len(world.models)
+    for cls in (RLPolicy, TortaNoForecast, PPOOnly, TortaNoMicro):
+        pol = cls()
+        pol.reset(world, 0)
+        for slot in range(3):
+            st = SlotState(slot=slot, t_start_s=slot * 900.0, slot_s=900.0, demand_requests=np.full(r, 100.0),
+                           demand_tokens=np.full(r, 1e5), backlog_s=np.full(r, 50.0), queue_len=np.zeros(r),
+                           busy_servers=np.ones(r), servers=np.array([4.0] * r), warm_servers=np.ones((r, m)),
+                           price_usd_per_mwh=np.full(r, 40.0), carbon_g_per_kwh=np.full(r, 300.0),
+                           latency_ms=np.asarray(world.latency_ms), prev_plan=None)
+            assert pol.plan(st) is None
+            p = pol.last_plans
+            assert p.shape == (m, r, r) and np.isfinite(p).all() and (p >= 0).all()
+            np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-9)
+        assert pol.params()["checkpoint"].endswith(f"abilene-{cls.checkpoint_variant}.pt")
