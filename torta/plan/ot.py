@@ -163,7 +163,9 @@ def solve_plan(demand: np.ndarray, capacity: np.ndarray, cost: np.ndarray,
 def _solve(a: np.ndarray, b: np.ndarray, m: np.ndarray, c: np.ndarray, config: OTConfig) -> np.ndarray:
     if config.method == "emd":
         return ot.emd(a, b, m, numItermax=1_000_000)
-    reg = config.sinkhorn_reg * max(float(c.max()) if c.size else 0.0, 1e-9)
+    # relative to the cost scale, floored at 1 (the order of one normalised term) so a slot whose real
+    # costs are all tiny does not get a vanishing regulariser that Sinkhorn cannot converge with
+    reg = config.sinkhorn_reg * max(float(c.max()) if c.size else 0.0, 1.0)
     if config.method == "sinkhorn":
         return ot.sinkhorn(a, b, m, reg, method="sinkhorn_log", numItermax=config.sinkhorn_max_iter,
                            stopThr=config.sinkhorn_stop_thr, warn=False)
