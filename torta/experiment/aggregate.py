@@ -136,5 +136,8 @@ def claims_table(test: pl.DataFrame, baseline_of: dict[str, tuple[str, str]], po
             rows.append({"scenario": sc, "workload": wl, "claim": c.name, "metric": c.metric, "paper": c.text,
                          "policy": policy, "pairs": n, "diff_pct": mean, "ci95_pct": half,
                          "lo_pct": mean - half, "hi_pct": mean + half,
-                         "verdict": verdict(mean, half, n), "magnitude": magnitude(mean, c)})
+                         "verdict": verdict(mean, half, n),
+                         "magnitude": magnitude(mean, c) if verdict(mean, half, n) == "reproduced"
+                         else ("n/a (interval spans 0)" if verdict(mean, half, n) == "inconclusive"
+                               else "no reduction")})
     return pl.DataFrame(rows)
