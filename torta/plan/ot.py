@@ -187,12 +187,13 @@ def _row_shares(a: np.ndarray, b: np.ndarray, c: np.ndarray, flow: np.ndarray,
     share[pos] = flow[pos] / rows[pos, None]
     defer_share[pos] = defer[pos] / rows[pos]
     # origins without (planned) demand: route to their cheapest region that has capacity
-    if d:
-        masked = np.where(b[None, :] > 0, c, np.inf)
-        for i in np.flatnonzero(~pos):
-            row = masked[i] if np.isfinite(masked[i]).any() else c[i]
-            share[i, int(np.argmin(row))] = 1.0
-    else:
+    idle = np.flatnonzero(~pos)
+    if d and idle.size:
+        rows = c[idle]
+        if (b > 0).any():
+            rows = np.where(b[None, :] > 0, rows, np.inf)
+        share[idle, np.argmin(rows, axis=1)] = 1.0
+    elif not d:
         defer_share[~pos] = 1.0
     return share, defer_share
 
