@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from pipelines.assets import fleet, forecast, incoming, ingest, replay, report
+from pipelines.assets import fleet, forecast, incoming, ingest, replay, report, training
 from pipelines.jobs import jobs, schedules, sensors
 from pipelines.resources import WarehouseResource
 
-_modules = [ingest, incoming, fleet, forecast, replay, report]
+_modules = [ingest, incoming, fleet, forecast, training, replay, report]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(_modules),

@@ -119,3 +119,30 @@ def flow_map(regions: pl.DataFrame, links: pl.DataFrame, flows: pl.DataFrame, pa
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
     return _save(fig, path)
+
+
+def training_curves(curves: pl.DataFrame, path: Path, title: str) -> Path:
+    """PPO training curves: episode return (and the day-11 validation return against the reference
+    policy where evaluated), and the KL to the OT plan with its weight."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    x = curves["update"].to_numpy()
+    a1.plot(x, curves["episode_return"].to_numpy(), lw=1.2, label="train episode return")
+    if "val_return" in curves.columns:
+        v = curves.filter(pl.col("val_return").is_not_null() & pl.col("val_return").is_finite())
+        if v.height:
+            a1.plot(v["update"].to_numpy(), v["val_return"].to_numpy(), "o-", ms=3, label="validation (day 11)")
+            if "val_ref_return" in v.columns:
+                a1.plot(v["update"].to_numpy(), v["val_ref_return"].to_numpy(), "--", label="reference policy")
+    a1.set_xlabel("PPO update")
+    a1.set_ylabel("return")
+    a1.legend(fontsize=7)
+    a1.grid(alpha=0.3)
+    if "kl_to_ot" in curves.columns:
+        a2.plot(x, curves["kl_to_ot"].to_numpy(), lw=1.2, label="KL(policy || OT plan)")
+    if "kl_coef" in curves.columns:
+        a2.plot(x, curves["kl_coef"].to_numpy(), lw=1.0, ls="--", label="KL weight")
+    a2.set_xlabel("PPO update")
+    a2.legend(fontsize=7)
+    a2.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
