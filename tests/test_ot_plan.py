@@ -4,7 +4,7 @@ os.environ.setdefault("POT_BACKEND_DISABLE_PYTORCH", "1")
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from torta.plan.config import OTConfig, OTCostWeights
@@ -32,6 +32,7 @@ def test_marginals_hold_when_capacity_suffices():
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 7), st.integers(1, 7), st.integers(0, 2**31 - 1),
        st.sampled_from(["emd", "sinkhorn"]))
+@example(r=4, d=4, seed=141, method="sinkhorn")  # once exceeded a capacity by Sinkhorn's tolerance
 def test_marginals_and_rows_property(r, d, seed, method):
     rng = np.random.default_rng(seed)
     a = rng.uniform(0, 10, r) * (rng.random(r) > 0.2)
@@ -39,8 +40,10 @@ def test_marginals_and_rows_property(r, d, seed, method):
     c = rng.uniform(0, 2.5, (r, d))
     p = solve_plan(a, b, c, OTConfig(method=method))
     tol = 1e-9 if method == "emd" else 1e-4 * max(1.0, a.sum() + b.sum())
-    np.testing.assert_allclose(p.flow.sum(1) + p.defer, a, atol=tol)
-    assert np.all(p.flow.sum(0) <= b + tol)
+    np.testing.assert_allclose(p.flow.sum(1) + p.defer, a, atol=1e-9 * max(1.0, a.sum()))
+    assert np.all(p.flow.sum(0) <= b + 1e-9 * max(1.0, b.sum()))
+    # the approximate solver's plan stays close to the exact one in deferred mass
+    assert p.total_deferred >= max(0.0, a.sum() - b.sum()) - tol
     np.testing.assert_allclose(p.share.sum(1) + p.defer_share, 1.0, atol=1e-9)
     if method == "emd":  # deferral only for the true excess
         assert p.total_deferred == pytest.approx(max(0.0, a.sum() - b.sum()), abs=1e-7)

@@ -98,7 +98,8 @@ class OTPlan:
 
     share[i, j]: fraction of origin i's demand served in region j; share.sum(1) + defer_share == 1 for
     every origin (an origin with no demand gets its cheapest region with capacity).
-    flow[i, j], defer[i]: the same in demand units; flow.sum(0) <= capacity (up to solver tolerance).
+    flow[i, j], defer[i]: the same in demand units; flow.sum(0) <= capacity and flow.sum(1) + defer = demand (approximate solvers' plans are
+    rounded onto that set).
     """
 
     share: np.ndarray
@@ -155,9 +156,27 @@ def solve_plan(demand: np.ndarray, capacity: np.ndarray, cost: np.ndarray,
         g = _solve(a_ext, b_ext, m_ext, c, config)
         flow[np.ix_(ri, cj)] = g[:rs, :cs] * total
         defer[ri] = g[:rs, cs] * total
+        if config.method != "emd":
+            flow, defer = _round_feasible(a, b, flow)
     share, defer_share = _row_shares(a, b, c, flow, defer)
     return OTPlan(share=share, defer_share=defer_share, flow=flow, defer=defer, cost=c,
                   method=config.method, solve_ms=(time.perf_counter() - t0) * 1000.0)
+
+
+def _round_feasible(a: np.ndarray, b: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Round an approximate (Sinkhorn) plan onto the feasible set: columns scaled down to their
+    capacity, rows down to their demand, and whatever a row then lacks goes to its defer entry, so
+    capacity is never exceeded and every unit of demand is either placed or deferred, never lost."""
+    flow = np.maximum(flow, 0.0)
+    col = flow.sum(0)
+    over = col > b
+    if over.any():
+        flow[:, over] *= b[over] / col[over]
+    row = flow.sum(1)
+    big = row > a
+    if big.any():
+        flow[big] *= (a[big] / row[big])[:, None]
+    return flow, np.maximum(a - flow.sum(1), 0.0)
 
 
 def _solve(a: np.ndarray, b: np.ndarray, m: np.ndarray, c: np.ndarray, config: OTConfig) -> np.ndarray:
