@@ -26,13 +26,15 @@ def cli() -> None:
 @click.option("--workloads", default=None, help="Comma-separated multi-day workloads (default servegen-mix-14d).")
 @click.option("--traces", default=None, help="Comma-separated hour traces (default azure-2023-conv,azure-2023-code).")
 @click.option("--policies", default=None, help="Comma-separated policies (default: every baseline and TORTA variant).")
-@click.option("--batch", default=None, help="Batch name (default paper-<UTC time>).")
+@click.option("--batch", default=None, help="Batch name (default <name>-<UTC time>).")
+@click.option("--name", default=None, help="Experiment name (default paper; paper-reduced with --reduced): "
+              "`torta experiment results --experiment NAME` renders its latest batch.")
 @click.option("--results/--no-results", default=True, show_default=True, help="Write docs/RESULTS.md afterwards.")
 @click.option("--out", default="docs/RESULTS.md", show_default=True)
 @click.option("--figures", default="docs/figures", show_default=True)
 @click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the run summary).")
-def paper(reduced, seeds, hours, days, scenarios, workloads, traces, policies, batch, results, out, figures,
+def paper(reduced, seeds, hours, days, scenarios, workloads, traces, policies, batch, name, results, out, figures,
           database, as_json) -> None:
     """Run the experiment end to end (Dagster materializations into the warehouse); prints the plan
     and a run-time estimate first, progress to stderr."""
@@ -41,6 +43,10 @@ def paper(reduced, seeds, hours, days, scenarios, workloads, traces, policies, b
 
     exp = paper_experiment(reduced=reduced, seeds=seeds, hours=hours, days=days, scenarios=_split(scenarios),
                            workloads=_split(workloads), traces=_split(traces), policies=_split(policies))
+    if name:
+        from dataclasses import replace
+
+        exp = replace(exp, name=name)
     summary = run_paper(exp, database, batch)
     if results:
         summary["results"] = write_results(database, exp.name, summary["batch"], out, figures,
