@@ -23,7 +23,7 @@ def test_replay_partition_writes_runs_completions_and_slots(warehouse_db):
     res = _materialize(warehouse_db)
     assert res.success
     checks = {c.check_name: c.passed for c in res.get_asset_check_evaluations()}
-    assert checks == {"conservation": True, "headline_not_regressed": True}
+    assert checks == {"conservation": True, "plan_rows_sum_to_one": True, "headline_not_regressed": True}
     runs = wh.query(warehouse_db, "select * from runs")
     assert runs.height == 1 and runs["key"][0] == KEY
     n = wh.query(warehouse_db, "select count(*) as n from completions where key = $k", {"k": KEY})["n"][0]
@@ -55,3 +55,16 @@ def test_orphan_rows_of_a_killed_run_stay_invisible(warehouse_db):
     wh.refresh_views(warehouse_db)
     keys = wh.query(warehouse_db, "select distinct key from completions")["key"].to_list()
     assert keys == [KEY]
+
+
+def test_plans_of_a_planning_policy_are_stored_and_rows_sum_to_one(warehouse_db):
+    key = "abilene|azure-2023-code|local-only|0"
+    res = _materialize(warehouse_db, key=key, hours=0.5)
+    assert res.success
+    assert all(c.passed for c in res.get_asset_check_evaluations())
+    plans = wh.query(warehouse_db, "select slot, model, origin_region, sum(share) as s from plans "
+                                   "where key = $k group by all", {"k": key})
+    # 12 origins per planned slot (two slots of arrivals, then slots while the queues drain), one plan for all models
+    assert plans.height % 12 == 0 and plans.height >= 24
+    assert set(plans["model"].to_list()) == {"*"}
+    assert ((plans["s"] - 1.0).abs() < 1e-9).all()

@@ -43,7 +43,9 @@ class RunSpec:
 
 
 def execute(spec: RunSpec, out_dir: str | os.PathLike | None = None, progress: bool = False):
-    """Replay one run; returns torta.sim.replay.ReplayResult (summary gains `workload` and `key`)."""
+    """Replay one run; returns torta.sim.replay.ReplayResult (summary gains `workload` and `key`;
+    `result.plans` holds the macro plans made, see torta.planlog)."""
+    from torta.planlog import PlanRecorder
     from torta.fleet.scenario import load_scenario
     from torta.plan.compare import is_multiday, make_policy, multiday_input, trace_input
     from torta.sim.replay import replay
@@ -58,8 +60,11 @@ def execute(spec: RunSpec, out_dir: str | os.PathLike | None = None, progress: b
         policy.prepare(history=inp.history, oracle_demand=inp.oracle,
                        mean_prompt_tokens=inp.mean_prompt_tokens or None,
                        mean_output_tokens=inp.mean_output_tokens or None, model_share=inp.model_share)
+    recorder = PlanRecorder([r.name for r in world.regions], list(world.models))
+    recorder.attach(policy)
     result = replay(inp.world, inp.requests, policy, seed=spec.seed, out_dir=Path(out_dir) if out_dir else None,
                     progress=progress, load_factor=spec.load_factor, load_mode=spec.load_mode)
     result.summary.update(workload=spec.workload, key=spec.key, policy=spec.policy,
                           policy_params=str(policy.params() if hasattr(policy, "params") else {}))
+    result.plans = recorder.frame()
     return result

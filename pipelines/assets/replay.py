@@ -1,7 +1,7 @@
 """Group `replay`: one replay per dynamic partition `scenario|workload|policy|seed`.
 
-Rows are written per partition to `runs`, `completions` and `slot_metrics`. The views over
-`completions` and `slot_metrics` only show rows whose key has a `runs` row, and the `runs` file is
+Rows are written per partition to `runs`, `completions`, `slot_metrics` and `plans`. The views over
+`completions`, `slot_metrics` and `plans` only show rows whose key has a `runs` row, and the `runs` file is
 removed first and written last: a killed replay leaves no visible partial rows, and re-materializing
 a partition replaces its rows.
 """
@@ -16,6 +16,7 @@ import polars as pl
 
 from pipelines import warehouse as wh
 from pipelines.resources import WarehouseResource
+from torta.planlog import row_sums_ok
 from torta.runspec import RunSpec, execute
 
 replay_partitions = dg.DynamicPartitionsDefinition(name="replays")
@@ -48,6 +49,8 @@ def _previous(db: Path, key: str) -> dict | None:
     check_specs=[
         dg.AssetCheckSpec("conservation", asset="replay_run",
                           description="completed + dropped = requests; one completion row per request"),
+        dg.AssetCheckSpec("plan_rows_sum_to_one", asset="replay_run",
+                          description="every macro plan row (slot, model, origin) sums to one"),
         dg.AssetCheckSpec("headline_not_regressed", asset="replay_run",
                           description="response_mean_s and cost_usd within 5 % of the previous materialization"),
     ],
@@ -69,6 +72,7 @@ def replay_run(context: dg.AssetExecutionContext, config: ReplayConfig,
                           _label(pl.scan_parquet(Path(tmp) / "completions.parquet"), spec, config.batch))
         wh.write_partition(db, "slot_metrics", spec.key,
                            _label(result.slots.lazy(), spec, config.batch).collect())
+        wh.write_partition(db, "plans", spec.key, _label(result.plans.lazy(), spec, config.batch).collect())
     s = result.summary
     run_row = {k: v for k, v in s.items() if not isinstance(v, dict)}
     run_row.update({f"dropped_{k}": v for k, v in s.get("dropped_reasons", {}).items()})
@@ -78,6 +82,7 @@ def replay_run(context: dg.AssetExecutionContext, config: ReplayConfig,
     wh.write_partition(db, "runs", spec.key, pl.DataFrame([run_row]))
     warehouse.refresh_views()
 
+    plans_ok, plan_err = row_sums_ok(result.plans)
     conserved = s["completed"] + s["dropped"] == s["requests"] == n_rows
     regress_meta, regressed = {}, False
     if previous:
@@ -92,6 +97,8 @@ def replay_run(context: dg.AssetExecutionContext, config: ReplayConfig,
             dg.AssetCheckResult(check_name="conservation", passed=bool(conserved),
                                 metadata={"requests": s["requests"], "completed": s["completed"],
                                           "dropped": s["dropped"], "completion_rows": n_rows}),
+            dg.AssetCheckResult(check_name="plan_rows_sum_to_one", passed=plans_ok,
+                                metadata={"plan_rows": result.plans.height, "max_abs_row_error": plan_err}),
             dg.AssetCheckResult(check_name="headline_not_regressed", passed=not regressed,
                                 severity=dg.AssetCheckSeverity.WARN,
                                 metadata=regress_meta or {"note": "first materialization"}),

@@ -228,6 +228,7 @@ class PlannedAllocator:
         self.n_regions, self.n_models = n_regions, n_models
         self.counts = [[0] * n_models for _ in range(n_regions)]
         self._cum: list | None = None
+        self.last_plans: np.ndarray | None = None
         self._rng = random.Random(seed)
         self.fallbacks = 0
         self.spill_s: float | None = None  # set (with a TortaAllocator inner) to allow spill-over
@@ -240,6 +241,7 @@ class PlannedAllocator:
         if p.shape != (self.n_models, self.n_regions, self.n_regions):
             raise ValueError(f"plans must have shape ({self.n_models}, {self.n_regions}, {self.n_regions}), "
                              f"got {p.shape}")
+        self.last_plans = p  # read by torta.runspec's plan recorder (the warehouse's `plans` table)
         cum = np.cumsum(p, axis=2)
         self._cum = [[cum[m, o].tolist() for m in range(self.n_models)] for o in range(self.n_regions)]
 

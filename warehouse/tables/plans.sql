@@ -1,0 +1,5 @@
+-- Macro plans per run: share of an origin's demand (of one model, or '*' for all models) served in
+-- each region, per slot. Finished runs only.
+CREATE OR REPLACE VIEW plans AS
+SELECT * FROM read_parquet('{parquet_glob}', union_by_name => true)
+WHERE key IN (SELECT key FROM runs);
