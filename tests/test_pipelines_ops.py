@@ -78,3 +78,39 @@ def test_two_replays_at_once_neither_fail_nor_lose_rows(tmp_path):
     counts = wh.query(db, "select key, count(*) as n, count(distinct request_id) as u from completions "
                           "group by key order by key")
     assert counts["n"].to_list() == runs["requests"].to_list() == counts["u"].to_list()
+
+
+def test_a_killed_replay_leaves_no_rows(tmp_path):
+    """SIGKILL a materialization while its replay runs: the warehouse shows no rows of that run,
+    and the earlier run of another key is untouched."""
+    import signal
+    import time
+
+    db = tmp_path / "wh" / "torta.duckdb"
+    env = dict(os.environ, TORTA_WAREHOUSE=str(db))
+    script = ("import dagster as dg, sys\n"
+              "from pipelines.assets import replay\n"
+              "from pipelines.resources import WarehouseResource\n"
+              "key = sys.argv[1]; hours = float(sys.argv[2])\n"
+              "i = dg.DagsterInstance.ephemeral(); i.add_dynamic_partitions('replays', [key])\n"
+              "r = dg.materialize([replay.replay_run], partition_key=key, instance=i,\n"
+              "    resources={'warehouse': WarehouseResource()},\n"
+              "    run_config={'ops': {'replay_run': {'config': {'hours': hours}}}})\n"
+              "sys.exit(0 if r.success else 1)\n")
+    done = "single-region|azure-2023-code|least-loaded|0"
+    subprocess.run([sys.executable, "-c", script, done, "0.05"], env=env, check=True, timeout=300)
+    victim = "abilene|servegen-mix-14d|least-loaded|0"
+    proc = subprocess.Popen([sys.executable, "-c", script, victim, "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = db.parent / "parquet" / ".staging"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120 and not any(staging.glob("*/completions.parquet*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert (time.monotonic() - t0) < 120, "the replay never started writing"
+    wh.refresh_views(db)
+    keys = wh.query(db, "select distinct key from runs")["key"].to_list()
+    assert keys == [done]
+    assert wh.query(db, "select count(*) as n from completions where key = $k", {"k": victim})["n"][0] == 0
+    assert wh.query(db, "select count(distinct key) as n from completions")["n"][0] == 1
