@@ -68,3 +68,17 @@ def test_plans_of_a_planning_policy_are_stored_and_rows_sum_to_one(warehouse_db)
     assert plans.height % 12 == 0 and plans.height >= 24
     assert set(plans["model"].to_list()) == {"*"}
     assert ((plans["s"] - 1.0).abs() < 1e-9).all()
+
+
+def test_unknown_scenario_or_policy_in_a_partition_key_lists_the_valid_names(warehouse_db):
+    import pytest
+
+    from torta.errors import UnknownNameError
+    from torta.runspec import RunSpec, execute
+
+    with pytest.raises(UnknownNameError, match="valid: abilene"):
+        execute(RunSpec.from_key("nowhere|azure-2023-code|least-loaded|0"))
+    with pytest.raises(UnknownNameError, match="least-loaded"):
+        execute(RunSpec.from_key("abilene|azure-2023-code|nobody|0"))
+    with pytest.raises(ValueError, match="scenario\\|workload\\|policy\\|seed"):
+        RunSpec.from_key("abilene|azure-2023-code")
