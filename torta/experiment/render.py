@@ -85,12 +85,13 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
                          + f"; {r['runs']} runs)" for r in ran.iter_rows(named=True)) + ".")
     missing = [p for p in TORTA_FAMILY if p not in policies]
     if missing:
-        L.append(f"- Not in this batch: {', '.join(missing)} (not registered or without a trained checkpoint "
-                 "for every topology when the batch ran: the learned PPO policies need `torta train`).")
+        L.append(f"- Not in this batch: {', '.join(missing)} (not selected for the batch, not registered, or, "
+                 "for the learned PPO policies, without a trained checkpoint (`torta train`) for every topology when "
+                 "the batch ran).")
     L.append(f"- Claims are checked for `{claim_pol}`"
              + (" (the PPO policy `torta` was not available, so the OT-only macro layer with TORTA's micro "
                 "allocator stands in for TORTA)" if claim_pol == "torta-ot" else "") + ".")
-    L.append("- Windows: PPO trains on days 1-10 (`torta train`); day 11 (validation, seed 0) tunes SkyLB's "
+    L.append("- Windows: PPO trains on days 1-10 (`torta train`: episodes on days 2-10, day 1 as history); day 11 (validation, seed 0) tunes SkyLB's "
              "threshold and picks the strongest baseline; days 12-14 are the test. They never overlap.")
     if val.height and "skylb_threshold" in val.columns:
         th = val.group_by("scenario").agg(pl.col("skylb_threshold").first()).sort("scenario")
