@@ -41,3 +41,14 @@ ui: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache warehouse/*.duckdb warehouse/*.wal
+
+.PHONY: experiment experiment-reduced bench-scaling
+experiment: $(STAMP)   ## the paper's comparison (a few hours on 2 cores), then docs/RESULTS.md
+	$(VENV)/bin/torta experiment paper
+	$(VENV)/bin/torta experiment results
+
+experiment-reduced: $(STAMP)
+	$(VENV)/bin/torta experiment paper --reduced
+
+bench-scaling: $(STAMP)   ## scaling benchmarks -> docs/PERFORMANCE.md
+	$(PY) -m benchmarks.scaling

@@ -2,11 +2,12 @@
 
 import dagster as dg
 
+from pipelines import experiment
 from pipelines.assets import fleet, forecast, incoming, ingest, replay, report, training
 from pipelines.jobs import jobs, schedules, sensors
 from pipelines.resources import WarehouseResource
 
-_modules = [ingest, incoming, fleet, forecast, training, replay, report]
+_modules = [ingest, incoming, fleet, forecast, training, replay, report, experiment]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(_modules),

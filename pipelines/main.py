@@ -40,7 +40,11 @@ def _log(msg: str) -> None:
     click.echo(msg, err=True)
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # progress lines are ours
+
+
 def _materialize(assets, instance, resources, *, selection=None, partition_key=None, run_config=None) -> None:
+    run_config = {**QUIET, **(run_config or {})}
     result = dg.materialize(assets, selection=selection, instance=instance, resources=resources,
                             partition_key=partition_key, run_config=run_config, raise_on_error=False)
     if not result.success:
@@ -101,7 +105,7 @@ def print_main(result: dict) -> None:
     cols = ["policy", "seeds", "requests", "response_mean_s", "response_mean_s_ci95", "response_p95_s",
             "load_std", "cost_usd", "energy_usd", "transfer_usd", "switching_usd", "switches", "planner_ms_per_slot"]
     df = result["comparison"]
-    df = df.select([c for c in cols if c in df.columns]).with_columns(pl.col(pl.Float64).round(4))
+    df = df.select([c for c in cols if c in df.columns]).with_columns(pl.col(pl.Float64).round(3))
     with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True):
         click.echo(df)

@@ -150,10 +150,8 @@ def test_reduced_command_end_to_end(tmp_path, monkeypatch):
 
 
 def test_job_definition_resolves_with_the_project_definitions():
-    """What the lead adds to pipelines/definitions.py: the module's asset and job resolve together."""
-    from pipelines import definitions, experiment
+    """The experiment's asset and job are part of the project's definitions and resolve together."""
+    from pipelines.definitions import defs
 
-    defs = dg.Definitions.merge(definitions.defs, dg.Definitions(
-        assets=dg.load_assets_from_modules([experiment]), jobs=[experiment.experiment_job]))
     job = defs.resolve_job_def("experiment_paper")
     assert job.partitions_def is not None and job.partitions_def.name == "experiment_cells"
