@@ -3,11 +3,11 @@
 import dagster as dg
 
 from pipelines import experiment
-from pipelines.assets import fleet, forecast, incoming, ingest, replay, report, training
+from pipelines.assets import fleet, forecast, incoming, ingest, replay, report, training, views
 from pipelines.jobs import jobs, schedules, sensors
 from pipelines.resources import WarehouseResource
 
-_modules = [ingest, incoming, fleet, forecast, training, replay, report, experiment]
+_modules = [ingest, incoming, fleet, forecast, training, replay, views, report, experiment]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(_modules),

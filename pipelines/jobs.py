@@ -11,7 +11,7 @@ fleet_job = dg.define_asset_job("build_fleet", selection=dg.AssetSelection.group
 forecast_job = dg.define_asset_job("forecast_demand", selection=dg.AssetSelection.groups("workload", "forecast"))
 train_job = dg.define_asset_job("train_policies", selection=dg.AssetSelection.groups("planning"))
 replay_job = dg.define_asset_job("replay", selection=dg.AssetSelection.groups("replay"))
-report_job = dg.define_asset_job("build_report", selection=dg.AssetSelection.groups("report"))
+report_job = dg.define_asset_job("build_report", selection=dg.AssetSelection.groups("warehouse", "report"))
 
 jobs = [ingest_job, fleet_job, forecast_job, train_job, replay_job, report_job, incoming_job, experiment_job]
 schedules = [build_nightly(replay_job)]

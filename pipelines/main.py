@@ -56,7 +56,7 @@ def _materialize(assets, instance, resources, *, selection=None, partition_key=N
 
 
 def run_main(cfg: MainConfig, database: str | None = None) -> dict:
-    from pipelines.assets import fleet, forecast, ingest, replay, report
+    from pipelines.assets import fleet, forecast, ingest, replay, report, views
     from pipelines.partitions import trace_partitions
     from pipelines.resources import WarehouseResource
 
@@ -92,7 +92,7 @@ def run_main(cfg: MainConfig, database: str | None = None) -> dict:
         index = None
         if cfg.report:
             _log("[5/5 report]")
-            _materialize([report.report], instance, resources)
+            _materialize([views.warehouse_views, report.report], instance, resources)
             from pipelines.report import default_report_dir
 
             index = default_report_dir(db) / "index.html"

@@ -40,7 +40,7 @@ def test_ui_serves_graphql_and_stops_on_sigint(tmp_path):
                 time.sleep(1)
         print(f"UI answered GraphQL after {time.monotonic() - t0:.1f} s")
         assert nodes is not None, "UI did not answer within 120 s"
-        assert {"requests", "replay_run", "report", "demand"} <= set(nodes)
+        assert {"requests", "replay_run", "report", "demand", "warehouse_views", "trained_policy"} <= set(nodes)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
