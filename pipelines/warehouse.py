@@ -50,34 +50,28 @@ def partition_file(db_path: Path, table: str, key: str) -> Path:
     return parquet_root(db_path) / table / f"{safe}.parquet"
 
 
-def write_partition(db_path: Path, table: str, key: str, frame: pl.DataFrame) -> Path:
-    """Write one partition of `table` atomically (temp file in the same folder, then rename)."""
-    dest = partition_file(db_path, table, key)
+def _atomic_write(dest: Path, write) -> Path:
+    """Call `write(tmp_path)` on a temporary file beside `dest`, then rename it onto `dest`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
-        frame.write_parquet(tmp)
+        write(tmp)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return dest
+
+
+def write_partition(db_path: Path, table: str, key: str, frame: pl.DataFrame) -> Path:
+    """Write one partition of `table` atomically (temp file in the same folder, then rename)."""
+    return _atomic_write(partition_file(db_path, table, key), frame.write_parquet)
 
 
 def sink_partition(db_path: Path, table: str, key: str, frame: pl.LazyFrame) -> Path:
     """Like write_partition for a LazyFrame, streamed to disk (memory does not grow with rows)."""
-    dest = partition_file(db_path, table, key)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        frame.sink_parquet(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    return _atomic_write(partition_file(db_path, table, key), frame.sink_parquet)
 
 
 def delete_partition(db_path: Path, table: str, key: str) -> None:
