@@ -47,19 +47,17 @@ def execute(spec: RunSpec, out_dir: str | os.PathLike | None = None, progress: b
     `result.plans` holds the macro plans made, see torta.planlog)."""
     from torta.planlog import PlanRecorder
     from torta.fleet.scenario import load_scenario
-    from torta.plan.compare import is_multiday, make_policy, multiday_input, trace_input
+    from torta.plan.compare import is_multiday, multiday_input, prepared_policy, trace_input
+    from torta.policy import get_policy
     from torta.sim.replay import replay
 
     world = load_scenario(spec.scenario)
-    policy = make_policy(spec.policy, spec.skylb_threshold)
+    get_policy(spec.policy)  # fail fast on an unknown name (lists the valid ones) before building inputs
     if is_multiday(spec.workload):
         inp = multiday_input(spec.workload, spec.scenario, world, spec.seed, spec.days, spec.hours, spec.start_day)
     else:
         inp = trace_input(spec.workload, world, spec.seed, None, spec.hours, {})
-    if hasattr(policy, "prepare"):
-        policy.prepare(history=inp.history, oracle_demand=inp.oracle,
-                       mean_prompt_tokens=inp.mean_prompt_tokens or None,
-                       mean_output_tokens=inp.mean_output_tokens or None, model_share=inp.model_share)
+    policy = prepared_policy(spec.policy, inp, spec.skylb_threshold)
     recorder = PlanRecorder([r.name for r in world.regions], list(world.models))
     recorder.attach(policy)
     result = replay(inp.world, inp.requests, policy, seed=spec.seed, out_dir=Path(out_dir) if out_dir else None,

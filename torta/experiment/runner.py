@@ -91,18 +91,14 @@ def run_cell(cell: Cell, policies: tuple[str, ...], *, hours: float, trace_hours
              inp=None) -> CellResult:
     """Replay every policy on the cell's requests (identical for all of them); `inp`: the cell's
     input (torta.plan.compare.SeedInput) when already built."""
-    from torta.plan.compare import make_policy
+    from torta.plan.compare import prepared_policy
     from torta.sim.replay import replay
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     inp = inp if inp is not None else cell_input(cell, hours, trace_hours)
     runs, slots = [], {}
     for name in policies:
-        pol = make_policy(name, skylb_threshold)
-        if hasattr(pol, "prepare"):
-            pol.prepare(history=inp.history, oracle_demand=inp.oracle,
-                        mean_prompt_tokens=inp.mean_prompt_tokens or None,
-                        mean_output_tokens=inp.mean_output_tokens or None, model_share=inp.model_share)
+        pol = prepared_policy(name, inp, skylb_threshold)
         t0 = time.perf_counter()
         res = replay(inp.world, inp.requests, pol, seed=cell.seed)
         s = {k: v for k, v in res.summary.items() if not isinstance(v, (dict, list))}

@@ -183,6 +183,17 @@ def paired(runs: list[dict], policy: str, baseline: str) -> dict:
     return out
 
 
+def prepared_policy(name: str, inp: SeedInput, skylb_threshold: float | None = None):
+    """A fresh policy instance given the context of `inp` (history, oracle, token means, model mix)
+    through its optional `prepare` hook: the one way every runner sets a policy up for a replay."""
+    pol = make_policy(name, skylb_threshold)
+    if hasattr(pol, "prepare"):
+        pol.prepare(history=inp.history, oracle_demand=inp.oracle,
+                    mean_prompt_tokens=inp.mean_prompt_tokens or None,
+                    mean_output_tokens=inp.mean_output_tokens or None, model_share=inp.model_share)
+    return pol
+
+
 def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *, days: int = 1,
                 hours: float | None = None, start_day: int = TEST_START_DAY, tune_hours: float = 1.0,
                 skylb_threshold: float | None = None, baseline: str | None = None,
@@ -229,11 +240,7 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
         inp = first if seed == 0 else seed_input(seed)
         counts.append(inp.requests.height)
         for name in policies:
-            pol = make_policy(name, th)
-            if hasattr(pol, "prepare"):
-                pol.prepare(history=inp.history, oracle_demand=inp.oracle,
-                            mean_prompt_tokens=inp.mean_prompt_tokens or None,
-                            mean_output_tokens=inp.mean_output_tokens or None, model_share=inp.model_share)
+            pol = prepared_policy(name, inp, th)
             t0 = time.perf_counter()
             res = replay(inp.world, inp.requests, pol, seed=seed, progress=progress)
             s = dict(res.summary)
