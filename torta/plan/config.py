@@ -89,6 +89,10 @@ class MicroConfig:
     None / 10,3 / 5,3 / 5,6 / 10,6 / 10,11 / 20,6 / 2,6 gave 62.8 (at penalty 30 s) / 15.8 / 15.5 / 12.5 / 10.7 / 12.4 / 17.7 /
     13.9 s mean response (one seed each; differences of ~2 s are within run-to-run noise). Full day 11
     without spill-over: 158.5 s vs 139.8 s with it (switch penalty 10 s).
+    hungarian_window_s, hungarian_max_batch: the batch window of the Hungarian ablation
+    (`torta-ot-hungarian`, torta.plan.alloc_batch): requests reaching a region within this many seconds
+    of the first held one are assigned jointly; the window closes early at this many requests (bounds
+    the assignment's size). 0 s: per request (torta-ot's greedy allocator).
     """
 
     spread_s_per_request: float = 0.05
@@ -103,9 +107,11 @@ class MicroConfig:
         for name in ("spread_s_per_request", "switch_penalty_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"MicroConfig.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("spread_tau_s", "hungarian_window_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"MicroConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if not self.spread_tau_s > 0:
+            raise ValueError(f"MicroConfig.spread_tau_s must be > 0, got {self.spread_tau_s!r}")
+        if not (self.hungarian_window_s >= 0 and self.hungarian_window_s < float("inf")):
+            raise ValueError(f"MicroConfig.hungarian_window_s must be finite and >= 0 (0: per request), got "
+                             f"{self.hungarian_window_s!r}")
         if self.spill_s is not None and not self.spill_s >= 0:
             raise ValueError(f"MicroConfig.spill_s must be >= 0 or None, got {self.spill_s!r}")
         if self.spill_regions < 0:

@@ -6,6 +6,8 @@
   replay, corrected online by the observed/forecast ratio) + the TORTA micro allocator. The forecast is
   computed in `reset` (before t = 0) and reported as params()["forecast_s"], not in planner_ms_per_slot.
 - `torta-ot-oracle`, `torta-ot-last`: ablations of torta-ot planning on the true / last observed demand.
+- `torta-ot-hungarian`: ablation of torta-ot's micro layer: Hungarian assignment over a short batch
+  window per region (the simulator's batch-window hook) instead of the greedy per-request allocator.
 - `skylb`: SkyLB selective pushing (threshold in pending requests per server, tuned per scenario).
 - `acs`: ACS-Diffusion (adaptive cluster synchronisation over the topology, zones = pricing zones).
 
@@ -16,13 +18,13 @@ mean_output_tokens=..., model_share=...)` before `reset`; `torta compare` calls 
 from __future__ import annotations
 
 from torta.plan.policy_common import BASELINE_SWITCH_GUARD_S, ContextMixin
-from torta.plan.policy_ot import MyopicOT, OTPolicy, TortaOT, TortaOTLast, TortaOTOracle
+from torta.plan.policy_ot import MyopicOT, OTPolicy, TortaOT, TortaOTHungarian, TortaOTLast, TortaOTOracle
 from torta.plan.policy_reactive import ACS, ACSAllocator, SkyLB, SkyLBAllocator
 from torta.policy.registry import register
 
 __all__ = ["ACS", "ACSAllocator", "BASELINE_SWITCH_GUARD_S", "ContextMixin", "MyopicOT", "OTPolicy", "SkyLB",
-           "SkyLBAllocator", "TortaOT", "TortaOTLast", "TortaOTOracle"]
+           "SkyLBAllocator", "TortaOT", "TortaOTHungarian", "TortaOTLast", "TortaOTOracle"]
 
-for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, SkyLB, ACS):
+for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, TortaOTHungarian, SkyLB, ACS):
     register(_cls.name, _cls, _cls.description)
 

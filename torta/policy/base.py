@@ -26,6 +26,17 @@ request, region)`, where `view` is a read-only `FleetView` over the simulator's 
 `torta.sim.engine.FleetView`): per-server region, loaded model, expected backlog, queue length,
 batch size, KV use and capacity, and the current time.
 
+**Batch-window hook** (`BatchAllocator` below): a custom allocator with `batch_window_s > 0` is not
+asked per request. The request's serving region comes from the policy's plan (or, in slots without
+one, from `allocator.route(view, request) -> region` at the origin); the request travels there and is
+held. The first request held in a region opens its window; at `now + batch_window_s` (or as soon as
+`batch_max_requests` are held, if the allocator sets it) the simulator calls
+`allocator.assign_batch(view, requests, region) -> [(index, server), ...]` (one pair per held request,
+servers in the region able to hold it) and books and enqueues them in the returned order. The wait in
+the window counts in the response time (arrival time is unchanged); held requests count in
+`SlotState.queue_len`; a window still open when the arrivals end closes at its time, so nothing is
+lost. Allocators without the attribute (or with 0) pay nothing for the hook.
+
 Routing rules the simulator applies for every policy (documented here, the contract for planners):
 - a region whose servers cannot serve the request's model (no servers at all, or none allowed to
   load that model) never hangs or loses the request: it is re-routed to the nearest region, by
@@ -85,6 +96,21 @@ class RequestInfo:
 class MicroAllocator(Protocol):
     def choose(self, view: Any, request: RequestInfo, region: int | None) -> int:
         """Return a server id. `region` None: global scope (any server)."""
+        ...
+
+
+@runtime_checkable
+class BatchAllocator(Protocol):
+    """A micro allocator that assigns each region's requests in batches (the batch-window hook above)."""
+
+    batch_window_s: float  # > 0: hold requests in their serving region this long, then assign_batch
+
+    def route(self, view: Any, request: RequestInfo) -> int:
+        """Serving region of a request at its origin, in slots without a macro plan."""
+        ...
+
+    def assign_batch(self, view: Any, requests: list[RequestInfo], region: int) -> list[tuple[int, int]]:
+        """(index into `requests`, server id) for every held request, in the order to enqueue them."""
         ...
 
 

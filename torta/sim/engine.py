@@ -56,6 +56,7 @@ RID, ORG, MOD, PR, OUT, ARR, REG, SRV, ADM, FT, FIN, DROP, RES, VJ = range(14)
 DROP_REASONS = ("", "prompt_exceeds_kv", "no_server_for_model")
 IDLE, PREFILL, DECODE, LOADING = 0, 1, 2, 3
 EV_NET, EV_PREFILL, EV_DECODE, EV_LOAD = 0, 1, 2, 3
+EV_HOLD, EV_BATCH = 4, 5  # batch-window allocators only: reach the region's window / the window closes
 EV_ARRIVAL, EV_SLOT = 10, 11  # only in the debug event log
 
 
@@ -245,6 +246,16 @@ class Engine:
         kind_ll = isinstance(alloc, WarmLeastLoaded)
         kind_rr = isinstance(alloc, RoundRobinAllocator)
         latency_aware = bool(getattr(alloc, "latency_aware", True))
+        # batch-window allocators (torta.policy.base.BatchAllocator): a request reaching its serving region
+        # waits in pend[r] until the window its region's first held request opened closes (EV_BATCH, or
+        # at once when batch_max_requests are held), then alloc.assign_batch places the whole batch
+        win = 0.0 if kind_ll or kind_rr else float(getattr(alloc, "batch_window_s", 0.0) or 0.0)
+        if not (math.isfinite(win) and win >= 0.0):
+            raise ValueError(f"allocator {type(alloc).__name__}: batch_window_s must be finite and >= 0, got {win}")
+        wmax = int(getattr(alloc, "batch_max_requests", 0) or 0) if win else 0
+        wmax = wmax if wmax > 0 else 1 << 62
+        pend = [[] for _ in range(R)]
+        wver = [0] * R  # window version per region (an EV_BATCH of a window closed early is stale)
         multi = M > 1
         # Heaps of (busy_until, server, version), lazily invalidated by version, per scope k (regions
         # 0..R-1; the whole fleet is k = G = R) and model m: wheap[k][m] holds servers whose tail model
@@ -597,6 +608,67 @@ class Engine:
                 else:
                     assert nact[s] > 0, f"server {s} idles at {now} instead of loading a model"
 
+        def route(rec, cum, u, now):
+            """Batch-window allocators: the serving region (the plan's draw, or the allocator's `route`
+            without a plan), re-routed like the per-request path when it cannot hold the request; the
+            request travels there and joins the region's window."""
+            o, m, p = rec[ORG], rec[MOD], rec[PR]
+            if cum is None:
+                fn = getattr(alloc, "route", None)
+                if fn is None:
+                    raise ValueError(f"allocator {type(alloc).__name__} has batch_window_s > 0 but no "
+                                     "route(view, request) for slots without a macro plan")
+                view.now_s = now
+                r = int(fn(view, RequestInfo(int(req.request_id[rec[RID]]), o, m, p, rec[OUT], now)))
+                if not 0 <= r < R:
+                    raise ValueError(f"allocator {type(alloc).__name__}.route returned region {r}; "
+                                     f"expected 0..{R - 1}")
+            else:
+                r = bisect.bisect_right(cum[o], u)
+            if rcap[r][m] < p or not rcap[r][m]:  # region cannot serve it: nearest that can
+                for r in near[o][m]:
+                    if rcap[r][m] >= p:
+                        break
+            rec[REG] = r
+            heappush(heap, (now + lat[o][r], nxt(), EV_HOLD, rec, 0))
+
+        def hold(rec, now):
+            r = rec[REG]
+            held = pend[r]
+            held.append(rec)
+            if len(held) == 1:
+                heappush(heap, (now + win, nxt(), EV_BATCH, r, wver[r]))
+            if len(held) >= wmax:
+                return close_window(r, now)
+            return -1
+
+        def close_window(r, now):
+            """Assign the requests held in region r (alloc.assign_batch), book and enqueue them in the
+            returned order. Returns the last server used."""
+            held = pend[r]
+            pend[r] = []
+            wver[r] += 1
+            view.now_s = now
+            infos = [RequestInfo(int(req.request_id[x[RID]]), x[ORG], x[MOD], x[PR], x[OUT], x[ARR]) for x in held]
+            pairs = [(int(k), int(s)) for k, s in alloc.assign_batch(view, infos, r)]
+            if sorted(k for k, _ in pairs) != list(range(len(held))):
+                raise ValueError(f"allocator {type(alloc).__name__}.assign_batch must return one (index, server) "
+                                 f"pair per held request ({len(held)}), got indices {sorted(k for k, _ in pairs)}")
+            s = -1
+            for k, s in pairs:
+                x = held[k]
+                m = x[MOD]
+                if not 0 <= s < S or region[s] != r or stype[s][m] < 0 or types[stype[s][m]].kv_cap < x[PR]:
+                    raise ValueError(f"allocator {type(alloc).__name__} chose server {s} for request {x[RID]} "
+                                     f"(model {m}, prompt {x[PR]} tokens, region {r}); expected a server in the "
+                                     "region able to hold it")
+                book(s, x, now)
+                enqueue(x, s, now)
+            if debug:
+                for _, y in pairs:
+                    check(y, now)
+            return s
+
         # plan handling
         has_plan = [None]  # cumulative rows or None
         prev_plan = [None]
@@ -612,6 +684,9 @@ class Engine:
                 if b > 0:
                     backlog[r] += b
                 qlen[r] += len(q[s])
+            if win:
+                for r in range(R):
+                    qlen[r] += len(pend[r])
                 if nact[s]:
                     busy[r] += 1
                 if tailm[s] >= 0:
@@ -850,16 +925,21 @@ class Engine:
                         if y == IDLE or y == DECODE:
                             touch(s, now)
                             kick(s, now)
-                else:  # EV_LOAD
+                elif kind == EV_LOAD:
                     s = x
                     touch(s, now)
                     st[s] = IDLE
                     settle(s, now)
+                elif kind == EV_HOLD:
+                    s = hold(x, now)
+                else:  # EV_BATCH
+                    s = close_window(x, now) if v == wver[x] else -1
                 if debug:
                     assert now >= last, (now, last)
                     last = now
                     log.append((now, kind, s))
-                    check(s, now)
+                    if s >= 0:
+                        check(s, now)
             else:
                 now = ta
                 o = A_org[i]
@@ -877,6 +957,8 @@ class Engine:
                     B_adm[nd] = B_ft[nd] = B_fin[nd] = NAN
                     B_drop[nd] = 1 if fmax[m] > 0 else 2
                     nd += 1
+                elif win:
+                    route(rec, cum, A_u[i], now)
                 elif cum is None:
                     s = -1
                     if kind_ll:  # fast path of choose(rec, None, now): warm fleet-wide least-loaded

@@ -1,0 +1,199 @@
+"""The Hungarian batch-window micro allocator on the simulator's live state (`torta-ot-hungarian`).
+
+`HungarianPlannedAllocator` is a `PlannedAllocator` (per-(origin, model) macro plan, spill-over) that
+declares `batch_window_s > 0`, so the simulator (torta.sim.engine) runs it through the batch-window
+hook of the seam (`torta.policy.base.BatchAllocator`):
+
+1. at the origin, `route(view, request)` picks the serving region: the plan's draw for the request's
+   (origin, model), spilled over to a nearby region when the planned one is saturated (the same rule
+   as `PlannedAllocator.choose`, judged on the side-effect-free `TortaAllocator.cost_in`);
+2. the request travels there and waits for the region's window to close (the window opens when the
+   first held request reaches the region and lasts `batch_window_s`; it closes early once
+   `batch_max_requests` are held);
+3. at the close, `assign_batch(view, requests, region)` assigns the batch jointly
+   (`torta.plan.hungarian.assign_positions`): base cost = the TORTA greedy cost of the request on the
+   server (expected backlog, cold start + switch penalty + displacement where the server will not
+   hold the model, own prefill and decode time at the server's next batch size, spread term); work =
+   the server-seconds it adds to the backlog (+ the load time when cold). A one-request batch gets
+   exactly the greedy allocator's server.
+
+With `batch_window_s` = 0 the simulator never calls `route`/`assign_batch`: the allocator is the
+per-request `PlannedAllocator` of `torta-ot`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from torta.plan.alloc import PlannedAllocator, TortaAllocator, live_lists
+from torta.plan.hungarian import assign_positions, queue_order
+from torta.sim.cluster import REF_CONTEXT_TOKENS
+
+
+class HungarianPlannedAllocator(PlannedAllocator):
+    """Macro plan routing + Hungarian assignment over a short batch window inside the region."""
+
+    def __init__(self, inner: TortaAllocator, n_regions: int, n_models: int, seed: int,
+                 batch_window_s: float, batch_max_requests: int = 64) -> None:
+        super().__init__(inner, n_regions, n_models, seed)
+        if not (math.isfinite(batch_window_s) and batch_window_s >= 0.0):
+            raise ValueError(f"batch_window_s must be finite and >= 0, got {batch_window_s!r}")
+        if batch_max_requests < 1:
+            raise ValueError(f"batch_max_requests must be >= 1, got {batch_max_requests!r}")
+        self.batch_window_s = float(batch_window_s)
+        self.batch_max_requests = int(batch_max_requests)
+        self.config = inner.config
+        self._bview = None
+        self.batches = 0
+        self.batched_requests = 0
+        self.max_batch_seen = 0
+        self.assign_s = 0.0  # wall seconds inside assign_batch (cost per request = assign_s / batched_requests)
+
+    # -- origin: the serving region ----------------------------------------------------------------
+    def route(self, view: Any, request: Any) -> int:
+        """Serving region for a request at its origin (plan draw + spill-over); counts its demand."""
+        o, m = request.origin, request.model
+        self.counts[o][m] += 1
+        if getattr(self, "_live_id", None) != id(view):
+            bu, tailm, _, _ = live_lists(view)
+            self._live, self._live_id = (bu, tailm), id(view)
+        self._bind(view)
+        near = view.tables.near[o][m]
+        if self._cum is not None:
+            row = self._cum[o][m]
+            r = min(bisect.bisect_right(row, self._rng.random() * row[-1]), len(row) - 1)
+        elif near:
+            r = near[0]  # no plan yet: the nearest region able to serve the model
+        else:
+            return o  # nobody can serve the model: the simulator drops it at the origin
+        if self.spill_s is not None:
+            c, s = self.inner.cost_in(view, request, r, 0.0)
+            if s >= 0 and c > self.spill_s:
+                lat = view.tables.latency_s[r]
+                best_r = r
+                for r2 in view.tables.near[r][m][1:self.spill_regions + 1]:
+                    c2, s2 = self.inner.cost_in(view, request, r2, lat[r2])
+                    if s2 >= 0 and c2 + self.spill_s < c:
+                        c, best_r = c2, r2
+                if best_r != r:
+                    self.spills += 1
+                    r = best_r
+        return r
+
+    # -- region: the window's batch ----------------------------------------------------------------
+    def _bind(self, view: Any) -> None:
+        if self._bview == id(view):
+            return
+        if self.inner._view_id != id(view):  # noqa: SLF001 - the inner allocator's lazy set-up
+            self.inner._setup(view)  # noqa: SLF001
+        t = view.tables
+        cfg = self.config
+        self._bu, self._tailm, self._nact, _ = live_lists(view)
+        self._sir = t.servers_in_region
+        self._col = [{s: j for j, s in enumerate(srv)} for srv in t.servers_in_region]
+        # cands[r][m]: (server, column, prefill_s/token, tpot by batch, max batch, cold_s, kv cap,
+        #               work_s/prompt token, work_s/output token, load_s)
+        self._cands = []
+        for r in range(t.n_regions):
+            row = []
+            for m in range(t.n_models):
+                lst = []
+                for s in t.capable[r][m]:
+                    ty = t.types[t.stype[s][m]]
+                    mb = max(1, ty.max_batch)
+                    tpot = [0.0] + [ty.decode_s(b, REF_CONTEXT_TOKENS) for b in range(1, mb + 1)]
+                    lst.append((s, self._col[r][s], ty.c_prefill_s, tpot, mb, ty.load_s + cfg.switch_penalty_s,
+                                ty.kv_cap, ty.c_prefill_s, ty.c_decode_s, ty.load_s))
+                row.append(lst)
+            self._cands.append(row)
+        self._load_of = [[t.types[t.stype[s][m]].load_s if t.stype[s][m] >= 0 else 0.0
+                          for m in range(t.n_models)] for s in range(t.n_servers)]
+        self._recent = [0.0] * t.n_servers
+        self._t_ref = 0.0
+        self._bview = id(view)
+
+    def _displacement(self, region: int, server: int) -> float:
+        """Extra cold-start cost when `server` is the region's last one holding its current model."""
+        tailm = self._tailm
+        cur = tailm[server]
+        if cur < 0:
+            return 0.0
+        for s in self._sir[region]:
+            if s != server and tailm[s] == cur:
+                return 0.0
+        return self._load_of[server][cur] + self.config.switch_penalty_s
+
+    def batch_costs(self, view: Any, requests: list, region: int) -> tuple[np.ndarray, np.ndarray]:
+        """(base, work), each (n requests, servers of the region in id order), in seconds; +inf where
+        the server cannot hold the request. No side effects."""
+        self._bind(view)
+        now = view.now_s
+        ns = len(self._sir[region])
+        n = len(requests)
+        base = np.full((n, ns), math.inf)
+        work = np.zeros((n, ns))
+        bu, tailm, nact, rec = self._bu, self._tailm, self._nact, self._recent
+        psi, tau = self.config.spread_s_per_request, self.config.spread_tau_s
+        dt = now - self._t_ref
+        if dt > 50.0 * tau:
+            f = math.exp(-dt / tau)
+            self._recent = rec = [x * f for x in rec]
+            self._t_ref = now
+            dt = 0.0
+        sf = psi * math.exp(-dt / tau)
+        cands = self._cands[region]
+        for k, rq in enumerate(requests):
+            m, p, o = rq.model, rq.prompt_tokens, rq.output_tokens
+            brow, wrow = base[k], work[k]
+            for s, j, pre, tpot, mb, cold, cap, wp, wo, load in cands[m]:
+                if cap < p:
+                    continue
+                w = bu[s] - now
+                if w < 0.0:
+                    w = 0.0
+                b = nact[s] + 1
+                c = w + pre * p + o * tpot[b if b <= mb else mb] + rec[s] * sf
+                wk = wp * p + wo * o
+                if tailm[s] != m:
+                    c += cold + self._displacement(region, s)
+                    wk += load
+                brow[j] = c
+                wrow[j] = wk
+        return base, work
+
+    def assign_batch(self, view: Any, requests: list, region: int) -> list[tuple[int, int]]:
+        """(index into `requests`, server) pairs in queue order: the batch's joint minimum of summed
+        expected completion (see torta.plan.hungarian)."""
+        t0 = time.perf_counter()
+        base, work = self.batch_costs(view, requests, region)
+        if not np.isfinite(base).any(axis=1).all():
+            k = int(np.flatnonzero(~np.isfinite(base).any(axis=1))[0])
+            rq = requests[k]
+            raise ValueError(f"no server in region {region} can hold request {rq.request_id} (model {rq.model}, "
+                             f"{rq.prompt_tokens} prompt tokens)")
+        col, behind = assign_positions(base, work)
+        srv = self._sir[region]
+        out = [(int(k), srv[int(col[k])]) for k in queue_order(behind)]
+        if self.config.spread_s_per_request > 0.0:
+            inc = math.exp((view.now_s - self._t_ref) / self.config.spread_tau_s)
+            for _, s in out:
+                self._recent[s] += inc
+        n = len(requests)
+        self.batches += 1
+        self.batched_requests += n
+        if n > self.max_batch_seen:
+            self.max_batch_seen = n
+        self.assign_s += time.perf_counter() - t0
+        return out
+
+    def stats(self) -> dict:
+        n = self.batched_requests
+        return {"batch_window_s": self.batch_window_s, "batch_max_requests": self.batch_max_requests,
+                "batches": self.batches, "mean_batch_requests": n / self.batches if self.batches else 0.0,
+                "max_batch_requests_seen": self.max_batch_seen,
+                "assign_us_per_request": 1e6 * self.assign_s / n if n else 0.0}
