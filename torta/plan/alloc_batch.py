@@ -128,15 +128,11 @@ class HungarianPlannedAllocator(PlannedAllocator):
                 return 0.0
         return self._load_of[server][cur] + self.config.switch_penalty_s
 
-    def batch_costs(self, view: Any, requests: list, region: int) -> tuple[np.ndarray, np.ndarray]:
-        """(base, work), each (n requests, servers of the region in id order), in seconds; +inf where
-        the server cannot hold the request. No side effects."""
+    def _rows(self, view: Any, requests: list, region: int) -> tuple[list, list]:
+        """Per request, the lists of base cost and work over the region's servers (id order)."""
         self._bind(view)
         now = view.now_s
         ns = len(self._sir[region])
-        n = len(requests)
-        base = np.full((n, ns), math.inf)
-        work = np.zeros((n, ns))
         bu, tailm, nact, rec = self._bu, self._tailm, self._nact, self._recent
         psi, tau = self.config.spread_s_per_request, self.config.spread_tau_s
         dt = now - self._t_ref
@@ -147,9 +143,10 @@ class HungarianPlannedAllocator(PlannedAllocator):
             dt = 0.0
         sf = psi * math.exp(-dt / tau)
         cands = self._cands[region]
-        for k, rq in enumerate(requests):
+        bases, works = [], []
+        for rq in requests:
             m, p, o = rq.model, rq.prompt_tokens, rq.output_tokens
-            brow, wrow = base[k], work[k]
+            brow, wrow = [math.inf] * ns, [0.0] * ns
             for s, j, pre, tpot, mb, cold, cap, wp, wo, load in cands[m]:
                 if cap < p:
                     continue
@@ -164,21 +161,35 @@ class HungarianPlannedAllocator(PlannedAllocator):
                     wk += load
                 brow[j] = c
                 wrow[j] = wk
-        return base, work
+            bases.append(brow)
+            works.append(wrow)
+        return bases, works
+
+    def batch_costs(self, view: Any, requests: list, region: int) -> tuple[np.ndarray, np.ndarray]:
+        """(base, work), each (n requests, servers of the region in id order), in seconds; +inf where
+        the server cannot hold the request. No side effects beyond rescaling the spread counts."""
+        bases, works = self._rows(view, requests, region)
+        ns = len(self._sir[region])
+        return (np.asarray(bases, dtype=float).reshape(len(requests), ns),
+                np.asarray(works, dtype=float).reshape(len(requests), ns))
 
     def assign_batch(self, view: Any, requests: list, region: int) -> list[tuple[int, int]]:
         """(index into `requests`, server) pairs in queue order: the batch's joint minimum of summed
         expected completion (see torta.plan.hungarian)."""
         t0 = time.perf_counter()
-        base, work = self.batch_costs(view, requests, region)
-        if not np.isfinite(base).any(axis=1).all():
-            k = int(np.flatnonzero(~np.isfinite(base).any(axis=1))[0])
-            rq = requests[k]
-            raise ValueError(f"no server in region {region} can hold request {rq.request_id} (model {rq.model}, "
-                             f"{rq.prompt_tokens} prompt tokens)")
-        col, behind = assign_positions(base, work)
+        bases, works = self._rows(view, requests, region)
         srv = self._sir[region]
-        out = [(int(k), srv[int(col[k])]) for k in queue_order(behind)]
+        for k, brow in enumerate(bases):
+            if min(brow) == math.inf:
+                rq = requests[k]
+                raise ValueError(f"no server in region {region} can hold request {rq.request_id} "
+                                 f"(model {rq.model}, {rq.prompt_tokens} prompt tokens)")
+        if len(requests) == 1:  # the greedy choice (first minimum), without numpy
+            brow = bases[0]
+            out = [(0, srv[brow.index(min(brow))])]
+        else:
+            col, behind = assign_positions(np.asarray(bases, dtype=float), np.asarray(works, dtype=float))
+            out = [(int(k), srv[int(col[k])]) for k in queue_order(behind)]
         if self.config.spread_s_per_request > 0.0:
             inc = math.exp((view.now_s - self._t_ref) / self.config.spread_tau_s)
             for _, s in out:

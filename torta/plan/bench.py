@@ -4,7 +4,8 @@ Planner: per slot, build the normalised cost matrix from raw terms and solve (R 
 with the chosen method; reports median and p95 ms per slot over `--slots` slots of seeded random
 demand/capacity/prices/queues on random coordinates. Allocator: `TortaMicro.choose` over a seeded
 request stream on a fleet of `--servers` servers in `--regions` regions (the replay hot path without the
-simulator); reports mean microseconds per request. One thread; imports excluded.
+simulator); reports mean microseconds per request; the same for the simulator-state allocators
+(`TortaAllocator.choose` and the Hungarian batch window's `assign_batch`, on abilene). One thread; imports excluded.
 """
 
 from __future__ import annotations
@@ -111,6 +112,53 @@ def bench_sim_allocator(requests: int, seed: int, scenario: str = "abilene") -> 
             "us_per_request": dt / requests * 1e6}
 
 
+def bench_sim_hungarian(requests: int, seed: int, batch_window_s: float = 1.0, rps: float = 66.0,
+                        scenario: str = "abilene") -> dict:
+    """`HungarianPlannedAllocator.assign_batch` as the replay calls it at a window's close: abilene's
+    tables, live per-server lists; `rps` requests/s spread uniformly over the regions (66/s: the
+    servegen-mix-14d day-12 hour on abilene), so a window holds Poisson(rps / regions x window) requests."""
+    from torta.fleet.scenario import load_scenario
+    from torta.plan.alloc import TortaAllocator
+    from torta.plan.alloc_batch import HungarianPlannedAllocator
+    from torta.policy.base import RequestInfo
+    from torta.sim.cluster import build_tables
+
+    world = load_scenario(scenario)
+    t = build_tables(world)
+    rng = np.random.default_rng(seed)
+    s_n, r_n, m_n = t.n_servers, t.n_regions, t.n_models
+
+    class _View:
+        pass
+
+    view = _View()
+    view.tables = t
+    view._s = {"bu": [0.0] * s_n, "tailm": list(t.initial_model), "nact": [0] * s_n, "q": [[] for _ in range(s_n)]}
+    view.now_s = 0.0
+    alloc = HungarianPlannedAllocator(TortaAllocator(), r_n, m_n, seed, batch_window_s)
+    batches, done = [], 0
+    now = 0.0
+    while done < requests:
+        now += float(rng.exponential(batch_window_s / r_n))
+        r = int(rng.integers(0, r_n))
+        k = max(1, int(rng.poisson(rps / r_n * batch_window_s)))
+        ms = [m for m in range(m_n) if t.capable[r][m]]
+        reqs = [RequestInfo(done + j, r, ms[int(rng.integers(0, len(ms)))], int(rng.integers(10, 3000)),
+                            int(rng.integers(5, 500)), now) for j in range(k)]
+        batches.append((now, r, reqs))
+        done += k
+    bu = view._s["bu"]
+    t0 = time.perf_counter()
+    for now, r, reqs in batches:
+        view.now_s = now
+        for k, s in alloc.assign_batch(view, reqs, r):
+            bu[s] = max(bu[s], now) + 0.2  # the simulator books the work
+    dt = time.perf_counter() - t0
+    return {"case": "micro-hungarian-sim", "scenario": scenario, "servers": s_n, "requests": done,
+            "batch_window_s": batch_window_s, "mean_batch_requests": done / len(batches),
+            "us_per_request": dt / done * 1e6}
+
+
 def bench_allocator(servers: int, regions: int, models: int, requests: int, seed: int) -> dict:
     from torta.plan.micro import MicroTables, TortaMicro
 
@@ -150,7 +198,8 @@ def bench_plan(regions, slots, method, servers, alloc_regions, models, requests,
     """Planner ms per slot (OT) and micro allocator microseconds per request."""
     cases = [bench_planner(regions, slots, method, seed), bench_tiered(regions, slots, models, seed),
              bench_allocator(servers, alloc_regions, models, requests, seed),
-             bench_sim_allocator(min(requests, 100_000), seed)]
+             bench_sim_allocator(min(requests, 100_000), seed),
+             bench_sim_hungarian(min(requests, 100_000), seed)]
     if as_json:
         click.echo(json.dumps({"cases": cases}))
         return

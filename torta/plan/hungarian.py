@@ -63,8 +63,7 @@ def assign_positions(base: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, np
     q = n if n * n * ns <= _EXACT_CELLS else min(n, 4 * math.ceil(n / ns) + 4)
     while True:
         pos = np.arange(q, dtype=float)
-        cost = b[:, None, :] + pos[None, :, None] * w[:, None, :]  # (n, q, ns)
-        cost = np.where(ok[:, None, :], cost, _BIG).reshape(n, q * ns)
+        cost = (b[:, None, :] + pos[None, :, None] * w[:, None, :]).reshape(n, q * ns)  # _BIG stays >= _BIG
         rows, cols = linear_sum_assignment(cost)
         if q == n or cost[rows, cols].max() < _BIG / 2:
             break
