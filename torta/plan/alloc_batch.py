@@ -71,19 +71,51 @@ class HungarianPlannedAllocator(PlannedAllocator):
             r = near[0]  # no plan yet: the nearest region able to serve the model
         else:
             return o  # nobody can serve the model: the simulator drops it at the origin
-        if self.spill_s is not None:
-            c, s = self.inner.cost_in(view, request, r, 0.0)
-            if s >= 0 and c > self.spill_s:
-                lat = view.tables.latency_s[r]
-                best_r = r
-                for r2 in view.tables.near[r][m][1:self.spill_regions + 1]:
-                    c2, s2 = self.inner.cost_in(view, request, r2, lat[r2])
-                    if s2 >= 0 and c2 + self.spill_s < c:
-                        c, best_r = c2, r2
-                if best_r != r:
-                    self.spills += 1
-                    r = best_r
+        now = view.now_s
+        sf = self._sf(now)
+        c, s, wk = self._best_in(now, request, r, 0.0, sf)
+        if self.spill_s is not None and s >= 0 and c > self.spill_s:
+            lat = view.tables.latency_s[r]
+            r0 = r
+            for r2 in view.tables.near[r0][m][1:self.spill_regions + 1]:
+                c2, s2, w2 = self._best_in(now, request, r2, lat[r2], 0.0)
+                if s2 >= 0 and c2 + self.spill_s < c:
+                    c, s, wk, r = c2, s2, w2, r2
+            if r != r0:
+                self.spills += 1
+        if s >= 0:  # expected work on its way to the region: seen by later routing and batches, and the
+            # spread count of the greedy choice (as the greedy allocator counts it when it books)
+            self._pend[s] += wk
+            inc = math.exp((now - self._t_ref) / self.config.spread_tau_s) if sf > 0.0 else 0.0
+            self._recent[s] += inc
+            self._held[(request.request_id, request.arrival_s, o)] = (s, wk, inc, self._t_ref)
         return r
+
+    def _best_in(self, now: float, request: Any, region: int, delay_s: float,
+                 sf: float) -> tuple[float, int, float]:
+        """(expected completion, server, work) of the greedy choice in `region` for a request reaching it
+        `delay_s` later, counting the work routed there and not yet assigned, and the spread term scaled
+        by `sf` (0: none, as `TortaAllocator.cost_in` for spill-over candidates); (inf, -1, 0) if none."""
+        m, p, o = request.model, request.prompt_tokens, request.output_tokens
+        bu, tailm, nact, pend, rec = self._bu, self._tailm, self._nact, self._pend, self._recent
+        best, bs, bw = math.inf, -1, 0.0
+        for s, _, pre, tpot, mb, cold, cap, wp, wo, load in self._cands[region][m]:
+            if cap < p:
+                continue
+            w = bu[s] - now
+            if w < 0.0:
+                w = 0.0
+            b = nact[s] + 1
+            c = delay_s + w + pend[s] + pre * p + o * tpot[b if b <= mb else mb] + rec[s] * sf
+            wk = wp * p + wo * o
+            if tailm[s] != m:
+                c += cold
+                wk += load
+                if c < best:
+                    c += self._displacement(region, s, tailm)
+            if c < best:
+                best, bs, bw = c, s, wk
+        return best, bs, bw
 
     # -- region: the window's batch ----------------------------------------------------------------
     def _bind(self, view: Any) -> None:
@@ -115,11 +147,12 @@ class HungarianPlannedAllocator(PlannedAllocator):
                           for m in range(t.n_models)] for s in range(t.n_servers)]
         self._recent = [0.0] * t.n_servers
         self._t_ref = 0.0
+        self._pend = [0.0] * t.n_servers  # work routed to each server's region, not yet assigned
+        self._held: dict = {}  # (request_id, arrival_s, origin) -> (server, work, spread count, its t_ref)
         self._bview = id(view)
 
-    def _displacement(self, region: int, server: int) -> float:
+    def _displacement(self, region: int, server: int, tailm: list) -> float:
         """Extra cold-start cost when `server` is the region's last one holding its current model."""
-        tailm = self._tailm
         cur = tailm[server]
         if cur < 0:
             return 0.0
@@ -128,20 +161,23 @@ class HungarianPlannedAllocator(PlannedAllocator):
                 return 0.0
         return self._load_of[server][cur] + self.config.switch_penalty_s
 
-    def _rows(self, view: Any, requests: list, region: int) -> tuple[list, list]:
-        """Per request, the lists of base cost and work over the region's servers (id order)."""
-        self._bind(view)
-        now = view.now_s
-        ns = len(self._sir[region])
-        bu, tailm, nact, rec = self._bu, self._tailm, self._nact, self._recent
-        psi, tau = self.config.spread_s_per_request, self.config.spread_tau_s
+    def _sf(self, now: float) -> float:
+        """The spread term's current scale factor (rescales the decayed counts when needed)."""
+        tau = self.config.spread_tau_s
         dt = now - self._t_ref
         if dt > 50.0 * tau:
             f = math.exp(-dt / tau)
-            self._recent = rec = [x * f for x in rec]
+            self._recent = [x * f for x in self._recent]
             self._t_ref = now
             dt = 0.0
-        sf = psi * math.exp(-dt / tau)
+        return self.config.spread_s_per_request * math.exp(-dt / tau)
+
+    def _rows(self, now: float, requests: list, region: int, bu: list, tailm: list,
+              sf: float) -> tuple[list, list]:
+        """Per request, the lists of base cost and work over the region's servers (id order), given the
+        servers' busy-until times and tail models."""
+        ns = len(self._sir[region])
+        nact, rec, pend = self._nact, self._recent, self._pend
         cands = self._cands[region]
         bases, works = [], []
         for rq in requests:
@@ -154,10 +190,10 @@ class HungarianPlannedAllocator(PlannedAllocator):
                 if w < 0.0:
                     w = 0.0
                 b = nact[s] + 1
-                c = w + pre * p + o * tpot[b if b <= mb else mb] + rec[s] * sf
+                c = w + pend[s] + pre * p + o * tpot[b if b <= mb else mb] + rec[s] * sf
                 wk = wp * p + wo * o
                 if tailm[s] != m:
-                    c += cold + self._displacement(region, s)
+                    c += cold + self._displacement(region, s, tailm)
                     wk += load
                 brow[j] = c
                 wrow[j] = wk
@@ -166,18 +202,15 @@ class HungarianPlannedAllocator(PlannedAllocator):
         return bases, works
 
     def batch_costs(self, view: Any, requests: list, region: int) -> tuple[np.ndarray, np.ndarray]:
-        """(base, work), each (n requests, servers of the region in id order), in seconds; +inf where
-        the server cannot hold the request. No side effects beyond rescaling the spread counts."""
-        bases, works = self._rows(view, requests, region)
+        """(base, work), each (n requests, servers of the region in id order), in seconds, on the live
+        state; +inf where the server cannot hold the request."""
+        self._bind(view)
+        bases, works = self._rows(view.now_s, requests, region, self._bu, self._tailm, self._sf(view.now_s))
         ns = len(self._sir[region])
         return (np.asarray(bases, dtype=float).reshape(len(requests), ns),
                 np.asarray(works, dtype=float).reshape(len(requests), ns))
 
-    def assign_batch(self, view: Any, requests: list, region: int) -> list[tuple[int, int]]:
-        """(index into `requests`, server) pairs in queue order: the batch's joint minimum of summed
-        expected completion (see torta.plan.hungarian)."""
-        t0 = time.perf_counter()
-        bases, works = self._rows(view, requests, region)
+    def _solve(self, requests: list, region: int, bases: list, works: list) -> list[tuple[int, int]]:
         srv = self._sir[region]
         for k, brow in enumerate(bases):
             if min(brow) == math.inf:
@@ -186,10 +219,46 @@ class HungarianPlannedAllocator(PlannedAllocator):
                                  f"(model {rq.model}, {rq.prompt_tokens} prompt tokens)")
         if len(requests) == 1:  # the greedy choice (first minimum), without numpy
             brow = bases[0]
-            out = [(0, srv[brow.index(min(brow))])]
+            return [(0, srv[brow.index(min(brow))])]
+        col, behind = assign_positions(np.asarray(bases, dtype=float), np.asarray(works, dtype=float))
+        return [(int(k), srv[int(col[k])]) for k in queue_order(behind)]
+
+    def assign_batch(self, view: Any, requests: list, region: int) -> list[tuple[int, int]]:
+        """(index into `requests`, server) pairs in queue order: the batch's joint minimum of summed
+        expected completion (see torta.plan.hungarian). A batch mixing models is assigned one model at a
+        time (models in order of first arrival), each on the state the previous ones leave (busy-until
+        and tail model booked virtually): a server never alternates between models inside a batch."""
+        t0 = time.perf_counter()
+        self._bind(view)
+        now = view.now_s
+        sf = self._sf(now)
+        held, pend, rec = self._held, self._pend, self._recent
+        tau = self.config.spread_tau_s
+        for rq in requests:  # these are placed now: no longer pending, spread counted where they go
+            e = held.pop((rq.request_id, rq.arrival_s, rq.origin), None)
+            if e is not None:
+                s, wk, inc, t_ref = e
+                pend[s] = pend[s] - wk if pend[s] - wk > 1e-9 else 0.0
+                if inc:
+                    inc *= math.exp(-(self._t_ref - t_ref) / tau)  # counts rescaled since routing
+                    rec[s] = rec[s] - inc if rec[s] - inc > 0.0 else 0.0
+        bu, tailm = self._bu, self._tailm
+        models = list(dict.fromkeys(rq.model for rq in requests))
+        if len(models) == 1:
+            bases, works = self._rows(now, requests, region, bu, tailm, sf)
+            out = self._solve(requests, region, bases, works)
         else:
-            col, behind = assign_positions(np.asarray(bases, dtype=float), np.asarray(works, dtype=float))
-            out = [(int(k), srv[int(col[k])]) for k in queue_order(behind)]
+            bu, tailm = list(bu), list(tailm)  # virtual copies
+            col = self._col[region]
+            out = []
+            for m in models:
+                idx = [k for k, rq in enumerate(requests) if rq.model == m]
+                sub = [requests[k] for k in idx]
+                bases, works = self._rows(now, sub, region, bu, tailm, sf)
+                for k, s in self._solve(sub, region, bases, works):
+                    bu[s] = max(bu[s], now) + works[k][col[s]]
+                    tailm[s] = m
+                    out.append((idx[k], s))
         if self.config.spread_s_per_request > 0.0:
             inc = math.exp((view.now_s - self._t_ref) / self.config.spread_tau_s)
             for _, s in out:
