@@ -375,7 +375,7 @@ def test_policy_is_deterministic_and_conserves(abilene, tmp_path):
     for f in ("completions.parquet", "slots.parquet"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     p = runs[0]
-    assert p["batch_window_s"] == 1.0 and p["batches"] > 0 and p["mean_batch_requests"] >= 1.0
+    assert p["batch_window_s"] == 2.0 and p["batches"] > 0 and p["mean_batch_requests"] >= 1.0
     assert math.isfinite(p["assign_us_per_request"]) and p["assign_us_per_request"] > 0
 
 
@@ -437,3 +437,15 @@ def test_routing_counts_the_work_already_headed_for_a_region(tmp_path):
         assert pol.allocator.spills == served[name]
     assert served["greedy"] >= 5
     assert abs(served["hungarian"] - served["greedy"]) <= 2
+
+
+def test_a_burst_for_a_cold_model_switches_one_server_not_several():
+    w = make_world((3,), models=("a", "b"), initial_models=["a", "a", "a"])
+    reqs = [RequestInfo(k, 0, 1, 200, 20, 0.0) for k in range(4)]  # four requests for b
+    used = {}
+    for cap in (1, None):
+        view = _View(w)
+        alloc = HungarianPlannedAllocator(TortaAllocator(), 1, 2, 0, 1.0, max_switches=cap)
+        used[cap] = {s for _, s in alloc.assign_batch(view, reqs, 0)}
+    assert len(used[1]) == 1  # the greedy allocator would switch one server and then find it warm
+    assert len(used[None]) > 1  # per-request switch charges alone spread the burst over cold servers

@@ -6,7 +6,13 @@ hook of the seam (`torta.policy.base.BatchAllocator`):
 
 1. at the origin, `route(view, request)` picks the serving region: the plan's draw for the request's
    (origin, model), spilled over to a nearby region when the planned one is saturated (the same rule
-   as `PlannedAllocator.choose`, judged on the side-effect-free `TortaAllocator.cost_in`);
+   and costs as `PlannedAllocator.choose` with the greedy `TortaAllocator`). The greedy allocator books
+   each request on its server at once; here the server is only chosen at the window's close, so the
+   expected work of routed, not yet assigned requests is kept per predicted server (`_pend`) and
+   counted as backlog by later routing and batches, as is the model such a request will make its
+   predicted server load (`_ptail`, a pending tail model), and the greedy's spread count is taken at
+   routing and moved to the actual server at assignment. (Without this, routing saw idle-looking regions,
+   spilled a third less and the mean response was 3-5x torta-ot's: day 11, 0.25 h, seeds 1-2.)
 2. the request travels there and waits for the region's window to close (the window opens when the
    first held request reaches the region and lasts `batch_window_s`; it closes early once
    `batch_max_requests` are held);
@@ -15,7 +21,10 @@ hook of the seam (`torta.policy.base.BatchAllocator`):
    server (expected backlog, cold start + switch penalty + displacement where the server will not
    hold the model, own prefill and decode time at the server's next batch size, spread term); work =
    the server-seconds it adds to the backlog (+ the load time when cold). A one-request batch gets
-   exactly the greedy allocator's server.
+   exactly the greedy allocator's server. A batch mixing models is solved one model at a time on the
+   state the previous models leave. Optionally (`max_switches`) at most that many cold servers are open
+   to one model's requests per batch (off by default: on day 11 it did not reduce switches and lost
+   at a 2 s window, see MicroConfig).
 
 With `batch_window_s` = 0 the simulator never calls `route`/`assign_batch`: the allocator is the
 per-request `PlannedAllocator` of `torta-ot`.
@@ -39,7 +48,7 @@ class HungarianPlannedAllocator(PlannedAllocator):
     """Macro plan routing + Hungarian assignment over a short batch window inside the region."""
 
     def __init__(self, inner: TortaAllocator, n_regions: int, n_models: int, seed: int,
-                 batch_window_s: float, batch_max_requests: int = 64) -> None:
+                 batch_window_s: float, batch_max_requests: int = 64, max_switches: int | None = None) -> None:
         super().__init__(inner, n_regions, n_models, seed)
         if not (math.isfinite(batch_window_s) and batch_window_s >= 0.0):
             raise ValueError(f"batch_window_s must be finite and >= 0, got {batch_window_s!r}")
@@ -47,16 +56,28 @@ class HungarianPlannedAllocator(PlannedAllocator):
             raise ValueError(f"batch_max_requests must be >= 1, got {batch_max_requests!r}")
         self.batch_window_s = float(batch_window_s)
         self.batch_max_requests = int(batch_max_requests)
+        if max_switches is not None and max_switches < 0:
+            raise ValueError(f"max_switches must be >= 0 or None, got {max_switches!r}")
+        self.max_switches = max_switches  # cold servers open to one model's requests in a batch
         self.config = inner.config
         self._bview = None
         self.batches = 0
         self.batched_requests = 0
         self.max_batch_seen = 0
-        self.assign_s = 0.0  # wall seconds inside assign_batch (cost per request = assign_s / batched_requests)
+        self.assign_s = 0.0  # wall seconds inside assign_batch
+        self.route_s = 0.0  # wall seconds inside route
+        self.routed = 0
 
     # -- origin: the serving region ----------------------------------------------------------------
     def route(self, view: Any, request: Any) -> int:
         """Serving region for a request at its origin (plan draw + spill-over); counts its demand."""
+        t0 = time.perf_counter()
+        r = self._route(view, request)
+        self.route_s += time.perf_counter() - t0
+        self.routed += 1
+        return r
+
+    def _route(self, view: Any, request: Any) -> int:
         o, m = request.origin, request.model
         self.counts[o][m] += 1
         if getattr(self, "_live_id", None) != id(view):
@@ -88,7 +109,17 @@ class HungarianPlannedAllocator(PlannedAllocator):
             self._pend[s] += wk
             inc = math.exp((now - self._t_ref) / self.config.spread_tau_s) if sf > 0.0 else 0.0
             self._recent[s] += inc
-            self._held[(request.request_id, request.arrival_s, o)] = (s, wk, inc, self._t_ref)
+            # the model the server will hold, as the greedy's booking would set it
+            pt = self._ptail
+            counted = True
+            if pt[s] == m:
+                self._pcnt[s] += 1
+            elif (pt[s] if pt[s] >= 0 else self._tailm[s]) != m:
+                pt[s] = m
+                self._pcnt[s] = 1
+            else:
+                counted = False
+            self._held[(request.request_id, request.arrival_s, o)] = (s, wk, inc, self._t_ref, counted)
         return r
 
     def _best_in(self, now: float, request: Any, region: int, delay_s: float,
@@ -97,7 +128,7 @@ class HungarianPlannedAllocator(PlannedAllocator):
         `delay_s` later, counting the work routed there and not yet assigned, and the spread term scaled
         by `sf` (0: none, as `TortaAllocator.cost_in` for spill-over candidates); (inf, -1, 0) if none."""
         m, p, o = request.model, request.prompt_tokens, request.output_tokens
-        bu, tailm, nact, pend, rec = self._bu, self._tailm, self._nact, self._pend, self._recent
+        bu, tailm, nact, pend, rec, pt = self._bu, self._tailm, self._nact, self._pend, self._recent, self._ptail
         best, bs, bw = math.inf, -1, 0.0
         for s, _, pre, tpot, mb, cold, cap, wp, wo, load in self._cands[region][m]:
             if cap < p:
@@ -108,11 +139,11 @@ class HungarianPlannedAllocator(PlannedAllocator):
             b = nact[s] + 1
             c = delay_s + w + pend[s] + pre * p + o * tpot[b if b <= mb else mb] + rec[s] * sf
             wk = wp * p + wo * o
-            if tailm[s] != m:
+            if (pt[s] if pt[s] >= 0 else tailm[s]) != m:
                 c += cold
                 wk += load
                 if c < best:
-                    c += self._displacement(region, s, tailm)
+                    c += self._displacement(region, s, tailm, pt)
             if c < best:
                 best, bs, bw = c, s, wk
         return best, bs, bw
@@ -148,16 +179,21 @@ class HungarianPlannedAllocator(PlannedAllocator):
         self._recent = [0.0] * t.n_servers
         self._t_ref = 0.0
         self._pend = [0.0] * t.n_servers  # work routed to each server's region, not yet assigned
-        self._held: dict = {}  # (request_id, arrival_s, origin) -> (server, work, spread count, its t_ref)
+        self._ptail = [-1] * t.n_servers  # model a routed, unassigned request will make the server load
+        self._pcnt = [0] * t.n_servers  # routed, unassigned requests behind _ptail
+        self._no_ptail = [-1] * t.n_servers
+        self._held: dict = {}  # (request_id, arrival_s, origin) -> (server, work, spread count, its t_ref,
+        # counted in _pcnt)
         self._bview = id(view)
 
-    def _displacement(self, region: int, server: int, tailm: list) -> float:
-        """Extra cold-start cost when `server` is the region's last one holding its current model."""
-        cur = tailm[server]
+    def _displacement(self, region: int, server: int, tailm: list, pt: list) -> float:
+        """Extra cold-start cost when `server` is the region's last one holding its current model (the
+        pending tail `pt[s]` where >= 0, else `tailm[s]`)."""
+        cur = pt[server] if pt[server] >= 0 else tailm[server]
         if cur < 0:
             return 0.0
         for s in self._sir[region]:
-            if s != server and tailm[s] == cur:
+            if s != server and (pt[s] if pt[s] >= 0 else tailm[s]) == cur:
                 return 0.0
         return self._load_of[server][cur] + self.config.switch_penalty_s
 
@@ -172,7 +208,7 @@ class HungarianPlannedAllocator(PlannedAllocator):
             dt = 0.0
         return self.config.spread_s_per_request * math.exp(-dt / tau)
 
-    def _rows(self, now: float, requests: list, region: int, bu: list, tailm: list,
+    def _rows(self, now: float, requests: list, region: int, bu: list, tailm: list, pt: list,
               sf: float) -> tuple[list, list]:
         """Per request, the lists of base cost and work over the region's servers (id order), given the
         servers' busy-until times and tail models."""
@@ -192,8 +228,8 @@ class HungarianPlannedAllocator(PlannedAllocator):
                 b = nact[s] + 1
                 c = w + pend[s] + pre * p + o * tpot[b if b <= mb else mb] + rec[s] * sf
                 wk = wp * p + wo * o
-                if tailm[s] != m:
-                    c += cold + self._displacement(region, s, tailm)
+                if (pt[s] if pt[s] >= 0 else tailm[s]) != m:
+                    c += cold + self._displacement(region, s, tailm, pt)
                     wk += load
                 brow[j] = c
                 wrow[j] = wk
@@ -205,10 +241,34 @@ class HungarianPlannedAllocator(PlannedAllocator):
         """(base, work), each (n requests, servers of the region in id order), in seconds, on the live
         state; +inf where the server cannot hold the request."""
         self._bind(view)
-        bases, works = self._rows(view.now_s, requests, region, self._bu, self._tailm, self._sf(view.now_s))
+        bases, works = self._rows(view.now_s, requests, region, self._bu, self._tailm, self._ptail,
+                                  self._sf(view.now_s))
         ns = len(self._sir[region])
         return (np.asarray(bases, dtype=float).reshape(len(requests), ns),
                 np.asarray(works, dtype=float).reshape(len(requests), ns))
+
+    def _limit_switches(self, region: int, model: int, bases: list, tailm: list, pt: list) -> None:
+        """Keep at most `max_switches` servers that must load `model` (the cheapest, by their best
+        request) open to the batch: a model switch costs its penalty and displacement once per server,
+        but the assignment charges it per request, so it would otherwise spread a burst over several
+        cold servers where the greedy allocator switches one and then finds it warm. A request that
+        only a closed cold server can hold keeps its cheapest one."""
+        k_max = self.max_switches
+        if k_max is None or len(bases) < 2:
+            return
+        srv = self._sir[region]
+        cold = [j for j, s in enumerate(srv) if (pt[s] if pt[s] >= 0 else tailm[s]) != model]
+        if len(cold) <= k_max:
+            return
+        best = sorted(cold, key=lambda j: (min(row[j] for row in bases), j))
+        shut = best[k_max:]
+        for row in bases:
+            saved = [(row[j], j) for j in shut]
+            for j in shut:
+                row[j] = math.inf
+            if min(row) == math.inf:
+                c, j = min(saved)
+                row[j] = c
 
     def _solve(self, requests: list, region: int, bases: list, works: list) -> list[tuple[int, int]]:
         srv = self._sir[region]
@@ -237,24 +297,30 @@ class HungarianPlannedAllocator(PlannedAllocator):
         for rq in requests:  # these are placed now: no longer pending, spread counted where they go
             e = held.pop((rq.request_id, rq.arrival_s, rq.origin), None)
             if e is not None:
-                s, wk, inc, t_ref = e
+                s, wk, inc, t_ref, counted = e
                 pend[s] = pend[s] - wk if pend[s] - wk > 1e-9 else 0.0
+                if counted and self._ptail[s] == rq.model:
+                    self._pcnt[s] -= 1
+                    if self._pcnt[s] <= 0:
+                        self._ptail[s], self._pcnt[s] = -1, 0
                 if inc:
                     inc *= math.exp(-(self._t_ref - t_ref) / tau)  # counts rescaled since routing
                     rec[s] = rec[s] - inc if rec[s] - inc > 0.0 else 0.0
-        bu, tailm = self._bu, self._tailm
+        bu, tailm, pt = self._bu, self._tailm, self._ptail
         models = list(dict.fromkeys(rq.model for rq in requests))
         if len(models) == 1:
-            bases, works = self._rows(now, requests, region, bu, tailm, sf)
+            bases, works = self._rows(now, requests, region, bu, tailm, pt, sf)
+            self._limit_switches(region, models[0], bases, tailm, pt)
             out = self._solve(requests, region, bases, works)
-        else:
-            bu, tailm = list(bu), list(tailm)  # virtual copies
+        else:  # virtual copies: busy-until, tails (pending ones folded in)
+            bu, tailm, pt = list(bu), [p if p >= 0 else t for p, t in zip(pt, tailm)], self._no_ptail
             col = self._col[region]
             out = []
             for m in models:
                 idx = [k for k, rq in enumerate(requests) if rq.model == m]
                 sub = [requests[k] for k in idx]
-                bases, works = self._rows(now, sub, region, bu, tailm, sf)
+                bases, works = self._rows(now, sub, region, bu, tailm, pt, sf)
+                self._limit_switches(region, m, bases, tailm, pt)
                 for k, s in self._solve(sub, region, bases, works):
                     bu[s] = max(bu[s], now) + works[k][col[s]]
                     tailm[s] = m
@@ -274,6 +340,8 @@ class HungarianPlannedAllocator(PlannedAllocator):
     def stats(self) -> dict:
         n = self.batched_requests
         return {"batch_window_s": self.batch_window_s, "batch_max_requests": self.batch_max_requests,
+                "max_switches_per_batch": -1 if self.max_switches is None else self.max_switches,
                 "batches": self.batches, "mean_batch_requests": n / self.batches if self.batches else 0.0,
                 "max_batch_requests_seen": self.max_batch_seen,
-                "assign_us_per_request": 1e6 * self.assign_s / n if n else 0.0}
+                "assign_us_per_request": 1e6 * self.assign_s / n if n else 0.0,
+                "route_us_per_request": 1e6 * self.route_s / self.routed if self.routed else 0.0}

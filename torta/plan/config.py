@@ -92,7 +92,11 @@ class MicroConfig:
     hungarian_window_s, hungarian_max_batch: the batch window of the Hungarian ablation
     (`torta-ot-hungarian`, torta.plan.alloc_batch): requests reaching a region within this many seconds
     of the first held one are assigned jointly; the window closes early at this many requests (bounds
-    the assignment's size). 0 s: per request (torta-ot's greedy allocator).
+    the assignment's size). 0 s: per request (torta-ot's greedy allocator). Chosen on the validation day
+    11 (servegen-mix-14d on abilene, first 0.25 h, seeds 0-2, mean response over seeds; torta-ot: 15.6 s):
+    windows 1 / 2 / 3 / 4 s gave 23.6 / 12.5 / 16.6 / 18.4 s (per seed 2 s: 9.3 / 14.0 / 14.0, torta-ot
+    18.0 / 13.2 / 15.6; the runs are chaotic under saturation, spreads of +-5 s between seeds). With at
+    most one model switch per batch (`max_switches=1`): 1 / 2 / 4 s gave 19.4 / 20.0 / 21.0 s.
     """
 
     spread_s_per_request: float = 0.05
@@ -100,7 +104,7 @@ class MicroConfig:
     switch_penalty_s: float = 3.0
     spill_s: float | None = 10.0
     spill_regions: int = 6
-    hungarian_window_s: float = 1.0
+    hungarian_window_s: float = 2.0
     hungarian_max_batch: int = 64
 
     def __post_init__(self) -> None:

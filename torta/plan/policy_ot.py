@@ -268,17 +268,19 @@ class TortaOTHungarian(TortaOT):
                    "requests over a short batch window instead of the greedy per-request allocator.")
 
     def __init__(self, demand_source: str = "forecast", micro: MicroConfig | None = None,
-                 batch_window_s: float | None = None, batch_max_requests: int | None = None) -> None:
+                 batch_window_s: float | None = None, batch_max_requests: int | None = None,
+                 max_switches: int | None = None) -> None:
         super().__init__(demand_source=demand_source, micro=micro)
         self.batch_window_s = float(self.micro.hungarian_window_s if batch_window_s is None else batch_window_s)
         self.batch_max_requests = int(self.micro.hungarian_max_batch if batch_max_requests is None
                                       else batch_max_requests)
+        self.max_switches = max_switches
 
     def reset(self, world, seed: int) -> None:
         super().reset(world, seed)
         per_request = self.allocator
         alloc = HungarianPlannedAllocator(per_request.inner, world.n_regions, len(world.models), seed,
-                                          self.batch_window_s, self.batch_max_requests)
+                                          self.batch_window_s, self.batch_max_requests, self.max_switches)
         alloc.spill_s, alloc.spill_regions = per_request.spill_s, per_request.spill_regions
         self.allocator = alloc
 
