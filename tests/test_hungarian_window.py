@@ -273,18 +273,23 @@ def test_a_full_window_closes_early(tmp_path):
     assert c["admitted_s"][3] >= 5.1 - 1e-9  # the fourth opened a new window
 
 
-def test_held_requests_count_in_the_planners_queue_length():
+@pytest.mark.parametrize("window", [None, 5.0])
+def test_held_requests_count_in_the_planners_queue_length(window):
     seen = []
 
     class Watch(_Planned):
         def plan(self, state):
-            seen.append((state.slot, state.queue_len.copy()))
+            seen.append(state)
             return None
 
-    w = make_world((1,), hop_ms=0.0, slot_s=10.0)
-    df = make_requests(np.linspace(9.0, 9.9, 5), 100, 10)  # held at the 10 s boundary (window 5 s)
-    replay(w, df, Watch(5.0), seed=0, config=DEBUG)
-    assert seen[1][0] == 1 and seen[1][1][0] == 5
+    w = make_world((1, 2), hop_ms=0.0, slot_s=10.0)
+    df = make_requests(np.linspace(9.0, 9.9, 5), 100, 10, origin="r0")  # held at the 10 s boundary (window 5 s)
+    replay(w, df, Watch(window), seed=0, config=DEBUG)
+    st1 = seen[1]
+    assert st1.slot == 1
+    assert st1.queue_len.tolist() == ([5.0, 0.0] if window else [0.0, 0.0])  # (none queued yet without a window)
+    assert st1.warm_servers.tolist() == [[1.0], [2.0]]  # the rest of the slot state is unchanged by the hook
+    assert st1.busy_servers.tolist() == ([0.0, 0.0] if window else [1.0, 0.0])
 
 
 def test_plan_routes_held_requests_into_their_region(tmp_path):

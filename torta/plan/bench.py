@@ -112,7 +112,7 @@ def bench_sim_allocator(requests: int, seed: int, scenario: str = "abilene") -> 
             "us_per_request": dt / requests * 1e6}
 
 
-def bench_sim_hungarian(requests: int, seed: int, batch_window_s: float = 1.0, rps: float = 66.0,
+def bench_sim_hungarian(requests: int, seed: int, batch_window_s: float = 2.0, rps: float = 66.0,
                         scenario: str = "abilene") -> dict:
     """`HungarianPlannedAllocator.assign_batch` as the replay calls it at a window's close: abilene's
     tables, live per-server lists; `rps` requests/s spread uniformly over the regions (66/s: the

@@ -684,13 +684,13 @@ class Engine:
                 if b > 0:
                     backlog[r] += b
                 qlen[r] += len(q[s])
-            if win:
-                for r in range(R):
-                    qlen[r] += len(pend[r])
                 if nact[s]:
                     busy[r] += 1
                 if tailm[s] >= 0:
                     warm[r, tailm[s]] += 1
+            if win:  # requests held in a batch window wait in their region too
+                for r in range(R):
+                    qlen[r] += len(pend[r])
             hour = (world.start_hour_of_year + int((t0 + 0.5 * slot_s) // 3600)) % world.price_usd_per_mwh.shape[1]
             state = SlotState(
                 slot=slot, t_start_s=t0, slot_s=slot_s,
