@@ -22,9 +22,9 @@ hook of the seam (`torta.policy.base.BatchAllocator`):
    hold the model, own prefill and decode time at the server's next batch size, spread term); work =
    the server-seconds it adds to the backlog (+ the load time when cold). A one-request batch gets
    exactly the greedy allocator's server. A batch mixing models is solved one model at a time on the
-   state the previous models leave. Optionally (`max_switches`) at most that many cold servers are open
-   to one model's requests per batch (off by default: on day 11 it did not reduce switches and lost
-   at a 2 s window, see MicroConfig).
+   state the previous models leave, and at most `max_switches` (default 1) cold servers are open to one
+   model's requests per batch (see `_limit_switches`; on day 11 the cap cut switches from 301 to 197 at
+   an equal mean response, see MicroConfig).
 
 With `batch_window_s` = 0 the simulator never calls `route`/`assign_batch`: the allocator is the
 per-request `PlannedAllocator` of `torta-ot`.
@@ -48,7 +48,7 @@ class HungarianPlannedAllocator(PlannedAllocator):
     """Macro plan routing + Hungarian assignment over a short batch window inside the region."""
 
     def __init__(self, inner: TortaAllocator, n_regions: int, n_models: int, seed: int,
-                 batch_window_s: float, batch_max_requests: int = 64, max_switches: int | None = None) -> None:
+                 batch_window_s: float, batch_max_requests: int = 64, max_switches: int | None = 1) -> None:
         super().__init__(inner, n_regions, n_models, seed)
         if not (math.isfinite(batch_window_s) and batch_window_s >= 0.0):
             raise ValueError(f"batch_window_s must be finite and >= 0, got {batch_window_s!r}")

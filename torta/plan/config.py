@@ -93,10 +93,13 @@ class MicroConfig:
     (`torta-ot-hungarian`, torta.plan.alloc_batch): requests reaching a region within this many seconds
     of the first held one are assigned jointly; the window closes early at this many requests (bounds
     the assignment's size). 0 s: per request (torta-ot's greedy allocator). Chosen on the validation day
-    11 (servegen-mix-14d on abilene, first 0.25 h, seeds 0-2, mean response over seeds; torta-ot: 15.6 s):
-    windows 1 / 2 / 3 / 4 s gave 23.6 / 12.5 / 16.6 / 18.4 s (per seed 2 s: 9.3 / 14.0 / 14.0, torta-ot
-    18.0 / 13.2 / 15.6; the runs are chaotic under saturation, spreads of +-5 s between seeds). With at
-    most one model switch per batch (`max_switches=1`): 1 / 2 / 4 s gave 19.4 / 20.0 / 21.0 s.
+    11 (servegen-mix-14d on abilene, first 0.25 h, seeds 0-2, mean response over seeds; torta-ot: 17.6 s,
+    per seed 9.5 / 24.3 / 19.0, 173 switches): without the one-switch cap, windows 0.5 / 1 / 2 / 3 s gave
+    23.9 / 18.0 / 18.0 / 23.9 s (301 switches at 2 s); with at most one cold server per model and batch
+    (`max_switches=1`, the default of torta-ot-hungarian) 2 s gave 18.2 s (16.4 / 19.8 / 17.7 -> 19.0 /
+    15.1 / 20.3) with 197 switches and $0.99 instead of $1.51: a tie on response, so the cap was kept for
+    its switching cost. The runs are chaotic under saturation: torta-ot with its spread weight moved by
+    1-2 % gave 17.6-20.5 s on seeds 1-2 (vs 13.2 / 15.6 at the default, before the slot-state fix).
     """
 
     spread_s_per_request: float = 0.05

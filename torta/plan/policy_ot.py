@@ -269,7 +269,7 @@ class TortaOTHungarian(TortaOT):
 
     def __init__(self, demand_source: str = "forecast", micro: MicroConfig | None = None,
                  batch_window_s: float | None = None, batch_max_requests: int | None = None,
-                 max_switches: int | None = None) -> None:
+                 max_switches: int | None = 1) -> None:
         super().__init__(demand_source=demand_source, micro=micro)
         self.batch_window_s = float(self.micro.hungarian_window_s if batch_window_s is None else batch_window_s)
         self.batch_max_requests = int(self.micro.hungarian_max_batch if batch_max_requests is None
