@@ -99,7 +99,8 @@ class MicroConfig:
     (`max_switches=1`, the default of torta-ot-hungarian) 2 s gave 18.2 s (16.4 / 19.8 / 17.7 -> 19.0 /
     15.1 / 20.3) with 197 switches and $0.99 instead of $1.51: a tie on response, so the cap was kept for
     its switching cost. The runs are chaotic under saturation: torta-ot with its spread weight moved by
-    1-2 % gave 17.6-20.5 s on seeds 1-2 (vs 13.2 / 15.6 at the default, before the slot-state fix).
+    1-2 % (0.049 / 0.0505 / 0.051) gave 18.9 / 17.9 / 17.0 s on seed 1 and 17.3 / 17.0 / 16.7 s on seed 2
+    (24.3 / 19.0 s at the default 0.05), so differences of a few seconds need many seeds.
     """
 
     spread_s_per_request: float = 0.05
