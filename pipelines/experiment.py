@@ -190,7 +190,7 @@ def _run_config(cfg: dict) -> dict:
             "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def plan_experiment(exp: Experiment, log: Callable[[str], None]) -> tuple[Experiment, dict]:
+def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 1) -> tuple[Experiment, dict]:
     """Resolve the available policies, count the requests of one cell per workload, estimate the run time."""
     from torta.experiment.runner import available_policies, cell_input, estimate_s
 
@@ -202,7 +202,7 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None]) -> tuple[Experi
     for c in exp.test_cells():
         if c.workload not in counts:
             counts[c.workload] = int(cell_input(c, exp.hours, exp.trace_hours).requests.height)
-    est = estimate_s(exp, counts)
+    est = estimate_s(exp, counts, workers)
     cells = exp.test_cells()
     log(f"experiment {exp.name}: {len(exp.scenarios)} scenarios x ({len(exp.workloads)} multi-day workloads x "
         f"{len(exp.test_days)} test days + {len(exp.traces)} hour traces) x {exp.seeds} seeds = {len(cells)} "
@@ -212,7 +212,8 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None]) -> tuple[Experi
         log(f"  left out {p}: {why}")
     log("  requests per cell: " + ", ".join(f"{w} {n:,}" for w, n in counts.items())
         + f"; {exp.hours:g} h of each test day, {exp.trace_hours:g} h of each trace")
-    log(f"  estimated run time {est / 60:.0f} min on this machine")
+    log(f"  estimated run time {est / 60:.0f} min on this machine"
+        + (f" with {workers} workers" if workers > 1 else ""))
     return exp, {"requests_per_cell": counts, "estimate_s": est, "left_out": dropped}
 
 
@@ -236,7 +237,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
     batch = batch or f"{exp.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     t0 = time.perf_counter()
-    exp, info = plan_experiment(exp, log)
+    exp, info = plan_experiment(exp, log, workers)
     resources = {"warehouse": WarehouseResource(database=str(db))}
     common = {"policies": list(exp.policies), "experiment": exp.name, "batch": batch,
               "trace_hours": exp.trace_hours, "skylb_candidates": list(exp.skylb_candidates),
