@@ -155,3 +155,24 @@ def test_cli_hours_per_day_json():
     assert [x["policy"] for x in rows] == ["least-loaded", "local-only"]
     assert rows[0]["units"] == 2 and set(rows[0]["paired_vs"]) == {"least-loaded", "local-only"}
     assert rows[0]["paired_vs"]["local-only"]["pairs"] == 2
+
+
+def test_compare_markdown_from_a_saved_result(trace, tmp_path):
+    from torta.plan.compare_md import compare_markdown, main
+
+    res = run_compare("abilene", str(trace), ["least-loaded", "local-only", "round-robin"], 2,
+                      baseline="local-only,round-robin", log=lambda m: None)
+    md = compare_markdown(res.rows, "least-loaded", {"command": "torta compare ...", "wall_s": 90.0})
+    p = res.rows[0]["paired_vs"]["round-robin"]
+    m, h = p["cost_usd_diff_pct"], p["cost_usd_diff_pct_ci95"]
+    assert f"{m:+.1f} % [{m - h:+.1f}, {m + h:+.1f}]" in md  # the numbers of the file, as they are
+    assert "| `local-only` | 2 |" in md and "| `round-robin` | 2 |" in md
+    assert "Wall time: 1.5 min" in md
+    with pytest.raises(ValueError, match="policy 'torta' not in the result"):
+        compare_markdown(res.rows, "torta")
+    plain = run_compare("abilene", str(trace), ["least-loaded"], 1, log=lambda m: None)
+    with pytest.raises(ValueError, match="--baseline"):
+        compare_markdown(plain.rows, "least-loaded")
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(res.rows))
+    main([str(f), "--policy", "least-loaded"])
