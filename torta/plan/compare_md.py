@@ -65,7 +65,7 @@ def compare_markdown(rows: list[dict], policy: str = "torta", meta: dict | None 
         L.append(f"| `{r['policy']}` | "
                  + " | ".join(f"{_f(r[m])} ± {_f(r[m + '_ci95'], 2)}" for m, _ in CLAIM_METRICS) + " |")
     L += ["", f"`{policy}` minus each baseline, paired over {unit_kind}: mean and 95 % t-interval, in percent "
-          "of the baseline (absolute difference in brackets below the percentage):", "",
+          "of the baseline, the direction, and the absolute difference in parentheses:", "",
           "| baseline | pairs | " + " | ".join(lab for _, lab in CLAIM_METRICS) + " |",
           "|---|---" + "|---" * len(CLAIM_METRICS) + "|"]
     for b, p in vs.items():
