@@ -9,12 +9,17 @@ config role `validation`) first tunes SkyLB's threshold. Completions are not sto
 rows per cell; the per-run summaries carry the metrics).
 
 `run_paper(exp, ...)` is the flow: plan and estimate, validation cells, strongest baseline and SkyLB
-threshold per scenario read back from the warehouse, test cells, views refreshed.
+threshold per scenario read back from the warehouse, test cells, views refreshed. With `workers` N > 1
+the cells run N at a time, each a materialization in a pool of N worker processes (spawned; each
+materializes on the Dagster instance under DAGSTER_HOME and writes its own warehouse partitions, which
+are atomic per file, so concurrent cells never clash).
 `write_results(...)` renders docs/RESULTS.md and the figures from the warehouse.
 """
 
 
+import concurrent.futures as cf
 import contextlib
+import multiprocessing as mp
 import os
 import time
 from datetime import datetime, timezone
@@ -41,6 +46,8 @@ class ExperimentCellConfig(dg.Config):
     trace_hours: float = 1.0
     skylb_threshold: float = 0.0  # 0: the policy's default (validation cells tune it first)
     skylb_candidates: list[float] = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    command: str = ""  # how the batch was started (recorded in the runs rows, stated in RESULTS.md)
+    workers: int = 1  # cells run at a time by that command
 
 
 def run_key(experiment: str, cell: Cell, policy: str) -> str:
@@ -73,7 +80,7 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
         row.update(key=key, experiment=config.experiment, batch=config.batch, hours=config.hours,
                    trace_hours=config.trace_hours, skylb_threshold=float(threshold or 0.0),
                    skylb_tuning=str(table), dagster_run_id=context.run.run_id, finished_at=now,
-                   cell_wall_s=cell_wall_s)
+                   cell_wall_s=cell_wall_s, run_command=config.command, workers=int(config.workers))
         wh.write_partition(db, "runs", key, pl.DataFrame([row]))
         slot_frames.append(res.slots[row["policy"]].with_columns(
             key=pl.lit(key), scenario=pl.lit(cell.scenario), workload=pl.lit(cell.workload),
@@ -92,15 +99,89 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
 experiment_job = dg.define_asset_job("experiment_paper", selection=dg.AssetSelection.assets("experiment_cell"))
 
 
-def _materialize(instance, resources, key: str, run_config: dict) -> None:
+def _materialize_cell(instance, resources, key: str, run_config: dict) -> tuple[str | None, list[str]]:
+    """Materialize one cell: (error message or None, warnings)."""
     result = dg.materialize([experiment_cell], instance=instance, resources=resources, partition_key=key,
                             run_config=run_config, raise_on_error=False)
+    warnings = [f"warning: check {ev.check_name} failed [{key}]"
+                for ev in result.get_asset_check_evaluations() if not ev.passed]
     if not result.success:
         failed = [e.message for e in result.all_events if e.is_failure]
-        raise click.ClickException(f"materialization [{key}] failed: {failed[-1] if failed else '?'}")
-    for ev in result.get_asset_check_evaluations():
-        if not ev.passed:
-            click.echo(f"warning: check {ev.check_name} failed [{key}]", err=True)
+        return f"materialization [{key}] failed: {failed[-1] if failed else '?'}", warnings
+    return None, warnings
+
+
+def _materialize(instance, resources, key: str, run_config: dict) -> None:
+    err, warnings = _materialize_cell(instance, resources, key, run_config)
+    for w in warnings:
+        click.echo(w, err=True)
+    if err:
+        raise click.ClickException(err)
+
+
+_WORKER: dict = {}  # per worker process: the Dagster instance and resources, made once
+
+
+# One compute thread per worker process: N workers on N cores must not oversubscribe them (torch,
+# BLAS and polars default to one thread per core). Exported while the pool lives, so that spawned
+# workers see them before importing those libraries.
+_WORKER_ENV = {v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                "POLARS_MAX_THREADS", "RAYON_NUM_THREADS")}
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int, db: str):
+    saved = {k: os.environ.get(k) for k in _WORKER_ENV}
+    os.environ.update(_WORKER_ENV)
+    try:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                    initializer=_worker_init, initargs=(db,)) as pool:
+            yield pool
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _worker_init(db: str) -> None:
+    _WORKER["instance"] = dg.DagsterInstance.get()  # DAGSTER_HOME, inherited from the parent
+    _WORKER["resources"] = {"warehouse": WarehouseResource(database=db)}
+
+
+def _worker_cell(key: str, run_config: dict) -> tuple[str, str | None, list[str], float]:
+    import torch
+
+    torch.set_num_threads(1)
+    t = time.perf_counter()
+    err, warnings = _materialize_cell(_WORKER["instance"], _WORKER["resources"], key, run_config)
+    return key, err, warnings, time.perf_counter() - t
+
+
+def _run_cells(jobs: list[tuple[str, dict]], pool, instance, resources, log: Callable[[str], None],
+               on_done: Callable[[int, str, float], None]) -> None:
+    """Materialize `jobs` (key, run_config): in this process one after another (pool None) or on the
+    pool, in order of submission, as many at a time as it has workers. Stops at the first failure."""
+    if pool is None:
+        for i, (key, rc) in enumerate(jobs, 1):
+            t = time.perf_counter()
+            _materialize(instance, resources, key, rc)
+            on_done(i, key, time.perf_counter() - t)
+        return
+    futures = [pool.submit(_worker_cell, key, rc) for key, rc in jobs]
+    try:
+        for i, fut in enumerate(cf.as_completed(futures), 1):
+            key, err, warnings, cell_s = fut.result()
+            for w in warnings:
+                log(w)
+            if err:
+                raise click.ClickException(err)
+            on_done(i, key, cell_s)
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
 
 
 def _run_config(cfg: dict) -> dict:
@@ -109,7 +190,7 @@ def _run_config(cfg: dict) -> dict:
             "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def plan_experiment(exp: Experiment, log: Callable[[str], None]) -> tuple[Experiment, dict]:
+def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 1) -> tuple[Experiment, dict]:
     """Resolve the available policies, count the requests of one cell per workload, estimate the run time."""
     from torta.experiment.runner import available_policies, cell_input, estimate_s
 
@@ -121,7 +202,7 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None]) -> tuple[Experi
     for c in exp.test_cells():
         if c.workload not in counts:
             counts[c.workload] = int(cell_input(c, exp.hours, exp.trace_hours).requests.height)
-    est = estimate_s(exp, counts)
+    est = estimate_s(exp, counts, workers)
     cells = exp.test_cells()
     log(f"experiment {exp.name}: {len(exp.scenarios)} scenarios x ({len(exp.workloads)} multi-day workloads x "
         f"{len(exp.test_days)} test days + {len(exp.traces)} hour traces) x {exp.seeds} seeds = {len(cells)} "
@@ -131,53 +212,69 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None]) -> tuple[Experi
         log(f"  left out {p}: {why}")
     log("  requests per cell: " + ", ".join(f"{w} {n:,}" for w, n in counts.items())
         + f"; {exp.hours:g} h of each test day, {exp.trace_hours:g} h of each trace")
-    log(f"  estimated run time {est / 60:.0f} min on this machine")
+    log(f"  estimated run time {est / 60:.0f} min on this machine"
+        + (f" with {workers} workers" if workers > 1 else ""))
     return exp, {"requests_per_cell": counts, "estimate_s": est, "left_out": dropped}
 
 
 def run_paper(exp: Experiment, database: str | None = None, batch: str | None = None,
-              log: Callable[[str], None] | None = None, instance: dg.DagsterInstance | None = None) -> dict:
+              log: Callable[[str], None] | None = None, instance: dg.DagsterInstance | None = None,
+              workers: int = 1, command: str = "") -> dict:
     """Run the experiment end to end through Dagster materializations into the warehouse (on
-    `instance`, default the local instance under DAGSTER_HOME)."""
+    `instance`, default the local instance under DAGSTER_HOME). `workers` > 1: that many cells at a
+    time, in a pool of worker processes on the DAGSTER_HOME instance (`instance` must then be None).
+    `command`: how the batch was started, recorded in its runs rows."""
     from pipelines.instance import dagster_home
 
     log = log or (lambda m: click.echo(m, err=True))
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and instance is not None:
+        raise ValueError("workers > 1 run on the Dagster instance under DAGSTER_HOME: pass no instance")
     if database:
         os.environ["TORTA_WAREHOUSE"] = database
     db = wh.warehouse_path(database)
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
     batch = batch or f"{exp.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     t0 = time.perf_counter()
-    exp, info = plan_experiment(exp, log)
+    exp, info = plan_experiment(exp, log, workers)
     resources = {"warehouse": WarehouseResource(database=str(db))}
     common = {"policies": list(exp.policies), "experiment": exp.name, "batch": batch,
-              "trace_hours": exp.trace_hours, "skylb_candidates": list(exp.skylb_candidates)}
+              "trace_hours": exp.trace_hours, "skylb_candidates": list(exp.skylb_candidates),
+              "command": command, "workers": int(workers)}
     val, test = exp.validation_cells(), exp.test_cells()
     thresholds: dict[str, float] = {}
-    with (contextlib.nullcontext(instance) if instance is not None else dg.DagsterInstance.get()) as instance:
+    if workers > 1:
+        log(f"  {workers} workers: cells run {workers} at a time (one process each)")
+    with (contextlib.nullcontext(instance) if instance is not None else dg.DagsterInstance.get()) as instance, \
+            (_worker_pool(workers, str(db)) if workers > 1 else contextlib.nullcontext()) as pool:
         instance.add_dynamic_partitions("experiment_cells", [c.key for c in val + test])
-        for i, c in enumerate(val, 1):
-            t = time.perf_counter()
-            cfg = {**common, "role": "validation", "hours": exp.tune_hours,
+        by_key = {c.key: c for c in val + test}
+        val_cfg = {**common, "role": "validation", "hours": exp.tune_hours,
                    "policies": [p for p in exp.policies if p in exp.baselines]}
-            _materialize(instance, resources, c.key, _run_config(cfg))
+
+        def val_done(i: int, key: str, cell_s: float) -> None:
+            c = by_key[key]
             sky = wh.read_table(db, "runs", run_key(exp.name, c, exp.baselines[0]))
             thresholds[c.scenario] = float(sky["skylb_threshold"][0])
-            log(f"[validation {i}/{len(val)}] {c.key}: skylb threshold {thresholds[c.scenario]:g} "
-                f"({time.perf_counter() - t:.0f} s)")
-        for i, c in enumerate(test, 1):
-            t = time.perf_counter()
-            cfg = {**common, "role": "test", "hours": exp.hours,
-                   "skylb_threshold": thresholds.get(c.scenario, 0.0)}
-            _materialize(instance, resources, c.key, _run_config(cfg))
+            log(f"[validation {i}/{len(val)}] {c.key}: skylb threshold {thresholds[c.scenario]:g} ({cell_s:.0f} s)")
+
+        _run_cells([(c.key, _run_config(val_cfg)) for c in val], pool, instance, resources, log, val_done)
+
+        def test_done(i: int, key: str, cell_s: float) -> None:
             el = time.perf_counter() - t0
-            log(f"[test {i}/{len(test)}] {c.key} ({time.perf_counter() - t:.0f} s; elapsed {el / 60:.1f} min, "
+            log(f"[test {i}/{len(test)}] {key} ({cell_s:.0f} s; elapsed {el / 60:.1f} min, "
                 f"eta {el / i * (len(test) - i) / 60:.1f} min)")
+
+        jobs = [(c.key, _run_config({**common, "role": "test", "hours": exp.hours,
+                                     "skylb_threshold": thresholds.get(c.scenario, 0.0)})) for c in test]
+        _run_cells(jobs, pool, instance, resources, log, test_done)
     wh.refresh_views(db)
     wall = time.perf_counter() - t0
     log(f"experiment {exp.name} done in {wall / 60:.1f} min (estimate was {info['estimate_s'] / 60:.0f} min); "
         f"batch {batch}")
-    return {"experiment": exp.name, "batch": batch, "warehouse": str(db), "wall_s": wall,
+    return {"experiment": exp.name, "batch": batch, "warehouse": str(db), "wall_s": wall, "workers": int(workers),
+            "command": command,
             "estimate_s": info["estimate_s"], "cells": len(test), "validation_cells": len(val),
             "policies": list(exp.policies), "left_out": info["left_out"],
             "requests_per_cell": info["requests_per_cell"]}

@@ -87,3 +87,92 @@ def test_paired_differences(trace):
     assert res.rows[0]["paired"]["response_mean_s_diff"] == 0.0
     with pytest.raises(ValueError, match="baseline"):
         run_compare("abilene", str(trace), ["local-only"], 1, baseline="skylb", log=lambda m: None)
+
+
+def test_paired_against_several_baselines(trace):
+    res = run_compare("abilene", str(trace), ["local-only", "least-loaded", "round-robin"], 2,
+                      baseline="local-only,round-robin", log=lambda m: None)
+    by = {(r["policy"], r["seed"]): r for r in res.runs}
+    for row in res.rows:
+        assert set(row["paired_vs"]) == {"local-only", "round-robin"}
+        assert row["paired"] == row["paired_vs"]["local-only"]  # the first baseline stays in `paired`
+    ll = res.rows[1]["paired_vs"]["round-robin"]
+    diffs = [by[("least-loaded", s)]["cost_usd"] - by[("round-robin", s)]["cost_usd"] for s in (0, 1)]
+    assert ll["pairs"] == 2 and ll["cost_usd_diff"] == pytest.approx(sum(diffs) / 2)
+    rel = [100 * d / by[("round-robin", s)]["cost_usd"] for s, d in zip((0, 1), diffs)]
+    assert ll["cost_usd_diff_pct"] == pytest.approx(sum(rel) / 2)
+    with pytest.raises(ValueError, match="baseline 'skylb'"):
+        run_compare("abilene", str(trace), ["local-only"], 1, baseline="local-only,skylb", log=lambda m: None)
+
+
+def test_hours_per_day_replays_each_day_as_a_paired_unit():
+    from torta.fleet.scenario import load_scenario
+    from torta.plan.compare import multiday_input
+
+    logs = []
+    res = run_compare("abilene", "servegen-mix-14d", ["least-loaded", "local-only"], 2, days=2,
+                      hours_per_day=0.01, baseline="least-loaded", log=logs.append)
+    assert "first 0.01 h of each of days 12-13" in logs[0]
+    units = sorted({(r["seed"], r["day"]) for r in res.runs})
+    assert units == [(0, 12), (0, 13), (1, 12), (1, 13)]
+    # each unit is the first 0.01 h (36 s) of that day: the same requests as the experiment's cell
+    world = load_scenario("abilene")
+    for (seed, day), n in zip(units, res.requests_per_unit):
+        inp = multiday_input("servegen-mix-14d", "abilene", world, seed, 1, 0.01, day)
+        assert n == inp.requests.height > 0
+        assert float(inp.requests["arrival_s"].max()) < 36.0
+    assert res.requests_per_seed == [res.requests_per_unit[0] + res.requests_per_unit[1],
+                                     res.requests_per_unit[2] + res.requests_per_unit[3]]
+    lo = res.rows[1]
+    assert lo["units"] == 4 and lo["days"] == [12, 13] and lo["hours_per_day"] == 0.01
+    p = lo["paired_vs"]["least-loaded"]
+    assert p["pairs"] == 4  # per (seed, day), not per seed
+    by = {(r["policy"], r["seed"], r["day"]): r["response_mean_s"] for r in res.runs}
+    diffs = [by[("local-only", s, d)] - by[("least-loaded", s, d)] for s, d in units]
+    assert p["response_mean_s_diff"] == pytest.approx(sum(diffs) / 4)
+    assert p["response_mean_s_diff_ci95"] == pytest.approx(t_interval(diffs)[1])
+    assert lo["response_mean_s"] == pytest.approx(np.mean([by[("local-only", s, d)] for s, d in units]))
+
+
+def test_hours_per_day_bad_combinations(trace):
+    with pytest.raises(ValueError, match="multi-day"):
+        run_compare("abilene", str(trace), ["local-only"], 1, hours_per_day=1.0, log=lambda m: None)
+    with pytest.raises(ValueError, match="not both"):
+        run_compare("abilene", "servegen-mix-14d", ["local-only"], 1, hours=1.0, hours_per_day=1.0,
+                    log=lambda m: None)
+    with pytest.raises(ValueError, match=r"hours_per_day must be in \(0, 24\]"):
+        run_compare("abilene", "servegen-mix-14d", ["local-only"], 1, hours_per_day=0.0, log=lambda m: None)
+
+
+def test_cli_hours_per_day_json():
+    from torta.commands.compare import cli
+
+    r = CliRunner().invoke(cli, ["--scenario", "abilene", "--workload", "servegen-mix-14d", "--policies",
+                                 "least-loaded,local-only", "--seeds", "1", "--days", "2", "--hours-per-day",
+                                 "0.01", "--baseline", "least-loaded,local-only", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [x["policy"] for x in rows] == ["least-loaded", "local-only"]
+    assert rows[0]["units"] == 2 and set(rows[0]["paired_vs"]) == {"least-loaded", "local-only"}
+    assert rows[0]["paired_vs"]["local-only"]["pairs"] == 2
+
+
+def test_compare_markdown_from_a_saved_result(trace, tmp_path):
+    from torta.plan.compare_md import compare_markdown, main
+
+    res = run_compare("abilene", str(trace), ["least-loaded", "local-only", "round-robin"], 2,
+                      baseline="local-only,round-robin", log=lambda m: None)
+    md = compare_markdown(res.rows, "least-loaded", {"command": "torta compare ...", "wall_s": 90.0})
+    p = res.rows[0]["paired_vs"]["round-robin"]
+    m, h = p["cost_usd_diff_pct"], p["cost_usd_diff_pct_ci95"]
+    assert f"{m:+.1f} % [{m - h:+.1f}, {m + h:+.1f}]" in md  # the numbers of the file, as they are
+    assert "| `local-only` | 2 |" in md and "| `round-robin` | 2 |" in md
+    assert "Wall time: 1.5 min" in md
+    with pytest.raises(ValueError, match="policy 'torta' not in the result"):
+        compare_markdown(res.rows, "torta")
+    plain = run_compare("abilene", str(trace), ["least-loaded"], 1, log=lambda m: None)
+    with pytest.raises(ValueError, match="--baseline"):
+        compare_markdown(plain.rows, "least-loaded")
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(res.rows))
+    main([str(f), "--policy", "least-loaded"])

@@ -69,3 +69,25 @@ def test_load_checkpoint_rejects_missing_and_pickles(tmp_path):
     torch.save({"w": torch.zeros(2), "obj": _NotATensor()}, bad)
     with pytest.raises(InputError, match="weights_only"):
         load_checkpoint(bad)
+
+
+def test_ppo_update_stays_finite_when_the_ratio_would_overflow():
+    """A stale behaviour log-probability far from the current one (exp would overflow to inf) must not
+    turn the weights NaN: the log ratio is bounded before exp."""
+    from torta.rl.ppo import LOG_RATIO_MAX, PPOConfig, ppo_update
+
+    torch.manual_seed(0)
+    r, n = 3, 64
+    agent = Agent(5, r, hidden=8)
+    opt = torch.optim.Adam(agent.parameters(), lr=1e-3)
+    obs = torch.randn(n, 5)
+    with torch.no_grad():
+        act = agent.dist(obs).sample()
+    adv = torch.randn(n)
+    batch = {"obs": obs, "act": act, "logp": torch.full((n,), -500.0),  # ratio e^(hundreds) without a bound
+             "adv": adv, "ret": torch.randn(n), "ot": torch.full((n, r, r), 1.0 / r), "base": torch.zeros(n, r, r)}
+    st = ppo_update(agent, opt, batch, PPOConfig(epochs=2, minibatch=16), 1.0, torch.ones(r, r, dtype=torch.bool),
+                    torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(p).all() for p in agent.parameters())
+    assert all(np.isfinite(v) for v in st.values())
+    assert st["approx_kl"] <= np.exp(LOG_RATIO_MAX)

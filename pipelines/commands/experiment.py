@@ -11,6 +11,24 @@ def _split(s: str | None) -> tuple[str, ...] | None:
     return None if s is None else tuple(x.strip() for x in s.split(",") if x.strip())
 
 
+def _command_line(ctx: click.Context) -> str:
+    """The command as typed, rebuilt from the options given on the command line (recorded in RESULTS.md)."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    parts = [ctx.command_path]
+    for p in ctx.command.params:
+        if not isinstance(p, click.Option) or ctx.get_parameter_source(p.name) != ParameterSource.COMMANDLINE:
+            continue
+        v = ctx.params[p.name]
+        if p.is_flag:
+            parts.append(p.opts[0] if v else (p.secondary_opts[0] if p.secondary_opts else p.opts[0]))
+        else:
+            parts += [p.opts[0], shlex.quote(str(v))]
+    return " ".join(parts)
+
+
 @click.group()
 def cli() -> None:
     """Reproduce the TORTA paper's comparison (arXiv:2507.10259) and publish the results."""
@@ -33,9 +51,12 @@ def cli() -> None:
 @click.option("--out", default="docs/RESULTS.md", show_default=True)
 @click.option("--figures", default="docs/figures", show_default=True)
 @click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Cells run this many at a time, one worker process each (e.g. 2 on a 2-core machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the run summary).")
-def paper(reduced, seeds, hours, days, scenarios, workloads, traces, policies, batch, name, results, out, figures,
-          database, as_json) -> None:
+@click.pass_context
+def paper(ctx, reduced, seeds, hours, days, scenarios, workloads, traces, policies, batch, name, results, out,
+          figures, database, workers, as_json) -> None:
     """Run the experiment end to end (Dagster materializations into the warehouse); prints the plan
     and a run-time estimate first, progress to stderr."""
     from pipelines.experiment import run_paper, write_results
@@ -47,7 +68,7 @@ def paper(reduced, seeds, hours, days, scenarios, workloads, traces, policies, b
         from dataclasses import replace
 
         exp = replace(exp, name=name)
-    summary = run_paper(exp, database, batch)
+    summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx))
     if results:
         summary["results"] = write_results(database, exp.name, summary["batch"], out, figures,
                                            wall_s=summary["wall_s"])["results"]

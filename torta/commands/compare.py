@@ -16,6 +16,9 @@ import click
 @click.option("--days", default=1, show_default=True, type=int,
               help="Days to replay (multi-day workloads: from the first test day, day 12).")
 @click.option("--hours", default=None, type=float, help="Keep only the first H hours of the window.")
+@click.option("--hours-per-day", default=None, type=float,
+              help="Multi-day workloads: replay the first H hours of EACH day of the window (--days days "
+                   "from --start-day), one paired unit per (seed, day); not with --hours.")
 @click.option("--start-day", default=12, show_default=True, type=int,
               help="First day of the window for multi-day workloads (days 12-14 are the test).")
 @click.option("--tune-hours", default=1.0, show_default=True, type=float,
@@ -23,20 +26,21 @@ import click
 @click.option("--skylb-threshold", default=None, type=float,
               help="Use this skylb threshold (pending requests per server) instead of tuning.")
 @click.option("--baseline", default=None,
-              help="Also report per-seed paired differences against this policy (one of --policies).")
+              help="Also report paired differences (per seed, or per (seed, day) with --hours-per-day) against "
+                   "this policy, or each of a comma list of them (each one of --policies).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array, one object per policy.")
 @click.option("--progress", is_flag=True, help="Progress bars on stderr.")
-def cli(scenario, workload, policies, seeds, days, hours, start_day, tune_hours, skylb_threshold, baseline,
-        as_json, progress):
+def cli(scenario, workload, policies, seeds, days, hours, hours_per_day, start_day, tune_hours, skylb_threshold,
+        baseline, as_json, progress):
     """Compare POLICIES on WORKLOAD in SCENARIO over SEEDS: response time (mean, p95), load_std, cost
     (energy, transfer, switching), switches and planner time, each as a mean and 95 % t-interval over
     seeds. The request count and a run-time estimate go to stderr first."""
-    from torta.plan.compare import METRICS, run_compare
+    from torta.plan.compare import METRICS, parse_baselines, run_compare
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     res = run_compare(scenario, workload, names, seeds, days=days, hours=hours, start_day=start_day,
                       tune_hours=tune_hours, skylb_threshold=skylb_threshold, baseline=baseline,
-                      progress=progress)
+                      hours_per_day=hours_per_day, progress=progress)
     if as_json:
         click.echo(json.dumps(res.rows))
         return
@@ -45,12 +49,13 @@ def cli(scenario, workload, policies, seeds, days, hours, start_day, tune_hours,
     for row in res.rows:
         cells = "".join(f"{_fmt(row[m]) + ' ± ' + _fmt(row[m + '_ci95']):>24}" for m in METRICS)
         click.echo(f"{row['policy']:<{w}}{cells}")
-    if baseline is not None:
-        click.echo(f"\npaired differences vs {baseline} (mean ± 95 % t-interval over seeds):")
+    unit = "(seed, day) units" if hours_per_day is not None else "seeds"
+    for b in parse_baselines(baseline):
+        click.echo(f"\npaired differences vs {b} (mean ± 95 % t-interval over {unit}):")
         for row in res.rows:
-            if row["policy"] == baseline:
+            if row["policy"] == b:
                 continue
-            p = row["paired"]
+            p = row["paired_vs"][b]
             cells = "".join(f"{_fmt(p[m + '_diff']) + ' ± ' + _fmt(p[m + '_diff_ci95']):>24}" for m in METRICS)
             click.echo(f"{row['policy']:<{w}}{cells}")
     click.echo(f"{seeds} seeds; requests per seed {res.requests_per_seed}; ± = 95 % t-interval half-width", err=True)

@@ -36,6 +36,13 @@ def _claim_policy(test: pl.DataFrame) -> str | None:
     return next((p for p in CLAIM_CANDIDATES if p in present), None)
 
 
+def _first_str(runs: pl.DataFrame, col: str) -> str:
+    if col not in runs.columns:
+        return ""
+    vals = [v for v in runs[col].unique().to_list() if isinstance(v, str) and v]
+    return vals[0] if len(vals) == 1 else ""
+
+
 def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None = None,
                    md_dir: Path | None = None, wall_s: float | None = None, note: str = "") -> str:
     if runs.height == 0:
@@ -88,9 +95,18 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
         L.append(f"- Not in this batch: {', '.join(missing)} (not selected for the batch, not registered, or, "
                  "for the learned PPO policies, without a trained checkpoint (`torta train`) for every topology when "
                  "the batch ran).")
-    L.append(f"- Claims are checked for `{claim_pol}`"
-             + (" (the PPO policy `torta` was not available, so the OT-only macro layer with TORTA's micro "
-                "allocator stands in for TORTA)" if claim_pol == "torta-ot" else "") + ".")
+    if claim_pol == "torta":
+        have = set(test.filter(pl.col("policy") == "torta")["scenario"].unique().to_list())
+        on = ("on every topology" if have == set(scen) else
+              f"on {', '.join(sorted(have))} only (no checkpoint elsewhere)")
+        why = (" (the learned PPO macro policy with OT supervision and TORTA's micro allocator, from the "
+               f"committed checkpoints, {on})")
+    elif claim_pol == "torta-ot":
+        why = (" (the PPO policy `torta` was not available, so the OT-only macro layer with TORTA's micro "
+               "allocator stands in for TORTA)")
+    else:
+        why = ""
+    L.append(f"- Claims are checked for `{claim_pol}`{why}.")
     L.append("- Windows: PPO trains on days 1-10 (`torta train`: episodes on days 2-10, day 1 as history); day 11 (validation, seed 0) tunes SkyLB's "
              "threshold and picks the strongest baseline; days 12-14 are the test. They never overlap.")
     if val.height and "skylb_threshold" in val.columns:
@@ -99,6 +115,12 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
                  + ", ".join(f"{s} {_f(t, 1)}" for s, t in th.iter_rows()) + ".")
     L.append("- Strongest baseline per topology: " + ", ".join(f"{s}: `{b}` ({how})" for s, (b, how) in best.items())
              + ". The hour traces use their topology's choice.")
+    cmd = _first_str(runs, "run_command")
+    if cmd:
+        w = int(runs["workers"].max()) if "workers" in runs.columns and runs["workers"].null_count() == 0 else 1
+        L.append(f"- One command ran the whole batch: `{cmd}` (plan and run-time estimate, the validation cells, "
+                 f"every test cell, then this file); cells ran {w} at a time"
+                 + (f" in {w} worker processes." if w > 1 else " in one process."))
     if wall_s is not None:
         L.append(f"- Measured run time of the whole batch: {wall_s / 60:.1f} min on this machine{span}.")
     elif span:

@@ -12,12 +12,17 @@ import polars as pl
 
 from torta.experiment.definition import PPO_POLICIES, TRACE_DAY, Cell, Experiment
 
-# Rough replay cost per request and policy for the run-time estimate (s), measured on this 2-core
-# machine under a shared load of ~3 (docs/RESULTS.md records the measured total): planner policies cost
-# more per request than the reactive ones.
-COST_S_PER_REQUEST = {"round-robin": 3e-5, "local-only": 4e-5, "least-loaded": 5e-5, "skylb": 5e-5,
-                      "myopic-ot": 2e-4, "acs": 2e-4, "torta-ot": 2e-4, "torta-ot-last": 2e-4,
-                      "torta-ot-oracle": 2e-4}
+# Rough replay cost per request and policy for the run-time estimate (s): replay wall time over requests
+# of the multi-day test runs, averaged over abilene, geant and chinanet, measured on this 2-core machine
+# in batch paper-20261128T043818 (docs/RESULTS.md of that batch: 4 processes, load average 5-9; chinanet and
+# geant cost about 2x abilene). The learned PPO policies were measured in batch paper-ppo (abilene only,
+# lighter load: least-loaded ran at 24 us/request there against 49 in the main batch) and scaled by
+# their ratio to least-loaded there: torta 2.0x, torta-no-forecast 1.6x, ppo-only 1.7x, torta-no-micro
+# 1.3x. torta-ot refits its forecaster as it plans: 0.3 ms (abilene) to 1.3 ms (chinanet) per request.
+COST_S_PER_REQUEST = {"round-robin": 6e-5, "local-only": 6e-5, "least-loaded": 8e-5, "skylb": 1.1e-4,
+                      "myopic-ot": 9e-5, "acs": 1.1e-4, "torta-ot": 8e-4, "torta-ot-last": 1.2e-4,
+                      "torta-ot-oracle": 1.3e-4, "torta": 1.5e-4, "torta-no-forecast": 1.25e-4,
+                      "ppo-only": 1.3e-4, "torta-no-micro": 1e-4}
 DEFAULT_COST_S_PER_REQUEST = 2e-4
 CELL_OVERHEAD_S = 3.0  # workload build + Dagster materialization per cell
 
@@ -113,13 +118,14 @@ def run_cell(cell: Cell, policies: tuple[str, ...], *, hours: float, trace_hours
     return CellResult(runs, slots, int(inp.requests.height))
 
 
-def estimate_s(exp: Experiment, requests_per_cell: dict[str, int]) -> float:
-    """Run-time estimate: per cell, requests x per-policy cost + overhead. `requests_per_cell` maps a
-    workload name to the request count of one of its cells (measured on the first cell)."""
+def estimate_s(exp: Experiment, requests_per_cell: dict[str, int], workers: int = 1) -> float:
+    """Run-time estimate: per cell, requests x per-policy cost + overhead, divided by `workers` (cells
+    run that many at a time; assumes a core each). `requests_per_cell` maps a workload name to the
+    request count of one of its cells (measured on the first cell)."""
     per_req = sum(COST_S_PER_REQUEST.get(p, DEFAULT_COST_S_PER_REQUEST) for p in exp.policies)
     total = 0.0
     for c in exp.test_cells() + exp.validation_cells():
         n = requests_per_cell.get(c.workload, 0)
         k = per_req if c.role == "test" else per_req + len(exp.skylb_candidates) * COST_S_PER_REQUEST["skylb"]
         total += n * k + CELL_OVERHEAD_S
-    return total
+    return total / max(1, int(workers))

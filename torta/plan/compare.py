@@ -53,6 +53,7 @@ class CompareResult:
     rows: list[dict]
     runs: list[dict] = field(default_factory=list)  # one summary per (policy, seed)
     requests_per_seed: list[int] = field(default_factory=list)
+    requests_per_unit: list[int] = field(default_factory=list)  # per (seed, day) with hours_per_day, else per seed
 
 
 def t_interval(values: list[float] | np.ndarray) -> tuple[float, float]:
@@ -170,17 +171,37 @@ def make_policy(name: str, skylb_threshold: float | None):
     return cls()
 
 
+def _unit(r: dict) -> tuple[int, int]:
+    return int(r["seed"]), int(r.get("day", 0) or 0)
+
+
 def paired(runs: list[dict], policy: str, baseline: str) -> dict:
-    """Per-seed paired differences policy - baseline: mean and 95 % t-interval per metric."""
-    base = {r["seed"]: r for r in runs if r["policy"] == baseline}
-    mine = {r["seed"]: r for r in runs if r["policy"] == policy}
-    seeds = sorted(set(base) & set(mine))
-    out: dict[str, Any] = {"baseline": baseline, "pairs": len(seeds)}
+    """Paired differences policy - baseline over the units both ran: one unit per seed, or per
+    (seed, day) when the runs carry a `day` (`hours_per_day`). Mean and 95 % t-interval per metric,
+    absolute (`<m>_diff`) and relative to the baseline in percent (`<m>_diff_pct`: per-unit
+    (policy - baseline) / baseline x 100, over the units where the baseline is not 0)."""
+    base = {_unit(r): r for r in runs if r["policy"] == baseline}
+    mine = {_unit(r): r for r in runs if r["policy"] == policy}
+    units = sorted(set(base) & set(mine))
+    out: dict[str, Any] = {"baseline": baseline, "pairs": len(units)}
     for m in METRICS:
-        mean, half = t_interval([float(mine[k][m]) - float(base[k][m]) for k in seeds])
+        mean, half = t_interval([float(mine[k][m]) - float(base[k][m]) for k in units])
         out[m + "_diff"] = mean
         out[m + "_diff_ci95"] = half
+        rel = [100.0 * (float(mine[k][m]) - float(base[k][m])) / float(base[k][m])
+               for k in units if float(base[k][m]) != 0.0]
+        mean, half = t_interval(rel)
+        out[m + "_diff_pct"] = mean
+        out[m + "_diff_pct_ci95"] = half
     return out
+
+
+def parse_baselines(baseline: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """`--baseline` as a list: None -> [], "a,b" -> ["a", "b"] (order kept, duplicates dropped)."""
+    if baseline is None:
+        return []
+    items = baseline.split(",") if isinstance(baseline, str) else list(baseline)
+    return list(dict.fromkeys(b.strip() for b in items if b and b.strip()))
 
 
 def prepared_policy(name: str, inp: SeedInput, skylb_threshold: float | None = None):
@@ -196,11 +217,17 @@ def prepared_policy(name: str, inp: SeedInput, skylb_threshold: float | None = N
 
 def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *, days: int = 1,
                 hours: float | None = None, start_day: int = TEST_START_DAY, tune_hours: float = 1.0,
-                skylb_threshold: float | None = None, baseline: str | None = None,
+                skylb_threshold: float | None = None, baseline: str | list[str] | None = None,
+                hours_per_day: float | None = None,
                 log: Callable[[str], None] | None = None, progress: bool = False) -> CompareResult:
     """Replay every policy on the same requests per seed; rows of means and 95 % t-intervals over seeds.
-    With `baseline` (one of `policies`), each row also carries `paired`: the per-seed paired differences
-    against it (the protocol's intervals for claims)."""
+
+    `hours_per_day` (multi-day workloads only; not with `hours`): replay the first H hours of EACH day
+    of the window (`days` days from `start_day`), one paired unit per (seed, day) as in the
+    experiment (DESIGN.md, Evaluation protocol); means and intervals are then over those units.
+    With `baseline` (one of `policies`, or a comma list / list of them), each row carries `paired_vs`
+    (baseline -> paired differences over units, absolute and in percent) and `paired` (the first
+    baseline's, the protocol's intervals for claims)."""
     from torta.fleet.scenario import load_scenario
     from torta.sim.replay import replay
 
@@ -209,25 +236,47 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     if not policies:
         raise ValueError("no policies given")
-    if baseline is not None and baseline not in policies:
-        raise ValueError(f"baseline {baseline!r} is not among the policies {policies}")
+    baselines = parse_baselines(baseline)
+    for b in baselines:
+        if b not in policies:
+            raise ValueError(f"baseline {b!r} is not among the policies {policies}")
     for p in policies:  # fail fast on unknown names
         make_policy(p, None) if p != "skylb" else None
-    world = load_scenario(scenario)
     multi = is_multiday(workload)
+    if hours_per_day is not None:
+        if not multi:
+            raise ValueError(f"hours_per_day needs a multi-day workload (days to cut); {workload!r} is not one")
+        if hours is not None:
+            raise ValueError("give either hours (first H hours of the whole window) or hours_per_day, not both")
+        if not 0 < hours_per_day <= 24:
+            raise ValueError(f"hours_per_day must be in (0, 24], got {hours_per_day}")
+        if days < 1:
+            raise ValueError(f"days must be >= 1, got {days}")
+    world = load_scenario(scenario)
     cache: dict = {}
+    if hours_per_day is not None:
+        from torta.workload.registry import get_spec
 
-    def seed_input(seed: int) -> SeedInput:
+        last = min(get_spec(workload).days, start_day + days - 1)
+        day_list = list(range(start_day, last + 1))
+    else:
+        day_list = [0]  # one unit per seed: the whole window
+
+    def unit_input(seed: int, day: int) -> SeedInput:
+        if hours_per_day is not None:
+            return multiday_input(workload, scenario, world, seed, 1, hours_per_day, day)
         if multi:
             return multiday_input(workload, scenario, world, seed, days, hours, start_day)
         return trace_input(workload, world, seed, days if days != 1 or hours is None else None, hours, cache)
 
-    first = seed_input(0)
-    n0 = first.requests.height
+    first = unit_input(0, day_list[0])
+    n0 = first.requests.height * len(day_list)  # the first day's count stands for every day
     est = n0 * len(policies) * seeds / REPLAY_REQUESTS_PER_S
     tuning = "skylb" in policies and skylb_threshold is None and multi
-    log(f"compare: {n0:,} requests per seed x {len(policies)} policies x {seeds} seeds on {world.name} "
-        f"({len(world.servers)} servers); estimated run time {est:.0f} s"
+    window = (f"first {hours_per_day:g} h of each of days {day_list[0]}-{day_list[-1]}; "
+              if hours_per_day is not None else "")
+    log(f"compare: {window}{'~' if len(day_list) > 1 else ''}{n0:,} requests per seed x {len(policies)} policies "
+        f"x {seeds} seeds on {world.name} ({len(world.servers)} servers); estimated run time {est:.0f} s"
         + (" + skylb tuning" if tuning else ""))
     th, table = skylb_threshold, []
     if tuning:
@@ -235,35 +284,46 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
         log(f"skylb threshold {th:g} pending requests per server")
     runs: list[dict] = []
     params: dict[str, dict] = {}
-    counts = []
+    counts, unit_counts = [], []
     for seed in range(seeds):
-        inp = first if seed == 0 else seed_input(seed)
-        counts.append(inp.requests.height)
-        for name in policies:
-            pol = prepared_policy(name, inp, th)
-            t0 = time.perf_counter()
-            res = replay(inp.world, inp.requests, pol, seed=seed, progress=progress)
-            s = dict(res.summary)
-            s["policy"] = name
-            runs.append(s)
-            p = pol.params() if hasattr(pol, "params") else {}
-            if name == "skylb" and table:
-                p = {**p, "tuned": True, "tuning_table": [[a, b] for a, b in table],
-                     "tuning_window": f"day {TUNE_DAY}, first {tune_hours:g} h, seed 0"}
-            params[name] = p
-            log(f"seed {seed} {name}: response_mean_s {s['response_mean_s']:.3f}  cost_usd "
-                f"{s['cost_usd']:.3f}  switches {s['switches']}  ({time.perf_counter() - t0:.1f} s)")
+        per_seed = 0
+        for day in day_list:
+            inp = first if (seed, day) == (0, day_list[0]) else unit_input(seed, day)
+            per_seed += inp.requests.height
+            unit_counts.append(inp.requests.height)
+            for name in policies:
+                pol = prepared_policy(name, inp, th)
+                t0 = time.perf_counter()
+                res = replay(inp.world, inp.requests, pol, seed=seed, progress=progress)
+                s = dict(res.summary)
+                s["policy"] = name
+                s["seed"] = seed
+                if hours_per_day is not None:
+                    s["day"] = day
+                runs.append(s)
+                p = pol.params() if hasattr(pol, "params") else {}
+                if name == "skylb" and table:
+                    p = {**p, "tuned": True, "tuning_table": [[a, b] for a, b in table],
+                         "tuning_window": f"day {TUNE_DAY}, first {tune_hours:g} h, seed 0"}
+                params[name] = p
+                where = f"seed {seed}" + (f" day {day}" if hours_per_day is not None else "")
+                log(f"{where} {name}: response_mean_s {s['response_mean_s']:.3f}  cost_usd "
+                    f"{s['cost_usd']:.3f}  switches {s['switches']}  ({time.perf_counter() - t0:.1f} s)")
+        counts.append(per_seed)
     rows = []
     for name in policies:
         mine = [r for r in runs if r["policy"] == name]
         row: dict[str, Any] = {"policy": name, "seeds": seeds,
                                "requests": float(np.mean([r["requests"] for r in mine]))}
+        if hours_per_day is not None:
+            row.update(units=len(mine), days=day_list, hours_per_day=float(hours_per_day))
         for m in METRICS:
             mean, half = t_interval([float(r[m]) for r in mine])
             row[m] = mean
             row[m + "_ci95"] = half
         row["params"] = params.get(name, {})
-        if baseline is not None:
-            row["paired"] = paired(runs, name, baseline)
+        if baselines:
+            row["paired_vs"] = {b: paired(runs, name, b) for b in baselines}
+            row["paired"] = row["paired_vs"][baselines[0]]
         rows.append(row)
-    return CompareResult(rows=rows, runs=runs, requests_per_seed=counts)
+    return CompareResult(rows=rows, runs=runs, requests_per_seed=counts, requests_per_unit=unit_counts)

@@ -22,6 +22,9 @@ import torch
 from torch import nn
 
 
+LOG_RATIO_MAX = 20.0  # bound on the per-sample log probability ratio before exp (numerical guard)
+
+
 @dataclass(frozen=True)
 class PPOConfig:
     lr: float = 3e-4
@@ -139,7 +142,11 @@ def ppo_update(agent: Agent, opt: torch.optim.Optimizer, batch: dict[str, torch.
             idx = perm[s:s + cfg.minibatch]
             d = agent.dist(batch["obs"][idx])
             logp = d.log_prob(batch["act"][idx]).sum(-1)
-            log_ratio = logp - batch["logp"][idx]
+            # Bounded before exp: with ~1,400 action dimensions (chinanet, 38 regions) a small step of the
+            # mean moves the summed log-probability by tens of nats, exp overflows to inf, and inf in the
+            # pessimistic term made the gradient, then every weight, NaN (chinanet torta-no-forecast,
+            # seed 0). |log ratio| > LOG_RATIO_MAX is far outside the clip range either way.
+            log_ratio = (logp - batch["logp"][idx]).clamp(-LOG_RATIO_MAX, LOG_RATIO_MAX)
             ratio = log_ratio.exp()
             adv = batch["adv"][idx]
             adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv

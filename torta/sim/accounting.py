@@ -45,6 +45,10 @@ COMPLETION_COLUMNS = ("request_id", "origin_region", "serving_region", "server_i
                       "finish_s", "ttft_s", "tpot_s", "response_s", "dropped_reason")
 
 
+# Snappy (Parquet's default codec): writes the completions about twice as fast as zstd, for larger files
+COMPRESSION = "snappy"
+
+
 def _names(idx: np.ndarray, names: list[str]) -> pa.Array:
     """Index array -> string array (negative index -> null)."""
     mask = idx < 0
@@ -130,7 +134,7 @@ class CompletionSink:
         })
         if self.writer is None:
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+            self.writer = pq.ParquetWriter(self.tmp, table.schema, compression=COMPRESSION)
         self.writer.write_table(table)
 
     def close(self) -> Path | None:
@@ -143,7 +147,7 @@ class CompletionSink:
                 ("output_tokens", pa.int64())] + [(c, pa.float64()) for c in COMPLETION_COLUMNS[7:14]]
                 + [("dropped_reason", pa.string())])
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+            self.writer = pq.ParquetWriter(self.tmp, schema, compression=COMPRESSION)
         self.writer.close()
         os.replace(self.tmp, self.path)
         return self.path

@@ -41,6 +41,8 @@ class TypePerf:
         self.dec_cache: dict = {}
         self.kv_cap = int(perf.kv_capacity_tokens(model, gpu, tp))
         self.max_batch = max(1, int(perf.max_batch(model, gpu, tp, MAX_BATCH_CONTEXT_TOKENS))) if self.kv_cap > 0 else 0
+        if self.max_batch >= 1 << 16:
+            raise ValueError(f"max_batch({model}, {gpu}, tp={tp}) = {self.max_batch}; expected < 65,536")
         self.load_s = float(perf.load_s(model, gpu, tp))
         if self.kv_cap > 0:
             self.c_prefill_s = self.prefill_s(REF_CONTEXT_TOKENS, float(REF_CONTEXT_TOKENS) ** 2) / REF_CONTEXT_TOKENS
@@ -73,8 +75,10 @@ class TypePerf:
         return v
 
     def decode_s(self, batch: int, context: float) -> float:
+        """Decode iteration time, memoised under the int key `(context bucket << 16) | batch` (the
+        engine's hot loop builds the same key inline; `max_batch` < 65,536 keeps keys distinct)."""
         bucket = int(context) >> DECODE_CTX_BUCKET_SHIFT
-        key = (batch, bucket)
+        key = (bucket << 16) | batch
         v = self.dec_cache.get(key)
         if v is None:
             ctx = (bucket << DECODE_CTX_BUCKET_SHIFT) + (1 << (DECODE_CTX_BUCKET_SHIFT - 1))

@@ -51,12 +51,13 @@ INF = math.inf
 NAN = math.nan
 
 # request record fields (a Python list per in-flight request; RID holds the request's position in
-# the arrival-ordered RequestArrays, FIN/DROP are unused: completions go to flat buffers)
-RID, ORG, MOD, PR, OUT, ARR, REG, SRV, ADM, FT, FIN, DROP, RES, VJ = range(14)
+# the arrival-ordered RequestArrays; RDY is when it reaches its server (arrival + network latency);
+# DROP is unused: completions go to flat buffers)
+RID, ORG, MOD, PR, OUT, ARR, REG, SRV, ADM, FT, RDY, DROP, RES, VJ = range(14)
 DROP_REASONS = ("", "prompt_exceeds_kv", "no_server_for_model")
 IDLE, PREFILL, DECODE, LOADING = 0, 1, 2, 3
-EV_NET, EV_PREFILL, EV_DECODE, EV_LOAD = 0, 1, 2, 3
-EV_HOLD, EV_BATCH = 4, 5  # batch-window allocators only: reach the region's window / the window closes
+EV_NET, EV_PREFILL, EV_DECODE, EV_LOAD, EV_WAKE = 0, 1, 2, 3, 4
+EV_HOLD, EV_BATCH = 5, 6  # batch-window allocators only: reach the region's window / the window closes
 EV_ARRIVAL, EV_SLOT = 10, 11  # only in the debug event log
 
 
@@ -211,6 +212,7 @@ class Engine:
         nact = [0] * S
         dver = [0] * S  # version of the server's outstanding decode event (older ones are stale)
         dnx = [INF] * S  # time of the outstanding decode event (INF: none)
+        wk = [INF] * S  # time of the outstanding wake-up for a request still travelling to s (INF: none)
         bu = [0.0] * S  # expected busy-until time
         hv = [0] * S  # heap entry version
         # accounting accumulators (per slot)
@@ -256,6 +258,10 @@ class Engine:
         wmax = wmax if wmax > 0 else 1 << 62
         pend = [[] for _ in range(R)]
         wver = [0] * R  # window version per region (an EV_BATCH of a window closed early is stale)
+        # Built-in allocators choosing a server at the origin (no plan) put the request in its queue at
+        # once instead of scheduling a network event (custom allocators see queues through FleetView,
+        # which must hold only requests that arrived, so they keep the event).
+        prejoin = kind_ll or kind_rr
         multi = M > 1
         # Heaps of (busy_until, server, version), lazily invalidated by version, per scope k (regions
         # 0..R-1; the whole fleet is k = G = R) and model m: wheap[k][m] holds servers whose tail model
@@ -507,6 +513,12 @@ class Engine:
             if not qs:
                 return False
             head = qs[0]
+            if head[RDY] > now:  # still travelling to s (joined at routing time): wake s when it lands
+                t = head[RDY]
+                if t < wk[s]:
+                    wk[s] = t
+                    heappush(heap, (t, nxt(), EV_WAKE, s, 0))
+                return False
             m = head[MOD]
             if m != loaded[s]:
                 if nact[s]:
@@ -534,7 +546,7 @@ class Engine:
             batch = [head]
             while qs:  # more of the queue joins this prefill while it fits
                 r = qs[0]
-                if r[MOD] != m:
+                if r[MOD] != m or r[RDY] > now:
                     break
                 res = r[RES]
                 p = r[PR]
@@ -593,6 +605,37 @@ class Engine:
                     touch(s, now)
                     kick(s, now)
 
+        def join(rec, s, now, t_ready):
+            """Put rec in s's queue at routing time although it reaches s only at t_ready (no network
+            event): the queue stays ordered by time of reaching the server (FIFO as if it had joined
+            on landing), and a request that is not there yet is never admitted (`kick`)."""
+            m = rec[MOD]
+            res = rec[PR] + rec[OUT]
+            c = capm[s][m]
+            rec[RES] = res if res <= c else c
+            rec[SRV] = s
+            rec[RDY] = t_ready
+            qs = q[s]
+            if not qs or qs[-1][RDY] <= t_ready:
+                qs.append(rec)
+                if len(qs) > 1:
+                    return
+            else:  # an earlier-landing request from a nearer origin overtakes those still travelling
+                k = len(qs) - 1
+                while k > 0 and qs[k - 1][RDY] > t_ready:
+                    k -= 1
+                qs.insert(k, rec)
+                if k:
+                    return
+            x = st[s]
+            if x == IDLE or x == DECODE:
+                if t_ready <= now:
+                    touch(s, now)
+                    kick(s, now)
+                elif t_ready < wk[s]:
+                    wk[s] = t_ready
+                    heappush(heap, (t_ready, nxt(), EV_WAKE, s, 0))
+
         def check(s, now):
             """Debug: work conservation and state consistency of server s."""
             x = st[s]
@@ -600,7 +643,9 @@ class Engine:
                 return
             assert (x == DECODE) == bool(fin[s]), (now, s, x, len(fin[s]))
             qs = q[s]
-            if qs:
+            if qs and qs[0][RDY] > now:
+                assert wk[s] <= qs[0][RDY], f"server {s} forgot the request travelling to it"
+            elif qs:
                 h = qs[0]
                 if h[MOD] == loaded[s]:
                     assert kv[s] + h[RES] > cap_cur[s] or nact[s] >= mb_cur[s], \
@@ -683,7 +728,11 @@ class Engine:
                 b = bu[s] - t0
                 if b > 0:
                     backlog[r] += b
-                qlen[r] += len(q[s])
+                qs = q[s]
+                k = len(qs)
+                while k and qs[k - 1][RDY] > t0:  # joined at routing time, still travelling
+                    k -= 1
+                qlen[r] += k
                 if nact[s]:
                     busy[r] += 1
                 if tailm[s] >= 0:
@@ -828,7 +877,7 @@ class Engine:
                         vt[s] = now
                         lim = Vn + 1e-9
                         while fh and fh[0][0] <= lim:
-                            r = heappop(fh)[2]
+                            r = heappop(fh)[1]
                             kv[s] -= r[RES]
                             nact[s] -= 1
                             sp[s] -= r[PR]
@@ -846,7 +895,7 @@ class Engine:
                         elif fh:  # keep decoding: sched_decode inlined
                             b = len(fh)
                             ctx = (sp[s] + b * Vn - svj[s]) / b
-                            it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
+                            it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
                             itv[s] = it
                             t = now + (fh[0][0] - Vn) * it  # no outstanding event: it just fired
                             dv = dver[s] + 1
@@ -887,7 +936,7 @@ class Engine:
                             nd += 1
                         else:
                             r[VJ] = Vs
-                            heappush(fh, (Vs + (o - 1), nxt(), r))
+                            heappush(fh, (Vs + (o - 1), r))  # ties: the record lists compare by request position
                             sp[s] += r[PR]
                             svj[s] += Vs
                     if fh:
@@ -896,7 +945,7 @@ class Engine:
                             b = len(fh)
                             ty = ty_cur[s]
                             ctx = (sp[s] + b * Vs - svj[s]) / b
-                            it = ty.dec_cache.get((b, int(ctx) >> DSHIFT)) or ty.decode_s(b, ctx)
+                            it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
                             itv[s] = it
                             t = now + (fh[0][0] - Vs) * it
                             if t < dnx[s]:  # else the outstanding event wakes up early and reschedules
@@ -925,6 +974,15 @@ class Engine:
                         if y == IDLE or y == DECODE:
                             touch(s, now)
                             kick(s, now)
+                elif kind == EV_WAKE:
+                    s = x
+                    if now != wk[s]:  # superseded by an earlier wake-up
+                        continue
+                    wk[s] = INF
+                    y = st[s]
+                    if y == IDLE or y == DECODE:
+                        touch(s, now)
+                        kick(s, now)
                 elif kind == EV_LOAD:
                     s = x
                     touch(s, now)
@@ -948,7 +1006,7 @@ class Engine:
                 out = A_o[i]
                 dem_n[o] += 1
                 dem_tok[o] += p + out
-                rec = [base + i, o, m, p, out, now, -1, -1, NAN, NAN, NAN, 0, 0, 0.0]
+                rec = [base + i, o, m, p, out, now, -1, -1, NAN, NAN, now, 0, 0, 0.0]
                 s = -1
                 if p > fmax[m]:
                     B_idx[nd] = base + i
@@ -1009,7 +1067,9 @@ class Engine:
                     r = region[s]
                     rec[REG] = r
                     d = lat[o][r]
-                    if d > 0.0:
+                    if prejoin:
+                        join(rec, s, now, now + d)
+                    elif d > 0.0:
                         heappush(heap, (now + d, nxt(), EV_NET, rec, s))
                     else:
                         enqueue(rec, s, now)
