@@ -42,6 +42,7 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
             cfg = replace(cfg, updates=int(updates))
         if n_envs is not None:
             cfg = replace(cfg, n_envs=int(n_envs))
+        commit = git_commit()  # the code that trains: HEAD when training starts, not when it ends
         t0 = time.perf_counter()
         sd, curves = train(scenario, workload, seed, cfg, progress=not no_progress)
         wall = time.perf_counter() - t0
@@ -52,7 +53,7 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
                 "command": f"torta train --scenario {scenario} --workload {workload} --variant {v} --seed {seed}"
                            + (f" --updates {updates}" if updates is not None else "")
                            + (f" --n-envs {n_envs}" if n_envs is not None else ""),
-                "git_commit": git_commit(), "train_wall_s": round(wall, 1), "config": config_meta(cfg),
+                "git_commit": commit, "train_wall_s": round(wall, 1), "config": config_meta(cfg),
                 "best_val_return": float(val.max()) if val.len() else float("nan"),
                 "val_ref_return": float(curves["val_ref_return"][0]) if "val_ref_return" in curves.columns else 0.0}
         path = save_checkpoint(sd, folder / f"{scenario}-{v}.pt", meta)
