@@ -13,16 +13,15 @@ import polars as pl
 from torta.experiment.definition import PPO_POLICIES, TRACE_DAY, Cell, Experiment
 
 # Rough replay cost per request and policy for the run-time estimate (s): replay wall time over requests
-# of the multi-day test runs, averaged over abilene, geant and chinanet, measured on this 2-core machine
-# in batch paper-20261128T043818 (docs/RESULTS.md of that batch: 4 processes, load average 5-9; chinanet and
-# geant cost about 2x abilene). The learned PPO policies were measured in batch paper-ppo (abilene only,
-# lighter load: least-loaded ran at 24 us/request there against 49 in the main batch) and scaled by
-# their ratio to least-loaded there: torta 2.0x, torta-no-forecast 1.6x, ppo-only 1.7x, torta-no-micro
-# 1.3x. torta-ot refits its forecaster as it plans: 0.3 ms (abilene) to 1.3 ms (chinanet) per request.
-COST_S_PER_REQUEST = {"round-robin": 6e-5, "local-only": 6e-5, "least-loaded": 8e-5, "skylb": 1.1e-4,
-                      "myopic-ot": 9e-5, "acs": 1.1e-4, "torta-ot": 8e-4, "torta-ot-last": 1.2e-4,
-                      "torta-ot-oracle": 1.3e-4, "torta": 1.5e-4, "torta-no-forecast": 1.25e-4,
-                      "ppo-only": 1.3e-4, "torta-no-micro": 1e-4}
+# of the multi-day test runs (abilene, geant and chinanet pooled; they differ by < 10 % except torta-ot)
+# in batch paper-20261128T070528, `torta experiment paper --workers 2` on this 2-core machine (load
+# average about 2: the two workers alone), rounded up. torta-ot refits its forecaster as it plans: 0.10
+# ms (abilene) to 0.27 ms (chinanet) per request. Earlier figures (batch paper-20261128T043818, before
+# the engine's speed-ups, load 5-9) were 3-6x these: scale up on a busier machine.
+COST_S_PER_REQUEST = {"round-robin": 1.4e-5, "local-only": 1.4e-5, "least-loaded": 1.6e-5, "skylb": 2.5e-5,
+                      "myopic-ot": 2e-5, "acs": 2.3e-5, "torta-ot": 1.8e-4, "torta-ot-last": 2.8e-5,
+                      "torta-ot-oracle": 2.7e-5, "torta": 2.9e-5, "torta-no-forecast": 2.8e-5,
+                      "ppo-only": 2.9e-5, "torta-no-micro": 1.9e-5}
 DEFAULT_COST_S_PER_REQUEST = 2e-4
 CELL_OVERHEAD_S = 3.0  # workload build + Dagster materialization per cell
 
