@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 BASELINES = ("round-robin", "local-only", "least-loaded", "skylb", "myopic-ot", "acs")
 # TORTA and its ablations, most complete first. PPO ones need a checkpoint per scenario.
 TORTA_FAMILY = ("torta", "torta-no-forecast", "ppo-only", "torta-no-micro",
-                "torta-ot", "torta-ot-last", "torta-ot-oracle")
+                "torta-ot", "torta-ot-last", "torta-ot-oracle", "torta-ot-hungarian")
 PPO_POLICIES = ("torta", "torta-no-forecast", "ppo-only", "torta-no-micro")
 # The policy whose differences are set against the paper's claims: the first one present.
 CLAIM_CANDIDATES = ("torta", "torta-ot")
