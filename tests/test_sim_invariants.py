@@ -198,3 +198,24 @@ def test_work_conservation_check_catches_an_idle_server(monkeypatch):
     w = make_world((1,))
     with pytest.raises(AssertionError, match="work conservation"):
         replay(w, make_requests([0.0, 1.0], 100, 10), "least-loaded", seed=0, config=DEBUG)
+
+
+def test_arrived_request_does_not_wait_behind_one_still_travelling(tmp_path):
+    """A built-in allocator places requests at routing time (no network event) in slots without a plan;
+    a request that reaches the same idle server first, in a later slot with a plan, is admitted at once
+    rather than queued behind the one still on its way."""
+    from torta.policy.base import BasePolicy
+
+    class PlanFromSlotOne(BasePolicy):
+        name = "test-plan-from-slot-one"
+
+        def plan(self, state):
+            return None if state.slot == 0 else np.array([[0.0, 1.0], [0.0, 1.0]])
+
+    world = make_world((0, 1), hop_ms=10.0, slot_s=10.0)
+    df = make_requests([9.999, 10.001], origin=["r0", "r1"])  # A travels 10 ms to region 1; B is local there
+    res = run(world, df, PlanFromSlotOne(), tmp=tmp_path)
+    c = assert_invariants(res, 2).sort("request_id")
+    a, b = c.row(0, named=True), c.row(1, named=True)
+    assert a["admitted_s"] >= 9.999 + 0.010 - 1e-9  # A is admitted only once it has landed
+    assert b["admitted_s"] == pytest.approx(10.001)  # B did not wait for A

@@ -589,26 +589,13 @@ class Engine:
                 if not q[s]:
                     drained(s, now)
 
-        def enqueue(rec, s, now):
-            m = rec[MOD]
-            res = rec[PR] + rec[OUT]
-            c = types[stype[s][m]].kv_cap
-            rec[RES] = res if res <= c else c
-            rec[SRV] = s
-            qs = q[s]
-            qs.append(rec)
-            # a non-empty queue's head is not admissible while IDLE/DECODE (work conservation), and a
-            # request joining the tail cannot change that: only an empty queue needs a kick
-            if len(qs) == 1:
-                x = st[s]
-                if x == IDLE or x == DECODE:
-                    touch(s, now)
-                    kick(s, now)
-
         def join(rec, s, now, t_ready):
-            """Put rec in s's queue at routing time although it reaches s only at t_ready (no network
-            event): the queue stays ordered by time of reaching the server (FIFO as if it had joined
-            on landing), and a request that is not there yet is never admitted (`kick`)."""
+            """Put rec in s's queue; it reaches s at t_ready (now for a request that has arrived; later
+            for one the built-in allocators place at routing time, without a network event). The queue
+            stays ordered by time of reaching the server (FIFO as if each had joined on landing, so an
+            arrived request never waits behind one still travelling), and a request that is not there
+            yet is never admitted (`kick`). A request joining behind the head cannot make the head
+            admissible (work conservation holds before it joins): only a new head needs a kick."""
             m = rec[MOD]
             res = rec[PR] + rec[OUT]
             c = capm[s][m]
@@ -708,7 +695,7 @@ class Engine:
                                      f"(model {m}, prompt {x[PR]} tokens, region {r}); expected a server in the "
                                      "region able to hold it")
                 book(s, x, now)
-                enqueue(x, s, now)
+                join(x, s, now, now)
             if debug:
                 for _, y in pairs:
                     check(y, now)
@@ -963,17 +950,7 @@ class Engine:
                     s = v
                     if s < 0:
                         s = choose(x, x[REG], now)
-                    res = x[PR] + x[OUT]  # enqueue(x, s, now) inlined
-                    c = capm[s][x[MOD]]
-                    x[RES] = res if res <= c else c
-                    x[SRV] = s
-                    qs = q[s]
-                    qs.append(x)
-                    if len(qs) == 1:
-                        y = st[s]
-                        if y == IDLE or y == DECODE:
-                            touch(s, now)
-                            kick(s, now)
+                    join(x, s, now, now)
                 elif kind == EV_WAKE:
                     s = x
                     if now != wk[s]:  # superseded by an earlier wake-up
@@ -1072,7 +1049,7 @@ class Engine:
                     elif d > 0.0:
                         heappush(heap, (now + d, nxt(), EV_NET, rec, s))
                     else:
-                        enqueue(rec, s, now)
+                        join(rec, s, now, now)
                 else:
                     r = bisect.bisect_right(cum[o], A_u[i])
                     if rcap[r][m] < p or not rcap[r][m]:  # region cannot serve it: nearest that can
@@ -1085,7 +1062,7 @@ class Engine:
                         heappush(heap, (now + d, nxt(), EV_NET, rec, -1))
                     else:
                         s = choose(rec, r, now)
-                        enqueue(rec, s, now)
+                        join(rec, s, now, now)
                 if debug:
                     assert now >= last, (now, last)
                     last = now
