@@ -41,7 +41,6 @@ import numpy as np
 
 from torta.plan.alloc import PlannedAllocator, TortaAllocator, live_lists
 from torta.plan.hungarian import assign_positions, queue_order
-from torta.sim.cluster import REF_CONTEXT_TOKENS
 
 
 class HungarianPlannedAllocator(PlannedAllocator):
@@ -155,27 +154,24 @@ class HungarianPlannedAllocator(PlannedAllocator):
         if self.inner._view_id != id(view):  # noqa: SLF001 - the inner allocator's lazy set-up
             self.inner._setup(view)  # noqa: SLF001
         t = view.tables
-        cfg = self.config
-        self._bu, self._tailm, self._nact, _ = live_lists(view)
-        self._sir = t.servers_in_region
+        inner = self.inner
+        self._bu, self._tailm, self._nact = inner._bu, inner._tailm, inner._nact  # noqa: SLF001
+        self._sir = inner._sir  # noqa: SLF001
+        self._load_of = inner._load_of  # noqa: SLF001
         self._col = [{s: j for j, s in enumerate(srv)} for srv in t.servers_in_region]
-        # cands[r][m]: (server, column, prefill_s/token, tpot by batch, max batch, cold_s, kv cap,
-        #               work_s/prompt token, work_s/output token, load_s)
+        # cands[r][m]: the inner allocator's (server, prefill_s/token, tpot by batch, max batch, cold_s,
+        # kv cap) with the column in the region and (work_s/prompt token, work_s/output token, load_s)
         self._cands = []
-        for r in range(t.n_regions):
+        for r, row_in in enumerate(inner._cands):  # noqa: SLF001
             row = []
-            for m in range(t.n_models):
+            for m, lst_in in enumerate(row_in):
                 lst = []
-                for s in t.capable[r][m]:
+                for s, pre, tpot, mb, cold, cap in lst_in:
                     ty = t.types[t.stype[s][m]]
-                    mb = max(1, ty.max_batch)
-                    tpot = [0.0] + [ty.decode_s(b, REF_CONTEXT_TOKENS) for b in range(1, mb + 1)]
-                    lst.append((s, self._col[r][s], ty.c_prefill_s, tpot, mb, ty.load_s + cfg.switch_penalty_s,
-                                ty.kv_cap, ty.c_prefill_s, ty.c_decode_s, ty.load_s))
+                    lst.append((s, self._col[r][s], pre, tpot, mb, cold, cap, ty.c_prefill_s, ty.c_decode_s,
+                                ty.load_s))
                 row.append(lst)
             self._cands.append(row)
-        self._load_of = [[t.types[t.stype[s][m]].load_s if t.stype[s][m] >= 0 else 0.0
-                          for m in range(t.n_models)] for s in range(t.n_servers)]
         self._recent = [0.0] * t.n_servers
         self._t_ref = 0.0
         self._pend = [0.0] * t.n_servers  # work routed to each server's region, not yet assigned

@@ -72,25 +72,29 @@ def bench_tiered(regions: int, slots: int, models: int, seed: int) -> dict:
             "ms_per_slot_median": float(np.median(ms)), "ms_per_slot_p95": float(np.percentile(ms, 95))}
 
 
-def bench_sim_allocator(requests: int, seed: int, scenario: str = "abilene") -> dict:
-    """`TortaAllocator.choose` as the replay calls it: abilene's tables, live per-server lists."""
+def _sim_view(scenario: str):
+    """The scenario's simulator tables and a stand-in for the engine's FleetView over fresh live lists
+    (what the allocators read): (tables, view)."""
+    from types import SimpleNamespace
+
     from torta.fleet.scenario import load_scenario
-    from torta.plan.alloc import TortaAllocator
-    from torta.policy.base import RequestInfo
     from torta.sim.cluster import build_tables
 
-    world = load_scenario(scenario)
-    t = build_tables(world)
+    t = build_tables(load_scenario(scenario))
+    s_n = t.n_servers
+    view = SimpleNamespace(tables=t, now_s=0.0, _s={"bu": [0.0] * s_n, "tailm": list(t.initial_model),
+                                                     "nact": [0] * s_n, "q": [[] for _ in range(s_n)]})
+    return t, view
+
+
+def bench_sim_allocator(requests: int, seed: int, scenario: str = "abilene") -> dict:
+    """`TortaAllocator.choose` as the replay calls it: abilene's tables, live per-server lists."""
+    from torta.plan.alloc import TortaAllocator
+    from torta.policy.base import RequestInfo
+
+    t, view = _sim_view(scenario)
     rng = np.random.default_rng(seed)
     s_n, r_n, m_n = t.n_servers, t.n_regions, t.n_models
-
-    class _View:
-        pass
-
-    view = _View()
-    view.tables = t
-    view._s = {"bu": [0.0] * s_n, "tailm": list(t.initial_model), "nact": [0] * s_n, "q": [[] for _ in range(s_n)]}
-    view.now_s = 0.0
     alloc = TortaAllocator()
     reqs = []
     for i in range(requests):
@@ -117,24 +121,13 @@ def bench_sim_hungarian(requests: int, seed: int, batch_window_s: float = 2.0, r
     """`HungarianPlannedAllocator.assign_batch` as the replay calls it at a window's close: abilene's
     tables, live per-server lists; `rps` requests/s spread uniformly over the regions (66/s: the
     servegen-mix-14d day-12 hour on abilene), so a window holds Poisson(rps / regions x window) requests."""
-    from torta.fleet.scenario import load_scenario
     from torta.plan.alloc import TortaAllocator
     from torta.plan.alloc_batch import HungarianPlannedAllocator
     from torta.policy.base import RequestInfo
-    from torta.sim.cluster import build_tables
 
-    world = load_scenario(scenario)
-    t = build_tables(world)
+    t, view = _sim_view(scenario)
     rng = np.random.default_rng(seed)
     s_n, r_n, m_n = t.n_servers, t.n_regions, t.n_models
-
-    class _View:
-        pass
-
-    view = _View()
-    view.tables = t
-    view._s = {"bu": [0.0] * s_n, "tailm": list(t.initial_model), "nact": [0] * s_n, "q": [[] for _ in range(s_n)]}
-    view.now_s = 0.0
     alloc = HungarianPlannedAllocator(TortaAllocator(), r_n, m_n, seed, batch_window_s)
     batches, done = [], 0
     now = 0.0
