@@ -31,6 +31,7 @@ Server states for energy: idle, prefill, decode, loading (loading is charged at 
 from __future__ import annotations
 
 import bisect
+from bisect import bisect_right
 from array import array
 import gc
 import itertools
@@ -201,7 +202,13 @@ class Engine:
         mb_cur = [ty.max_batch if ty else 0 for ty in ty_cur]
         st = [IDLE] * S
         q = [deque() for _ in range(S)]
+        qlast = [0.0] * S  # RDY of the last request in q[s] (read only while q[s] is not empty)
+        # running (decoding) requests per server, ordered by finish counter: fk[s] holds the negated keys
+        # V0 + output - 1 ascending (so the next to finish is last: pop() is O(1) and the keys sit in one
+        # contiguous array), fin[s] the records in the same order; equal keys: smaller request position
+        # finishes first
         fin = [[] for _ in range(S)]
+        fk = [array("d") for _ in range(S)]
         pre: list = [None] * S
         V = [0.0] * S
         vt = [0.0] * S
@@ -280,6 +287,7 @@ class Engine:
         rr_ptr: dict = {}
         glob_capable = [[s for s in range(S) if stype[s][m] >= 0] for m in range(M)]
         others = [[m for m in range(M) if stype[s][m] >= 0 and m != tailm[s]] for s in range(S)]
+        ocold = [[] for _ in range(S)]  # others[s] whose cold heaps are kept (cold_on)
         tyof = [[types[t] if t >= 0 else None for t in row] for row in stype]
         capm = [[types[t].kv_cap if t >= 0 else 0 for t in row] for row in stype]
         wG = wheap[G]
@@ -294,9 +302,8 @@ class Engine:
                 if tailm[s] >= 0:
                     wheap[k][tailm[s]].append(e)
                 if multi:
-                    for m in others[s]:
-                        if cold_on[m]:
-                            cheap[k][m].append(e)
+                    for m in ocold[s]:
+                        cheap[k][m].append(e)
             for k in ([G] if glob else range(R)):
                 for m in range(M):
                     wheap[k][m].sort()
@@ -309,6 +316,7 @@ class Engine:
             g, rg = on
             for s in range(S):
                 if m in others[s]:
+                    ocold[s] = [mm for mm in others[s] if cold_on[mm]]
                     e = (bu[s], s, hv[s])
                     if g:
                         cheap[G][m].append(e)
@@ -353,16 +361,14 @@ class Engine:
                 else:
                     push(h, e, s)
                 if multi:
-                    for m in others[s]:
-                        if cold_on[m]:
-                            push(cheap[G][m], e, s)
+                    for m in ocold[s]:
+                        push(cheap[G][m], e, s)
             if rg:
                 r = region[s]
                 push(wheap[r][t], e, s)
                 if multi:
-                    for m in others[s]:
-                        if cold_on[m]:
-                            push(cheap[r][m], e, s)
+                    for m in ocold[s]:
+                        push(cheap[r][m], e, s)
 
         def ll_scope(k, m, now):
             """Least expected wait in scope k (a region or G) for model m: (wait_s, server)."""
@@ -468,7 +474,8 @@ class Engine:
                 b += ty.load_s
                 tailm[s] = m
                 if multi:
-                    others[s] = [mm for mm in range(M) if stype[s][mm] >= 0 and mm != m]
+                    others[s] = oth = [mm for mm in range(M) if stype[s][mm] >= 0 and mm != m]
+                    ocold[s] = [mm for mm in oth if cold_on[mm]]
             bu[s] = b
             if kind_ll:
                 repush(s)
@@ -495,12 +502,11 @@ class Engine:
                     compact(h)
 
         def sched_decode(s, now):
-            fh = fin[s]
-            b = len(fh)
+            b = len(fin[s])
             Vs = V[s]
             it = ty_cur[s].decode_s(b, (sp[s] + b * Vs - svj[s]) / b)
             itv[s] = it
-            t = now + (fh[0][0] - Vs) * it
+            t = now + (-fk[s][-1] - Vs) * it
             if t < dnx[s]:  # an earlier outstanding event stays: it wakes up early and reschedules
                 dv = dver[s] + 1
                 dver[s] = dv
@@ -603,8 +609,9 @@ class Engine:
             rec[SRV] = s
             rec[RDY] = t_ready
             qs = q[s]
-            if not qs or qs[-1][RDY] <= t_ready:
+            if not qs or qlast[s] <= t_ready:
                 qs.append(rec)
+                qlast[s] = t_ready
                 if len(qs) > 1:
                     return
             else:  # an earlier-landing request from a nearer origin overtakes those still travelling
@@ -843,7 +850,8 @@ class Engine:
                                 kint[s] += kv[s] / cap_cur[s] * dt
                             tl[s] = now
                         fh = fin[s]
-                        Vn = fh[0][0]
+                        ks = fk[s]
+                        Vn = -ks[-1]
                         ty = ty_cur[s]
                         Vs = V[s] + (now - vt[s]) / itv[s]
                         if Vn - Vs > 1e-9 + 1e-12 * Vn:  # early: the batch changed since scheduling
@@ -862,9 +870,10 @@ class Engine:
                         work[s] += len(fh) * (Vn - V[s]) * ty.c_decode_s
                         V[s] = Vn
                         vt[s] = now
-                        lim = Vn + 1e-9
-                        while fh and fh[0][0] <= lim:
-                            r = heappop(fh)[1]
+                        lim = -(Vn + 1e-9)
+                        while fh and ks[-1] >= lim:
+                            r = fh.pop()
+                            ks.pop()
                             kv[s] -= r[RES]
                             nact[s] -= 1
                             sp[s] -= r[PR]
@@ -884,7 +893,7 @@ class Engine:
                             ctx = (sp[s] + b * Vn - svj[s]) / b
                             it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
                             itv[s] = it
-                            t = now + (fh[0][0] - Vn) * it  # no outstanding event: it just fired
+                            t = now + (-ks[-1] - Vn) * it  # no outstanding event: it just fired
                             dv = dver[s] + 1
                             dver[s] = dv
                             dnx[s] = t
@@ -907,6 +916,7 @@ class Engine:
                     Vs = V[s]
                     vt[s] = now
                     fh = fin[s]
+                    ks = fk[s]
                     for r in batch:
                         r[FT] = now
                         o = r[OUT]
@@ -923,7 +933,14 @@ class Engine:
                             nd += 1
                         else:
                             r[VJ] = Vs
-                            heappush(fh, (Vs + (o - 1), r))  # ties: the record lists compare by request position
+                            nk = -(Vs + (o - 1))
+                            k = bisect_right(ks, nk)
+                            if k and ks[k - 1] == nk:  # ties: the smaller request position finishes first
+                                rid = r[RID]
+                                while k and ks[k - 1] == nk and fh[k - 1][RID] < rid:
+                                    k -= 1
+                            ks.insert(k, nk)
+                            fh.insert(k, r)
                             sp[s] += r[PR]
                             svj[s] += Vs
                     if fh:
@@ -934,7 +951,7 @@ class Engine:
                             ctx = (sp[s] + b * Vs - svj[s]) / b
                             it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
                             itv[s] = it
-                            t = now + (fh[0][0] - Vs) * it
+                            t = now + (-ks[-1] - Vs) * it
                             if t < dnx[s]:  # else the outstanding event wakes up early and reschedules
                                 dv = dver[s] + 1
                                 dver[s] = dv
@@ -1027,16 +1044,14 @@ class Engine:
                             e = (b, s, v)
                             heapreplace(h, e)
                             if multi:
-                                for mm in others[s]:
-                                    if cold_on[mm]:
-                                        push(cheap[G][mm], e, s)
+                                for mm in ocold[s]:
+                                    push(cheap[G][mm], e, s)
                             if on[1]:
                                 r = region[s]
                                 push(wheap[r][m], e, s)
                                 if multi:
-                                    for mm in others[s]:
-                                        if cold_on[mm]:
-                                            push(cheap[r][mm], e, s)
+                                    for mm in ocold[s]:
+                                        push(cheap[r][mm], e, s)
                         else:
                             s = choose(rec, None, now)
                     else:
