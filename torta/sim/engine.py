@@ -871,13 +871,14 @@ class Engine:
                         V[s] = Vn
                         vt[s] = now
                         lim = -(Vn + 1e-9)
+                        kvs, nas, sps, svs = kv[s], nact[s], sp[s], svj[s]
                         while fh and ks[-1] >= lim:
                             r = fh.pop()
                             ks.pop()
-                            kv[s] -= r[RES]
-                            nact[s] -= 1
-                            sp[s] -= r[PR]
-                            svj[s] -= r[VJ]
+                            kvs -= r[RES]
+                            nas -= 1
+                            sps -= r[PR]
+                            svs -= r[VJ]
                             B_idx[nd] = r[RID]  # record the completion (r is hot in cache now)
                             B_reg[nd] = r[REG]
                             B_srv[nd] = s
@@ -886,11 +887,12 @@ class Engine:
                             B_fin[nd] = now
                             B_drop[nd] = 0
                             nd += 1
+                        kv[s], nact[s], sp[s], svj[s] = kvs, nas, sps, svs
                         if q[s] and kick(s, now):
                             pass
                         elif fh:  # keep decoding: sched_decode inlined
                             b = len(fh)
-                            ctx = (sp[s] + b * Vn - svj[s]) / b
+                            ctx = (sps + b * Vn - svs) / b
                             it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
                             itv[s] = it
                             t = now + (-ks[-1] - Vn) * it  # no outstanding event: it just fired
@@ -1059,8 +1061,28 @@ class Engine:
                     r = region[s]
                     rec[REG] = r
                     d = lat[o][r]
-                    if prejoin:
-                        join(rec, s, now, now + d)
+                    if prejoin:  # join(rec, s, now, now + d) inlined for the common cases
+                        tr = now + d
+                        qs = q[s]
+                        if qs and qlast[s] > tr:  # overtakes a request still travelling: the general path
+                            join(rec, s, now, tr)
+                        else:
+                            res = p + out
+                            c = capm[s][m]
+                            rec[RES] = res if res <= c else c
+                            rec[SRV] = s
+                            rec[RDY] = tr
+                            qs.append(rec)
+                            qlast[s] = tr
+                            if len(qs) == 1:
+                                x = st[s]
+                                if x == IDLE or x == DECODE:
+                                    if tr <= now:
+                                        touch(s, now)
+                                        kick(s, now)
+                                    elif tr < wk[s]:
+                                        wk[s] = tr
+                                        heappush(heap, (tr, nxt(), EV_WAKE, s, 0))
                     elif d > 0.0:
                         heappush(heap, (now + d, nxt(), EV_NET, rec, s))
                     else:
