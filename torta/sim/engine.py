@@ -210,6 +210,9 @@ class Engine:
         fin = [[] for _ in range(S)]
         fk = [array("d") for _ in range(S)]
         pre: list = [None] * S
+        # the queue head a prefill's admission stopped at for want of KV or batch room (None: it stopped
+        # for another reason); unless that head changed or the prefill freed room, it cannot start next
+        full: list = [None] * S
         V = [0.0] * S
         vt = [0.0] * S
         itv = [1.0] * S
@@ -550,13 +553,17 @@ class Engine:
             tok = head[PR]
             sq = tok * tok
             batch = [head]
+            blocked = None
             while qs:  # more of the queue joins this prefill while it fits
                 r = qs[0]
                 if r[MOD] != m or r[RDY] > now:
                     break
                 res = r[RES]
                 p = r[PR]
-                if used + res > capv or n >= mbs or tok + p > maxT:
+                if used + res > capv or n >= mbs:
+                    blocked = r
+                    break
+                if tok + p > maxT:
                     break
                 qs.popleft()
                 used += res
@@ -576,6 +583,7 @@ class Engine:
             nact[s] = n
             st[s] = PREFILL
             pre[s] = batch
+            full[s] = blocked
             d = ty.pre_cache.get((tok, sq))
             if d is None:
                 d = ty.prefill_s(tok, sq)
@@ -919,10 +927,12 @@ class Engine:
                     vt[s] = now
                     fh = fin[s]
                     ks = fk[s]
+                    freed = False
                     for r in batch:
                         r[FT] = now
                         o = r[OUT]
                         if o <= 1:
+                            freed = True
                             kv[s] -= r[RES]
                             nact[s] -= 1
                             B_idx[nd] = r[RID]
@@ -947,7 +957,8 @@ class Engine:
                             svj[s] += Vs
                     if fh:
                         st[s] = DECODE
-                        if not (q[s] and kick(s, now)):
+                        qs = q[s]
+                        if not (qs and (freed or qs[0] is not full[s]) and kick(s, now)):
                             b = len(fh)
                             ty = ty_cur[s]
                             ctx = (sp[s] + b * Vs - svj[s]) / b
