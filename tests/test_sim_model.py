@@ -139,3 +139,17 @@ def test_local_only_vs_least_loaded_load_balance():
     assert lo.summary["load_jain"] < ll.summary["load_jain"]
     assert ll.summary["cross_region_share"] > 0.5
     assert lo.summary["cross_region_share"] == 0.0
+
+
+def test_prefill_that_frees_room_admits_the_blocked_head(tmp_path):
+    """A prefill stops admitting at a head that does not fit; a 1-token member of that prefill finishes at
+    its first token and frees the room, so the head is admitted at once (not when the batch drains)."""
+    w = make_world((1,), perf=LinearPerf(kv_tokens={"G": 1000}, batch_cap=100))
+    # X (500 reserved tokens) prefills alone over [0, 0.02]; A (101, one output token) and B (400) queue
+    df = make_requests([0.0, 0.005, 0.006], [100, 100, 100], [400, 1, 300])
+    res = replay(w, df, "least-loaded", seed=0, out_dir=tmp_path, config=DEBUG)
+    x, a, b = rows(res).rows(named=True)
+    assert a["admitted_s"] == pytest.approx(0.020)  # 500 + 101 fits; 500 + 101 + 400 does not: B waits
+    assert a["finish_s"] == pytest.approx(0.040)  # its first token ends it and frees its 101 tokens
+    assert b["admitted_s"] == pytest.approx(0.040)  # 500 + 400 fits now, long before X finishes
+    assert x["finish_s"] > 1.0
