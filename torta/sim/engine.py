@@ -609,7 +609,9 @@ class Engine:
             stays ordered by time of reaching the server (FIFO as if each had joined on landing, so an
             arrived request never waits behind one still travelling), and a request that is not there
             yet is never admitted (`kick`). A request joining behind the head cannot make the head
-            admissible (work conservation holds before it joins): only a new head needs a kick."""
+            admissible (work conservation holds before it joins): only a new head needs a kick. The
+            arrival path inlines the append case for the built-in allocators: keep the two in step
+            (tests/test_sim_invariants.py checks both through the debug invariants)."""
             m = rec[MOD]
             res = rec[PR] + rec[OUT]
             c = capm[s][m]
