@@ -30,3 +30,13 @@ def test_big_fleet_clones_capable_servers():
     assert [s.server_id for s in w.servers] == list(range(100))
     assert all(w.models[0] in s.models for s in w.servers)
     assert len({s.region for s in w.servers}) == len(w.dc_regions())
+
+
+def test_goals_are_the_issue_targets_and_judge_the_median():
+    from torta.sim.bench import goal
+
+    assert goal("normal", 1_000_000, 100_000.0, 400.0) == dict(target_requests_per_s=100_000, meets_target=True)
+    assert goal("overloaded", 1_000_000, 99_999.0, 400.0)["meets_target"] is False
+    assert goal("large-fleet", 1_000_000, 49_000.0, 800.0) == dict(target_requests_per_s=50_000, meets_target=False)
+    assert goal("large-fleet", 3_000, 49_000.0, 800.0) == {}  # the goals are stated for 1 M requests
+    assert goal("memory-10m", 10_000_000, 1.0, 2049.0) == dict(target_peak_rss_mib=2048, meets_target=False)
