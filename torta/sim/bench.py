@@ -14,6 +14,12 @@ With the default 1,000,000 requests each row also carries the goal of the simula
 (`target_requests_per_s`: 100,000 normal and overloaded, 50,000 large-fleet; `target_peak_rss_mib`:
 2,048 for memory-10m) and `meets_target` for the median.
 
+`reference_s` and `reference_mem_s` (medians per case) time fixed pure-Python workloads in the same
+process just before the timed section (`reference_s()`: heap and list work on hot data;
+`reference_mem_s()`: 1 M float reads in random order, memory latency). They measure the machine, not
+TORTA: a slow window on a shared host shows up there too, and rates from runs with different
+reference times should not be compared.
+
 Each row also reports `requests_per_cpu_s` (requests / CPU seconds of the same timed section): on a
 machine shared with other jobs the wall-clock rate understates what one free core does.
 """
@@ -52,6 +58,47 @@ def big_fleet(world, n_servers: int):
     return replace(world, servers=servers)
 
 
+def reference_s(n: int = 200_000) -> float:
+    """Seconds for a fixed pure-Python workload shaped like the replay loop (heap pushes and pops of
+    tuples, list and dict updates, float arithmetic), run in the same process just before the timed
+    section. It does not depend on TORTA's code: when it is slow, the machine was slow (shared hosts
+    vary by tens of percent between windows), so rates from runs with different reference times are
+    not comparable."""
+    import random
+    import time
+    from heapq import heappop, heappush
+
+    rnd = random.Random(0)
+    dts = [rnd.random() for _ in range(1024)]
+    heap = [(dts[k], k, k & 63) for k in range(1024)]
+    heap.sort()
+    acc = [0.0] * 64
+    seen: dict = {}
+    t0 = time.perf_counter()
+    for k in range(n):
+        t, i, s = heappop(heap)
+        acc[s] += t * 0.5
+        seen[i & 4095] = t
+        heappush(heap, (t + dts[k & 1023], k, s))
+    return time.perf_counter() - t0
+
+
+def reference_mem_s(n: int = 1_000_000) -> float:
+    """Seconds to read `n` float objects of a list in a random order: memory latency, the part of the
+    machine that the large-fleet case (state of thousands of servers out of cache) depends on most."""
+    import time
+
+    import numpy as np
+
+    xs = [float(k) for k in range(n)]
+    order = np.random.default_rng(0).permutation(n).tolist()
+    t0 = time.perf_counter()
+    acc = 0.0
+    for k in order:
+        acc += xs[k]
+    return time.perf_counter() - t0
+
+
 def run_case(case: dict) -> dict:
     """Runs in the subprocess: time the replay of one case."""
     import resource
@@ -67,6 +114,8 @@ def run_case(case: dict) -> dict:
 
     # pyarrow imports pandas on first use (~0.3 s): imports are excluded from the timed section
     pa.table({"warm": pa.array(np.zeros(1))})
+    ref_s = reference_s()
+    ref_mem_s = reference_mem_s()
     world = load_scenario(case["scenario"])
     if case["servers"]:
         world = big_fleet(world, case["servers"])
@@ -91,7 +140,7 @@ def run_case(case: dict) -> dict:
                 servers=s["servers"], completed=s["completed"], dropped=s["dropped"],
                 response_p50_s=s["response_p50_s"], response_p99_s=s["response_p99_s"],
                 mean_utilisation=float(res.slots["utilisation"].mean()) if res.slots.height else 0.0,
-                events=s["events"])
+                events=s["events"], reference_s=ref_s, reference_mem_s=ref_mem_s)
 
 
 def goal(case: str, n_requests: int, requests_per_s: float, peak_rss_mib: float) -> dict:
@@ -139,11 +188,14 @@ def bench_replay(n_requests: int, repeats: int, only: tuple[str, ...], memory_ch
             runs.append(r)
             click.echo(f"{name} run {k + 1}/{reps}: {r['requests']} requests, {r['requests_per_s']:,.0f} req/s "
                        f"({r['requests_per_cpu_s']:,.0f} per CPU-second), "
-                       f"peak {r['peak_rss_mib']:.0f} MiB", err=True)
+                       f"peak {r['peak_rss_mib']:.0f} MiB, reference {r['reference_s']:.3f} s "
+                       f"(memory {r['reference_mem_s']:.3f} s)", err=True)
         med = statistics.median(r["requests_per_s"] for r in runs)
         row = dict(case=name, requests=runs[0]["requests"], requests_per_s=med,
                    peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
                    requests_per_cpu_s=statistics.median(r["requests_per_cpu_s"] for r in runs),
+                   reference_s=statistics.median(r["reference_s"] for r in runs),
+                   reference_mem_s=statistics.median(r["reference_mem_s"] for r in runs),
                    runs_requests_per_s=[r["requests_per_s"] for r in runs])
         row.update({k: v for k, v in runs[0].items() if k not in row and k != "wall_s"})
         row.update(goal(name, n_requests, med, row["peak_rss_mib"]))
