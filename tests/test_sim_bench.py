@@ -18,7 +18,11 @@ def test_bench_replay_json_contract():
     for c in doc["cases"]:
         assert c["requests"] > 2500 and c["requests_per_s"] > 0 and c["peak_rss_mib"] > 0
         assert c["completed"] + c["dropped"] == c["requests"]
+        assert 0 < c["mean_utilisation"] <= c["mean_utilisation_capable"]
     assert doc["cases"][1]["servers"] == 5000
+    normal, large = doc["cases"]
+    assert normal["mean_utilisation"] < normal["mean_utilisation_capable"]  # abilene: 37 of 45 cannot serve it
+    assert large["mean_utilisation"] == large["mean_utilisation_capable"]  # every cloned server can
 
 
 def test_big_fleet_clones_capable_servers():
