@@ -38,6 +38,21 @@ def live_lists(view: Any) -> tuple[list, list, list, list]:
     return s["bu"], s["tailm"], s["nact"], s["q"]
 
 
+def spread_scale(alloc: Any, now: float) -> float:
+    """The spread term's scale factor at `now` for an allocator keeping decayed per-server assignment
+    counts as `alloc._recent` relative to `alloc._t_ref` (a count of 1 added at t is stored as
+    exp((t - t_ref) / tau)): spread_s_per_request x exp(-(now - t_ref) / tau). Rebases the counts to `now`
+    when the stored values would grow too large."""
+    tau = alloc.config.spread_tau_s
+    dt = now - alloc._t_ref
+    if dt > 50.0 * tau:
+        f = math.exp(-dt / tau)
+        alloc._recent = [x * f for x in alloc._recent]
+        alloc._t_ref = now
+        dt = 0.0
+    return alloc.config.spread_s_per_request * math.exp(-dt / tau)
+
+
 class TortaAllocator:
     """TORTA greedy micro allocator over the simulator's state (see the module docstring)."""
 
@@ -93,13 +108,7 @@ class TortaAllocator:
         o = request.output_tokens
         psi = self.config.spread_s_per_request
         tau = self.config.spread_tau_s
-        dt = now - self._t_ref
-        if dt > 50.0 * tau:
-            f = math.exp(-dt / tau)
-            self._recent = [x * f for x in self._recent]
-            self._t_ref = now
-            dt = 0.0
-        sf = psi * math.exp(-dt / tau)
+        sf = spread_scale(self, now)
         bu, tailm, nact, rec = self._bu, self._tailm, self._nact, self._recent
         if region is None:
             regions = self._near[request.origin][m]

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from torta.plan.alloc import PlannedAllocator, TortaAllocator, live_lists
+from torta.plan.alloc import PlannedAllocator, TortaAllocator, live_lists, spread_scale
 from torta.plan.hungarian import assign_positions, queue_order
 
 
@@ -92,7 +92,7 @@ class HungarianPlannedAllocator(PlannedAllocator):
         else:
             return o  # nobody can serve the model: the simulator drops it at the origin
         now = view.now_s
-        sf = self._sf(now)
+        sf = spread_scale(self, now)
         c, s, wk = self._best_in(now, request, r, 0.0, sf)
         if self.spill_s is not None and s >= 0 and c > self.spill_s:
             lat = view.tables.latency_s[r]
@@ -193,17 +193,6 @@ class HungarianPlannedAllocator(PlannedAllocator):
                 return 0.0
         return self._load_of[server][cur] + self.config.switch_penalty_s
 
-    def _sf(self, now: float) -> float:
-        """The spread term's current scale factor (rescales the decayed counts when needed)."""
-        tau = self.config.spread_tau_s
-        dt = now - self._t_ref
-        if dt > 50.0 * tau:
-            f = math.exp(-dt / tau)
-            self._recent = [x * f for x in self._recent]
-            self._t_ref = now
-            dt = 0.0
-        return self.config.spread_s_per_request * math.exp(-dt / tau)
-
     def _rows(self, now: float, requests: list, region: int, bu: list, tailm: list, pt: list,
               sf: float) -> tuple[list, list]:
         """Per request, the lists of base cost and work over the region's servers (id order), given the
@@ -238,7 +227,7 @@ class HungarianPlannedAllocator(PlannedAllocator):
         state; +inf where the server cannot hold the request."""
         self._bind(view)
         bases, works = self._rows(view.now_s, requests, region, self._bu, self._tailm, self._ptail,
-                                  self._sf(view.now_s))
+                                  spread_scale(self, view.now_s))
         ns = len(self._sir[region])
         return (np.asarray(bases, dtype=float).reshape(len(requests), ns),
                 np.asarray(works, dtype=float).reshape(len(requests), ns))
@@ -287,7 +276,7 @@ class HungarianPlannedAllocator(PlannedAllocator):
         t0 = time.perf_counter()
         self._bind(view)
         now = view.now_s
-        sf = self._sf(now)
+        sf = spread_scale(self, now)
         held, pend, rec = self._held, self._pend, self._recent
         tau = self.config.spread_tau_s
         for rq in requests:  # these are placed now: no longer pending, spread counted where they go
