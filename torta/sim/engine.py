@@ -55,6 +55,7 @@ NAN = math.nan
 # the arrival-ordered RequestArrays; RDY is when it reaches its server (arrival + network latency);
 # DROP is unused: completions go to flat buffers)
 RID, ORG, MOD, PR, OUT, ARR, REG, SRV, ADM, FT, RDY, DROP, RES, VJ = range(14)
+FW = 6  # doubles per running request in the engine's fd[s] rows: position, KV, prompt, join counter, adm, first token
 DROP_REASONS = ("", "prompt_exceeds_kv", "no_server_for_model")
 IDLE, PREFILL, DECODE, LOADING = 0, 1, 2, 3
 EV_NET, EV_PREFILL, EV_DECODE, EV_LOAD, EV_WAKE = 0, 1, 2, 3, 4
@@ -131,7 +132,7 @@ class FleetView:
         return self._s["nact"][server]
 
     def kv_used_tokens(self, server: int) -> int:
-        return self._s["kv"][server]
+        return int(self._s["kv"][server])
 
     def kv_capacity_tokens(self, server: int, model: int) -> int:
         t = self.tables.stype[server][model]
@@ -205,11 +206,17 @@ class Engine:
         qlast = [0.0] * S  # RDY of the last request in q[s] (read only while q[s] is not empty)
         # running (decoding) requests per server, ordered by finish counter: fk[s] holds the negated keys
         # V0 + output - 1 ascending (so the next to finish is last: pop() is O(1) and the keys sit in one
-        # contiguous array), fin[s] the records in the same order; equal keys: smaller request position
-        # finishes first
-        fin = [[] for _ in range(S)]
+        # contiguous array); equal keys: smaller request position finishes first. What a completion needs
+        # of each sits in fd[s], FW doubles per request in the same order (position, KV reservation,
+        # prompt tokens, join counter, admitted and first-token times; integers are exact as doubles):
+        # a finishing request's fields are unboxed and on one cache line, so a completion does not
+        # chase a request record gone cold while it queued (with thousands of servers that record and
+        # its boxed fields are in main memory, not in cache)
         fk = [array("d") for _ in range(S)]
+        fd = [array("d") for _ in range(S)]
+        fw = array("d", bytes(8 * FW))  # scratch row for inserting into fd[s]
         pre: list = [None] * S
+        padm = [0.0] * S  # when the running prefill's batch was admitted
         # the queue head a prefill's admission stopped at for want of KV or batch room (None: it stopped
         # for another reason); unless that head changed or the prefill freed room, it cannot start next
         full: list = [None] * S
@@ -236,12 +243,12 @@ class Engine:
         # completions, in completion order, buffered in flat arrays and handed to the sink per chunk
         chunk = cfg.chunk_requests
         bcap = chunk + max((ty.max_batch for ty in types), default=1) + 2
-        B_idx, B_reg, B_srv, B_drop = (array("q", bytes(8 * bcap)) for _ in range(4))
-        B_adm, B_ft, B_fin = (array("d", bytes(8 * bcap)) for _ in range(3))
+        B_reg, B_srv, B_drop = (array("q", bytes(8 * bcap)) for _ in range(3))
+        B_idx, B_adm, B_ft, B_fin = (array("d", bytes(8 * bcap)) for _ in range(4))  # positions exact as doubles
         nd = 0
 
         def flush_done(k):
-            self.sink(dict(index=np.frombuffer(B_idx, np.int64, k).copy(),
+            self.sink(dict(index=np.frombuffer(B_idx, np.float64, k).astype(np.int64),
                            region=np.frombuffer(B_reg, np.int64, k).copy(),
                            server=np.frombuffer(B_srv, np.int64, k).copy(),
                            admitted_s=np.frombuffer(B_adm, np.float64, k).copy(),
@@ -505,7 +512,7 @@ class Engine:
                     compact(h)
 
         def sched_decode(s, now):
-            b = len(fin[s])
+            b = len(fk[s])
             Vs = V[s]
             it = ty_cur[s].decode_s(b, (sp[s] + b * Vs - svj[s]) / b)
             itv[s] = it
@@ -549,7 +556,6 @@ class Engine:
             if used > capv or n > mbs:
                 return False
             qs.popleft()
-            head[ADM] = now
             tok = head[PR]
             sq = tok * tok
             batch = [head]
@@ -570,19 +576,19 @@ class Engine:
                 n += 1
                 tok += p
                 sq += p * p
-                r[ADM] = now
                 batch.append(r)
             ty = ty_cur[s]
             if st[s] == DECODE:  # pause the fluid decode
                 dV = (now - vt[s]) / itv[s]
                 V[s] += dV
-                work[s] += len(fin[s]) * dV * ty.c_decode_s
+                work[s] += len(fk[s]) * dV * ty.c_decode_s
                 vt[s] = now  # the outstanding decode event stays; it finds the server paused or early
             work[s] += tok * ty.c_prefill_s
             kv[s] = used
             nact[s] = n
             st[s] = PREFILL
             pre[s] = batch
+            padm[s] = now
             full[s] = blocked
             d = ty.pre_cache.get((tok, sq))
             if d is None:
@@ -594,7 +600,7 @@ class Engine:
             """After an event on s: start work if possible, else resume decoding or go idle."""
             if kick(s, now):
                 return
-            if fin[s]:
+            if fk[s]:
                 st[s] = DECODE
                 vt[s] = now
                 sched_decode(s, now)
@@ -613,6 +619,8 @@ class Engine:
             arrival path inlines the append case for the built-in allocators: keep the two in step
             (tests/test_sim_invariants.py checks both through the debug invariants)."""
             m = rec[MOD]
+            if debug:  # completions report the server's region as the serving region
+                assert rec[REG] == region[s], (rec[RID], rec[REG], s, region[s])
             res = rec[PR] + rec[OUT]
             c = capm[s][m]
             rec[RES] = res if res <= c else c
@@ -645,7 +653,10 @@ class Engine:
             x = st[s]
             if x == PREFILL or x == LOADING:
                 return
-            assert (x == DECODE) == bool(fin[s]), (now, s, x, len(fin[s]))
+            assert (x == DECODE) == bool(fk[s]), (now, s, x, len(fk[s]))
+            assert len(fd[s]) == FW * len(fk[s]), f"server {s}: running rows"
+            assert kv[s] == sum(fd[s][1::FW]) + sum(r[RES] for r in (pre[s] or ())), f"server {s}: KV"
+            assert all(a <= b for a, b in zip(fk[s], fk[s][1:])), f"server {s}: finish keys out of order"
             qs = q[s]
             if qs and qs[0][RDY] > now:
                 assert wk[s] <= qs[0][RDY], f"server {s} forgot the request travelling to it"
@@ -781,7 +792,7 @@ class Engine:
                     dV = (t1 - vt[s]) / itv[s]
                     V[s] += dV
                     vt[s] = t1
-                    work[s] += len(fin[s]) * dV * ty_cur[s].c_decode_s
+                    work[s] += len(fk[s]) * dV * ty_cur[s].c_decode_s
             dur = t1 - t0
             if dur > 0:
                 self.slot_sink(slot, t0, dur, dict(
@@ -859,13 +870,12 @@ class Engine:
                             if kv[s]:
                                 kint[s] += kv[s] / cap_cur[s] * dt
                             tl[s] = now
-                        fh = fin[s]
                         ks = fk[s]
                         Vn = -ks[-1]
                         ty = ty_cur[s]
                         Vs = V[s] + (now - vt[s]) / itv[s]
                         if Vn - Vs > 1e-9 + 1e-12 * Vn:  # early: the batch changed since scheduling
-                            work[s] += len(fh) * (Vs - V[s]) * ty.c_decode_s
+                            work[s] += len(ks) * (Vs - V[s]) * ty.c_decode_s
                             V[s] = Vs
                             vt[s] = now
                             t = now + (Vn - Vs) * itv[s]
@@ -877,31 +887,34 @@ class Engine:
                     if st[s] != DECODE or Vn < 0.0:
                         pass
                     else:
-                        work[s] += len(fh) * (Vn - V[s]) * ty.c_decode_s
+                        work[s] += len(ks) * (Vn - V[s]) * ty.c_decode_s
                         V[s] = Vn
                         vt[s] = now
                         lim = -(Vn + 1e-9)
                         kvs, nas, sps, svs = kv[s], nact[s], sp[s], svj[s]
-                        while fh and ks[-1] >= lim:
-                            r = fh.pop()
+                        rs = region[s]
+                        fds = fd[s]
+                        while ks and ks[-1] >= lim:
                             ks.pop()
-                            kvs -= r[RES]
+                            j = len(fds) - FW
+                            B_idx[nd] = fds[j]
+                            kvs -= fds[j + 1]
                             nas -= 1
-                            sps -= r[PR]
-                            svs -= r[VJ]
-                            B_idx[nd] = r[RID]  # record the completion (r is hot in cache now)
-                            B_reg[nd] = r[REG]
+                            sps -= fds[j + 2]
+                            svs -= fds[j + 3]
+                            B_reg[nd] = rs
                             B_srv[nd] = s
-                            B_adm[nd] = r[ADM]
-                            B_ft[nd] = r[FT]
+                            B_adm[nd] = fds[j + 4]
+                            B_ft[nd] = fds[j + 5]
                             B_fin[nd] = now
                             B_drop[nd] = 0
                             nd += 1
+                            del fds[j:]
                         kv[s], nact[s], sp[s], svj[s] = kvs, nas, sps, svs
                         if q[s] and kick(s, now):
                             pass
-                        elif fh:  # keep decoding: sched_decode inlined
-                            b = len(fh)
+                        elif ks:  # keep decoding: sched_decode inlined
+                            b = len(ks)
                             ctx = (sps + b * Vn - svs) / b
                             it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
                             itv[s] = it
@@ -927,41 +940,47 @@ class Engine:
                     pre[s] = None
                     Vs = V[s]
                     vt[s] = now
-                    fh = fin[s]
                     ks = fk[s]
+                    fds = fd[s]
+                    fw[4] = padm[s]
+                    fw[5] = now
+                    fw[3] = Vs
                     freed = False
                     for r in batch:
-                        r[FT] = now
                         o = r[OUT]
                         if o <= 1:
                             freed = True
                             kv[s] -= r[RES]
                             nact[s] -= 1
                             B_idx[nd] = r[RID]
-                            B_reg[nd] = r[REG]
+                            B_reg[nd] = region[s]
                             B_srv[nd] = s
-                            B_adm[nd] = r[ADM]
+                            B_adm[nd] = padm[s]
                             B_ft[nd] = now
                             B_fin[nd] = now
                             B_drop[nd] = 0
                             nd += 1
                         else:
-                            r[VJ] = Vs
+                            rid = r[RID]
+                            p = r[PR]
                             nk = -(Vs + (o - 1))
                             k = bisect_right(ks, nk)
                             if k and ks[k - 1] == nk:  # ties: the smaller request position finishes first
-                                rid = r[RID]
-                                while k and ks[k - 1] == nk and fh[k - 1][RID] < rid:
+                                while k and ks[k - 1] == nk and fds[FW * (k - 1)] < rid:
                                     k -= 1
                             ks.insert(k, nk)
-                            fh.insert(k, r)
-                            sp[s] += r[PR]
+                            fw[0] = rid
+                            fw[1] = r[RES]
+                            fw[2] = p
+                            j = FW * k
+                            fds[j:j] = fw
+                            sp[s] += p
                             svj[s] += Vs
-                    if fh:
+                    if ks:
                         st[s] = DECODE
                         qs = q[s]
                         if not (qs and (freed or qs[0] is not full[s]) and kick(s, now)):
-                            b = len(fh)
+                            b = len(ks)
                             ty = ty_cur[s]
                             ctx = (sp[s] + b * Vs - svj[s]) / b
                             it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
