@@ -183,18 +183,18 @@ def test_same_seed_byte_identical_outputs(conv_head, tmp_path):
 
 
 def test_work_conservation_check_catches_an_idle_server(monkeypatch):
-    """The debug hook must be able to fail: inject a lost wake-up (queues that report one extra
-    element, so a request joining an empty queue never kicks its idle server)."""
-    import collections
+    """The debug hook must be able to fail: inject a lost wake-up (queues that test as empty while they
+    hold exactly one request, so a request joining an empty queue is never admitted by its idle
+    server; the debug check reads the queue's length)."""
+    from array import array
 
     import torta.sim.engine as E
 
-    class LyingDeque(collections.deque):
-        def __len__(self):
-            n = collections.deque.__len__(self)
-            return n + 1 if n else 0
+    class LyingQueue(array):
+        def __bool__(self):
+            return len(self) not in (0, E.QW)
 
-    monkeypatch.setattr(E, "deque", LyingDeque)
+    monkeypatch.setattr(E, "queue_array", lambda: LyingQueue("d"))
     w = make_world((1,))
     with pytest.raises(AssertionError, match="work conservation"):
         replay(w, make_requests([0.0, 1.0], 100, 10), "least-loaded", seed=0, config=DEBUG)

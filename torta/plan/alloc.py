@@ -27,15 +27,17 @@ from torta.plan.config import MicroConfig
 from torta.sim.cluster import REF_CONTEXT_TOKENS
 
 
-def live_lists(view: Any) -> tuple[list, list, list, list]:
-    """(busy_until, tail_model, batch, queues) lists of the simulator's live state, indexed by server.
+def live_lists(view: Any) -> tuple[list, list, list, Any]:
+    """(busy_until, tail_model, batch) lists of the simulator's live state, indexed by server, and a
+    function giving a server's queue length (the engine keeps queues as arrays of rows, not lists).
 
     Uses public attributes when the view offers them, else the engine's state dict (read only)."""
     bu = getattr(view, "busy_until", None)
     if bu is not None:
-        return bu, view.tail_models, view.batches, view.queues
+        queues = view.queues
+        return bu, view.tail_models, view.batches, lambda s: len(queues[s])
     s = view._s  # noqa: SLF001 - torta.sim.engine.FleetView keeps its lists here
-    return s["bu"], s["tailm"], s["nact"], s["q"]
+    return s["bu"], s["tailm"], s["nact"], view.queue_len
 
 
 def spread_scale(alloc: Any, now: float) -> float:
@@ -189,7 +191,7 @@ class WarmLeastLoadedScan:
 
     def setup(self, view: Any) -> None:
         t = view.tables
-        self._bu, self._tailm, self._nact, self._q = live_lists(view)
+        self._bu, self._tailm, self._nact, _ = live_lists(view)
         self._cands = [[[(s, t.types[t.stype[s][m]].load_s, t.types[t.stype[s][m]].kv_cap)
                          for s in t.capable[r][m]] for m in range(t.n_models)] for r in range(t.n_regions)]
         self._sir = t.servers_in_region

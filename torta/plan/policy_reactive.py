@@ -33,7 +33,7 @@ class SkyLBAllocator(RegionFirstAllocator):
         self.router = SkyLBRouter(lat, dc, self.threshold)
         self._inv = [1.0 / len(x) if x else 0.0 for x in t.servers_in_region]
         self._sir = t.servers_in_region
-        _, _, self._nact, self._q = live_lists(view)
+        _, _, self._nact, self._qlen = live_lists(view)
         self._pending = np.zeros(t.n_regions)
         self._next = -math.inf
         self._view_id = id(view)
@@ -43,8 +43,8 @@ class SkyLBAllocator(RegionFirstAllocator):
             self._setup(view)
         now = view.now_s
         if now >= self._next:
-            q, nact = self._q, self._nact
-            self._pending[:] = [sum(len(q[s]) + nact[s] for s in ss) * inv
+            qlen, nact = self._qlen, self._nact
+            self._pending[:] = [sum(qlen(s) + nact[s] for s in ss) * inv
                                 for ss, inv in zip(self._sir, self._inv)]
             self._next = now + self.refresh_s
         r = self.router.route(request.origin, self._pending) if region is None else region

@@ -37,7 +37,6 @@ import gc
 import itertools
 import math
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any, Callable
@@ -55,12 +54,21 @@ NAN = math.nan
 # the arrival-ordered RequestArrays; RDY is when it reaches its server (arrival + network latency);
 # DROP is unused: completions go to flat buffers)
 RID, ORG, MOD, PR, OUT, ARR, REG, SRV, ADM, FT, RDY, DROP, RES, VJ = range(14)
+# a queued request is a row of QW doubles in its server's queue array (integers are exact as doubles)
+Q_RID, Q_MOD, Q_PR, Q_OUT, Q_RDY, Q_RES = range(6)
+QW = 6
+Q_COMPACT = 6 * 4096  # drop a queue array's consumed head rows once they take this many doubles
 FW = 6  # doubles per running request in the engine's fd[s] rows: position, KV, prompt, join counter, adm, first token
 DROP_REASONS = ("", "prompt_exceeds_kv", "no_server_for_model")
 IDLE, PREFILL, DECODE, LOADING = 0, 1, 2, 3
 EV_NET, EV_PREFILL, EV_DECODE, EV_LOAD, EV_WAKE = 0, 1, 2, 3, 4
 EV_HOLD, EV_BATCH = 5, 6  # batch-window allocators only: reach the region's window / the window closes
 EV_ARRIVAL, EV_SLOT = 10, 11  # only in the debug event log
+
+
+def queue_array() -> array:
+    """A server's empty queue array (a function so tests can inject faults into queue bookkeeping)."""
+    return array("d")
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class FleetView:
         return max(0.0, self._s["bu"][server] - self.now_s)
 
     def queue_len(self, server: int) -> int:
-        return len(self._s["q"][server])
+        return (len(self._s["qd"][server]) - self._s["qh"][server]) // QW
 
     def batch(self, server: int) -> int:
         return self._s["nact"][server]
@@ -202,8 +210,16 @@ class Engine:
         cap_cur = [ty.kv_cap if ty else 0 for ty in ty_cur]
         mb_cur = [ty.max_batch if ty else 0 for ty in ty_cur]
         st = [IDLE] * S
-        q = [deque() for _ in range(S)]
-        qlast = [0.0] * S  # RDY of the last request in q[s] (read only while q[s] is not empty)
+        # FIFO queue per server: qd[s] holds one row of QW doubles per request (position, model, prompt
+        # and output tokens, time it reaches s, KV reservation) from offset qh[s] on; consumed rows are
+        # dropped in bulk, and an emptied queue is cleared at once, so `qd[s]` is truthy iff requests
+        # wait. Rows rather than the request records: the head a server admits queued long ago, and its
+        # record (a list of boxed fields) would be out of cache; a row is one or two cache lines, and
+        # the next rows admitted with it are adjacent
+        qd = [queue_array() for _ in range(S)]
+        qh = [0] * S
+        qrow = array("d", bytes(8 * QW))  # scratch row for appending to qd[s]
+        qlast = [0.0] * S  # RDY of the last request in qd[s] (read only while it is not empty)
         # running (decoding) requests per server, ordered by finish counter: fk[s] holds the negated keys
         # V0 + output - 1 ascending (so the next to finish is last: pop() is O(1) and the keys sit in one
         # contiguous array); equal keys: smaller request position finishes first. What a completion needs
@@ -257,7 +273,7 @@ class Engine:
                            drop=np.frombuffer(B_drop, np.int64, k).copy()))
         dem_n = [0] * R
         dem_tok = [0] * R
-        view_state = dict(loaded=loaded, tailm=tailm, bu=bu, q=q, nact=nact, kv=kv)
+        view_state = dict(loaded=loaded, tailm=tailm, bu=bu, qd=qd, qh=qh, nact=nact, kv=kv)
         view = FleetView(T, view_state)
 
         # allocator set-up
@@ -525,20 +541,21 @@ class Engine:
 
         def kick(s, now):
             """Start a prefill (or a model load) on s if its queue head allows. True if started."""
-            qs = q[s]
+            qs = qd[s]
             if not qs:
                 return False
-            head = qs[0]
-            if head[RDY] > now:  # still travelling to s (joined at routing time): wake s when it lands
-                t = head[RDY]
+            h = qh[s]
+            t = qs[h + Q_RDY]
+            if t > now:  # still travelling to s (joined at routing time): wake s when it lands
                 if t < wk[s]:
                     wk[s] = t
                     heappush(heap, (t, nxt(), EV_WAKE, s, 0))
                 return False
-            m = head[MOD]
+            m = qs[h + Q_MOD]
             if m != loaded[s]:
                 if nact[s]:
                     return False
+                m = int(m)
                 t = stype[s][m]
                 ty = types[t]
                 loaded[s] = m
@@ -550,33 +567,40 @@ class Engine:
                 heappush(heap, (now + ty.load_s, nxt(), EV_LOAD, s, 0))
                 return True
             capv = cap_cur[s]
-            used = kv[s] + head[RES]
+            used = kv[s] + qs[h + Q_RES]
             n = nact[s] + 1
             mbs = mb_cur[s]
             if used > capv or n > mbs:
                 return False
-            qs.popleft()
-            tok = head[PR]
+            tok = qs[h + Q_PR]
             sq = tok * tok
-            batch = [head]
             blocked = None
-            while qs:  # more of the queue joins this prefill while it fits
-                r = qs[0]
-                if r[MOD] != m or r[RDY] > now:
+            j = h + QW
+            end = len(qs)
+            while j < end:  # more of the queue joins this prefill while it fits
+                if qs[j + Q_MOD] != m or qs[j + Q_RDY] > now:
                     break
-                res = r[RES]
-                p = r[PR]
+                res = qs[j + Q_RES]
+                p = qs[j + Q_PR]
                 if used + res > capv or n >= mbs:
-                    blocked = r
+                    blocked = qs[j]  # its position
                     break
                 if tok + p > maxT:
                     break
-                qs.popleft()
                 used += res
                 n += 1
                 tok += p
                 sq += p * p
-                batch.append(r)
+                j += QW
+            batch = qs[h:j]
+            if j == end:
+                del qs[:]
+                qh[s] = 0
+            elif j >= Q_COMPACT:
+                del qs[:j]
+                qh[s] = 0
+            else:
+                qh[s] = j
             ty = ty_cur[s]
             if st[s] == DECODE:  # pause the fluid decode
                 dV = (now - vt[s]) / itv[s]
@@ -606,7 +630,7 @@ class Engine:
                 sched_decode(s, now)
             else:
                 st[s] = IDLE
-                if not q[s]:
+                if not qd[s]:
                     drained(s, now)
 
         def join(rec, s, now, t_ready):
@@ -623,21 +647,26 @@ class Engine:
                 assert rec[REG] == region[s], (rec[RID], rec[REG], s, region[s])
             res = rec[PR] + rec[OUT]
             c = capm[s][m]
-            rec[RES] = res if res <= c else c
-            rec[SRV] = s
-            rec[RDY] = t_ready
-            qs = q[s]
+            qrow[Q_RID] = rec[RID]
+            qrow[Q_MOD] = m
+            qrow[Q_PR] = rec[PR]
+            qrow[Q_OUT] = rec[OUT]
+            qrow[Q_RDY] = t_ready
+            qrow[Q_RES] = res if res <= c else c
+            qs = qd[s]
             if not qs or qlast[s] <= t_ready:
-                qs.append(rec)
+                head = not qs
+                qs += qrow
                 qlast[s] = t_ready
-                if len(qs) > 1:
+                if not head:
                     return
             else:  # an earlier-landing request from a nearer origin overtakes those still travelling
-                k = len(qs) - 1
-                while k > 0 and qs[k - 1][RDY] > t_ready:
-                    k -= 1
-                qs.insert(k, rec)
-                if k:
+                h = qh[s]
+                k = len(qs) - QW
+                while k > h and qs[k - QW + Q_RDY] > t_ready:
+                    k -= QW
+                qs[k:k] = qrow
+                if k > h:
                     return
             x = st[s]
             if x == IDLE or x == DECODE:
@@ -655,15 +684,19 @@ class Engine:
                 return
             assert (x == DECODE) == bool(fk[s]), (now, s, x, len(fk[s]))
             assert len(fd[s]) == FW * len(fk[s]), f"server {s}: running rows"
-            assert kv[s] == sum(fd[s][1::FW]) + sum(r[RES] for r in (pre[s] or ())), f"server {s}: KV"
+            assert kv[s] == sum(fd[s][1::FW]) + sum((pre[s] or ())[Q_RES::QW]), f"server {s}: KV"
             assert all(a <= b for a, b in zip(fk[s], fk[s][1:])), f"server {s}: finish keys out of order"
-            qs = q[s]
-            if qs and qs[0][RDY] > now:
-                assert wk[s] <= qs[0][RDY], f"server {s} forgot the request travelling to it"
-            elif qs:
-                h = qs[0]
-                if h[MOD] == loaded[s]:
-                    assert kv[s] + h[RES] > cap_cur[s] or nact[s] >= mb_cur[s], \
+            qs = qd[s]
+            h = qh[s]
+            waiting = len(qs) > h  # from the length, not from the truthiness the hot paths use
+            assert (len(qs) - h) % QW == 0 and (waiting or h == 0), f"server {s}: queue rows"
+            assert all(qs[k + Q_RDY] <= qs[k + QW + Q_RDY] for k in range(h, len(qs) - QW, QW)), \
+                f"server {s}: queue not ordered by time of reaching the server"
+            if waiting and qs[h + Q_RDY] > now:
+                assert wk[s] <= qs[h + Q_RDY], f"server {s} forgot the request travelling to it"
+            elif waiting:
+                if qs[h + Q_MOD] == loaded[s]:
+                    assert kv[s] + qs[h + Q_RES] > cap_cur[s] or nact[s] >= mb_cur[s], \
                         f"work conservation: server {s} idles at {now} with an admissible request"
                 else:
                     assert nact[s] > 0, f"server {s} idles at {now} instead of loading a model"
@@ -743,11 +776,12 @@ class Engine:
                 b = bu[s] - t0
                 if b > 0:
                     backlog[r] += b
-                qs = q[s]
+                qs = qd[s]
+                h = qh[s]
                 k = len(qs)
-                while k and qs[k - 1][RDY] > t0:  # joined at routing time, still travelling
-                    k -= 1
-                qlen[r] += k
+                while k > h and qs[k - QW + Q_RDY] > t0:  # joined at routing time, still travelling
+                    k -= QW
+                qlen[r] += (k - h) // QW
                 if nact[s]:
                     busy[r] += 1
                 if tailm[s] >= 0:
@@ -911,7 +945,7 @@ class Engine:
                             nd += 1
                             del fds[j:]
                         kv[s], nact[s], sp[s], svj[s] = kvs, nas, sps, svs
-                        if q[s] and kick(s, now):
+                        if qd[s] and kick(s, now):
                             pass
                         elif ks:  # keep decoding: sched_decode inlined
                             b = len(ks)
@@ -925,7 +959,7 @@ class Engine:
                             heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                         else:
                             st[s] = IDLE
-                            if not q[s]:
+                            if not qd[s]:
                                 drained(s, now)
                 elif kind == EV_PREFILL:
                     s = x
@@ -946,13 +980,13 @@ class Engine:
                     fw[5] = now
                     fw[3] = Vs
                     freed = False
-                    for r in batch:
-                        o = r[OUT]
+                    for j in range(0, len(batch), QW):
+                        o = batch[j + Q_OUT]
                         if o <= 1:
                             freed = True
-                            kv[s] -= r[RES]
+                            kv[s] -= batch[j + Q_RES]
                             nact[s] -= 1
-                            B_idx[nd] = r[RID]
+                            B_idx[nd] = batch[j]
                             B_reg[nd] = region[s]
                             B_srv[nd] = s
                             B_adm[nd] = padm[s]
@@ -961,8 +995,8 @@ class Engine:
                             B_drop[nd] = 0
                             nd += 1
                         else:
-                            rid = r[RID]
-                            p = r[PR]
+                            rid = batch[j]
+                            p = batch[j + Q_PR]
                             nk = -(Vs + (o - 1))
                             k = bisect_right(ks, nk)
                             if k and ks[k - 1] == nk:  # ties: the smaller request position finishes first
@@ -970,16 +1004,16 @@ class Engine:
                                     k -= 1
                             ks.insert(k, nk)
                             fw[0] = rid
-                            fw[1] = r[RES]
+                            fw[1] = batch[j + Q_RES]
                             fw[2] = p
-                            j = FW * k
-                            fds[j:j] = fw
+                            k *= FW
+                            fds[k:k] = fw
                             sp[s] += p
                             svj[s] += Vs
                     if ks:
                         st[s] = DECODE
-                        qs = q[s]
-                        if not (qs and (freed or qs[0] is not full[s]) and kick(s, now)):
+                        qs = qd[s]
+                        if not (qs and (freed or qs[qh[s]] != full[s]) and kick(s, now)):
                             b = len(ks)
                             ty = ty_cur[s]
                             ctx = (sp[s] + b * Vs - svj[s]) / b
@@ -993,7 +1027,7 @@ class Engine:
                                 heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                     else:
                         st[s] = IDLE
-                        if q[s]:
+                        if qd[s]:
                             kick(s, now)
                         else:
                             drained(s, now)
@@ -1095,18 +1129,22 @@ class Engine:
                     d = lat[o][r]
                     if prejoin:  # join(rec, s, now, now + d) inlined for the common cases
                         tr = now + d
-                        qs = q[s]
+                        qs = qd[s]
                         if qs and qlast[s] > tr:  # overtakes a request still travelling: the general path
                             join(rec, s, now, tr)
                         else:
                             res = p + out
                             c = capm[s][m]
-                            rec[RES] = res if res <= c else c
-                            rec[SRV] = s
-                            rec[RDY] = tr
-                            qs.append(rec)
+                            qrow[Q_RID] = base + i
+                            qrow[Q_MOD] = m
+                            qrow[Q_PR] = p
+                            qrow[Q_OUT] = out
+                            qrow[Q_RDY] = tr
+                            qrow[Q_RES] = res if res <= c else c
+                            head = not qs
+                            qs += qrow
                             qlast[s] = tr
-                            if len(qs) == 1:
+                            if head:
                                 x = st[s]
                                 if x == IDLE or x == DECODE:
                                     if tr <= now:
