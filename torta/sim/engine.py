@@ -36,6 +36,7 @@ from array import array
 import gc
 import itertools
 import math
+import struct
 import time
 from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush, heapreplace
@@ -58,6 +59,8 @@ RID, ORG, MOD, PR, OUT, ARR, REG, SRV, ADM, FT, RDY, DROP, RES, VJ = range(14)
 Q_RID, Q_MOD, Q_PR, Q_OUT, Q_RDY, Q_RES = range(6)
 QW = 6
 Q_COMPACT = 6 * 4096  # drop a queue array's consumed head rows once they take this many doubles
+ROW6 = struct.Struct("6d")  # packs/unpacks a queue or running row in one call (cheaper than six item accesses)
+DONE = struct.Struct("7d")  # a completion: position, region, server, admitted_s, first_token_s, finish_s, drop code
 FW = 6  # doubles per running request in the engine's fd[s] rows: position, KV, prompt, join counter, adm, first token
 DROP_REASONS = ("", "prompt_exceeds_kv", "no_server_for_model")
 IDLE, PREFILL, DECODE, LOADING = 0, 1, 2, 3
@@ -218,7 +221,6 @@ class Engine:
         # the next rows admitted with it are adjacent
         qd = [queue_array() for _ in range(S)]
         qh = [0] * S
-        qrow = array("d", bytes(8 * QW))  # scratch row for appending to qd[s]
         qlast = [0.0] * S  # RDY of the last request in qd[s] (read only while it is not empty)
         # running (decoding) requests per server, ordered by finish counter: fk[s] holds the negated keys
         # V0 + output - 1 ascending (so the next to finish is last: pop() is O(1) and the keys sit in one
@@ -258,19 +260,22 @@ class Engine:
         work = [0.0] * S  # expected-work seconds of tokens processed (utilisation numerator)
         # completions, in completion order, buffered in flat arrays and handed to the sink per chunk
         chunk = cfg.chunk_requests
-        bcap = chunk + max((ty.max_batch for ty in types), default=1) + 2
-        B_reg, B_srv, B_drop = (array("q", bytes(8 * bcap)) for _ in range(3))
-        B_idx, B_adm, B_ft, B_fin = (array("d", bytes(8 * bcap)) for _ in range(4))  # positions exact as doubles
+        # (one DONE row of doubles per request, appended in one call; integers are exact as doubles)
+        done = array("d")
+        put_done = DONE.pack
+        add_done = done.frombytes
+        pack_row = ROW6.pack
+        pack_row_into = ROW6.pack_into
+        unpack_row = ROW6.unpack_from
         nd = 0
 
         def flush_done(k):
-            self.sink(dict(index=np.frombuffer(B_idx, np.float64, k).astype(np.int64),
-                           region=np.frombuffer(B_reg, np.int64, k).copy(),
-                           server=np.frombuffer(B_srv, np.int64, k).copy(),
-                           admitted_s=np.frombuffer(B_adm, np.float64, k).copy(),
-                           first_token_s=np.frombuffer(B_ft, np.float64, k).copy(),
-                           finish_s=np.frombuffer(B_fin, np.float64, k).copy(),
-                           drop=np.frombuffer(B_drop, np.int64, k).copy()))
+            a = np.frombuffer(done, np.float64, 7 * k).reshape(k, 7)
+            self.sink(dict(index=a[:, 0].astype(np.int64), region=a[:, 1].astype(np.int64),
+                           server=a[:, 2].astype(np.int64), admitted_s=a[:, 3].copy(),
+                           first_token_s=a[:, 4].copy(), finish_s=a[:, 5].copy(), drop=a[:, 6].astype(np.int64)))
+            del a
+            del done[:]
         dem_n = [0] * R
         dem_tok = [0] * R
         view_state = dict(loaded=loaded, tailm=tailm, bu=bu, qd=qd, qh=qh, nact=nact, kv=kv)
@@ -647,16 +652,11 @@ class Engine:
                 assert rec[REG] == region[s], (rec[RID], rec[REG], s, region[s])
             res = rec[PR] + rec[OUT]
             c = capm[s][m]
-            qrow[Q_RID] = rec[RID]
-            qrow[Q_MOD] = m
-            qrow[Q_PR] = rec[PR]
-            qrow[Q_OUT] = rec[OUT]
-            qrow[Q_RDY] = t_ready
-            qrow[Q_RES] = res if res <= c else c
+            row = pack_row(rec[RID], m, rec[PR], rec[OUT], t_ready, res if res <= c else c)
             qs = qd[s]
             if not qs or qlast[s] <= t_ready:
                 head = not qs
-                qs += qrow
+                qs.frombytes(row)
                 qlast[s] = t_ready
                 if not head:
                     return
@@ -665,7 +665,7 @@ class Engine:
                 k = len(qs) - QW
                 while k > h and qs[k - QW + Q_RDY] > t_ready:
                     k -= QW
-                qs[k:k] = qrow
+                qs[k:k] = array("d", row)
                 if k > h:
                     return
             x = st[s]
@@ -931,19 +931,14 @@ class Engine:
                         while ks and ks[-1] >= lim:
                             ks.pop()
                             j = len(fds) - FW
-                            B_idx[nd] = fds[j]
-                            kvs -= fds[j + 1]
-                            nas -= 1
-                            sps -= fds[j + 2]
-                            svs -= fds[j + 3]
-                            B_reg[nd] = rs
-                            B_srv[nd] = s
-                            B_adm[nd] = fds[j + 4]
-                            B_ft[nd] = fds[j + 5]
-                            B_fin[nd] = now
-                            B_drop[nd] = 0
-                            nd += 1
+                            rid, res, pr, vj, adm, ft = unpack_row(fds, 8 * j)
                             del fds[j:]
+                            kvs -= res
+                            nas -= 1
+                            sps -= pr
+                            svs -= vj
+                            add_done(put_done(rid, rs, s, adm, ft, now, 0))
+                            nd += 1
                         kv[s], nact[s], sp[s], svj[s] = kvs, nas, sps, svs
                         if qd[s] and kick(s, now):
                             pass
@@ -976,36 +971,23 @@ class Engine:
                     vt[s] = now
                     ks = fk[s]
                     fds = fd[s]
-                    fw[4] = padm[s]
-                    fw[5] = now
-                    fw[3] = Vs
+                    adm = padm[s]
                     freed = False
-                    for j in range(0, len(batch), QW):
-                        o = batch[j + Q_OUT]
+                    for rid, _, p, o, _, res in ROW6.iter_unpack(batch):
                         if o <= 1:
                             freed = True
-                            kv[s] -= batch[j + Q_RES]
+                            kv[s] -= res
                             nact[s] -= 1
-                            B_idx[nd] = batch[j]
-                            B_reg[nd] = region[s]
-                            B_srv[nd] = s
-                            B_adm[nd] = padm[s]
-                            B_ft[nd] = now
-                            B_fin[nd] = now
-                            B_drop[nd] = 0
+                            add_done(put_done(rid, region[s], s, adm, now, now, 0))
                             nd += 1
                         else:
-                            rid = batch[j]
-                            p = batch[j + Q_PR]
                             nk = -(Vs + (o - 1))
                             k = bisect_right(ks, nk)
                             if k and ks[k - 1] == nk:  # ties: the smaller request position finishes first
                                 while k and ks[k - 1] == nk and fds[FW * (k - 1)] < rid:
                                     k -= 1
                             ks.insert(k, nk)
-                            fw[0] = rid
-                            fw[1] = batch[j + Q_RES]
-                            fw[2] = p
+                            pack_row_into(fw, 0, rid, res, p, Vs, adm, now)
                             k *= FW
                             fds[k:k] = fw
                             sp[s] += p
@@ -1071,11 +1053,7 @@ class Engine:
                 rec = [base + i, o, m, p, out, now, -1, -1, NAN, NAN, now, 0, 0, 0.0]
                 s = -1
                 if p > fmax[m]:
-                    B_idx[nd] = base + i
-                    B_reg[nd] = -1
-                    B_srv[nd] = -1
-                    B_adm[nd] = B_ft[nd] = B_fin[nd] = NAN
-                    B_drop[nd] = 1 if fmax[m] > 0 else 2
+                    add_done(put_done(base + i, -1, -1, NAN, NAN, NAN, 1 if fmax[m] > 0 else 2))
                     nd += 1
                 elif win:
                     route(rec, cum, A_u[i], now)
@@ -1135,14 +1113,8 @@ class Engine:
                         else:
                             res = p + out
                             c = capm[s][m]
-                            qrow[Q_RID] = base + i
-                            qrow[Q_MOD] = m
-                            qrow[Q_PR] = p
-                            qrow[Q_OUT] = out
-                            qrow[Q_RDY] = tr
-                            qrow[Q_RES] = res if res <= c else c
                             head = not qs
-                            qs += qrow
+                            qs.frombytes(pack_row(base + i, m, p, out, tr, res if res <= c else c))
                             qlast[s] = tr
                             if head:
                                 x = st[s]
