@@ -319,8 +319,14 @@ class Engine:
         glob_capable = [[s for s in range(S) if stype[s][m] >= 0] for m in range(M)]
         others = [[m for m in range(M) if stype[s][m] >= 0 and m != tailm[s]] for s in range(S)]
         ocold = [[] for _ in range(S)]  # others[s] whose cold heaps are kept (cold_on)
+        nocold = [0]  # servers whose ocold is not empty (while 0, no server needs its cold entries pushed)
+
+        def set_ocold(s, lst):
+            nocold[0] += (1 if lst else 0) - (1 if ocold[s] else 0)
+            ocold[s] = lst
         tyof = [[types[t] if t >= 0 else None for t in row] for row in stype]
         capm = [[types[t].kv_cap if t >= 0 else 0 for t in row] for row in stype]
+        fmin = [min((capm[s][m] for s in glob_capable[m]), default=0) for m in range(M)]  # smallest KV capacity for m
         wG = wheap[G]
 
         def build(glob):
@@ -347,7 +353,7 @@ class Engine:
             g, rg = on
             for s in range(S):
                 if m in others[s]:
-                    ocold[s] = [mm for mm in others[s] if cold_on[mm]]
+                    set_ocold(s, [mm for mm in others[s] if cold_on[mm]])
                     e = (bu[s], s, hv[s])
                     if g:
                         cheap[G][m].append(e)
@@ -391,13 +397,13 @@ class Engine:
                     heapreplace(h, e)
                 else:
                     push(h, e, s)
-                if multi:
+                if nocold[0]:
                     for m in ocold[s]:
                         push(cheap[G][m], e, s)
             if rg:
                 r = region[s]
                 push(wheap[r][t], e, s)
-                if multi:
+                if nocold[0]:
                     for m in ocold[s]:
                         push(cheap[r][m], e, s)
 
@@ -506,7 +512,7 @@ class Engine:
                 tailm[s] = m
                 if multi:
                     others[s] = oth = [mm for mm in range(M) if stype[s][mm] >= 0 and mm != m]
-                    ocold[s] = [mm for mm in oth if cold_on[mm]]
+                    set_ocold(s, [mm for mm in oth if cold_on[mm]])
             bu[s] = b
             if kind_ll:
                 repush(s)
@@ -1081,7 +1087,7 @@ class Engine:
                                         s = -1  # yes: the general path decides
                                     break
                                 heappop(hc)
-                        if s >= 0 and w > 0.0 and capm[s][m] >= p:
+                        if s >= 0 and w > 0.0 and (p <= fmin[m] or capm[s][m] >= p):
                             ty = tyof[s][m]
                             b = e[0] + p * ty.c_prefill_s + out * ty.c_decode_s  # tail model is m
                             bu[s] = b
@@ -1089,13 +1095,13 @@ class Engine:
                             hv[s] = v
                             e = (b, s, v)
                             heapreplace(h, e)
-                            if multi:
+                            if nocold[0]:
                                 for mm in ocold[s]:
                                     push(cheap[G][mm], e, s)
                             if on[1]:
                                 r = region[s]
                                 push(wheap[r][m], e, s)
-                                if multi:
+                                if nocold[0]:
                                     for mm in ocold[s]:
                                         push(cheap[r][mm], e, s)
                         else:
