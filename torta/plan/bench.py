@@ -83,7 +83,7 @@ def _sim_view(scenario: str):
     t = build_tables(load_scenario(scenario))
     s_n = t.n_servers
     view = SimpleNamespace(tables=t, now_s=0.0, _s={"bu": [0.0] * s_n, "tailm": list(t.initial_model),
-                                                     "nact": [0] * s_n, "q": [[] for _ in range(s_n)]})
+                                                     "nact": [0] * s_n}, queue_len=lambda server: 0)
     return t, view
 
 
