@@ -51,10 +51,10 @@ from torta.sim.cluster import FleetTables
 INF = math.inf
 NAN = math.nan
 
-# request record fields (a Python list per in-flight request; RID holds the request's position in
-# the arrival-ordered RequestArrays; RDY is when it reaches its server (arrival + network latency);
-# DROP is unused: completions go to flat buffers)
-RID, ORG, MOD, PR, OUT, ARR, REG, SRV, ADM, FT, RDY, DROP, RES, VJ = range(14)
+# request record fields (a Python list per request between its arrival and joining a server's queue, where
+# it becomes a row of doubles; RID holds the request's position in the arrival-ordered RequestArrays, REG
+# its serving region once routed)
+RID, ORG, MOD, PR, OUT, ARR, REG = range(7)
 # a queued request is a row of QW doubles in its server's queue array (integers are exact as doubles)
 Q_RID, Q_MOD, Q_PR, Q_OUT, Q_RDY, Q_RES = range(6)
 QW = 6
@@ -1056,13 +1056,13 @@ class Engine:
                 out = A_o[i]
                 dem_n[o] += 1
                 dem_tok[o] += p + out
-                rec = [base + i, o, m, p, out, now, -1, -1, NAN, NAN, now, 0, 0, 0.0]
+                rec = None  # built only where a record is needed (not on the built-in allocators' fast path)
                 s = -1
                 if p > fmax[m]:
                     add_done(put_done(base + i, -1, -1, NAN, NAN, NAN, 1 if fmax[m] > 0 else 2))
                     nd += 1
                 elif win:
-                    route(rec, cum, A_u[i], now)
+                    route([base + i, o, m, p, out, now, -1], cum, A_u[i], now)
                 elif cum is None:
                     s = -1
                     if kind_ll:  # fast path of choose(rec, None, now): warm fleet-wide least-loaded
@@ -1105,16 +1105,20 @@ class Engine:
                                     for mm in ocold[s]:
                                         push(cheap[r][mm], e, s)
                         else:
+                            rec = [base + i, o, m, p, out, now, -1]
                             s = choose(rec, None, now)
                     else:
+                        rec = [base + i, o, m, p, out, now, -1]
                         s = choose(rec, None, now)
                     r = region[s]
-                    rec[REG] = r
                     d = lat[o][r]
                     if prejoin:  # join(rec, s, now, now + d) inlined for the common cases
                         tr = now + d
                         qs = qd[s]
                         if qs and qlast[s] > tr:  # overtakes a request still travelling: the general path
+                            if rec is None:
+                                rec = [base + i, o, m, p, out, now, -1]
+                            rec[REG] = r
                             join(rec, s, now, tr)
                         else:
                             res = p + out
@@ -1131,11 +1135,14 @@ class Engine:
                                     elif tr < wk[s]:
                                         wk[s] = tr
                                         heappush(heap, (tr, nxt(), EV_WAKE, s, 0))
-                    elif d > 0.0:
-                        heappush(heap, (now + d, nxt(), EV_NET, rec, s))
                     else:
-                        join(rec, s, now, now)
+                        rec[REG] = r
+                        if d > 0.0:
+                            heappush(heap, (now + d, nxt(), EV_NET, rec, s))
+                        else:
+                            join(rec, s, now, now)
                 else:
+                    rec = [base + i, o, m, p, out, now, -1]
                     r = bisect.bisect_right(cum[o], A_u[i])
                     if rcap[r][m] < p or not rcap[r][m]:  # region cannot serve it: nearest that can
                         for r in near[o][m]:
