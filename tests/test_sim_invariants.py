@@ -219,3 +219,25 @@ def test_arrived_request_does_not_wait_behind_one_still_travelling(tmp_path):
     a, b = c.row(0, named=True), c.row(1, named=True)
     assert a["admitted_s"] >= 9.999 + 0.010 - 1e-9  # A is admitted only once it has landed
     assert b["admitted_s"] == pytest.approx(10.001)  # B did not wait for A
+
+
+def test_queue_compaction_changes_nothing(monkeypatch, tmp_path):
+    """Server queues are arrays of rows consumed from a head offset and compacted in bulk: compacting
+    after every 2 consumed rows must give byte-identical completions and slots to the default (4,096
+    rows), on a backlog deep enough (all requests at one instant, two models so the head changes
+    model) to compact many times, with the debug invariants on."""
+    import torta.sim.engine as E
+
+    w = make_world((2, 1), models=("a", "b"))
+    n = 3000
+    rng = np.random.default_rng(3)
+    df = make_requests(np.sort(rng.uniform(0.0, 5.0, n)), rng.integers(50, 400, n), rng.integers(0, 60, n),
+                       model=rng.choice(["a", "b"], n, p=[0.8, 0.2]))
+    ref = run(w, df, tmp=tmp_path / "ref")
+    assert_invariants(ref, n)
+    monkeypatch.setattr(E, "Q_COMPACT", 2 * E.QW)
+    small = run(w, df, tmp=tmp_path / "small")
+    assert_invariants(small, n)
+    assert small.summary["switches"] > 0  # the heads did change model
+    for f in ("completions.parquet", "slots.parquet"):
+        assert (tmp_path / "ref" / f).read_bytes() == (tmp_path / "small" / f).read_bytes(), f

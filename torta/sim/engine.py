@@ -233,10 +233,11 @@ class Engine:
         fk = [array("d") for _ in range(S)]
         fd = [array("d") for _ in range(S)]
         fw = array("d", bytes(8 * FW))  # scratch row for inserting into fd[s]
-        pre: list = [None] * S
+        pre: list = [None] * S  # the running prefill's batch: its queue rows, sliced out of qd[s]
         padm = [0.0] * S  # when the running prefill's batch was admitted
-        # the queue head a prefill's admission stopped at for want of KV or batch room (None: it stopped
-        # for another reason); unless that head changed or the prefill freed room, it cannot start next
+        # the position of the queue head a prefill's admission stopped at for want of KV or batch room
+        # (None: it stopped for another reason); unless that head changed or the prefill freed room, it
+        # cannot start next
         full: list = [None] * S
         V = [0.0] * S
         vt = [0.0] * S
