@@ -872,7 +872,6 @@ class Engine:
             log.append((0.0, EV_SLOT, -1))
         cum = has_plan[0]
         now = 0.0
-        events = 0
         last = 0.0
         prog = self.progress
 
@@ -893,7 +892,6 @@ class Engine:
                     last = now
                     log.append((now, EV_SLOT, -1))
                 continue
-            events += 1
             if th <= ta:
                 now, _, kind, x, v = heappop(heap)
                 if kind == EV_DECODE:
@@ -1176,12 +1174,14 @@ class Engine:
                         ta = INF
                 else:
                     ta = A_t[i]
-            if nd >= chunk:
+            if nd >= chunk:  # (tested once per event, not in each branch that completes requests)
                 flush_done(nd)
                 nd = 0
         flush_slot(slot, t_slot0, now)
         if nd:
             flush_done(nd)
         stats.end_s = now
-        stats.events = events
+        # every arrival and every heap entry (stale ones too) is one event; the loop ends with the heap
+        # empty, so the entries pushed (the sequence counter) are the entries popped
+        stats.events = n_req + nxt()
         return stats
