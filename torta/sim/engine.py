@@ -193,7 +193,7 @@ class Engine:
         log = stats.event_log
         rng = np.random.default_rng(self.seed)
         nxt = itertools.count().__next__
-        heap: list = []
+        heap: list = [(INF, -1, -1, -1, 0)]  # a sentinel that is never popped: heap[0] always exists
         region = T.region
         stype = T.stype
         types = T.types
@@ -363,10 +363,12 @@ class Engine:
             for k in range(R + 1):
                 cheap[k][m].sort()
 
+        nent = [0] * M  # entries (valid or stale) in idle[.][m]: while 0 the nearest-idle scan can skip
         if kind_ll:
             for s in range(S):
                 if tailm[s] >= 0:
                     idle[region[s]][tailm[s]].append((0.0, s, 0))
+                    nent[tailm[s]] += 1
             for r in range(R):
                 for m in range(M):
                     idle[r][m].sort()
@@ -459,7 +461,7 @@ class Engine:
             if kind_ll:
                 if scope is None:
                     w, s = ll_scope(G, m, now)
-                    if w <= 0.0 and latency_aware:  # idle servers exist: the nearest drained one
+                    if w <= 0.0 and latency_aware and nent[m]:  # idle servers may exist: the nearest drained one
                         for r in near[rec[ORG]][m]:
                             h = idle[r][m]
                             while h:
@@ -467,6 +469,7 @@ class Engine:
                                 if e[2] == hv[e[1]]:
                                     break
                                 heappop(h)
+                                nent[m] -= 1
                             if h:
                                 s = h[0][1]
                                 break
@@ -533,11 +536,15 @@ class Engine:
                 bu[s] = now
                 if kind_ll:
                     repush(s)
-            if kind_ll and tailm[s] >= 0:
-                h = idle[region[s]][tailm[s]]
+            t = tailm[s]
+            if kind_ll and t >= 0:
+                h = idle[region[s]][t]
                 heappush(h, (now, s, hv[s]))
+                nent[t] += 1
                 if len(h) > compact_at:
+                    k = len(h)
                     compact(h)
+                    nent[t] -= k - len(h)
 
         def sched_decode(s, now):
             b = len(fk[s])
@@ -693,6 +700,7 @@ class Engine:
             assert len(fd[s]) == FW * len(fk[s]), f"server {s}: running rows"
             assert kv[s] == sum(fd[s][1::FW]) + sum((pre[s] or ())[Q_RES::QW]), f"server {s}: KV"
             assert all(a <= b for a, b in zip(fk[s], fk[s][1:])), f"server {s}: finish keys out of order"
+            assert nent == [sum(len(idle[r][m]) for r in range(R)) for m in range(M)], "idle entry counts"
             qs = qd[s]
             h = qh[s]
             waiting = len(qs) > h  # from the length, not from the truthiness the hot paths use
@@ -876,7 +884,7 @@ class Engine:
         prog = self.progress
 
         while True:
-            th = heap[0][0] if heap else INF
+            th = heap[0][0]
             if ts <= th and ts <= ta:
                 if th == INF and ta == INF:
                     break
