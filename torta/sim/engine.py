@@ -953,6 +953,9 @@ class Engine:
                             add_done(put_done(rid, rs, s, adm, ft, now, 0))
                             nd += 1
                         kv[s], nact[s], sp[s], svj[s] = kvs, nas, sps, svs
+                        if nd >= chunk:  # hand full chunks to the sink where completions are added
+                            flush_done(nd)
+                            nd = 0
                         if qd[s] and kick(s, now):
                             pass
                         elif ks:  # keep decoding: sched_decode inlined
@@ -1005,6 +1008,9 @@ class Engine:
                             fds[k:k] = fw
                             sp[s] += p
                             svj[s] += Vs
+                    if freed and nd >= chunk:
+                        flush_done(nd)
+                        nd = 0
                     if ks:
                         st[s] = DECODE
                         qs = qd[s]
@@ -1068,6 +1074,9 @@ class Engine:
                 if p > fmax[m]:
                     add_done(put_done(base + i, -1, -1, NAN, NAN, NAN, 1 if fmax[m] > 0 else 2))
                     nd += 1
+                    if nd >= chunk:
+                        flush_done(nd)
+                        nd = 0
                 elif win:
                     route([base + i, o, m, p, out, now, -1], cum, A_u[i], now)
                 elif cum is None:
@@ -1182,9 +1191,6 @@ class Engine:
                         ta = INF
                 else:
                     ta = A_t[i]
-            if nd >= chunk:  # (tested once per event, not in each branch that completes requests)
-                flush_done(nd)
-                nd = 0
         flush_slot(slot, t_slot0, now)
         if nd:
             flush_done(nd)
