@@ -30,7 +30,6 @@ Server states for energy: idle, prefill, decode, loading (loading is charged at 
 
 from __future__ import annotations
 
-import bisect
 from bisect import bisect_right
 from array import array
 import gc
@@ -732,7 +731,7 @@ class Engine:
                     raise ValueError(f"allocator {type(alloc).__name__}.route returned region {r}; "
                                      f"expected 0..{R - 1}")
             else:
-                r = bisect.bisect_right(cum[o], u)
+                r = bisect_right(cum[o], u)
             if rcap[r][m] < p or not rcap[r][m]:  # region cannot serve it: nearest that can
                 for r in near[o][m]:
                     if rcap[r][m] >= p:
@@ -1159,7 +1158,7 @@ class Engine:
                             join(rec, s, now, now)
                 else:
                     rec = [base + i, o, m, p, out, now, -1]
-                    r = bisect.bisect_right(cum[o], A_u[i])
+                    r = bisect_right(cum[o], A_u[i])
                     if rcap[r][m] < p or not rcap[r][m]:  # region cannot serve it: nearest that can
                         for r in near[o][m]:
                             if rcap[r][m] >= p:
@@ -1195,7 +1194,7 @@ class Engine:
         if nd:
             flush_done(nd)
         stats.end_s = now
-        # every arrival and every heap entry (stale ones too) is one event; the loop ends with the heap
-        # empty, so the entries pushed (the sequence counter) are the entries popped
+        # every arrival and every heap entry (stale ones too) is one event; the loop ends with only the
+        # sentinel left, so the entries pushed (the sequence counter) are the entries popped
         stats.events = n_req + nxt()
         return stats
