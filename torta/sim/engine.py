@@ -1102,9 +1102,13 @@ class Engine:
                                         s = -1  # yes: the general path decides
                                     break
                                 heappop(hc)
-                        if s >= 0 and w > 0.0 and (p <= fmin[m] or capm[s][m] >= p):
+                        # an idle least-loaded server (w <= 0) goes to the nearest-idle search of
+                        # choose() only if drained servers are recorded for m (nent)
+                        if s >= 0 and (w > 0.0 or not (nent[m] and latency_aware)) and (
+                                p <= fmin[m] or capm[s][m] >= p):
                             ty = tyof[s][m]
-                            b = e[0] + p * ty.c_prefill_s + out * ty.c_decode_s  # tail model is m
+                            # book(): busy from max(busy-until, now); the tail model is m
+                            b = (e[0] if w > 0.0 else now) + p * ty.c_prefill_s + out * ty.c_decode_s
                             bu[s] = b
                             v = hv[s] + 1
                             hv[s] = v
