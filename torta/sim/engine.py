@@ -276,8 +276,7 @@ class Engine:
                            first_token_s=a[:, 4].copy(), finish_s=a[:, 5].copy(), drop=a[:, 6].astype(np.int64)))
             del a
             del done[:]
-        dem_n = [0] * R
-        dem_tok = [0] * R
+        dem_from = [0]  # position of the first arrival not yet counted in a slot's demand
         view_state = dict(loaded=loaded, tailm=tailm, bu=bu, qd=qd, qh=qh, nact=nact, kv=kv)
         view = FleetView(T, view_state)
 
@@ -780,7 +779,14 @@ class Engine:
         has_plan = [None]  # cumulative rows or None
         prev_plan = [None]
 
-        def do_plan(slot, t0):
+        def do_plan(slot, t0, upto):
+            """Plan the slot starting at t0; arrivals [dem_from, upto) (every arrival since the last plan,
+            dropped ones too) are the demand of the slot that ended."""
+            a = dem_from[0]
+            dem_from[0] = upto
+            org = req.origin[a:upto]
+            dem_n = np.bincount(org, minlength=R).astype(float)
+            dem_tok = np.bincount(org, weights=req.prompt_tokens[a:upto] + req.output_tokens[a:upto], minlength=R)
             backlog = np.zeros(R)
             qlen = np.zeros(R)
             busy = np.zeros(R)
@@ -806,7 +812,7 @@ class Engine:
             hour = (world.start_hour_of_year + int((t0 + 0.5 * slot_s) // 3600)) % world.price_usd_per_mwh.shape[1]
             state = SlotState(
                 slot=slot, t_start_s=t0, slot_s=slot_s,
-                demand_requests=np.asarray(dem_n, dtype=float), demand_tokens=np.asarray(dem_tok, dtype=float),
+                demand_requests=dem_n, demand_tokens=dem_tok.astype(float),
                 backlog_s=backlog, queue_len=qlen, busy_servers=busy,
                 servers=np.asarray([len(x) for x in T.servers_in_region], dtype=float), warm_servers=warm,
                 price_usd_per_mwh=np.asarray(world.price_usd_per_mwh[:, hour], dtype=float),
@@ -816,9 +822,6 @@ class Engine:
             plan = policy.plan(state)
             stats.planner_s += time.perf_counter() - c0
             stats.plan_calls += 1
-            for r in range(R):
-                dem_n[r] = 0
-                dem_tok[r] = 0
             if plan is None:
                 if kind_ll and not on[0]:
                     build(True)
@@ -874,7 +877,7 @@ class Engine:
         slot = 0
         t_slot0 = 0.0
         ts = slot_s
-        do_plan(0, 0.0)
+        do_plan(0, 0.0, 0)
         if debug:
             log.append((0.0, EV_SLOT, -1))
         cum = has_plan[0]
@@ -891,7 +894,7 @@ class Engine:
                 slot += 1
                 t_slot0 = ts
                 now = ts
-                do_plan(slot, ts)
+                do_plan(slot, ts, base + i)
                 cum = has_plan[0]
                 ts = slot_s * (slot + 1)
                 if debug:
@@ -906,9 +909,7 @@ class Engine:
                         continue
                     s = x
                     dnx[s] = INF
-                    if st[s] != DECODE:  # paused by a prefill: whoever resumes it schedules anew
-                        pass
-                    else:
+                    if st[s] == DECODE:  # else paused by a prefill: whoever resumes it schedules anew
                         dt = now - tl[s]  # touch(s, now), state DECODE
                         if dt > 0.0:
                             a_dec[s] += dt
@@ -929,48 +930,45 @@ class Engine:
                             dver[s] = dv
                             dnx[s] = t
                             heappush(heap, (t, nxt(), EV_DECODE, s, dv))
-                            Vn = -1.0  # nothing finishes now
-                    if st[s] != DECODE or Vn < 0.0:
-                        pass
-                    else:
-                        work[s] += len(ks) * (Vn - V[s]) * ty.c_decode_s
-                        V[s] = Vn
-                        vt[s] = now
-                        lim = -(Vn + 1e-9)
-                        kvs, nas, sps, svs = kv[s], nact[s], sp[s], svj[s]
-                        rs = region[s]
-                        fds = fd[s]
-                        while ks and ks[-1] >= lim:
-                            ks.pop()
-                            j = len(fds) - FW
-                            rid, res, pr, vj, adm, ft = unpack_row(fds, 8 * j)
-                            del fds[j:]
-                            kvs -= res
-                            nas -= 1
-                            sps -= pr
-                            svs -= vj
-                            add_done(put_done(rid, rs, s, adm, ft, now, 0))
-                            nd += 1
-                        kv[s], nact[s], sp[s], svj[s] = kvs, nas, sps, svs
-                        if nd >= chunk:  # hand full chunks to the sink where completions are added
-                            flush_done(nd)
-                            nd = 0
-                        if qd[s] and kick(s, now):
-                            pass
-                        elif ks:  # keep decoding: sched_decode inlined
-                            b = len(ks)
-                            ctx = (sps + b * Vn - svs) / b
-                            it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
-                            itv[s] = it
-                            t = now + (-ks[-1] - Vn) * it  # no outstanding event: it just fired
-                            dv = dver[s] + 1
-                            dver[s] = dv
-                            dnx[s] = t
-                            heappush(heap, (t, nxt(), EV_DECODE, s, dv))
-                        else:
-                            st[s] = IDLE
-                            if not qd[s]:
-                                drained(s, now)
+                        else:  # the requests at the head of fk[s] finish now
+                            work[s] += len(ks) * (Vn - V[s]) * ty.c_decode_s
+                            V[s] = Vn
+                            vt[s] = now
+                            lim = -(Vn + 1e-9)
+                            kvs, nas, sps, svs = kv[s], nact[s], sp[s], svj[s]
+                            rs = region[s]
+                            fds = fd[s]
+                            while ks and ks[-1] >= lim:
+                                ks.pop()
+                                j = len(fds) - FW
+                                rid, res, pr, vj, adm, ft = unpack_row(fds, 8 * j)
+                                del fds[j:]
+                                kvs -= res
+                                nas -= 1
+                                sps -= pr
+                                svs -= vj
+                                add_done(put_done(rid, rs, s, adm, ft, now, 0))
+                                nd += 1
+                            kv[s], nact[s], sp[s], svj[s] = kvs, nas, sps, svs
+                            if nd >= chunk:  # hand full chunks to the sink where completions are added
+                                flush_done(nd)
+                                nd = 0
+                            if qd[s] and kick(s, now):
+                                pass
+                            elif ks:  # keep decoding: sched_decode inlined
+                                b = len(ks)
+                                ctx = (sps + b * Vn - svs) / b
+                                it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
+                                itv[s] = it
+                                t = now + (-ks[-1] - Vn) * it  # no outstanding event: it just fired
+                                dv = dver[s] + 1
+                                dver[s] = dv
+                                dnx[s] = t
+                                heappush(heap, (t, nxt(), EV_DECODE, s, dv))
+                            else:
+                                st[s] = IDLE
+                                if not qd[s]:
+                                    drained(s, now)
                 elif kind == EV_PREFILL:
                     s = x
                     dt = now - tl[s]  # touch(s, now), state PREFILL
@@ -1043,7 +1041,13 @@ class Engine:
                     wk[s] = INF
                     y = st[s]
                     if y == IDLE or y == DECODE:
-                        touch(s, now)
+                        dt = now - tl[s]  # touch(s, now)
+                        if dt > 0.0:
+                            accs[y][s] += dt
+                            bint[s] += nact[s] * dt
+                            if kv[s]:
+                                kint[s] += kv[s] / cap_cur[s] * dt
+                            tl[s] = now
                         kick(s, now)
                 elif kind == EV_LOAD:
                     s = x
@@ -1066,8 +1070,6 @@ class Engine:
                 m = A_m[i]
                 p = A_p[i]
                 out = A_o[i]
-                dem_n[o] += 1
-                dem_tok[o] += p + out
                 rec = None  # built only where a record is needed (not on the built-in allocators' fast path)
                 s = -1
                 if p > fmax[m]:
