@@ -250,9 +250,13 @@ class Engine:
         wk = [INF] * S  # time of the outstanding wake-up for a request still travelling to s (INF: none)
         bu = [0.0] * S  # expected busy-until time
         hv = [0] * S  # heap entry version
-        # accounting accumulators (per slot)
-        tl = [0.0] * S
-        a_idle, a_pre, a_dec, a_load = [0.0] * S, [0.0] * S, [0.0] * S, [0.0] * S
+        # accounting accumulators (per slot), kept *by difference*: each holds its integral from the slot's
+        # start to the slot's end as if nothing changed after the last event, so a change at `now` of a
+        # state, a batch size or a KV occupancy adds (new - old) * (slot end - now), and events that
+        # change none of them (a decode event that wakes early, a wake-up that admits nothing) cost
+        # nothing; flush_slot removes the part beyond the run's end. span = [slot start, slot end]
+        span = [0.0, slot_s]
+        a_idle, a_pre, a_dec, a_load = [slot_s] * S, [0.0] * S, [0.0] * S, [0.0] * S  # all idle at 0
         accs = [a_idle, a_pre, a_dec, a_load]
         bint = [0.0] * S
         kint = [0.0] * S
@@ -519,15 +523,6 @@ class Engine:
             if kind_ll:
                 repush(s)
 
-        def touch(s, now):
-            dt = now - tl[s]
-            if dt > 0.0:
-                accs[st[s]][s] += dt
-                bint[s] += nact[s] * dt
-                if kv[s]:
-                    kint[s] += kv[s] / cap_cur[s] * dt
-                tl[s] = now
-
         def drained(s, now):
             """Server went idle with nothing queued: pull its busy-until estimate back to now."""
             if bu[s] > now:
@@ -579,6 +574,9 @@ class Engine:
                 ty_cur[s] = ty
                 cap_cur[s] = ty.kv_cap
                 mb_cur[s] = ty.max_batch
+                left = span[1] - now
+                accs[st[s]][s] -= left
+                a_load[s] += left
                 st[s] = LOADING
                 sw[s] += 1
                 heappush(heap, (now + ty.load_s, nxt(), EV_LOAD, s, 0))
@@ -619,12 +617,19 @@ class Engine:
             else:
                 qh[s] = j
             ty = ty_cur[s]
+            left = span[1] - now  # time to the slot's end (the accumulators are kept by difference)
             if st[s] == DECODE:  # pause the fluid decode
                 dV = (now - vt[s]) / itv[s]
                 V[s] += dV
                 work[s] += len(fk[s]) * dV * ty.c_decode_s
                 vt[s] = now  # the outstanding decode event stays; it finds the server paused or early
+                a_dec[s] -= left
+            else:  # idle: kick runs only on idle or decoding servers
+                a_idle[s] -= left
+            a_pre[s] += left
             work[s] += tok * ty.c_prefill_s
+            bint[s] += (n - nact[s]) * left
+            kint[s] += (used - kv[s]) / capv * left
             kv[s] = used
             nact[s] = n
             st[s] = PREFILL
@@ -642,6 +647,9 @@ class Engine:
             if kick(s, now):
                 return
             if fk[s]:
+                left = span[1] - now
+                accs[st[s]][s] -= left
+                a_dec[s] += left
                 st[s] = DECODE
                 vt[s] = now
                 sched_decode(s, now)
@@ -683,7 +691,6 @@ class Engine:
             x = st[s]
             if x == IDLE or x == DECODE:
                 if t_ready <= now:
-                    touch(s, now)
                     kick(s, now)
                 elif t_ready < wk[s]:
                     wk[s] = t_ready
@@ -698,6 +705,9 @@ class Engine:
             assert len(fd[s]) == FW * len(fk[s]), f"server {s}: running rows"
             assert kv[s] == sum(fd[s][1::FW]) + sum((pre[s] or ())[Q_RES::QW]), f"server {s}: KV"
             assert all(a <= b for a, b in zip(fk[s], fk[s][1:])), f"server {s}: finish keys out of order"
+            length = span[1] - span[0]
+            assert abs(a_idle[s] + a_pre[s] + a_dec[s] + a_load[s] - length) <= 1e-9 * max(1.0, length), \
+                f"server {s}: state times do not add up to the slot"
             assert nent == [sum(len(idle[r][m]) for r in range(R)) for m in range(M)], "idle entry counts"
             qs = qd[s]
             h = qh[s]
@@ -836,9 +846,16 @@ class Engine:
                 cum[:, -1] = 2.0
                 has_plan[0] = cum.tolist()
 
-        def flush_slot(slot, t0, t1):
+        def flush_slot(slot, t0, t1, t_next):
+            """Hand the slot [t0, t1) to the slot sink (t1: the slot's end, or the run's end inside it) and
+            start the accumulators of the next slot, which ends at t_next (None: the run ended)."""
+            cut = span[1] - t1  # > 0 when the run ends inside the slot: drop the projection past t1
             for s in range(S):
-                touch(s, t1)
+                if cut:
+                    accs[st[s]][s] -= cut
+                    bint[s] -= nact[s] * cut
+                    if kv[s]:
+                        kint[s] -= kv[s] / cap_cur[s] * cut
                 if st[s] == DECODE:  # split the fluid's progress at the boundary
                     dV = (t1 - vt[s]) / itv[s]
                     V[s] += dV
@@ -846,14 +863,21 @@ class Engine:
                     work[s] += len(fk[s]) * dV * ty_cur[s].c_decode_s
             dur = t1 - t0
             if dur > 0:
+                def clean(a):  # kept by difference: a true zero may come out as -1e-13
+                    return np.maximum(np.asarray(a, dtype=np.float64), 0.0)
                 self.slot_sink(slot, t0, dur, dict(
-                    idle_s=np.asarray(a_idle), prefill_s=np.asarray(a_pre), decode_s=np.asarray(a_dec),
-                    loading_s=np.asarray(a_load), batch_int=np.asarray(bint), kv_int=np.asarray(kint),
+                    idle_s=clean(a_idle), prefill_s=clean(a_pre), decode_s=clean(a_dec),
+                    loading_s=clean(a_load), batch_int=clean(bint), kv_int=clean(kint),
                     switches=np.asarray(sw, dtype=np.int64), work_s=np.asarray(work)))
-            for lst in (a_idle, a_pre, a_dec, a_load, bint, kint, work):
-                for s in range(S):
-                    lst[s] = 0.0
+            if t_next is None:
+                return
+            span[0], span[1] = t1, t_next
+            length = t_next - t1
             for s in range(S):
+                a_idle[s] = a_pre[s] = a_dec[s] = a_load[s] = work[s] = 0.0
+                accs[st[s]][s] = length
+                bint[s] = nact[s] * length
+                kint[s] = kv[s] / cap_cur[s] * length if kv[s] else 0.0
                 sw[s] = 0
 
         # arrival stream cursor
@@ -890,7 +914,7 @@ class Engine:
             if ts <= th and ts <= ta:
                 if th == INF and ta == INF:
                     break
-                flush_slot(slot, t_slot0, ts)
+                flush_slot(slot, t_slot0, ts, slot_s * (slot + 2))
                 slot += 1
                 t_slot0 = ts
                 now = ts
@@ -910,13 +934,6 @@ class Engine:
                     s = x
                     dnx[s] = INF
                     if st[s] == DECODE:  # else paused by a prefill: whoever resumes it schedules anew
-                        dt = now - tl[s]  # touch(s, now), state DECODE
-                        if dt > 0.0:
-                            a_dec[s] += dt
-                            bint[s] += nact[s] * dt
-                            if kv[s]:
-                                kint[s] += kv[s] / cap_cur[s] * dt
-                            tl[s] = now
                         ks = fk[s]
                         Vn = -ks[-1]
                         ty = ty_cur[s]
@@ -949,6 +966,9 @@ class Engine:
                                 svs -= vj
                                 add_done(put_done(rid, rs, s, adm, ft, now, 0))
                                 nd += 1
+                            left = ts - now  # time to the slot's end (the accumulators are kept by difference)
+                            bint[s] -= (nact[s] - nas) * left
+                            kint[s] -= (kv[s] - kvs) / cap_cur[s] * left
                             kv[s], nact[s], sp[s], svj[s] = kvs, nas, sps, svs
                             if nd >= chunk:  # hand full chunks to the sink where completions are added
                                 flush_done(nd)
@@ -966,18 +986,15 @@ class Engine:
                                 dnx[s] = t
                                 heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                             else:
+                                a_dec[s] -= left
+                                a_idle[s] += left
                                 st[s] = IDLE
                                 if not qd[s]:
                                     drained(s, now)
                 elif kind == EV_PREFILL:
                     s = x
-                    dt = now - tl[s]  # touch(s, now), state PREFILL
-                    if dt > 0.0:
-                        a_pre[s] += dt
-                        bint[s] += nact[s] * dt
-                        if kv[s]:
-                            kint[s] += kv[s] / cap_cur[s] * dt
-                        tl[s] = now
+                    left = ts - now
+                    a_pre[s] -= left
                     batch = pre[s]
                     pre[s] = None
                     Vs = V[s]
@@ -991,6 +1008,8 @@ class Engine:
                             freed = True
                             kv[s] -= res
                             nact[s] -= 1
+                            bint[s] -= left
+                            kint[s] -= res / cap_cur[s] * left
                             add_done(put_done(rid, region[s], s, adm, now, now, 0))
                             nd += 1
                         else:
@@ -1009,6 +1028,7 @@ class Engine:
                         flush_done(nd)
                         nd = 0
                     if ks:
+                        a_dec[s] += left
                         st[s] = DECODE
                         qs = qd[s]
                         if not (qs and (freed or qs[qh[s]] != full[s]) and kick(s, now)):
@@ -1024,6 +1044,7 @@ class Engine:
                                 dnx[s] = t
                                 heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                     else:
+                        a_idle[s] += left
                         st[s] = IDLE
                         if qd[s]:
                             kick(s, now)
@@ -1041,17 +1062,12 @@ class Engine:
                     wk[s] = INF
                     y = st[s]
                     if y == IDLE or y == DECODE:
-                        dt = now - tl[s]  # touch(s, now)
-                        if dt > 0.0:
-                            accs[y][s] += dt
-                            bint[s] += nact[s] * dt
-                            if kv[s]:
-                                kint[s] += kv[s] / cap_cur[s] * dt
-                            tl[s] = now
                         kick(s, now)
                 elif kind == EV_LOAD:
                     s = x
-                    touch(s, now)
+                    left = ts - now
+                    a_load[s] -= left
+                    a_idle[s] += left
                     st[s] = IDLE
                     settle(s, now)
                 elif kind == EV_HOLD:
@@ -1151,7 +1167,6 @@ class Engine:
                                 x = st[s]
                                 if x == IDLE or x == DECODE:
                                     if tr <= now:
-                                        touch(s, now)
                                         kick(s, now)
                                     elif tr < wk[s]:
                                         wk[s] = tr
@@ -1196,7 +1211,7 @@ class Engine:
                         ta = INF
                 else:
                     ta = A_t[i]
-        flush_slot(slot, t_slot0, now)
+        flush_slot(slot, t_slot0, now, None)
         if nd:
             flush_done(nd)
         stats.end_s = now
