@@ -261,7 +261,10 @@ class Engine:
         bint = [0.0] * S
         kint = [0.0] * S
         sw = [0] * S
-        work = [0.0] * S  # expected-work seconds of tokens processed (utilisation numerator)
+        # expected-work seconds of tokens processed (utilisation numerator), also kept by difference: a
+        # request's whole decode is added when it starts decoding, and flush_slot moves what is left of
+        # it at the slot's end to the next slot
+        work = [0.0] * S
         # completions, in completion order, buffered in flat arrays and handed to the sink per chunk
         chunk = cfg.chunk_requests
         # (one DONE row of doubles per request, appended in one call; integers are exact as doubles)
@@ -621,7 +624,6 @@ class Engine:
             if st[s] == DECODE:  # pause the fluid decode
                 dV = (now - vt[s]) / itv[s]
                 V[s] += dV
-                work[s] += len(fk[s]) * dV * ty.c_decode_s
                 vt[s] = now  # the outstanding decode event stays; it finds the server paused or early
                 a_dec[s] -= left
             else:  # idle: kick runs only on idle or decoding servers
@@ -849,6 +851,7 @@ class Engine:
         def flush_slot(slot, t0, t1, t_next):
             """Hand the slot [t0, t1) to the slot sink (t1: the slot's end, or the run's end inside it) and
             start the accumulators of the next slot, which ends at t_next (None: the run ended)."""
+            rest = [0.0] * S
             cut = span[1] - t1  # > 0 when the run ends inside the slot: drop the projection past t1
             for s in range(S):
                 if cut:
@@ -857,10 +860,12 @@ class Engine:
                     if kv[s]:
                         kint[s] -= kv[s] / cap_cur[s] * cut
                 if st[s] == DECODE:  # split the fluid's progress at the boundary
-                    dV = (t1 - vt[s]) / itv[s]
-                    V[s] += dV
+                    V[s] += (t1 - vt[s]) / itv[s]
                     vt[s] = t1
-                    work[s] += len(fk[s]) * dV * ty_cur[s].c_decode_s
+                ks = fk[s]
+                if ks:  # decode iterations its running requests have left: the next slot's work
+                    rest[s] = (-sum(ks) - len(ks) * V[s]) * ty_cur[s].c_decode_s
+                    work[s] -= rest[s]
             dur = t1 - t0
             if dur > 0:
                 def clean(a):  # kept by difference: a true zero may come out as -1e-13
@@ -868,13 +873,15 @@ class Engine:
                 self.slot_sink(slot, t0, dur, dict(
                     idle_s=clean(a_idle), prefill_s=clean(a_pre), decode_s=clean(a_dec),
                     loading_s=clean(a_load), batch_int=clean(bint), kv_int=clean(kint),
-                    switches=np.asarray(sw, dtype=np.int64), work_s=np.asarray(work)))
+                    switches=np.asarray(sw, dtype=np.int64), work_s=clean(work)))
             if t_next is None:
                 return
             span[0], span[1] = t1, t_next
             length = t_next - t1
             for s in range(S):
-                a_idle[s] = a_pre[s] = a_dec[s] = a_load[s] = work[s] = 0.0
+                a_idle[s] = a_pre[s] = a_dec[s] = a_load[s] = 0.0
+                work[s] = rest[s]
+                rest[s] = 0.0
                 accs[st[s]][s] = length
                 bint[s] = nact[s] * length
                 kint[s] = kv[s] / cap_cur[s] * length if kv[s] else 0.0
@@ -939,7 +946,6 @@ class Engine:
                         ty = ty_cur[s]
                         Vs = V[s] + (now - vt[s]) / itv[s]
                         if Vn - Vs > 1e-9 + 1e-12 * Vn:  # early: the batch changed since scheduling
-                            work[s] += len(ks) * (Vs - V[s]) * ty.c_decode_s
                             V[s] = Vs
                             vt[s] = now
                             t = now + (Vn - Vs) * itv[s]
@@ -948,7 +954,6 @@ class Engine:
                             dnx[s] = t
                             heappush(heap, (t, nxt(), EV_DECODE, s, dv))
                         else:  # the requests at the head of fk[s] finish now
-                            work[s] += len(ks) * (Vn - V[s]) * ty.c_decode_s
                             V[s] = Vn
                             vt[s] = now
                             lim = -(Vn + 1e-9)
@@ -1003,6 +1008,7 @@ class Engine:
                     fds = fd[s]
                     adm = padm[s]
                     freed = False
+                    its = 0.0  # decode iterations the batch will run
                     for rid, _, p, o, _, res in ROW6.iter_unpack(batch):
                         if o <= 1:
                             freed = True
@@ -1024,6 +1030,8 @@ class Engine:
                             fds[k:k] = fw
                             sp[s] += p
                             svj[s] += Vs
+                            its += o - 1
+                    work[s] += its * ty_cur[s].c_decode_s
                     if freed and nd >= chunk:
                         flush_done(nd)
                         nd = 0
