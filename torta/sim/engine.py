@@ -1058,11 +1058,6 @@ class Engine:
                             kick(s, now)
                         else:
                             drained(s, now)
-                elif kind == EV_NET:
-                    s = v
-                    if s < 0:
-                        s = choose(x, x[REG], now)
-                    join(x, s, now, now)
                 elif kind == EV_WAKE:
                     s = x
                     if now != wk[s]:  # superseded by an earlier wake-up
@@ -1071,6 +1066,11 @@ class Engine:
                     y = st[s]
                     if y == IDLE or y == DECODE:
                         kick(s, now)
+                elif kind == EV_NET:
+                    s = v
+                    if s < 0:
+                        s = choose(x, x[REG], now)
+                    join(x, s, now, now)
                 elif kind == EV_LOAD:
                     s = x
                     left = ts - now
