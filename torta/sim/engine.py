@@ -957,24 +957,26 @@ class Engine:
                             V[s] = Vn
                             vt[s] = now
                             lim = -(Vn + 1e-9)
-                            kvs, nas, sps, svs = kv[s], nact[s], sp[s], svj[s]
                             rs = region[s]
                             fds = fd[s]
+                            kvf = 0.0  # KV freed
+                            k = 0  # requests finished
                             while ks and ks[-1] >= lim:
                                 ks.pop()
                                 j = len(fds) - FW
                                 rid, res, pr, vj, adm, ft = unpack_row(fds, 8 * j)
                                 del fds[j:]
-                                kvs -= res
-                                nas -= 1
-                                sps -= pr
-                                svs -= vj
+                                kvf += res
+                                k += 1
+                                sp[s] -= pr
+                                svj[s] -= vj
                                 add_done(put_done(rid, rs, s, adm, ft, now, 0))
-                                nd += 1
+                            nd += k
+                            kv[s] -= kvf
+                            nact[s] -= k
                             left = ts - now  # time to the slot's end (the accumulators are kept by difference)
-                            bint[s] -= (nact[s] - nas) * left
-                            kint[s] -= (kv[s] - kvs) / cap_cur[s] * left
-                            kv[s], nact[s], sp[s], svj[s] = kvs, nas, sps, svs
+                            bint[s] -= k * left
+                            kint[s] -= kvf / cap_cur[s] * left
                             if nd >= chunk:  # hand full chunks to the sink where completions are added
                                 flush_done(nd)
                                 nd = 0
@@ -982,7 +984,7 @@ class Engine:
                                 pass
                             elif ks:  # keep decoding: sched_decode inlined
                                 b = len(ks)
-                                ctx = (sps + b * Vn - svs) / b
+                                ctx = (sp[s] + b * Vn - svj[s]) / b
                                 it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
                                 itv[s] = it
                                 t = now + (-ks[-1] - Vn) * it  # no outstanding event: it just fired
@@ -1105,7 +1107,6 @@ class Engine:
                 elif win:
                     route([base + i, o, m, p, out, now, -1], cum, A_u[i], now)
                 elif cum is None:
-                    s = -1
                     if kind_ll:  # fast path of choose(rec, None, now): warm fleet-wide least-loaded
                         h = wG[m]
                         w = INF
