@@ -869,7 +869,10 @@ class Engine:
             dur = t1 - t0
             if dur > 0:
                 def clean(a):  # kept by difference: a true zero may come out as -1e-13
-                    return np.maximum(np.asarray(a, dtype=np.float64), 0.0)
+                    a = np.asarray(a, dtype=np.float64)
+                    if debug:  # anything more negative than rounding is a bookkeeping error
+                        assert not len(a) or a.min() >= -1e-9 * max(1.0, span[1] - span[0]), (slot, a.min())
+                    return np.maximum(a, 0.0)
                 self.slot_sink(slot, t0, dur, dict(
                     idle_s=clean(a_idle), prefill_s=clean(a_pre), decode_s=clean(a_dec),
                     loading_s=clean(a_load), batch_int=clean(bint), kv_int=clean(kint),
