@@ -25,7 +25,10 @@ Model switch: a server serves its queue in FIFO order; when the head request nee
 the loaded one, the server stops admitting, lets its batch drain, then loads the model for
 `PerfModel.load_s` seconds (state `loading`, serves nothing) and continues.
 
-Server states for energy: idle, prefill, decode, loading (loading is charged at idle power).
+Server states for energy: idle, prefill, decode, loading (loading is charged at idle power). The
+per-slot integrals (seconds per state, batch size, KV occupancy, work) are kept by difference: a change
+at time t adds (new rate - old rate) x (slot end - t), so events that change nothing cost nothing
+(`flush_slot` removes the projection past the run's end and carries running decodes' work over).
 """
 
 from __future__ import annotations
