@@ -198,3 +198,11 @@ def test_slot_integrals_match_the_requests_own_times(tmp_path):
     assert checked >= 5
     crossing = np.floor(c["admitted_s"].to_numpy() / 4.0) != np.floor(c["finish_s"].to_numpy() / 4.0)
     assert crossing.sum() > 500  # requests running across a slot boundary
+
+
+@pytest.mark.parametrize("slot_s", [0.0, -900.0, float("inf"), float("nan")])
+def test_slot_length_must_be_finite_and_positive(tmp_path, slot_s):
+    w = make_world((1,), perf=PERF, slot_s=slot_s)
+    with pytest.raises(ValueError, match="slot_s must be a finite number of seconds > 0"):
+        replay(w, make_requests([1.0], 100, 11), "least-loaded", seed=0, out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing half-written

@@ -41,6 +41,7 @@ Green Algorithms (e.g. Stockholm on the DE-LU shape x 5.7/308).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import tomllib
 from pathlib import Path
 
@@ -260,8 +261,8 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
     if window_hours < 1:
         raise InputError(path, f"window_hours must be >= 1, got {window_hours}",
                          field="time.window_hours")
-    if doc["time"]["slot_s"] <= 0:
-        raise InputError(path, f"slot_s must be > 0, got {doc['time']['slot_s']}",
+    if not (doc["time"]["slot_s"] > 0 and math.isfinite(doc["time"]["slot_s"])):
+        raise InputError(path, f"slot_s must be a finite number > 0, got {doc['time']['slot_s']}",
                          field="time.slot_s")
     gpus = sorted({s.gpu for s in servers})
     power = {g: PowerSpec(catalog.gpu(g).idle_w, catalog.gpu(g).prefill_w, catalog.gpu(g).decode_w)

@@ -205,8 +205,8 @@ class Engine:
         rcap = T.region_max_cap
         maxT = cfg.max_prefill_tokens
         slot_s = float(world.slot_s)
-        if not slot_s > 0:
-            raise ValueError(f"World.slot_s must be > 0, got {slot_s}")
+        if not (slot_s > 0 and math.isfinite(slot_s)):  # the slot integrals are kept relative to slot ends
+            raise ValueError(f"World.slot_s must be a finite number of seconds > 0, got {slot_s}")
 
         # per-server live state
         loaded = [m if stype[s][m] >= 0 else -1 for s, m in enumerate(T.initial_model)]
