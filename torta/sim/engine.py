@@ -563,13 +563,12 @@ class Engine:
             if not qs:
                 return False
             h = qh[s]
-            t = qs[h + Q_RDY]
+            _, m, tok, _, t, used = unpack_row(qs, 8 * h)  # the head's row
             if t > now:  # still travelling to s (joined at routing time): wake s when it lands
                 if t < wk[s]:
                     wk[s] = t
                     heappush(heap, (t, nxt(), EV_WAKE, s, 0))
                 return False
-            m = qs[h + Q_MOD]
             if m != loaded[s]:
                 if nact[s]:
                     return False
@@ -588,23 +587,23 @@ class Engine:
                 heappush(heap, (now + ty.load_s, nxt(), EV_LOAD, s, 0))
                 return True
             capv = cap_cur[s]
-            used = kv[s] + qs[h + Q_RES]
-            n = nact[s] + 1
+            kv0 = kv[s]
+            used += kv0  # KV with the head admitted
+            n0 = nact[s]
+            n = n0 + 1
             mbs = mb_cur[s]
             if used > capv or n > mbs:
                 return False
-            tok = qs[h + Q_PR]
             sq = tok * tok
             blocked = None
             j = h + QW
             end = len(qs)
             while j < end:  # more of the queue joins this prefill while it fits
-                if qs[j + Q_MOD] != m or qs[j + Q_RDY] > now:
+                pos, mj, p, _, t, res = unpack_row(qs, 8 * j)
+                if mj != m or t > now:
                     break
-                res = qs[j + Q_RES]
-                p = qs[j + Q_PR]
                 if used + res > capv or n >= mbs:
-                    blocked = qs[j]  # its position
+                    blocked = pos
                     break
                 if tok + p > maxT:
                     break
@@ -633,8 +632,8 @@ class Engine:
                 a_idle[s] -= left
             a_pre[s] += left
             work[s] += tok * ty.c_prefill_s
-            bint[s] += (n - nact[s]) * left
-            kint[s] += (used - kv[s]) / capv * left
+            bint[s] += (n - n0) * left
+            kint[s] += (used - kv0) / capv * left
             kv[s] = used
             nact[s] = n
             st[s] = PREFILL
