@@ -42,7 +42,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush, heapreplace
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -826,7 +826,7 @@ class Engine:
             hour = (world.start_hour_of_year + int((t0 + 0.5 * slot_s) // 3600)) % world.price_usd_per_mwh.shape[1]
             state = SlotState(
                 slot=slot, t_start_s=t0, slot_s=slot_s,
-                demand_requests=dem_n, demand_tokens=dem_tok.astype(float),
+                demand_requests=dem_n, demand_tokens=dem_tok.astype(float),  # int64 when the slot had no arrivals
                 backlog_s=backlog, queue_len=qlen, busy_servers=busy,
                 servers=np.asarray([len(x) for x in T.servers_in_region], dtype=float), warm_servers=warm,
                 price_usd_per_mwh=np.asarray(world.price_usd_per_mwh[:, hour], dtype=float),
@@ -886,7 +886,6 @@ class Engine:
             for s in range(S):
                 a_idle[s] = a_pre[s] = a_dec[s] = a_load[s] = 0.0
                 work[s] = rest[s]
-                rest[s] = 0.0
                 accs[st[s]][s] = length
                 bint[s] = nact[s] * length
                 kint[s] = kv[s] / cap_cur[s] * length if kv[s] else 0.0
