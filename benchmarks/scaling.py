@@ -7,7 +7,7 @@ Series measured (medians of `--repeats`, one thread each, the machine and its lo
   (`torta.sim.bench.run_case`: trace loading + replay + completions Parquet timed, imports excluded);
 - replay requests/s against fleet size: abilene's regions with N servers cloned from abilene's
   (`torta.sim.bench.big_fleet`), a fixed number of requests at 60 % of that fleet's capacity;
-- planner ms per slot against the number of regions (`torta.plan.bench.bench_planner`, exact EMD);
+- planner ms per slot against the number of regions (`torta.planner.bench.bench_planner`, exact EMD);
 - forecasting seconds against the number of series (`torta.forecast.forecast`, "auto" selection over
   the default models, 14 days of 15-min slots of seeded synthetic diurnal series, horizon 24 slots).
 """
@@ -109,7 +109,7 @@ def forecast_case(arg: dict) -> dict:
 
 
 def planner_case(arg: dict) -> dict:
-    from torta.plan.bench import bench_planner
+    from torta.planner.bench import bench_planner
 
     return bench_planner(arg["regions"], arg["slots"], "emd", arg["seed"])
 

@@ -1,7 +1,7 @@
 """The paper-reproduction experiment on Dagster (`torta experiment paper`).
 
 Asset `experiment_cell` (group `experiment`), dynamic partitions `experiment_cells`, key
-`scenario|workload|seed|day` (torta.experiment.Cell): every policy of the experiment replays the
+`scenario|workload|seed|day` (torta.runs.experiment.Cell): every policy of the experiment replays the
 cell's requests (identical for all of them) and one `runs` row per policy is written to the
 warehouse (partition key `<experiment>|<cell>|<policy>`, columns `experiment`, `cell`, `day`, `role`
 added), the slot metrics to `slot_metrics` (one partition per cell). A validation cell (day 11,
@@ -32,7 +32,8 @@ import polars as pl
 
 from pipelines import warehouse as wh
 from pipelines.resources import WarehouseResource
-from torta.experiment.definition import Cell, Experiment
+from torta.config import EVAL_PROTOCOL
+from torta.runs.experiment.definition import Cell, Experiment
 
 experiment_partitions = dg.DynamicPartitionsDefinition(name="experiment_cells")
 
@@ -45,7 +46,7 @@ class ExperimentCellConfig(dg.Config):
     hours: float = 0.25
     trace_hours: float = 1.0
     skylb_threshold: float = 0.0  # 0: the policy's default (validation cells tune it first)
-    skylb_candidates: list[float] = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    skylb_candidates: list[float] = list(EVAL_PROTOCOL.skylb_candidates)
     command: str = ""  # how the batch was started (recorded in the runs rows, stated in RESULTS.md)
     workers: int = 1  # cells run at a time by that command
 
@@ -60,7 +61,8 @@ def run_key(experiment: str, cell: Cell, policy: str) -> str:
 def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellConfig,
                     warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Replay every policy of the experiment on one cell's requests; runs and slot metrics to the warehouse."""
-    from torta.experiment.runner import cell_input, run_cell, tune_skylb
+    from torta.runs.execute import tune_skylb
+    from torta.runs.experiment.runner import cell_input, run_cell
 
     t_cell = time.perf_counter()
     db = warehouse.db_path
@@ -69,7 +71,7 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
     threshold, table = (config.skylb_threshold or None), []
     inp = cell_input(cell, config.hours, config.trace_hours)
     if config.role == "validation" and "skylb" in config.policies:
-        threshold, table = tune_skylb(cell, config.hours, tuple(config.skylb_candidates), context.log.info, inp)
+        threshold, table = tune_skylb(inp, tuple(config.skylb_candidates), context.log.info)
     res = run_cell(cell, tuple(config.policies), hours=config.hours, trace_hours=config.trace_hours,
                    skylb_threshold=threshold, log=context.log.info, inp=inp)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -192,7 +194,7 @@ def _run_config(cfg: dict) -> dict:
 
 def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 1) -> tuple[Experiment, dict]:
     """Resolve the available policies, count the requests of one cell per workload, estimate the run time."""
-    from torta.experiment.runner import available_policies, cell_input, estimate_s
+    from torta.runs.experiment.runner import available_policies, cell_input, estimate_s
 
     avail, dropped = available_policies(exp.scenarios, exp.policies)
     exp = exp.with_policies(avail)
@@ -296,7 +298,7 @@ def load_runs(database: str | None, experiment: str = "paper", batch: str | None
 def write_results(database: str | None = None, experiment: str = "paper", batch: str | None = None,
                   out: str | Path = "docs/RESULTS.md", figures: str | Path = "docs/figures",
                   wall_s: float | None = None, note: str = "") -> dict:
-    from torta.experiment.render import render_results
+    from torta.runs.experiment.render import render_results
 
     runs, batch = load_runs(database, experiment, batch)
     out = Path(out)

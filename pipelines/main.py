@@ -30,7 +30,7 @@ class MainConfig:
 
 
 def all_policies() -> list[str]:
-    import torta.plan.policies  # noqa: F401  (registers the planner-layer policies)
+    import torta.planner.register  # noqa: F401  (registers the planner-layer policies)
     from torta.policy import list_policies
 
     return [p if isinstance(p, str) else p[0] for p in list_policies()]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from torta.plan.acs import (ACSConfig, ACSDiffusion, common_coupling_residual, inter_coupling,
+from torta.planner.acs import (ACSConfig, ACSDiffusion, common_coupling_residual, inter_coupling,
                             intra_spread, zone_means, zone_offsets)
 
 # three zones of four regions; physical links: rings/chains inside zones, three links across

@@ -50,7 +50,7 @@ def test_replay_env_close_mid_episode_and_bad_action():
 
 
 def test_learned_policies_registered():
-    import torta.rl.policies  # noqa: F401
+    import torta.rl.learned  # noqa: F401
     from torta.policy import get_policy, list_policies
 
     names = {n for n, _ in list_policies()}
@@ -62,7 +62,7 @@ def test_committed_abilene_checkpoints_plan_valid_slots():
     """The committed checkpoints fit the shipped abilene scenario and give valid per-model plans."""
     from torta.fleet.scenario import load_scenario
     from torta.policy.base import SlotState
-    from torta.rl.policies import PPOOnly, RLPolicy, TortaNoForecast, TortaNoMicro
+    from torta.rl.learned import PPOOnly, RLPolicy, TortaNoForecast, TortaNoMicro
 
     world = load_scenario("abilene")
     r, m = world.n_regions, len(world.models)

@@ -5,9 +5,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from torta.experiment.aggregate import claims_table, paired_table, strongest_baselines, verdict
-from torta.experiment.definition import TRACE_DAY, Cell, Experiment, paper_experiment
-from torta.experiment.render import render_results
+from torta.runs.experiment.aggregate import claims_table, paired_table, strongest_baselines, verdict
+from torta.runs.experiment.definition import TRACE_DAY, Cell, Experiment, paper_experiment
+from torta.runs.experiment.render import render_results
 
 
 def test_full_definition_meets_the_protocol():

@@ -235,7 +235,7 @@ def test_report_is_strict_json_when_validation_is_all_masked():
 
 @pytest.mark.slow
 def test_bench_forecast_smoke():
-    from torta.forecast.bench import bench_forecast
+    from torta.commands.bench import bench_forecast
 
     r = CliRunner().invoke(bench_forecast, ["--workloads", "servegen-small-14d", "--no-rolling",
                                             "--horizon", "4", "--jobs", "1", "--json"])

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from torta.plan.alloc import PlannedAllocator, TortaAllocator
-from torta.plan.alloc_batch import HungarianPlannedAllocator
-from torta.plan.config import MicroConfig
-from torta.plan.hungarian import assign_positions, queue_order
+from torta.allocator.greedy import PlannedAllocator, TortaAllocator
+from torta.allocator.batch import HungarianPlannedAllocator
+from torta.allocator.config import MicroConfig
+from torta.allocator.hungarian import assign_positions, queue_order
 from torta.policy import BasePolicy
 from torta.policy.base import RequestInfo
 from torta.sim.cluster import build_tables
@@ -385,7 +385,7 @@ def test_policy_is_deterministic_and_conserves(abilene, tmp_path):
 
 
 def test_window_zero_is_torta_ot_exactly(abilene, tmp_path):
-    from torta.plan.policy_ot import TortaOT, TortaOTHungarian
+    from torta.planner.ot_policy import TortaOT, TortaOTHungarian
 
     df = _abilene_requests(abilene, n=800)
     replay(abilene, df, TortaOT(), seed=2, out_dir=tmp_path / "ot")
@@ -401,7 +401,7 @@ def test_window_zero_is_torta_ot_exactly(abilene, tmp_path):
 
 
 def test_compare_runs_the_ablation(tmp_path):
-    from torta.plan.compare import METRICS, run_compare
+    from torta.runs.compare import METRICS, run_compare
     from torta.schema import REQUEST_SCHEMA
 
     rng = np.random.default_rng(0)

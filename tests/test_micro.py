@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from torta.plan.config import MicroConfig
-from torta.plan.micro import MicroTables, TortaMicro
+from torta.allocator.config import MicroConfig
+from micro_oracle import MicroTables, TortaMicro
 
 
 def _tables(region, initial, load_s=10.0, capable=None, tpot=None):
@@ -79,7 +79,7 @@ def test_spread_term_survives_long_replays():
 
 
 def test_hungarian_batch_matches_greedy_on_the_warm_cold_rule():
-    from torta.plan.hungarian import assign_batch
+    from micro_oracle import assign_batch
 
     a = TortaMicro(_tables([0, 0], [0, 1]))
     out = assign_batch(a, 0.0, 0, np.array([1, 0]), np.array([100, 100]), np.array([50, 50]))
@@ -91,7 +91,7 @@ def test_hungarian_batch_matches_greedy_on_the_warm_cold_rule():
 
 
 def test_hungarian_spreads_a_batch_over_servers():
-    from torta.plan.hungarian import assign_batch
+    from micro_oracle import assign_batch
 
     a = TortaMicro(_tables([0, 0, 0, 1], [0, 0, 0, 0]))
     out = assign_batch(a, 0.0, 0, np.zeros(6, int), np.full(6, 500), np.full(6, 200))

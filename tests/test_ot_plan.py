@@ -7,8 +7,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from torta.plan.config import OTConfig, OTCostWeights
-from torta.plan.ot import CostInputs, cost_matrix, solve_plan
+from torta.planner.config import OTConfig, OTCostWeights
+from torta.planner.ot import CostInputs, cost_matrix, solve_plan
 
 
 def _local_cost(n: int) -> np.ndarray:
@@ -126,7 +126,7 @@ def test_bad_inputs_are_rejected():
 
 
 def test_tiered_plan_spreads_load_before_filling_one_region():
-    from torta.plan.ot import solve_tiered
+    from torta.planner.ot import solve_tiered
 
     # origin 0 is next to region 0; region 1 is a bit further. Plain OT fills region 0 to the brim;
     # with a congestion tier the second half of region 0 costs more than the trip to region 1.
@@ -145,7 +145,7 @@ def test_tiered_plan_spreads_load_before_filling_one_region():
 
 def test_topology_edges_recover_abilene_links():
     from torta.fleet.scenario import load_scenario
-    from torta.plan.fleetcost import topology_edges
+    from torta.planner.fleetcost import topology_edges
 
     w = load_scenario("abilene")
     edges = topology_edges(w.latency_ms)

@@ -74,7 +74,7 @@ def test_unknown_scenario_or_policy_in_a_partition_key_lists_the_valid_names(war
     import pytest
 
     from torta.errors import UnknownNameError
-    from torta.runspec import RunSpec, execute
+    from torta.runs.spec import RunSpec, execute
 
     with pytest.raises(UnknownNameError, match="valid: abilene"):
         execute(RunSpec.from_key("nowhere|azure-2023-code|least-loaded|0"))

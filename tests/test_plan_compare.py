@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from torta.plan.compare import METRICS, run_compare, t_interval
+from torta.runs.compare import METRICS, run_compare, t_interval
 from torta.schema import REQUEST_SCHEMA
 
 
@@ -107,7 +107,7 @@ def test_paired_against_several_baselines(trace):
 
 def test_hours_per_day_replays_each_day_as_a_paired_unit():
     from torta.fleet.scenario import load_scenario
-    from torta.plan.compare import multiday_input
+    from torta.runs.compare import multiday_input
 
     logs = []
     res = run_compare("abilene", "servegen-mix-14d", ["least-loaded", "local-only"], 2, days=2,
@@ -158,7 +158,7 @@ def test_cli_hours_per_day_json():
 
 
 def test_compare_markdown_from_a_saved_result(trace, tmp_path):
-    from torta.plan.compare_md import compare_markdown, main
+    from torta.runs.compare_md import compare_markdown, main
 
     res = run_compare("abilene", str(trace), ["least-loaded", "local-only", "round-robin"], 2,
                       baseline="local-only,round-robin", log=lambda m: None)

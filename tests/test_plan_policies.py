@@ -9,11 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-import torta.plan.policies as P
+import torta.planner.register as P
 from torta.fleet.model import ServerSpec
 from torta.fleet.scenario import load_scenario
-from torta.plan.alloc import TortaAllocator
-from torta.plan.config import MicroConfig
+from torta.allocator.greedy import TortaAllocator
+from torta.allocator.config import MicroConfig
 from torta.policy import get_policy, list_policies
 from torta.policy.base import RequestInfo
 from torta.schema import REQUEST_SCHEMA
@@ -146,7 +146,7 @@ def test_torta_allocator_warm_vs_cold(world):
 
 
 def test_baseline_allocator_guard_avoids_needless_reloads(world):
-    from torta.plan.alloc import WarmLeastLoadedScan
+    from torta.allocator.greedy import WarmLeastLoadedScan
 
     w = _two_server_world(world)
     t = build_tables(w)

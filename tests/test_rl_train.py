@@ -80,7 +80,7 @@ def test_train_cli_writes_checkpoint_and_policy_plans(tmp_path, monkeypatch):
     meta = json.loads((tmp_path / "tiny-torta.json").read_text())
     assert meta["seed"] == 0 and meta["git_commit"] and "days" in meta["data"]
     # the replay policy on that checkpoint
-    from torta.rl.policies import RLPolicy, TortaNoMicro
+    from torta.rl.learned import RLPolicy, TortaNoMicro
     from torta.sim.replay import replay
 
     n = 300

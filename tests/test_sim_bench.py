@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 
 def test_bench_replay_json_contract():
-    from torta.sim.bench import bench_replay
+    from torta.commands.bench import bench_replay
 
     r = CliRunner().invoke(bench_replay, ["--requests", "3000", "--repeats", "1", "--case", "normal",
                                           "--case", "large-fleet", "--json"])
@@ -47,7 +47,7 @@ def test_goals_are_the_issue_targets_and_judge_the_median():
 
 
 def test_bench_rows_carry_the_machine_reference_times():
-    from torta.sim.bench import bench_replay
+    from torta.commands.bench import bench_replay
 
     r = CliRunner().invoke(bench_replay, ["--requests", "2000", "--repeats", "1", "--case", "normal", "--json"])
     assert r.exit_code == 0, r.output

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torta.plan.skylb import SkyLBRouter, tune_threshold
+from torta.planner.skylb import SkyLBRouter, tune_threshold
 
 LAT = np.array([[0, 10, 20, 5], [10, 0, 10, 8], [20, 10, 0, 15], [5, 8, 15, 0]], float)
 DC = np.array([True, True, True, False])

@@ -1,5 +1,6 @@
 """The `torta` command line (click). Subcommands live in `torta/commands/<name>.py`, each exposing a
-click command or group called `cli`; they are imported lazily so `torta --help` stays fast.
+click command or group called `cli`, plus the commands other packages declare as `torta.commands` entry
+points (see `PLUGIN_GROUP`); all are imported lazily so `torta --help` stays fast.
 
 Conventions: `--json` prints exactly one JSON document on stdout; progress and logs go to stderr.
 Domain errors (`ValueError`, `torta.errors.TortaError`) exit with status 2 and a one-line message.
@@ -9,15 +10,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import re
 import sys
+from pathlib import Path
 
 import click
 
-# name -> (module, one-line help). A bare module name means torta.commands.<module>; a dotted path is
-# used as is: the warehouse/orchestration commands live in `pipelines.commands` because the library
-# `torta` never imports Dagster or DuckDB. Each module defines a click object `cli`.
+# name -> (module under torta.commands, one-line help). Each module defines a click object `cli`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("pipelines.commands.run", "Run the main job: the default scenario end to end, every policy, a report."),
     "ingest": ("ingest", "Convert a raw trace file into canonical request (or rates) Parquet."),
     "traces": ("traces", "List shipped traces and fetch larger public ones."),
     "fleet": ("fleet", "Inspect scenarios, fleets and the GPU latency model."),
@@ -27,29 +28,78 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "policies": ("policies", "List scheduling policies."),
     "compare": ("compare", "Compare policies on the same requests and seeds."),
     "train": ("train", "Train TORTA's PPO macro policy (OT-supervised) on a scenario's training days."),
-    "experiment": ("pipelines.commands.experiment", "Run the paper's comparison and write docs/RESULTS.md."),
     "bench": ("bench", "Benchmarks (throughput, memory)."),
-    "sql": ("pipelines.commands.sql", "Run a read-only SQL query on the warehouse."),
-    "report": ("pipelines.commands.report", "Write the HTML report from the warehouse."),
-    "ui": ("pipelines.commands.ui", "Start the Dagster UI (dagster dev) on 127.0.0.1."),
 }
+
+# Commands of other packages (the warehouse and orchestration commands `run`, `sql`, `report`, `ui`,
+# `experiment` live with the Dagster glue, which the library never imports): entry points of this group,
+# `name = "module:attr"` naming a click command, declared in pyproject.toml.
+PLUGIN_GROUP = "torta.commands"
+
+
+def plugin_commands() -> dict[str, str]:
+    """name -> "module:attr" of the `torta.commands` entry points. A source checkout also reads its own
+    pyproject.toml, so an editable install made before an entry point was declared still sees it (a
+    fresh `pip install -e .` records them in the installed metadata)."""
+    from importlib.metadata import entry_points
+
+    out = {ep.name: ep.value for ep in entry_points(group=PLUGIN_GROUP)}
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        try:
+            table = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            table = {}
+        for name, value in table.get("project", {}).get("entry-points", {}).get(PLUGIN_GROUP, {}).items():
+            out.setdefault(name, value)
+    return out
+
+
+def _plugin_help(target: str) -> str:
+    """First line of the command's docstring, read from the module's source (importing the warehouse
+    modules costs about a second; `torta --help` should not)."""
+    import ast
+
+    module, _, attr = target.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8")) if spec and spec.origin else None
+    except (ModuleNotFoundError, OSError, SyntaxError, ValueError):
+        return ""
+    for node in tree.body if tree else ():
+        if isinstance(node, ast.FunctionDef) and node.name == (attr or "cli"):
+            doc = " ".join((ast.get_docstring(node) or "").split())
+            return re.split(r"(?<=\.)\s", doc, maxsplit=1)[0]
+    return ""
 
 
 class LazyGroup(click.Group):
+    def _plugins(self) -> dict[str, str]:
+        if not hasattr(self, "_plugin_map"):
+            self._plugin_map = {n: t for n, t in plugin_commands().items()
+                                if n not in COMMANDS and _available(t.partition(":")[0])}
+        return self._plugin_map
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [n for n, (mod, _) in COMMANDS.items() if _available(mod)]
+        return [n for n, (mod, _) in COMMANDS.items() if _available(_module_path(mod))] + sorted(self._plugins())
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS or not _available(COMMANDS[name][0]):
+        if name in COMMANDS and _available(_module_path(COMMANDS[name][0])):
+            cmd = importlib.import_module(_module_path(COMMANDS[name][0])).cli
+            if not cmd.help and not cmd.short_help:
+                cmd.short_help = COMMANDS[name][1]
+            return cmd
+        target = self._plugins().get(name)
+        if target is None:
             return None
-        module = importlib.import_module(_module_path(COMMANDS[name][0]))
-        cmd = module.cli
-        if not cmd.help and not cmd.short_help:
-            cmd.short_help = COMMANDS[name][1]
-        return cmd
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr or "cli")
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(n, COMMANDS[n][1]) for n in self.list_commands(ctx)]
+        plugins = self._plugins()
+        rows = [(n, COMMANDS[n][1] if n in COMMANDS else _plugin_help(plugins[n])) for n in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -57,6 +107,9 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):  # noqa: D401 - turn domain errors into one-line exits
         from torta.errors import TortaError
 
+        # POT (the OT solver) imports torch for its backend list unless told not to: ~2 s per command, and
+        # no command passes torch tensors to it. Set at run time, before any subcommand is imported.
+        os.environ.setdefault("POT_BACKEND_DISABLE_PYTORCH", "1")
         try:
             return super().invoke(ctx)
         except (TortaError, ValueError, FileNotFoundError) as exc:
@@ -65,12 +118,12 @@ class LazyGroup(click.Group):
 
 
 def _module_path(module: str) -> str:
-    return module if "." in module else f"torta.commands.{module}"
+    return f"torta.commands.{module}"
 
 
 def _available(module: str) -> bool:
     try:
-        return importlib.util.find_spec(_module_path(module)) is not None
+        return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # parent package missing
         return False
 

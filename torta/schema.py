@@ -32,10 +32,6 @@ RATES_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def empty_requests() -> pl.DataFrame:
-    return pl.DataFrame(schema=REQUEST_SCHEMA)
-
-
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """Select and cast the schema's columns in order; extra columns are kept after them.
 

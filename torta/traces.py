@@ -89,10 +89,6 @@ def shipped_traces() -> dict[str, TraceInfo]:
     return {n: t for n, t in all_traces().items() if t.shipped}
 
 
-def fetchable_traces() -> dict[str, TraceInfo]:
-    return {n: t for n, t in all_traces().items() if not t.shipped}
-
-
 @functools.lru_cache(maxsize=32)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     from torta.ingest.fetch import sha256_file

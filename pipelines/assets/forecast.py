@@ -6,12 +6,13 @@ import polars as pl
 
 from pipelines.partitions import workload_partitions
 from pipelines.resources import WarehouseResource
+from torta.config import EVAL_PROTOCOL
 from torta.forecast import backtest, forecast, to_history
 from torta.workload import get_spec, regional_rates
 
 SEED = 0
 HORIZON_SLOTS = 4  # 1 hour of 15-minute slots
-FORECAST_FROM_DAY = 11  # days 1-11 are history; day 12 is the first test day (DESIGN.md)
+FORECAST_FROM_DAY = EVAL_PROTOCOL.first_test_day - 1  # the days before the first test day are history
 
 
 @dg.asset(partitions_def=workload_partitions, group_name="workload", kinds={"parquet"})

@@ -16,8 +16,8 @@ import polars as pl
 
 from pipelines import warehouse as wh
 from pipelines.resources import WarehouseResource
-from torta.planlog import row_sums_ok
-from torta.runspec import RunSpec, execute
+from torta.runs.planlog import row_sums_ok
+from torta.runs.spec import RunSpec, execute
 
 replay_partitions = dg.DynamicPartitionsDefinition(name="replays")
 

@@ -60,7 +60,7 @@ def paper(ctx, reduced, seeds, hours, days, scenarios, workloads, traces, polici
     """Run the experiment end to end (Dagster materializations into the warehouse); prints the plan
     and a run-time estimate first, progress to stderr."""
     from pipelines.experiment import run_paper, write_results
-    from torta.experiment.definition import paper_experiment
+    from torta.runs.experiment.definition import paper_experiment
 
     exp = paper_experiment(reduced=reduced, seeds=seeds, hours=hours, days=days, scenarios=_split(scenarios),
                            workloads=_split(workloads), traces=_split(traces), policies=_split(policies))

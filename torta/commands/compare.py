@@ -6,6 +6,8 @@ import json
 
 import click
 
+from torta.config import EVAL_PROTOCOL
+
 
 @click.command()
 @click.option("--scenario", required=True, help="Shipped scenario name or scenario TOML path.")
@@ -19,7 +21,7 @@ import click
 @click.option("--hours-per-day", default=None, type=float,
               help="Multi-day workloads: replay the first H hours of EACH day of the window (--days days "
                    "from --start-day), one paired unit per (seed, day); not with --hours.")
-@click.option("--start-day", default=12, show_default=True, type=int,
+@click.option("--start-day", default=EVAL_PROTOCOL.first_test_day, show_default=True, type=int,
               help="First day of the window for multi-day workloads (days 12-14 are the test).")
 @click.option("--tune-hours", default=1.0, show_default=True, type=float,
               help="Length of the skylb tuning window (day 11).")
@@ -35,7 +37,7 @@ def cli(scenario, workload, policies, seeds, days, hours, hours_per_day, start_d
     """Compare POLICIES on WORKLOAD in SCENARIO over SEEDS: response time (mean, p95), load_std, cost
     (energy, transfer, switching), switches and planner time, each as a mean and 95 % t-interval over
     seeds. The request count and a run-time estimate go to stderr first."""
-    from torta.plan.compare import METRICS, parse_baselines, run_compare
+    from torta.runs.compare import METRICS, parse_baselines, run_compare
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     res = run_compare(scenario, workload, names, seeds, days=days, hours=hours, start_day=start_day,

@@ -9,7 +9,9 @@ import click
 
 @click.command()
 @click.option("--scenario", required=True, help="Shipped scenario name or scenario TOML path.")
-@click.option("--trace", required=True, help="Shipped trace name or canonical requests Parquet path.")
+@click.option("--trace", required=True,
+              help="Shipped trace name, canonical requests Parquet path, or multi-day workload name (its first "
+                   "test day).")
 @click.option("--policy", required=True, help="Policy name (see `torta policies`).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for origins, replication and routing draws.")
 @click.option("--load-factor", default=1.0, show_default=True, type=float,
@@ -27,19 +29,27 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     Origins are assigned per request (seeded, by the scenario's region origin weights) unless the trace
     sets origin_region. --load-factor F with --load-mode compress divides arrival times by F; with
     replicate it lays F jittered copies of the trace over its own time span (fractions by a seeded
-    subsample)."""
+    subsample).
+
+    The policy is prepared as `torta compare` prepares it: a multi-day workload gives it the demand
+    history before the replayed day; a policy that plans on a forecast (torta-ot) and gets no history (a
+    trace has none) is an error (exit 2) naming the missing input. The JSON's `demand_source` says what a
+    planning policy planned on."""
     from torta.fleet.scenario import load_scenario
     from torta.policy import get_policy
-    from torta.sim.replay import replay
-    from torta.traces import load_trace
+    from torta.runs.execute import run_policy
+    from torta.runs.inputs import workload_input
 
     world = load_scenario(scenario)
-    pol = get_policy(policy)()
-    requests = load_trace(trace)
-    click.echo(f"replaying {requests.height:,} requests (x{load_factor} {load_mode}) through {world.name} "
+    get_policy(policy)  # fail fast on an unknown name before building the input
+    inp = workload_input(trace, scenario, world, seed)
+    click.echo(f"replaying {inp.requests.height:,} requests (x{load_factor} {load_mode}) through {world.name} "
                f"({len(world.servers)} servers) with {policy}", err=True)
-    res = replay(world, requests, pol, seed=seed, out_dir=out_dir, progress=not no_progress,
-                 load_factor=load_factor, load_mode=load_mode)
+    run = run_policy(policy, inp, strict=True, out_dir=out_dir, progress=not no_progress,
+                     load_factor=load_factor, load_mode=load_mode)
+    res = run.result
+    if "demand_source" in run.params:
+        res.summary["demand_source"] = run.params["demand_source"]
     s = res.summary
     if as_json:
         click.echo(json.dumps(s))
@@ -55,5 +65,7 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     click.echo(f"cost ${s['cost_usd']:.4f} (energy {s['energy_usd']:.4f}, transfer {s['transfer_usd']:.4f}, "
                f"switching {s['switching_usd']:.4f})  {s['energy_kwh']:.2f} kWh  {s['co2_kg']:.2f} kg CO2")
     click.echo(f"wall {s['wall_s']:.2f} s  ({s['requests_per_s']:,.0f} requests/s)")
+    if "demand_source" in s:
+        click.echo(f"planned on: {s['demand_source']} demand")
     if res.completions_path is not None:
         click.echo(f"wrote {out_dir}/completions.parquet, slots.parquet, summary.json", err=True)

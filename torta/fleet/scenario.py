@@ -332,19 +332,6 @@ def capacity_requests_per_s(world: World, model: str, mean_prompt_tokens: float,
     return out
 
 
-def mix_capacity_requests_per_s(world: World, mix: dict[str, tuple[float, float, float]]) -> np.ndarray:
-    """Per-region throughput for a demand mix {model: (share, mean_prompt, mean_output)}.
-
-    Each server runs its initial model; its throughput for that model is counted. This is the
-    capacity the fleet has at t=0 for the mix it was sized for (no switching).
-    """
-    out = np.zeros(world.n_regions)
-    for m, (_, p, o) in mix.items():
-        if m in world.models:
-            out += capacity_requests_per_s(world, m, p, o, servers="initial")
-    return out
-
-
 # ---------------------------------------------------------------- tables for assets
 
 def fleet_tables(world: World) -> dict[str, pl.DataFrame]:

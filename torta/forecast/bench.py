@@ -1,4 +1,4 @@
-"""`torta bench forecast`: wall time of forecasting every origin region of a scenario.
+"""Wall time (the library behind `torta bench forecast`, torta/commands/bench.py) of forecasting every origin region of a scenario.
 
 Cases (history = the workload's 14 days of 15-min slots, every series of the scenario):
 - `<workload>/forecast`: one `forecast(history, H, "auto")` call (selection over all default
@@ -14,8 +14,6 @@ import os
 import resource
 import time
 
-import click
-
 
 def _cpu_s() -> float:
     """User + system CPU seconds of this process and its reaped children (the worker pools)."""
@@ -28,16 +26,9 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-@click.command("forecast")
-@click.option("--scenario", default="abilene", show_default=True)
-@click.option("--workloads", default="servegen-mid-14d,servegen-mix-14d", show_default=True)
-@click.option("--horizon", default=24, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--rolling/--no-rolling", default=True, show_default=True)
-@click.option("--jobs", default=2, show_default=True, type=int, help="Processes over series.")
-@click.option("--json", "as_json", is_flag=True)
-def bench_forecast(scenario, workloads, horizon, seed, rolling, jobs, as_json) -> None:
-    """Time forecasting every region of SCENARIO over 14 days of 15-min slots."""
+def run_bench(scenario: str, workloads: list[str], horizon: int, seed: int, rolling: bool, jobs: int,
+              log=lambda msg: None) -> dict:
+    """The cases of the module docstring for each workload; {"scenario", "seed", "cases", ...}."""
     import polars as pl
 
     import statsforecast.models  # noqa: F401  (imports are not timed)
@@ -46,7 +37,7 @@ def bench_forecast(scenario, workloads, horizon, seed, rolling, jobs, as_json) -
     from torta.workload import regional_rates
 
     cases = []
-    for w in [x.strip() for x in workloads.split(",") if x.strip()]:
+    for w in workloads:
         hist = to_history(regional_rates(w, scenario, seed))
         n_series = hist["series"].n_unique()
         n_slots = hist["slot"].n_unique()
@@ -58,7 +49,7 @@ def bench_forecast(scenario, workloads, horizon, seed, rolling, jobs, as_json) -
                       "jobs": jobs,
                       "models": dict(fc.group_by("model").len().sort("model").iter_rows()),
                       "peak_rss_mib": _rss_mib()})
-        click.echo(f"{w}: forecast {n_series} series in {wall:.1f} s", err=True)
+        log(f"{w}: forecast {n_series} series in {wall:.1f} s")
         if rolling:
             last = int(hist["slot"].max())
             t0, c0 = time.perf_counter(), _cpu_s()
@@ -73,12 +64,6 @@ def bench_forecast(scenario, workloads, horizon, seed, rolling, jobs, as_json) -
                                          .with_columns(pl.col("len") // (horizon * 96))
                                          .iter_rows()),
                           "peak_rss_mib": _rss_mib()})
-            click.echo(f"{w}: rolling day {n_series} series in {wall:.1f} s", err=True)
-    doc = {"scenario": scenario, "seed": seed, "cases": cases,
-           "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count()}
-    if as_json:
-        click.echo(json.dumps(doc))
-    else:
-        for c in cases:
-            click.echo(f"{c['case']:<36} {c['series']:>3} series {c['wall_s']:7.1f} s wall "
-                       f"{c['cpu_s']:7.1f} s cpu")
+            log(f"{w}: rolling day {n_series} series in {wall:.1f} s")
+    return {"scenario": scenario, "seed": seed, "cases": cases,
+            "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count()}

@@ -1,4 +1,4 @@
-"""`torta bench ingest`: ingest + Parquet write of an N-row file in the Azure 2024 format.
+"""The library behind `torta bench ingest` (torta/commands/bench.py): ingest + Parquet write of an N-row file in the Azure 2024 format.
 
 The file is generated first (vectorised numpy/polars, seeded; not timed), then a child process
 imports torta, times `ingest("azure-2024", ...)` + `write_parquet_atomic`, and reports; the peak
@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import click
 import numpy as np
 import polars as pl
 
@@ -82,27 +81,3 @@ def run_bench(rows: int, workdir: Path, *, seed: int = 0) -> dict:
         "target_wall_s": TARGET_WALL_S, "target_peak_rss_mib": TARGET_PEAK_MIB,
         "meets_target": bool(child["wall_s"] <= TARGET_WALL_S and peak_mib <= TARGET_PEAK_MIB),
     }
-
-
-@click.command(name="ingest")
-@click.option("--rows", type=click.IntRange(min=1), default=27_000_000, show_default=True,
-              help="Rows in the generated Azure 2024 format file.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write the generated files (default: a temporary directory, removed after).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def bench_ingest(rows: int, seed: int, workdir: Path | None, as_json: bool) -> None:
-    """Time ingest + Parquet write of a generated Azure 2024 file; report rows/s and peak RSS."""
-    if workdir is not None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        res = run_bench(rows, workdir, seed=seed)
-    else:
-        with tempfile.TemporaryDirectory(prefix="torta-bench-ingest-") as tmp:
-            res = run_bench(rows, Path(tmp), seed=seed)
-    if as_json:
-        click.echo(json.dumps({"cases": [res]}))
-    else:
-        click.echo(f"ingest {res['rows']:,} rows ({res['input_bytes'] / 2**20:.0f} MiB CSV): {res['wall_s']:.1f} s "
-                   f"({res['rows_per_s']:,.0f} rows/s; ingest {res['ingest_s']:.1f} s, write {res['write_s']:.1f} s), "
-                   f"peak RSS {res['peak_rss_mib']:.0f} MiB; target <= {TARGET_WALL_S:.0f} s and "
-                   f"<= {TARGET_PEAK_MIB:.0f} MiB: {'met' if res['meets_target'] else 'NOT met'}")

@@ -26,10 +26,6 @@ class Check:
     expected: str  # human text: what the field should hold
 
 
-def _is_string(dtype: pl.DataType) -> bool:
-    return dtype == pl.String
-
-
 def int_value(name: str, dtype: pl.DataType) -> pl.Expr:
     """The column as Int64; null where it is not a whole number."""
     col = pl.col(name)

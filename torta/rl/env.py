@@ -5,7 +5,7 @@ One step = one macro slot (`fleet.slot_s`, 900 s). Per region j and slot (DESIGN
   (the same plan row for every model; a model region j cannot serve goes to the origin's nearest region
   that can, as the simulator re-routes it);
 - service capacity: servers x slot x `capacity_derate` server-seconds of estimated work (the latency
-  model's per-token costs, `torta.plan.fleetcost.region_facts`); work beyond it is carried to the next
+  model's per-token costs, `torta.planner.fleetcost.region_facts`); work beyond it is carried to the next
   slot as backlog W_j;
 - response time of a request from i served in j for model m: 2 x latency_ij (the simulator counts the
   forward and the return path) + the unloaded latency x (1 + rho_j) (decode slows as batches grow) +
@@ -35,9 +35,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from torta.plan.config import OTConfig
-from torta.plan.ot import CostInputs, cost_matrix, solve_tiered
-from torta.plan.policies import OTPolicy
+from torta.planner.config import OTConfig
+from torta.planner.ot import CostInputs, cost_matrix, solve_tiered
+from torta.planner.register import OTPolicy
 from torta.rl.fleet import SurrogateFleet, seasonal_forecast
 
 _OT_CONFIG = OTConfig(demand_source="last")
@@ -76,7 +76,7 @@ def obs_dim(n_regions: int, cfg: EnvConfig) -> int:
 
 
 def ot_plan(fleet: SurrogateFleet, demand_r: np.ndarray, backlog_s: np.ndarray, price: np.ndarray) -> np.ndarray:
-    """The myopic OT plan (R, R) on aggregate demand, as `torta.plan.policies.OTPolicy` builds it for one
+    """The myopic OT plan (R, R) on aggregate demand, as `torta.planner.register.OTPolicy` builds it for one
     model: capacity = max_utilisation x the region's rate x its free share of the slot, cost = latency,
     energy price, queueing delay and transfer, three congestion tiers, deferred demand queued at the
     origin's nearest region. One env: demand_r (R,), backlog_s (R,), price (R,)."""

@@ -4,7 +4,7 @@ cheap forecast shared by the surrogate and the replay policies (`seasonal_foreca
 
 Units: work in server-seconds of the simulator's backlog estimate (`torta.sim.cluster`: prompt tokens x
 c_prefill_s + output tokens x c_decode_s); one server delivers `capacity_derate` (0.82, measured by the
-planner engineer: torta.plan.policies.OTPolicy.capacity_derate) of those per second when saturated.
+planner engineer: torta.planner.register.OTPolicy.capacity_derate) of those per second when saturated.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from torta.plan.fleetcost import DEFAULT_MEAN_OUTPUT_TOKENS, DEFAULT_MEAN_PROMPT_TOKENS, region_facts
-from torta.plan.policies import OTPolicy
+from torta.planner.fleetcost import DEFAULT_MEAN_OUTPUT_TOKENS, DEFAULT_MEAN_PROMPT_TOKENS, region_facts
+from torta.planner.register import OTPolicy
 
 CAPACITY_DERATE = OTPolicy.capacity_derate  # real saturated throughput / estimate (plan layer's measurement)
 

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from torta.config import EVAL_PROTOCOL
 from torta.rl.env import EnvConfig, SurrogateEnv, base_logits, run_fixed
 from torta.rl.fleet import SurrogateFleet, fleet_from_world, load_demand
 from torta.rl.ppo import Agent, PPOConfig, gae, ppo_update
@@ -51,7 +52,7 @@ class TrainConfig:
     n_envs: int = 16
     updates: int = 250  # ~5-7 min on one shared core for abilene (the 10-minute budget)
     train_days: tuple[int, ...] = tuple(range(2, 11))
-    val_day: int = 11
+    val_day: int = EVAL_PROTOCOL.validation_day
     demand_seeds: tuple[int, ...] = (0, 1, 2)
     demand_noise: float = 0.1
     kl_start: float = 1.0
@@ -237,7 +238,7 @@ def _lengths(workload: str, scenario: str) -> tuple[float, float]:
         plan = prepare(workload, scenario, 0)
         return float(plan.lengths.mean_prompt_tokens), float(plan.lengths.mean_output_tokens)
     except Exception:  # noqa: BLE001 - fall back to the planner layer's defaults
-        from torta.plan.fleetcost import DEFAULT_MEAN_OUTPUT_TOKENS, DEFAULT_MEAN_PROMPT_TOKENS
+        from torta.planner.fleetcost import DEFAULT_MEAN_OUTPUT_TOKENS, DEFAULT_MEAN_PROMPT_TOKENS
 
         return DEFAULT_MEAN_PROMPT_TOKENS, DEFAULT_MEAN_OUTPUT_TOKENS
 

@@ -1,4 +1,4 @@
-"""`torta bench replay`: replay throughput and peak memory.
+"""Replay throughput and peak memory (the library behind `torta bench replay`, torta/commands/bench.py).
 
 Cases (each run in a fresh subprocess for a clean peak RSS; `requests_per_s` = requests / wall time of
 the timed section = trace loading + seeded replication + the `replay` call including writing the
@@ -32,8 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-
-import click
 
 CASES = {
     "normal": dict(scenario="abilene", load=0.6, servers=0),
@@ -178,16 +176,10 @@ def _spawn(case: dict) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-@click.command("replay")
-@click.option("--requests", "n_requests", default=1_000_000, show_default=True, type=click.IntRange(1))
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1))
-@click.option("--case", "only", multiple=True, type=click.Choice(list(CASES)), help="Run only these cases.")
-@click.option("--memory-check", is_flag=True, help="Also replay 10M requests once and report peak RSS.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def bench_replay(n_requests: int, repeats: int, only: tuple[str, ...], memory_check: bool, seed: int,
-                 as_json: bool) -> None:
-    """Replay throughput (requests/s, median of repeats) and peak RSS per case."""
+def run_bench(n_requests: int, repeats: int, only: tuple[str, ...] = (), memory_check: bool = False,
+              seed: int = 0, log=lambda msg: None) -> dict:
+    """Every case (or `only` these) `repeats` times in fresh subprocesses: {"cases": [one row per case]}
+    with the median rate, the peak RSS and the goal where one applies (see the module docstring)."""
     out = []
     names = list(only) or list(CASES)
     jobs = [(n, dict(CASES[n], requests=n_requests, seed=seed), repeats) for n in names]
@@ -198,10 +190,10 @@ def bench_replay(n_requests: int, repeats: int, only: tuple[str, ...], memory_ch
         for k in range(reps):
             r = _spawn(case)
             runs.append(r)
-            click.echo(f"{name} run {k + 1}/{reps}: {r['requests']} requests, {r['requests_per_s']:,.0f} req/s "
-                       f"({r['requests_per_cpu_s']:,.0f} per CPU-second), "
-                       f"peak {r['peak_rss_mib']:.0f} MiB, reference {r['reference_s']:.3f} s "
-                       f"(memory {r['reference_mem_s']:.3f} s)", err=True)
+            log(f"{name} run {k + 1}/{reps}: {r['requests']} requests, {r['requests_per_s']:,.0f} req/s "
+                f"({r['requests_per_cpu_s']:,.0f} per CPU-second), "
+                f"peak {r['peak_rss_mib']:.0f} MiB, reference {r['reference_s']:.3f} s "
+                f"(memory {r['reference_mem_s']:.3f} s)")
         med = statistics.median(r["requests_per_s"] for r in runs)
         row = dict(case=name, requests=runs[0]["requests"], requests_per_s=med,
                    peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
@@ -212,15 +204,4 @@ def bench_replay(n_requests: int, repeats: int, only: tuple[str, ...], memory_ch
         row.update({k: v for k, v in runs[0].items() if k not in row and k != "wall_s"})
         row.update(goal(name, n_requests, med, row["peak_rss_mib"]))
         out.append(row)
-    doc = {"cases": out}
-    if as_json:
-        click.echo(json.dumps(doc))
-    else:
-        for r in out:
-            note = ""
-            if "target_requests_per_s" in r:
-                note = f"  goal {r['target_requests_per_s']:,} req/s: {'met' if r['meets_target'] else 'not met'}"
-            elif "target_peak_rss_mib" in r:
-                note = f"  goal {r['target_peak_rss_mib']:,} MiB: {'met' if r['meets_target'] else 'not met'}"
-            click.echo(f"{r['case']:<12} {r['requests']:>10,} req  {r['requests_per_s']:>10,.0f} req/s  "
-                       f"{r['peak_rss_mib']:>7.0f} MiB{note}")
+    return {"cases": out}

@@ -17,7 +17,7 @@ hook of the seam (`torta.policy.base.BatchAllocator`):
    first held request reaches the region and lasts `batch_window_s`; it closes early once
    `batch_max_requests` are held);
 3. at the close, `assign_batch(view, requests, region)` assigns the batch jointly
-   (`torta.plan.hungarian.assign_positions`): base cost = the TORTA greedy cost of the request on the
+   (`torta.allocator.hungarian.assign_positions`): base cost = the TORTA greedy cost of the request on the
    server (expected backlog, cold start + switch penalty + displacement where the server will not
    hold the model, own prefill and decode time at the server's next batch size, spread term); work =
    the server-seconds it adds to the backlog (+ the load time when cold). A one-request batch gets
@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from torta.plan.alloc import PlannedAllocator, TortaAllocator, live_lists, spread_scale
-from torta.plan.hungarian import assign_positions, queue_order
+from torta.allocator.greedy import PlannedAllocator, TortaAllocator, live_lists, spread_scale
+from torta.allocator.hungarian import assign_positions, queue_order
 
 
 class HungarianPlannedAllocator(PlannedAllocator):
@@ -222,16 +222,6 @@ class HungarianPlannedAllocator(PlannedAllocator):
             works.append(wrow)
         return bases, works
 
-    def batch_costs(self, view: Any, requests: list, region: int) -> tuple[np.ndarray, np.ndarray]:
-        """(base, work), each (n requests, servers of the region in id order), in seconds, on the live
-        state; +inf where the server cannot hold the request."""
-        self._bind(view)
-        bases, works = self._rows(view.now_s, requests, region, self._bu, self._tailm, self._ptail,
-                                  spread_scale(self, view.now_s))
-        ns = len(self._sir[region])
-        return (np.asarray(bases, dtype=float).reshape(len(requests), ns),
-                np.asarray(works, dtype=float).reshape(len(requests), ns))
-
     def _limit_switches(self, region: int, model: int, bases: list, tailm: list, pt: list) -> None:
         """Keep at most `max_switches` servers that must load `model` (the cheapest, by their best
         request) open to the batch: a model switch costs its penalty and displacement once per server,
@@ -270,7 +260,7 @@ class HungarianPlannedAllocator(PlannedAllocator):
 
     def assign_batch(self, view: Any, requests: list, region: int) -> list[tuple[int, int]]:
         """(index into `requests`, server) pairs in queue order: the batch's joint minimum of summed
-        expected completion (see torta.plan.hungarian). A batch mixing models is assigned one model at a
+        expected completion (see torta.allocator.hungarian). A batch mixing models is assigned one model at a
         time (models in order of first arrival), each on the state the previous ones leave (busy-until
         and tail model booked virtually): a server never alternates between models inside a batch."""
         t0 = time.perf_counter()

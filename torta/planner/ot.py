@@ -20,16 +20,14 @@ paper-torta.md §3.2 and §9.3 (defer column) for the reconstruction of the pape
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from torta.plan.config import OTConfig
+from torta.planner.config import OTConfig
 
-os.environ.setdefault("POT_BACKEND_DISABLE_PYTORCH", "1")  # POT would import torch otherwise (slow)
-import ot  # noqa: E402  (POT; absolute import, not this module)
+import ot  # POT (absolute import, not this module); the `torta` CLI sets POT_BACKEND_DISABLE_PYTORCH=1
 
 
 @dataclass(frozen=True)

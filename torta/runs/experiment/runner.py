@@ -10,7 +10,7 @@ from typing import Callable
 
 import polars as pl
 
-from torta.experiment.definition import PPO_POLICIES, TRACE_DAY, Cell, Experiment
+from torta.runs.experiment.definition import PPO_POLICIES, TRACE_DAY, Cell, Experiment
 
 # Rough replay cost per request and policy for the run-time estimate (s): replay wall time over requests
 # of the multi-day test runs (abilene, geant and chinanet pooled; they differ by < 10 % except torta-ot)
@@ -31,12 +31,12 @@ def available_policies(scenarios: tuple[str, ...], wanted: tuple[str, ...] = PPO
                        ) -> tuple[set[str], dict[str, str]]:
     """Registered policies, minus PPO ones without a checkpoint for every scenario. Returns the set and
     the reason each left-out policy of `wanted` was dropped."""
-    import torta.plan.policies  # noqa: F401  (registers the planner-layer policies)
+    import torta.planner.register  # noqa: F401  (registers the planner-layer policies)
     from torta.policy import list_policies
 
     if any(p in PPO_POLICIES for p in wanted):
         try:  # the learned policies register on import (torta.rl, imports torch); absent -> not available
-            import torta.rl.policies  # noqa: F401
+            import torta.rl.learned  # noqa: F401
         except ImportError:
             pass
     names = {n for n, _ in list_policies()}
@@ -56,32 +56,15 @@ def available_policies(scenarios: tuple[str, ...], wanted: tuple[str, ...] = PPO
 
 
 def cell_input(cell: Cell, exp_hours: float, trace_hours: float):
+    """The cell's input (torta.runs.inputs.SeedInput): the first `exp_hours` of its day, or the first
+    `trace_hours` of its hour trace."""
     from torta.fleet.scenario import load_scenario
-    from torta.plan.compare import multiday_input, trace_input
+    from torta.runs.inputs import multiday_input, trace_input
 
     world = load_scenario(cell.scenario)
     if cell.day == TRACE_DAY:
         return trace_input(cell.workload, world, cell.seed, None, trace_hours, {})
     return multiday_input(cell.workload, cell.scenario, world, cell.seed, 1, exp_hours, cell.day)
-
-
-def tune_skylb(cell: Cell, hours: float, candidates: tuple[float, ...], log: Callable[[str], None],
-               inp=None) -> tuple[float, list]:
-    """SkyLB threshold minimising mean response time on the validation cell (day 11); `inp`: the
-    cell's input when already built."""
-    from torta.plan.policies import SkyLB
-    from torta.plan.skylb import tune_threshold
-    from torta.sim.replay import replay
-
-    inp = inp if inp is not None else cell_input(cell, hours, hours)
-
-    def evaluate(th: float) -> float:
-        v = replay(inp.world, inp.requests, SkyLB(threshold=th), seed=cell.seed).summary["response_mean_s"]
-        log(f"  skylb threshold {th:g}: response_mean_s {v:.3f}")
-        return v
-
-    res = tune_threshold(evaluate, candidates)
-    return float(res.threshold), [[float(a), float(b)] for a, b in res.table]
 
 
 @dataclass
@@ -95,22 +78,20 @@ def run_cell(cell: Cell, policies: tuple[str, ...], *, hours: float, trace_hours
              skylb_threshold: float | None = None, log: Callable[[str], None] | None = None,
              inp=None) -> CellResult:
     """Replay every policy on the cell's requests (identical for all of them); `inp`: the cell's
-    input (torta.plan.compare.SeedInput) when already built."""
-    from torta.plan.compare import prepared_policy
-    from torta.sim.replay import replay
+    input (torta.runs.inputs.SeedInput) when already built."""
+    from torta.runs.execute import run_policy
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     inp = inp if inp is not None else cell_input(cell, hours, trace_hours)
     runs, slots = [], {}
     for name in policies:
-        pol = prepared_policy(name, inp, skylb_threshold)
         t0 = time.perf_counter()
-        res = replay(inp.world, inp.requests, pol, seed=cell.seed)
+        run = run_policy(name, inp, skylb_threshold=skylb_threshold)
+        res = run.result
         s = {k: v for k, v in res.summary.items() if not isinstance(v, (dict, list))}
         s.update({f"dropped_{k}": v for k, v in res.summary.get("dropped_reasons", {}).items()})
         s.update(scenario=cell.scenario, workload=cell.workload, policy=name, seed=cell.seed, day=cell.day,
-                 role=cell.role, cell=cell.key, key=f"{cell.key}|{name}",
-                 policy_params=str(pol.params() if hasattr(pol, "params") else {}))
+                 role=cell.role, cell=cell.key, key=f"{cell.key}|{name}", policy_params=str(run.params))
         runs.append(s)
         slots[name] = res.slots
         log(f"  {cell.key} {name}: response_mean_s {s['response_mean_s']:.3f} cost_usd {s['cost_usd']:.3f} "

@@ -24,13 +24,11 @@ fleets of any size; `eta` likewise.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-os.environ.setdefault("POT_BACKEND_DISABLE_PYTORCH", "1")
-import ot  # noqa: E402
+import ot  # POT
 
 INTER_MODES = ("ot", "gravity", "physical")
 

@@ -1,5 +1,7 @@
-"""The TORTA micro allocator: per request, inside its serving region, the server with the earliest
-expected completion.
+"""Test oracle: the TORTA micro allocator's cost over its own state (numpy, no simulator), a second and
+independent implementation of torta.allocator.greedy.TortaAllocator's rule, and `assign_batch`, the
+Hungarian solver (torta.allocator.hungarian) applied to it. Per request, inside its serving region, the
+server with the earliest expected completion.
 
     cost(s) = wait(s) + cold(s, m) * (load_s(s, m) + switch_penalty_s)
               + prefill_s_per_token(s, m) * prompt + tpot_s(s, m) * output
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from torta.plan.config import MicroConfig
+from torta.allocator.config import MicroConfig
+from torta.allocator.hungarian import assign_positions, queue_order
 
 
 @dataclass(frozen=True)
@@ -165,16 +168,41 @@ class TortaMicro:
         if loaded_model is not None:
             self.loaded[p] = loaded_model
 
-    def expected_cost(self, now_s: float, region: int, model: int, prompt_tokens: int,
-                      output_tokens: int) -> np.ndarray:
-        """The cost vector `choose` minimises, for the region's servers in id order (for tests/diagnostics)."""
-        lo, hi = self._bounds[region], self._bounds[region + 1]
-        cost = np.maximum(self.busy[lo:hi] - now_s, 0.0)
-        cost = cost + self.pre_T[model, lo:hi] * prompt_tokens + self.tpot_T[model, lo:hi] * output_tokens
-        cost = cost + (self.loaded[lo:hi] != model) * self.cold_T[model, lo:hi]
-        cost = cost + self.recent[lo:hi] * self._psi * math.exp(-(now_s - self.t_ref) / self._tau)
-        ids = self.order[lo:hi]
-        return cost[np.argsort(ids)]
-
     def region_servers(self, region: int) -> np.ndarray:
         return np.sort(self.order[self._bounds[region]:self._bounds[region + 1]])
+
+
+def assign_batch(alloc: TortaMicro, now_s: float, region: int, models: np.ndarray,
+                 prompt_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+    """Assign a batch of requests (arrays of equal length n) to servers of `region`; returns server ids
+    in request order and records every assignment in `alloc` (queue order = position order)."""
+    models = np.asarray(models, dtype=np.int64)
+    pr = np.asarray(prompt_tokens, dtype=float)
+    ou = np.asarray(output_tokens, dtype=float)
+    n = models.size
+    if not (pr.size == n and ou.size == n):
+        raise ValueError(f"assign_batch: models, prompt_tokens, output_tokens lengths differ "
+                         f"({n}, {pr.size}, {ou.size})")
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(alloc.bounds[region]), int(alloc.bounds[region + 1])
+    ns = hi - lo
+    if ns <= 0:
+        raise ValueError(f"region {region} has no servers")
+    wait = np.maximum(alloc.busy[lo:hi] - now_s, 0.0)  # (ns,)
+    cold = alloc.loaded[lo:hi][None, :] != models[:, None]  # (n, ns)
+    own = (alloc.pre_T[models, lo:hi] * pr[:, None] + alloc.tpot_T[models, lo:hi] * ou[:, None]
+           + cold * alloc.cold_T[models, lo:hi])
+    spread = alloc.recent[lo:hi] * (alloc.config.spread_s_per_request
+                                    * math.exp(-(now_s - alloc.t_ref) / alloc.config.spread_tau_s))
+    base = wait[None, :] + own + spread[None, :]  # (n, ns)
+    if not np.isfinite(base.min(axis=1)).all():
+        bad = int(np.flatnonzero(~np.isfinite(base.min(axis=1)))[0])
+        raise ValueError(f"no server in region {region} can load model {int(models[bad])}")
+    work = (alloc.wpre_T[models, lo:hi] * pr[:, None] + alloc.wout_T[models, lo:hi] * ou[:, None]
+            + cold * alloc.load_T[models, lo:hi])
+    server_pos, behind = assign_positions(base, work)
+    servers = alloc.order[lo + server_pos].astype(np.int64)
+    for k in queue_order(behind):  # commit in queue order
+        alloc.commit(now_s, int(servers[k]), int(models[k]), int(pr[k]), int(ou[k]))
+    return servers

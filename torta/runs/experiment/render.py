@@ -9,9 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
-from torta.experiment.aggregate import (CLAIMS, METRICS, claims_table, paired_table, policy_table,
+from torta.runs.experiment.aggregate import (CLAIMS, METRICS, claims_table, paired_table, policy_table,
                                         strongest_baselines)
-from torta.experiment.definition import BASELINES, CLAIM_CANDIDATES, TORTA_FAMILY, TRACE_DAY
+from torta.runs.experiment.definition import BASELINES, CLAIM_CANDIDATES, TORTA_FAMILY, TRACE_DAY
 
 SHORT = {"response_mean_s": "resp mean s", "response_p95_s": "resp p95 s", "load_std": "load std",
          "cost_usd": "cost $", "energy_usd": "energy $", "transfer_usd": "transfer $",

@@ -1,11 +1,11 @@
-"""`torta bench plan`: time the macro OT planner per slot and the micro allocator per request.
+"""Time the macro OT planner per slot and the micro allocators per request (the library behind
+`torta bench plan`, torta/commands/bench.py).
 
 Planner: per slot, build the normalised cost matrix from raw terms and solve (R origins x R regions)
 with the chosen method; reports median and p95 ms per slot over `--slots` slots of seeded random
-demand/capacity/prices/queues on random coordinates. Allocator: `TortaMicro.choose` over a seeded
-request stream on a fleet of `--servers` servers in `--regions` regions (the replay hot path without the
-simulator); reports mean microseconds per request; the same for the simulator-state allocators
-(`TortaAllocator.choose` and the Hungarian batch window's `assign_batch`, on abilene). One thread; imports excluded.
+demand/capacity/prices/queues on random coordinates. Allocators: mean microseconds per request of the
+simulator-state allocators (`TortaAllocator.choose` and the Hungarian batch window's `assign_batch`) over
+a seeded request stream on abilene's tables. One thread; imports excluded.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import json
 import sys
 import time
 
-import click
 import numpy as np
 
 
 def bench_planner(regions: int, slots: int, method: str, seed: int) -> dict:
-    from torta.plan.config import OTConfig
-    from torta.plan.ot import CostInputs, cost_matrix, solve_plan
+    from torta.planner.config import OTConfig
+    from torta.planner.ot import CostInputs, cost_matrix, solve_plan
 
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 4000, (regions, 2))  # km
@@ -47,14 +46,14 @@ def bench_planner(regions: int, slots: int, method: str, seed: int) -> dict:
 
 def bench_tiered(regions: int, slots: int, models: int, seed: int) -> dict:
     """The policy's per-slot solve: one tiered EMD per model, with OTPolicy's congestion tiers."""
-    from torta.plan.config import OTConfig
-    from torta.plan.ot import solve_tiered
+    from torta.planner.config import OTConfig
+    from torta.planner.ot import solve_tiered
 
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 4000, (regions, 2))
     lat = np.linalg.norm(xy[:, None] - xy[None], axis=2) / 200.0
     base = lat / lat.max()
-    from torta.plan.policies import OTPolicy
+    from torta.planner.register import OTPolicy
 
     fr = np.diff(np.asarray(OTPolicy.tier_edges, dtype=float))
     times = []
@@ -89,7 +88,7 @@ def _sim_view(scenario: str):
 
 def bench_sim_allocator(requests: int, seed: int, scenario: str = "abilene") -> dict:
     """`TortaAllocator.choose` as the replay calls it: abilene's tables, live per-server lists."""
-    from torta.plan.alloc import TortaAllocator
+    from torta.allocator.greedy import TortaAllocator
     from torta.policy.base import RequestInfo
 
     t, view = _sim_view(scenario)
@@ -121,8 +120,8 @@ def bench_sim_hungarian(requests: int, seed: int, batch_window_s: float = 2.0, r
     """`HungarianPlannedAllocator.assign_batch` as the replay calls it at a window's close: abilene's
     tables, live per-server lists; `rps` requests/s spread uniformly over the regions (66/s: the
     servegen-mix-14d day-12 hour on abilene), so a window holds Poisson(rps / regions x window) requests."""
-    from torta.plan.alloc import TortaAllocator
-    from torta.plan.alloc_batch import HungarianPlannedAllocator
+    from torta.allocator.greedy import TortaAllocator
+    from torta.allocator.batch import HungarianPlannedAllocator
     from torta.policy.base import RequestInfo
 
     t, view = _sim_view(scenario)
@@ -152,50 +151,8 @@ def bench_sim_hungarian(requests: int, seed: int, batch_window_s: float = 2.0, r
             "us_per_request": dt / done * 1e6}
 
 
-def bench_allocator(servers: int, regions: int, models: int, requests: int, seed: int) -> dict:
-    from torta.plan.micro import MicroTables, TortaMicro
-
-    rng = np.random.default_rng(seed)
-    region = np.arange(servers) % regions
-    speed = rng.choice([0.5, 1.0, 2.0], servers)[:, None] * np.ones((1, models))
-    tables = MicroTables(region=region, prefill_s_per_token=1e-4 / speed, tpot_s=0.02 / speed,
-                         work_s_per_prompt_token=1e-5 / speed, work_s_per_output_token=0.002 / speed,
-                         load_s=np.full((servers, models), 10.0), capable=np.ones((servers, models), bool),
-                         initial_model=rng.integers(0, models, servers))
-    alloc = TortaMicro(tables, n_regions=regions)
-    reg = rng.integers(0, regions, requests).tolist()
-    mod = rng.integers(0, models, requests).tolist()
-    pr = rng.integers(10, 4000, requests).tolist()
-    ou = rng.integers(5, 800, requests).tolist()
-    now = np.cumsum(rng.exponential(servers / 200.0 / servers, requests)).tolist()
-    choose = alloc.choose
-    t0 = time.perf_counter()
-    for i in range(requests):
-        choose(now[i], reg[i], mod[i], pr[i], ou[i])
-    dt = time.perf_counter() - t0
-    return {"case": "micro-torta", "servers": servers, "regions": regions, "models": models,
-            "requests": requests, "us_per_request": dt / requests * 1e6, "switches": alloc.switches}
-
-
-@click.command("plan")
-@click.option("--regions", default=50, show_default=True, help="regions for the planner benchmark")
-@click.option("--slots", default=200, show_default=True)
-@click.option("--method", type=click.Choice(["emd", "sinkhorn", "unbalanced"]), default="emd", show_default=True)
-@click.option("--servers", default=50, show_default=True, help="servers for the allocator benchmark")
-@click.option("--alloc-regions", default=12, show_default=True)
-@click.option("--models", default=3, show_default=True)
-@click.option("--requests", default=200_000, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="print one JSON document")
-def bench_plan(regions, slots, method, servers, alloc_regions, models, requests, seed, as_json):
-    """Planner ms per slot (OT) and micro allocator microseconds per request."""
-    cases = [bench_planner(regions, slots, method, seed), bench_tiered(regions, slots, models, seed),
-             bench_allocator(servers, alloc_regions, models, requests, seed),
-             bench_sim_allocator(min(requests, 100_000), seed),
-             bench_sim_hungarian(min(requests, 100_000), seed)]
-    if as_json:
-        click.echo(json.dumps({"cases": cases}))
-        return
-    for c in cases:
-        click.echo("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.items()))
-    print("(target: <= 5 ms per slot at 50 regions with exact EMD; <= 20 us per request)", file=sys.stderr)
+def run_bench(regions: int, slots: int, method: str, models: int, requests: int, seed: int) -> dict:
+    """Every case of the module docstring: {"cases": [...]}."""
+    return {"cases": [bench_planner(regions, slots, method, seed), bench_tiered(regions, slots, models, seed),
+                      bench_sim_allocator(min(requests, 100_000), seed),
+                      bench_sim_hungarian(min(requests, 100_000), seed)]}

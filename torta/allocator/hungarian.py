@@ -20,9 +20,9 @@ server's share shortest-work-first. Approximations: a server taking several requ
 not hold pays the cold start once per request in `base` (the simulator loads it once), and continuous
 batching makes the serial backlog an estimate, as for the greedy allocator.
 
-`assign_positions` is the pure solver; `assign_batch` applies it to a `TortaMicro` (the allocator with
-its own state, used outside the simulator); `torta.plan.alloc_batch` applies it to the simulator's live
-state (the `torta-ot-hungarian` replay policy).
+`assign_positions` is the pure solver; `torta.allocator.batch` applies it to the simulator's live state
+(the `torta-ot-hungarian` replay policy); the tests' oracle (tests/micro_oracle.py) applies it to an
+allocator with its own state.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ import math
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-
-from torta.plan.micro import TortaMicro
 
 _BIG = 1e12  # finite stand-in for +inf (incapable server) so the assignment stays feasible
 _EXACT_CELLS = 250_000  # n x n positions x servers below this: every server gets n positions (exact)
@@ -80,39 +78,3 @@ def queue_order(behind: np.ndarray) -> np.ndarray:
     """Indices of the batch in queue order: more requests behind first, ties by request index."""
     behind = np.asarray(behind)
     return np.lexsort((np.arange(behind.size), -behind))
-
-
-def assign_batch(alloc: TortaMicro, now_s: float, region: int, models: np.ndarray,
-                 prompt_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
-    """Assign a batch of requests (arrays of equal length n) to servers of `region`; returns server ids
-    in request order and records every assignment in `alloc` (queue order = position order)."""
-    models = np.asarray(models, dtype=np.int64)
-    pr = np.asarray(prompt_tokens, dtype=float)
-    ou = np.asarray(output_tokens, dtype=float)
-    n = models.size
-    if not (pr.size == n and ou.size == n):
-        raise ValueError(f"assign_batch: models, prompt_tokens, output_tokens lengths differ "
-                         f"({n}, {pr.size}, {ou.size})")
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    lo, hi = int(alloc.bounds[region]), int(alloc.bounds[region + 1])
-    ns = hi - lo
-    if ns <= 0:
-        raise ValueError(f"region {region} has no servers")
-    wait = np.maximum(alloc.busy[lo:hi] - now_s, 0.0)  # (ns,)
-    cold = alloc.loaded[lo:hi][None, :] != models[:, None]  # (n, ns)
-    own = (alloc.pre_T[models, lo:hi] * pr[:, None] + alloc.tpot_T[models, lo:hi] * ou[:, None]
-           + cold * alloc.cold_T[models, lo:hi])
-    spread = alloc.recent[lo:hi] * (alloc.config.spread_s_per_request
-                                    * math.exp(-(now_s - alloc.t_ref) / alloc.config.spread_tau_s))
-    base = wait[None, :] + own + spread[None, :]  # (n, ns)
-    if not np.isfinite(base.min(axis=1)).all():
-        bad = int(np.flatnonzero(~np.isfinite(base.min(axis=1)))[0])
-        raise ValueError(f"no server in region {region} can load model {int(models[bad])}")
-    work = (alloc.wpre_T[models, lo:hi] * pr[:, None] + alloc.wout_T[models, lo:hi] * ou[:, None]
-            + cold * alloc.load_T[models, lo:hi])
-    server_pos, behind = assign_positions(base, work)
-    servers = alloc.order[lo + server_pos].astype(np.int64)
-    for k in queue_order(behind):  # commit in queue order
-        alloc.commit(now_s, int(servers[k]), int(models[k]), int(pr[k]), int(ou[k]))
-    return servers

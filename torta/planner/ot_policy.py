@@ -1,4 +1,4 @@
-"""OT-planned policies: `myopic-ot`, `torta-ot` and its ablations (see torta.plan.policies)."""
+"""OT-planned policies: `myopic-ot`, `torta-ot` and its ablations (see torta.planner.register)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ import time
 
 import numpy as np
 
-from torta.plan.alloc import PlannedAllocator, TortaAllocator, WarmLeastLoadedScan
-from torta.plan.alloc_batch import HungarianPlannedAllocator
-from torta.plan.config import MicroConfig, OTConfig
-from torta.plan.fleetcost import region_facts
-from torta.plan.ot import CostInputs, cost_matrix, solve_plan, solve_tiered
-from torta.plan.policy_common import BASELINE_SWITCH_GUARD_S, ContextMixin
+from torta.allocator.greedy import PlannedAllocator, TortaAllocator, WarmLeastLoadedScan
+from torta.allocator.batch import HungarianPlannedAllocator
+from torta.allocator.config import MicroConfig
+from torta.planner.config import OTConfig
+from torta.planner.fleetcost import region_facts
+from torta.planner.ot import CostInputs, cost_matrix, solve_plan, solve_tiered
+from torta.planner.context import BASELINE_SWITCH_GUARD_S, ContextMixin
 from torta.policy.base import BasePolicy, SlotState
 from torta.sim.cluster import build_tables
 
 
 class OTPolicy(ContextMixin, BasePolicy):
-    """OT macro plan each slot, one transport problem per model (see torta.plan.ot).
+    """OT macro plan each slot, one transport problem per model (see torta.planner.ot).
 
     Per model m: source = demand of m per origin (the policy's `demand`), target = free capacity for m
     per region = servers that will hold m (SlotState.warm_servers) x one server's rate for m x the
@@ -201,6 +202,15 @@ class TortaOT(OTPolicy):
                 self._fc = False
                 self.demand_source_used = "last (no history to forecast from)"
 
+    def missing_inputs(self) -> list[str]:
+        src = self.config.demand_source
+        h = getattr(self, "history", None)
+        if src == "forecast" and (h is None or h.height == 0):
+            return ["the demand history before the replay (to forecast from)"]
+        if src == "oracle" and getattr(self, "oracle_demand", None) is None:
+            return ["the true demand of each slot (oracle demand)"]
+        return []
+
     def _forecast(self, horizon: int) -> np.ndarray | None:
         """(H, R, M) day-ahead forecast from `history` (series "region|model", slot, y)."""
         from torta.forecast import forecast
@@ -257,7 +267,7 @@ class TortaOTLast(TortaOT):
 
 
 class TortaOTHungarian(TortaOT):
-    """torta-ot with the Hungarian batch-window micro allocator (torta.plan.alloc_batch) instead of the
+    """torta-ot with the Hungarian batch-window micro allocator (torta.allocator.batch) instead of the
     greedy per-request one: the same forecast-driven OT plan and spill-over rule; inside the serving
     region, the requests reaching it within `batch_window_s` (window opened by the first of them; at most
     `batch_max_requests`) are assigned jointly at the window's close. The wait in the window counts in

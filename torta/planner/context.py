@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from torta.plan.alloc import WarmLeastLoadedScan
-from torta.plan.fleetcost import DEFAULT_MEAN_OUTPUT_TOKENS, DEFAULT_MEAN_PROMPT_TOKENS
+from torta.allocator.greedy import WarmLeastLoadedScan
+from torta.planner.fleetcost import DEFAULT_MEAN_OUTPUT_TOKENS, DEFAULT_MEAN_PROMPT_TOKENS
 
 # The baselines' in-region allocator: warm least-loaded with a switching guard (see
-# torta.plan.alloc.WarmLeastLoadedScan), so that every policy is compared with a strong allocator, not
+# torta.allocator.greedy.WarmLeastLoadedScan), so that every policy is compared with a strong allocator, not
 # with needless reloads (DESIGN.md, Evaluation protocol). Chosen on the validation day 11 (full day,
 # servegen-mix-14d on abilene, seed 0, myopic-ot): guard 10 s gave 18.8 s mean response / $72.3, guard
 # 3 s 20.3 s / $89.6 (guard 0, the simulator's plain rule, thrashes: 564 s in the first hour alone).
@@ -29,6 +29,11 @@ class ContextMixin:
         self.mean_prompt_tokens = float(mean_prompt_tokens or DEFAULT_MEAN_PROMPT_TOKENS)
         self.mean_output_tokens = float(mean_output_tokens or DEFAULT_MEAN_OUTPUT_TOKENS)
         self.model_share = model_share
+
+    def missing_inputs(self) -> list[str]:
+        """The context this policy plans on but was not given (empty: nothing missing); read by
+        torta.runs.execute after `prepare`."""
+        return []
 
     def _ctx_defaults(self) -> None:
         if not hasattr(self, "mean_prompt_tokens"):

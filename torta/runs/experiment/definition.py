@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from torta.config import EVAL_PROTOCOL
+
 BASELINES = ("round-robin", "local-only", "least-loaded", "skylb", "myopic-ot", "acs")
 # TORTA and its ablations, most complete first. PPO ones need a checkpoint per scenario.
 TORTA_FAMILY = ("torta", "torta-no-forecast", "ppo-only", "torta-no-micro",
@@ -53,13 +55,13 @@ class Experiment:
     baselines: tuple[str, ...] = BASELINES
     torta: tuple[str, ...] = TORTA_FAMILY
     seeds: int = 5
-    test_days: tuple[int, ...] = (12, 13, 14)
+    test_days: tuple[int, ...] = EVAL_PROTOCOL.test_days
     hours: float = 0.25  # replayed window of each test day (first `hours` hours)
     trace_hours: float = 1.0  # of each hour trace (the whole trace)
-    tune_day: int = 11
+    tune_day: int = EVAL_PROTOCOL.validation_day
     tune_hours: float = 0.25  # SkyLB tuning and baseline selection window on the validation day
-    skylb_candidates: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-    train_days: tuple[int, int] = (1, 10)  # PPO training window (torta train), recorded only
+    skylb_candidates: tuple[float, ...] = EVAL_PROTOCOL.skylb_candidates
+    train_days: tuple[int, int] = EVAL_PROTOCOL.train_days  # PPO training window (torta train), recorded only
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -123,9 +125,10 @@ def paper_experiment(*, reduced: bool = False, seeds: int | None = None, hours: 
     if traces is not None:
         changes["traces"] = tuple(traces)
     if days is not None:
-        if not 1 <= days <= 3:
-            raise ValueError(f"days must be 1..3 (test days 12-14), got {days}")
-        changes["test_days"] = (12, 13, 14)[:days]
+        all_days = EVAL_PROTOCOL.test_days
+        if not 1 <= days <= len(all_days):
+            raise ValueError(f"days must be 1..{len(all_days)} (test days {all_days[0]}-{all_days[-1]}), got {days}")
+        changes["test_days"] = all_days[:days]
     if policies:
         unknown = [p for p in policies if p not in (*BASELINES, *TORTA_FAMILY)]
         if unknown:

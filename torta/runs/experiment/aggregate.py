@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from torta.plan.compare import t_interval
+from torta.runs.compare import t_interval
 
 METRICS = ("response_mean_s", "response_p95_s", "load_std", "cost_usd", "energy_usd", "transfer_usd",
            "switching_usd", "switches")

@@ -1,4 +1,4 @@
-"""Reactive baselines with their own region choice: `skylb` and `acs` (see torta.plan.policies)."""
+"""Reactive baselines with their own region choice: `skylb` and `acs` (see torta.planner.register)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import random
 
 import numpy as np
 
-from torta.plan.acs import ACSConfig, ACSDiffusion, zone_offsets
-from torta.plan.alloc import live_lists
-from torta.plan.fleetcost import region_facts, topology_edges
-from torta.plan.policy_common import ContextMixin, RegionFirstAllocator
-from torta.plan.skylb import SkyLBRouter
+from torta.planner.acs import ACSConfig, ACSDiffusion, zone_offsets
+from torta.allocator.greedy import live_lists
+from torta.planner.fleetcost import region_facts, topology_edges
+from torta.planner.context import ContextMixin, RegionFirstAllocator
+from torta.planner.skylb import SkyLBRouter
 from torta.policy.base import BasePolicy
 from torta.sim.cluster import build_tables
 

@@ -4,11 +4,15 @@
 earliest expected completion = expected backlog (the simulator's busy-until estimate) + the request's
 own prefill and decode time on that GPU at the server's next batch size + the model-switch cost where
 the server will not hold the model (load time + switch penalty) + a small load-spreading term (decayed
-count of recent assignments). Same cost as `torta.plan.micro.TortaMicro`, which keeps its own state for
-use outside the simulator (surrogates, benchmarks, the Hungarian ablation).
+count of recent assignments). tests/micro_oracle.py implements the same cost a second time over its own
+numpy state, as the tests' oracle.
 
-`warm_least_loaded`: the warm-preferring least-loaded choice inside one region (the allocator every
-baseline gets), for policies whose own allocator first picks the region (skylb, acs).
+`WarmLeastLoadedScan`: the warm-preferring least-loaded choice inside one region (the allocator every
+baseline gets, with a switching guard), also for policies whose own allocator first picks the region
+(skylb, acs).
+
+`PlannedAllocator`: routes a request by its model's row of the macro plan, then asks one of the above
+for the server.
 
 Hot path: per-(region, model) candidate tuples are built once per run; a request reads the simulator's
 per-server lists directly (no numpy, no objects).
@@ -23,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from torta.plan.config import MicroConfig
+from torta.allocator.config import MicroConfig
 from torta.sim.cluster import REF_CONTEXT_TOKENS
 
 
@@ -252,7 +256,7 @@ class PlannedAllocator:
         if p.shape != (self.n_models, self.n_regions, self.n_regions):
             raise ValueError(f"plans must have shape ({self.n_models}, {self.n_regions}, {self.n_regions}), "
                              f"got {p.shape}")
-        self.last_plans = p  # read by torta.runspec's plan recorder (the warehouse's `plans` table)
+        self.last_plans = p  # read by torta.runs.planlog.PlanRecorder (the warehouse's `plans` table)
         cum = np.cumsum(p, axis=2)
         self._cum = [[cum[m, o].tolist() for m in range(self.n_models)] for o in range(self.n_regions)]
 

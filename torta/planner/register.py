@@ -1,0 +1,30 @@
+"""Planner-layer policies behind the `torta.policy` seam, one class and one registration each:
+
+- `myopic-ot`: OT on the current slot (demand = the slot just observed), no forecast; the baselines'
+  warm least-loaded allocator inside the region.
+- `torta-ot`: OT on forecast demand (day-ahead `torta.forecast.forecast` over the history before the
+  replay, corrected online by the observed/forecast ratio) + the TORTA micro allocator. The forecast is
+  computed in `reset` (before t = 0) and reported as params()["forecast_s"], not in planner_ms_per_slot.
+- `torta-ot-oracle`, `torta-ot-last`: ablations of torta-ot planning on the true / last observed demand.
+- `torta-ot-hungarian`: ablation of torta-ot's micro layer: Hungarian assignment over a short batch
+  window per region (the simulator's batch-window hook) instead of the greedy per-request allocator.
+- `skylb`: SkyLB selective pushing (threshold in pending requests per server, tuned per scenario).
+- `acs`: ACS-Diffusion (adaptive cluster synchronisation over the topology, zones = pricing zones).
+
+Policies take optional context through `prepare(history=..., oracle_demand=..., mean_prompt_tokens=...,
+mean_output_tokens=..., model_share=...)` before `reset`; `torta compare` calls it.
+"""
+
+from __future__ import annotations
+
+from torta.planner.context import BASELINE_SWITCH_GUARD_S, ContextMixin
+from torta.planner.ot_policy import MyopicOT, OTPolicy, TortaOT, TortaOTHungarian, TortaOTLast, TortaOTOracle
+from torta.planner.reactive import ACS, ACSAllocator, SkyLB, SkyLBAllocator
+from torta.policy.registry import register
+
+__all__ = ["ACS", "ACSAllocator", "BASELINE_SWITCH_GUARD_S", "ContextMixin", "MyopicOT", "OTPolicy", "SkyLB",
+           "SkyLBAllocator", "TortaOT", "TortaOTHungarian", "TortaOTLast", "TortaOTOracle"]
+
+for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, TortaOTHungarian, SkyLB, ACS):
+    register(_cls.name, _cls, _cls.description)
+
