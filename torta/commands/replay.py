@@ -18,12 +18,13 @@ import click
               help="Scale the offered load by F (> 0).")
 @click.option("--load-mode", default="compress", show_default=True, type=click.Choice(["compress", "replicate"]),
               help="compress: arrival times / F; replicate: F seeded, jittered copies of the trace.")
+@click.option("--hours", default=None, type=float, help="Replay only the first H hours of the trace or day.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write completions.parquet, slots.parquet and summary.json here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON document.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, load_mode: str, out_dir: str | None,
-        as_json: bool, no_progress: bool) -> None:
+def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, load_mode: str, hours: float | None,
+        out_dir: str | None, as_json: bool, no_progress: bool) -> None:
     """Replay TRACE through SCENARIO under POLICY; prints TTFT, TPOT and end-to-end percentiles.
 
     Origins are assigned per request (seeded, by the scenario's region origin weights) unless the trace
@@ -42,7 +43,9 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
 
     world = load_scenario(scenario)
     get_policy(policy)  # fail fast on an unknown name before building the input
-    inp = workload_input(trace, scenario, world, seed)
+    if hours is not None and not hours > 0:
+        raise ValueError(f"--hours must be > 0, got {hours}")
+    inp = workload_input(trace, scenario, world, seed, hours=hours)
     click.echo(f"replaying {inp.requests.height:,} requests (x{load_factor} {load_mode}) through {world.name} "
                f"({len(world.servers)} servers) with {policy}", err=True)
     run = run_policy(policy, inp, strict=True, out_dir=out_dir, progress=not no_progress,

@@ -39,16 +39,28 @@ class ACSConfig:
     inter-zone conductance 40, kappa = 0.3, ell = 800 km = 4 ms) rescaled by its mean capacity of ~100."""
 
     g0: float = 0.02
+    """Baseline intra-zone gain g0 of (4), relative to the mean capacity (§4.5: 2 / 100)."""
     eta: float = 2.0
+    """Adaptation rate of the intra-zone gains in (4), relative to the mean capacity (§4.5: 200 / 100)."""
     sigma: float = 0.01
+    """Leakage of the gains back towards g0 in (4) (§4.5)."""
     g_max: float = 5.0
+    """Cap of an intra-zone gain, relative to the mean capacity (§4.5: 500 / 100)."""
     inter_total: float = 0.4
+    """Total inter-zone conductance, relative to the mean capacity (§4.5: 40 / 100)."""
     inter_mode: str = "ot"
+    """How inter-zone coupling is laid out: "ot" (Sinkhorn plan, satisfies condition (A)), "gravity" or
+    "physical" (only the physical inter-zone links; violates (A) in general)."""
     ell_ms: float = 4.0
+    """Latency scale of the inter-zone coupling (§4.5: 800 km = 4 ms)."""
     kappa: float = 0.3
+    """Weight of a zone's price offset theta in the cost potential (§4.5)."""
     tau_s: float = 1.0
+    """Service time constant tau of the fluid model (3)."""
     adaptive: bool = True
+    """Adapt the intra-zone gains by (4); False keeps them at g0."""
     deadband: float = 0.0
+    """Potential differences below this move no load (0: none)."""
 
     def __post_init__(self) -> None:
         if self.inter_mode not in INTER_MODES:

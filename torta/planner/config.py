@@ -32,24 +32,26 @@ class OTCostWeights:
 
 @dataclass(frozen=True)
 class OTConfig:
-    """Macro OT planner settings.
-
-    method: "emd" (exact network simplex, default), "sinkhorn" (entropic) or "unbalanced" (entropic with
-    relaxed marginals, KL penalty `unbalanced_reg_m`).
-    defer_cost: cost of keeping one unit of demand queued at its origin for the slot, in the same units as
-    the weighted normalised cost (so it must exceed the sum of the weights to make deferral a last resort).
-    sinkhorn_reg: entropic regulariser relative to the largest real cost (0.05 x max C: paper-torta.md §8).
-    demand_source: which demand the plan is built on ("forecast", "oracle" or "last" observed slot).
-    """
+    """Macro OT planner settings (torta.planner.ot)."""
 
     weights: OTCostWeights = OTCostWeights()
+    """Weights of the normalised cost terms."""
     method: str = "emd"
+    """"emd" (exact network simplex, default), "sinkhorn" (entropic) or "unbalanced" (entropic with
+    relaxed marginals, KL penalty `unbalanced_reg_m`)."""
     defer_cost: float = 10.0
+    """Cost of keeping one unit of demand queued at its origin for the slot, in the units of the weighted
+    normalised cost: above the sum of the weights, so deferral is a last resort."""
     sinkhorn_reg: float = 0.05
+    """Entropic regulariser relative to the largest real cost (0.05 x max C: paper-torta.md §8)."""
     sinkhorn_max_iter: int = 1000
+    """Iteration cap of the entropic solvers."""
     sinkhorn_stop_thr: float = 1e-9
+    """Stopping threshold of the entropic solvers (marginal error)."""
     unbalanced_reg_m: float = 1.0
+    """KL penalty on the marginals of the "unbalanced" method."""
     demand_source: str = "forecast"
+    """Which demand the plan is built on: "forecast", "oracle" or "last" (the slot just observed)."""
     queue_ref_s: float = 60.0
     """Queueing delay (s) that maps to 1.0 in the normalised queue term."""
 

@@ -10,12 +10,12 @@ import numpy as np
 from torta.allocator.greedy import WarmLeastLoadedScan
 from torta.planner.fleetcost import DEFAULT_MEAN_OUTPUT_TOKENS, DEFAULT_MEAN_PROMPT_TOKENS
 
-# The baselines' in-region allocator: warm least-loaded with a switching guard (see
-# torta.allocator.greedy.WarmLeastLoadedScan), so that every policy is compared with a strong allocator, not
-# with needless reloads (DESIGN.md, Evaluation protocol). Chosen on the validation day 11 (full day,
-# servegen-mix-14d on abilene, seed 0, myopic-ot): guard 10 s gave 18.8 s mean response / $72.3, guard
-# 3 s 20.3 s / $89.6 (guard 0, the simulator's plain rule, thrashes: 564 s in the first hour alone).
 BASELINE_SWITCH_GUARD_S = 10.0
+"""Switching guard (s) of the baselines' in-region allocator, warm least-loaded
+(torta.allocator.greedy.WarmLeastLoadedScan), so every policy is compared with a strong allocator, not
+with needless reloads (DESIGN.md, Evaluation protocol). Validation day 11 (full day, servegen-mix-14d on
+abilene, seed 0, myopic-ot): 10 s gave 18.8 s mean response and $72.3, 3 s 20.3 s and $89.6; 0 s (the
+simulator's plain rule) thrashes (564 s in the first hour alone)."""
 
 
 class ContextMixin:

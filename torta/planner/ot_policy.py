@@ -32,16 +32,17 @@ class OTPolicy(ContextMixin, BasePolicy):
     name = "ot"
     description = "OT macro plan per slot and model."
     has_planner = True
-    # Plan regions up to this share of their estimated free capacity. The estimate (torta.sim.cluster work
-    # units) overstates saturated throughput by ~1.2x (measured: one A100/L40S/H100 server saturates at
-    # 0.82x the estimate, scratch replay of 3000 requests), and queueing grows fast above ~70 % of the
-    # real capacity: 0.6 x estimate = ~0.73 of real.
     max_utilisation = 0.6
-    capacity_derate = 0.82  # real saturated throughput / estimate (the measurement above)
-    # congestion tiers, as shares of the planned capacity. Validation (day 11, first hour, torta-ot, seed 0):
-    # 5 tiers (.25/.5/.7/.85/1) / 3 tiers / 1 tier gave 17.4 / 15.8 / 17.4 s mean response; 3 tiers keep
-    # the slot solve within 5 ms at 50 regions x 3 models (`torta bench plan`).
+    """Plan regions up to this share of their estimated free capacity. The estimate (torta.sim.cluster work
+    units) overstates saturated throughput (see `capacity_derate`), and queueing grows fast above ~70 %
+    of the real capacity: 0.6 x the estimate is ~0.73 of the real one."""
+    capacity_derate = 0.82
+    """Real saturated throughput over the estimate: one A100 / L40S / H100 server saturates at 0.82x it
+    (measured on a scratch replay of 3,000 requests)."""
     tier_edges = (0.0, 0.5, 0.8, 1.0)
+    """Congestion tiers, as shares of the planned capacity. Validation day 11 (first hour, torta-ot,
+    seed 0): 5 tiers (.25/.5/.7/.85/1) / these 3 / 1 tier gave 17.4 / 15.8 / 17.4 s mean response; 3 tiers
+    keep the slot's solve within 5 ms at 50 regions x 3 models (`torta bench plan`)."""
 
     def __init__(self, config: OTConfig | None = None, inner: str = "warm-least-loaded",
                  micro: MicroConfig | None = None) -> None:
@@ -178,7 +179,8 @@ class MyopicOT(OTPolicy):
 class TortaOT(OTPolicy):
     name = "torta-ot"
     description = "OT plan per model on forecast demand (day-ahead, corrected online) + the TORTA micro allocator."
-    correction_alpha = 0.3  # EWMA weight of the observed/forecast ratio per (origin, model)
+    correction_alpha = 0.3
+    """EWMA weight of the observed / forecast ratio per (origin, model) that corrects the forecast online."""
 
     def __init__(self, demand_source: str = "forecast", micro: MicroConfig | None = None) -> None:
         super().__init__(OTConfig(demand_source=demand_source), inner="torta", micro=micro)

@@ -57,7 +57,9 @@ class SkyLB(ContextMixin, BasePolicy):
     description = ("SkyLB (arXiv 2505.24095): local first; push to the least-pending region when local pending "
                    "per server exceeds a threshold tuned per scenario.")
     has_planner = False
-    default_threshold = 2.0  # pending requests per server; replaced by tuning where a training window exists
+    default_threshold = 2.0
+    """Pending requests per server; replaced by the threshold tuned on the validation day where the
+    workload has one (torta.runs.execute.tune_skylb)."""
 
     def __init__(self, threshold: float | None = None) -> None:
         super().__init__()

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_THRESHOLDS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
-
 
 class SkyLBRouter:
     """Region choice of SkyLB over per-region pending counts. R regions; `dc_mask[j]` marks data centres."""
@@ -63,10 +61,11 @@ class TuneResult:
 
 
 def tune_threshold(evaluate: Callable[[float], float],
-                   candidates: Iterable[float] = DEFAULT_THRESHOLDS,
+                   candidates: Iterable[float],
                    objective: str = "response_mean_s") -> TuneResult:
     """Pick the threshold minimising `evaluate(threshold)` (e.g. the mean response time of a replay of
-    the training window). Ties go to the larger threshold (fewer cross-region pushes)."""
+    the training window) over `candidates` (the protocol's: torta.config.EVAL_PROTOCOL.skylb_candidates).
+    Ties go to the larger threshold (fewer cross-region pushes)."""
     table = []
     for th in candidates:
         v = float(evaluate(th))
