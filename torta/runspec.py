@@ -58,10 +58,10 @@ def execute(spec: RunSpec, out_dir: str | os.PathLike | None = None, progress: b
     else:
         inp = trace_input(spec.workload, world, spec.seed, None, spec.hours, {})
     policy = prepared_policy(spec.policy, inp, spec.skylb_threshold)
-    recorder = PlanRecorder([r.name for r in world.regions], list(world.models))
-    recorder.attach(policy)
+    recorder = PlanRecorder([r.name for r in world.regions], list(world.models), policy)
     result = replay(inp.world, inp.requests, policy, seed=spec.seed, out_dir=Path(out_dir) if out_dir else None,
-                    progress=progress, load_factor=spec.load_factor, load_mode=spec.load_mode)
+                    progress=progress, load_factor=spec.load_factor, load_mode=spec.load_mode,
+                    plan_sink=recorder.sink)
     result.summary.update(workload=spec.workload, key=spec.key, policy=spec.policy,
                           policy_params=str(policy.params() if hasattr(policy, "params") else {}))
     result.plans = recorder.frame()
