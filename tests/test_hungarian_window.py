@@ -87,20 +87,22 @@ class _View:
     def __init__(self, world):
         self.tables = build_tables(world)
         n = self.tables.n_servers
-        self.busy_until = [0.0] * n
+        self.busy_until_s = [0.0] * n
         self.tail_models = list(self.tables.initial_model)
-        self.batches = [0] * n
-        self.queues = [[] for _ in range(n)]
+        self.batch_sizes = [0] * n
         self.now_s = 0.0
+
+    def queue_len(self, server):
+        return 0
 
     def book(self, s, rq):
         """What the simulator's `book` does with an assignment (busy-until and tail model)."""
         ty = self.tables.types[self.tables.stype[s][rq.model]]
-        b = max(self.busy_until[s], self.now_s) + rq.prompt_tokens * ty.c_prefill_s + rq.output_tokens * ty.c_decode_s
+        b = max(self.busy_until_s[s], self.now_s) + rq.prompt_tokens * ty.c_prefill_s + rq.output_tokens * ty.c_decode_s
         if self.tail_models[s] != rq.model:
             b += ty.load_s
             self.tail_models[s] = rq.model
-        self.busy_until[s] = b
+        self.busy_until_s[s] = b
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def _expected_completion_sum(view, requests, pairs):
     for k, s in pairs:
         rq = requests[k]
         ty = t.types[t.stype[s][rq.model]]
-        wait = max(view.busy_until[s] - view.now_s, 0.0)
+        wait = max(view.busy_until_s[s] - view.now_s, 0.0)
         total += wait + rq.prompt_tokens * ty.c_prefill_s + rq.output_tokens * ty.c_decode_s
         view.book(s, rq)
     return total
@@ -202,10 +204,10 @@ def test_a_one_request_batch_gets_the_greedy_server():
     for trial in range(30):
         view = _View(w)
         t = view.tables
-        view.busy_until = rng.exponential(20.0, t.n_servers).tolist()
+        view.busy_until_s = rng.exponential(20.0, t.n_servers).tolist()
         view.tail_models = [int(rng.choice([m for m in range(t.n_models) if t.stype[s][m] >= 0]))
                             for s in range(t.n_servers)]
-        view.batches = rng.integers(0, 8, t.n_servers).tolist()
+        view.batch_sizes = rng.integers(0, 8, t.n_servers).tolist()
         view.now_s = 5.0
         m = int(rng.integers(0, t.n_models))
         regions = [r for r in range(t.n_regions) if t.capable[r][m]]

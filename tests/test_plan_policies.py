@@ -114,7 +114,7 @@ def _two_server_world(world):
 class _View:
     def __init__(self, tables, bu, tailm):
         self.tables = tables
-        self._s = {"bu": bu, "tailm": tailm, "nact": [0] * len(bu)}
+        self.busy_until_s, self.tail_models, self.batch_sizes = bu, tailm, [0] * len(bu)
         self.now_s = 0.0
 
     def queue_len(self, server):

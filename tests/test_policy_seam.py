@@ -43,10 +43,59 @@ def test_register_rejects_conflicting_names():
     (np.ones((2, 3)) / 3, "shape"),
     (np.array([[0.5, 0.4], [0.0, 1.0]]), "sums"),
     (np.array([[1.5, -0.5], [0.0, 1.0]]), ">= 0"),
+    (np.ones((3, 2, 3)) / 3, "shape"),
+    (np.stack([np.eye(2), np.array([[0.5, 0.4], [0.0, 1.0]])]), "model 1 row 0 sums"),
 ])
 def test_validate_plan_errors(plan, msg):
     with pytest.raises(ValueError, match=msg):
         validate_plan(plan, 2)
+
+
+def test_validate_plan_accepts_per_model_plans_and_checks_their_count():
+    p = np.stack([np.eye(2), np.full((2, 2), 0.5)])
+    np.testing.assert_array_equal(validate_plan(p, 2, 2), p)
+    with pytest.raises(ValueError, match=r"expected \(2, 2\) or \(3, 2, 2\)"):
+        validate_plan(p, 2, 3)
+
+
+class _FixedPlan(BasePolicy):
+    name = "fixed-plan"
+
+    def __init__(self, plan):
+        super().__init__()
+        self._plan = plan
+
+    def plan(self, state):
+        return self._plan
+
+
+def _two_model_run(tmp_path, plan, sink=None):
+    w = make_world((1, 1), models=("a", "b"), hop_ms=5.0, slot_s=20.0)
+    n = 200
+    reqs = make_requests(np.arange(n) * 0.2, 50, 8, origin=["r0", "r1"] * (n // 2), model=["a", "b", "b", "a"] * (n // 4))
+    res = replay(w, reqs, _FixedPlan(plan), seed=3, out_dir=tmp_path, config=DEBUG, plan_sink=sink)
+    return pl.read_parquet(res.completions_path)
+
+
+def test_per_model_plans_route_each_model_by_its_own_plan(tmp_path):
+    # model a is served in r0, model b in r1, from both origins
+    c = _two_model_run(tmp_path, np.stack([np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[0.0, 1.0], [0.0, 1.0]])]))
+    assert dict(c.group_by("model").agg(pl.col("serving_region").unique()).iter_rows()) == {"a": ["r0"], "b": ["r1"]}
+
+
+def test_one_plan_for_all_models_equals_the_same_plan_per_model(tmp_path):
+    p = np.array([[0.3, 0.7], [0.6, 0.4]])
+    one = _two_model_run(tmp_path / "one", p)
+    per = _two_model_run(tmp_path / "per", np.stack([p, p]))
+    assert one.equals(per)
+
+
+def test_plan_sink_receives_every_applied_plan(tmp_path):
+    got = []
+    p = np.array([[0.3, 0.7], [0.6, 0.4]])
+    _two_model_run(tmp_path, p, sink=lambda state, plan: got.append((state.slot, plan)))
+    assert [s for s, _ in got] == list(range(len(got))) and len(got) >= 2
+    assert all(np.array_equal(plan, p) for _, plan in got)
 
 
 def test_local_only_serves_at_origin_or_nearest_dc(tmp_path):
@@ -144,3 +193,47 @@ def test_policies_cli_json():
     assert r.exit_code == 0, r.output
     doc = __import__("json").loads(r.output)
     assert {"round-robin", "local-only", "least-loaded"} <= {d["name"] for d in doc}
+
+
+def test_plan_recorder_records_through_the_seam(tmp_path):
+    from torta.runs.planlog import PlanRecorder, row_sums_ok
+
+    rec = PlanRecorder(["r0", "r1"], ["a", "b"])
+    per = np.stack([np.eye(2), np.array([[0.5, 0.5], [0.0, 1.0]])])
+    _two_model_run(tmp_path, per, sink=rec.sink)
+    f = rec.frame()
+    assert set(f["model"]) == {"a", "b"} and row_sums_ok(f)[0]
+    first = f.filter(pl.col("slot") == 0).sort("model", "origin_region", "serving_region")
+    assert first.select("model", "origin_region", "serving_region", "share").rows() == [
+        ("a", "r0", "r0", 1.0), ("a", "r1", "r1", 1.0), ("b", "r0", "r0", 0.5), ("b", "r0", "r1", 0.5),
+        ("b", "r1", "r1", 1.0)]
+
+
+def test_fleet_view_gives_the_live_per_server_state_as_read_only_attributes():
+    seen = []
+
+    class Spy:
+        def choose(self, view, request, region):
+            n = view.n_servers
+            assert len(view.busy_until_s) == len(view.loaded_models) == len(view.queue_lengths) == n
+            for s in range(n):
+                assert view.backlog_s(s) == max(0.0, view.busy_until_s[s] - view.now_s)
+                assert view.loaded_model(s) == view.loaded_models[s] and view.tail_model(s) == view.tail_models[s]
+                assert view.batch(s) == view.batch_sizes[s] and view.queue_len(s) == view.queue_lengths[s]
+                assert view.kv_used_tokens(s) == view.kv_reserved_tokens[s]
+            seen.append((list(view.batch_sizes), [view.queue_lengths[s] for s in range(n)]))
+            return 0
+
+    class P(BasePolicy):
+        name = "spy-view"
+
+        def __init__(self):
+            super().__init__()
+            self.allocator = Spy()
+
+    replay(make_world((1,)), make_requests(np.zeros(30), 400, 50), P(), seed=0, config=DEBUG)
+    assert max(b[0] for b, _ in seen) > 0 and max(q[0] for _, q in seen) > 0  # the view is live
+    from torta.sim.engine import FleetView
+
+    with pytest.raises(AttributeError):
+        FleetView.busy_until_s.__set__(object.__new__(FleetView), [])

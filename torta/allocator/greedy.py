@@ -32,16 +32,9 @@ from torta.sim.cluster import REF_CONTEXT_TOKENS
 
 
 def live_lists(view: Any) -> tuple[list, list, list, Any]:
-    """(busy_until, tail_model, batch) lists of the simulator's live state, indexed by server, and a
-    function giving a server's queue length (the engine keeps queues as arrays of rows, not lists).
-
-    Uses public attributes when the view offers them, else the engine's state dict (read only)."""
-    bu = getattr(view, "busy_until", None)
-    if bu is not None:
-        queues = view.queues
-        return bu, view.tail_models, view.batches, lambda s: len(queues[s])
-    s = view._s  # noqa: SLF001 - torta.sim.engine.FleetView keeps its lists here
-    return s["bu"], s["tailm"], s["nact"], view.queue_len
+    """(busy_until_s, tail_models, batch_sizes) lists of the simulator's live state, indexed by server
+    (`torta.sim.engine.FleetView`'s public read-only attributes), and its `queue_len(server)`."""
+    return view.busy_until_s, view.tail_models, view.batch_sizes, view.queue_len
 
 
 def spread_scale(alloc: Any, now: float) -> float:

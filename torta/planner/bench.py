@@ -81,8 +81,8 @@ def _sim_view(scenario: str):
 
     t = build_tables(load_scenario(scenario))
     s_n = t.n_servers
-    view = SimpleNamespace(tables=t, now_s=0.0, _s={"bu": [0.0] * s_n, "tailm": list(t.initial_model),
-                                                     "nact": [0] * s_n}, queue_len=lambda server: 0)
+    view = SimpleNamespace(tables=t, now_s=0.0, busy_until_s=[0.0] * s_n, tail_models=list(t.initial_model),
+                           batch_sizes=[0] * s_n, queue_len=lambda server: 0)
     return t, view
 
 
@@ -102,7 +102,7 @@ def bench_sim_allocator(requests: int, seed: int, scenario: str = "abilene") -> 
         reqs.append((RequestInfo(i, int(rng.integers(0, r_n)), m, int(rng.integers(10, 3000)),
                                  int(rng.integers(5, 500)), 0.0), regs[int(rng.integers(0, len(regs)))]))
     now = np.cumsum(rng.exponential(0.005, requests)).tolist()
-    bu = view._s["bu"]
+    bu = view.busy_until_s
     choose = alloc.choose
     t0 = time.perf_counter()
     for i in range(requests):
@@ -139,7 +139,7 @@ def bench_sim_hungarian(requests: int, seed: int, batch_window_s: float = 2.0, r
                             int(rng.integers(5, 500)), now) for j in range(k)]
         batches.append((now, r, reqs))
         done += k
-    bu = view._s["bu"]
+    bu = view.busy_until_s
     t0 = time.perf_counter()
     for now, r, reqs in batches:
         view.now_s = now

@@ -4,9 +4,13 @@ A `Policy` has two parts.
 
 **Macro plan** (`Policy.plan(state) -> np.ndarray | None`), called by the simulator at t = 0 and at
 every slot boundary (`World.slot_s`, default 900 s). It returns `P` of shape `(R, R)`: `P[i, j]` is
-the share of origin region `i`'s demand served in region `j` during the coming slot (rows sum to 1,
-entries >= 0; the simulator validates and raises `ValueError` otherwise). Each request arriving at
-origin `i` draws its serving region `j` from row `i` with the run's seeded generator, travels
+the share of origin region `i`'s demand served in region `j` during the coming slot, or per-model
+plans of shape `(M, R, R)` (`P[m, i, j]` for model `m`'s demand; `M = len(World.models)`). Rows sum
+to 1, entries >= 0; the simulator validates (`validate_plan`) and raises `ValueError` otherwise. The
+simulator hands every plan it applies (validated; None for a slot without one) to the replay's
+optional `plan_sink(state, plan)` (see `torta.runs.planlog.PlanRecorder`), so recording plans needs no
+hook in the policy. Each request arriving at origin `i` (model `m`) draws its serving region `j` from
+row `i` (of model `m`'s plan) with the run's seeded generator, travels
 `World.latency_ms[i, j]`, and is then handed to the micro allocator *scoped to region j*.
 Returning `None` means "no macro plan": the micro allocator is called at the origin, at arrival
 time, with global scope (it may pick any server in the fleet); the request then travels to that
@@ -61,7 +65,8 @@ class SlotState:
 
     Arrays are indexed by region (`R` regions, in `World.regions` order) and model (`World.models`).
     `demand_*` cover the slot that just ended (zeros at slot 0); `prev_plan` is the plan in force
-    (None before the first plan or when the previous slot had none).
+    as the engine validated it, (R, R) or (M, R, R) (None before the first plan or when the previous
+    slot had none).
     """
 
     slot: int
@@ -122,7 +127,9 @@ class Policy(Protocol):
 
     def reset(self, world: Any, seed: int) -> None: ...
 
-    def plan(self, state: SlotState) -> np.ndarray | None: ...
+    def plan(self, state: SlotState) -> np.ndarray | None:
+        """(R, R) or (M, R, R) plan for the slot, or None (see the module docstring)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -159,15 +166,23 @@ class BasePolicy:
         return None
 
 
-def validate_plan(plan: np.ndarray, n_regions: int) -> np.ndarray:
-    """Check a macro plan's shape, sign and row sums; returns it as float64."""
+def validate_plan(plan: np.ndarray, n_regions: int, n_models: int | None = None) -> np.ndarray:
+    """Check a macro plan's shape, sign and row sums; returns it as float64 (negative rounding clipped).
+
+    A plan is either one `(R, R)` matrix for every model or per-model plans `(M, R, R)` (`plan[m, i, j]`:
+    share of origin `i`'s model-`m` demand served in region `j`); with `n_models` given, M must match.
+    Every row (last axis) must be finite, >= 0 and sum to 1 (within 1e-6)."""
     p = np.asarray(plan, dtype=float)
-    if p.shape != (n_regions, n_regions):
-        raise ValueError(f"plan has shape {p.shape}; expected ({n_regions}, {n_regions})")
+    r = n_regions
+    if p.shape != (r, r) and not (p.ndim == 3 and p.shape[1:] == (r, r) and p.shape[0] >= 1
+                                  and (n_models is None or p.shape[0] == n_models)):
+        m = "M" if n_models is None else n_models
+        raise ValueError(f"plan has shape {p.shape}; expected ({r}, {r}) or ({m}, {r}, {r})")
     if not np.all(np.isfinite(p)) or (p < -1e-12).any():
         raise ValueError("plan entries must be finite and >= 0")
-    rows = p.sum(axis=1)
+    rows = p.sum(axis=-1)
     if not np.allclose(rows, 1.0, atol=1e-6):
-        bad = int(np.argmax(np.abs(rows - 1.0)))
-        raise ValueError(f"plan row {bad} sums to {rows[bad]:.6f}; rows must sum to 1")
+        bad = np.unravel_index(int(np.argmax(np.abs(rows - 1.0))), rows.shape)
+        where = f"row {bad[0]}" if p.ndim == 2 else f"model {bad[0]} row {bad[1]}"
+        raise ValueError(f"plan {where} sums to {rows[bad]:.6f}; rows must sum to 1")
     return np.clip(p, 0.0, None)

@@ -69,11 +69,11 @@ def run_policy(name: str, inp: SeedInput, *, skylb_threshold: float | None = Non
     if record_plans:
         from torta.runs.planlog import PlanRecorder
 
-        recorder = PlanRecorder([r.name for r in inp.world.regions], list(inp.world.models))
-        recorder.attach(pol)
+        recorder = PlanRecorder([r.name for r in inp.world.regions], list(inp.world.models), pol)
     t0 = time.perf_counter()
     result = replay(inp.world, inp.requests, pol, seed=inp.seed, out_dir=Path(out_dir) if out_dir else None,
-                    progress=progress, load_factor=load_factor, load_mode=load_mode)
+                    progress=progress, load_factor=load_factor, load_mode=load_mode,
+                    plan_sink=recorder.sink if recorder is not None else None)
     if recorder is not None:
         result.plans = recorder.frame()
     return PolicyRun(result, pol, time.perf_counter() - t0)

@@ -1,12 +1,16 @@
 """Record the macro plans a policy makes during a replay (for the warehouse's `plans` table).
 
-A policy's plan comes either from `plan()` (one (R, R) matrix for all models) or, for policies
-that plan per model, from the (M, R, R) array their allocator received (`allocator.last_plans`).
-`PlanRecorder.attach(policy)` wraps the instance's `plan` method; `frame()` returns one row per
-(slot, model, origin, region) with a non-zero share (model "*" for a plan shared by all models).
+Plans are recorded through the seam: pass `PlanRecorder.sink` as `replay(..., plan_sink=...)` and the
+engine hands it every slot's `SlotState` and the plan it applied, one (R, R) matrix for all models
+(recorded as model "*") or per-model plans (M, R, R). A policy whose `plan()` returns None while its
+allocator routes by per-model plans of its own (`allocator.last_plans`, (M, R, R), e.g.
+`torta.allocator.greedy.PlannedAllocator`) is recorded from that array, read when the slot's plan is made.
+`frame()` returns one row per (slot, model, origin, region) with a non-zero share.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -16,26 +20,24 @@ PLAN_SCHEMA = {"slot": pl.Int64, "t_start_s": pl.Float64, "model": pl.String, "o
 
 
 class PlanRecorder:
-    def __init__(self, region_names: list[str], model_names: list[str]) -> None:
+    def __init__(self, region_names: list[str], model_names: list[str], policy: Any = None) -> None:
         self.regions = list(region_names)
         self.models = list(model_names)
+        self.policy = policy  # read for `allocator.last_plans` in slots whose plan() returned None
         self._rows: list[tuple] = []
 
-    def attach(self, policy) -> None:
-        inner = policy.plan
-
-        def plan(state):
-            out = inner(state)
-            if out is not None:
-                self._add(state, "*", np.asarray(out, dtype=float))
-            else:
-                per_model = getattr(getattr(policy, "allocator", None), "last_plans", None)
-                if per_model is not None:
-                    for m, p in enumerate(np.asarray(per_model, dtype=float)):
-                        self._add(state, self.models[m] if m < len(self.models) else str(m), p)
-            return out
-
-        policy.plan = plan
+    def sink(self, state, plan: np.ndarray | None) -> None:
+        """The engine's `plan_sink`: record the plan applied to the slot `state` starts."""
+        if plan is None:
+            plan = getattr(getattr(self.policy, "allocator", None), "last_plans", None)
+            if plan is None:
+                return
+        p = np.asarray(plan, dtype=float)
+        if p.ndim == 2:
+            self._add(state, "*", p)
+            return
+        for m, pm in enumerate(p):
+            self._add(state, self.models[m] if m < len(self.models) else str(m), pm)
 
     def _add(self, state, model: str, p: np.ndarray) -> None:
         oi, rj = np.nonzero(p > 0)

@@ -107,13 +107,53 @@ class EngineStats:
     event_log: list = field(default_factory=list)  # debug only: (time_s, kind, server)
 
 
-class FleetView:
-    """Read-only view of the live cluster for custom micro allocators (`MicroAllocator.choose`)."""
+class _QueueLengths:
+    """Read-only sequence of the servers' queue lengths (requests waiting, not yet admitted)."""
 
-    def __init__(self, tables: FleetTables, state: dict) -> None:
+    __slots__ = ("_queues", "_heads")
+
+    def __init__(self, queues: list, heads: list) -> None:
+        self._queues, self._heads = queues, heads
+
+    def __len__(self) -> int:
+        return len(self._queues)
+
+    def __getitem__(self, server: int) -> int:
+        return (len(self._queues[server]) - self._heads[server]) // QW
+
+
+class FleetView:
+    """Read-only view of the live cluster for custom micro allocators (`MicroAllocator.choose`).
+
+    Live per-server state, indexed by server id (`tables.servers_in_region`, `tables.region`), as
+    attributes that always show the current values (the engine's own lists: bind them once, read them
+    per request, never modify them; a write corrupts the replay):
+
+    - `busy_until_s`: expected busy-until time (seconds) of each server: `max(busy_until, now) + work`
+      per assigned request, pulled back to `now` when the server drains (`torta.sim.cluster`);
+    - `loaded_models`: the model each server has loaded (-1: none);
+    - `tail_models`: the model each server will hold once its queue drains;
+    - `batch_sizes`: requests admitted (prefilling or decoding) on each server;
+    - `kv_reserved_tokens`: KV cache tokens reserved by the admitted requests;
+    - `queue_lengths`: requests waiting in each server's queue (a read-only sequence);
+    - `now_s`: the current simulated time.
+
+    The methods below give the same per server, plus table facts (capacities, work, latencies)."""
+
+    def __init__(self, tables: FleetTables, *, busy_until_s: list, loaded_models: list, tail_models: list,
+                 batch_sizes: list, kv_reserved_tokens: list, queues: list, queue_heads: list) -> None:
         self.tables = tables
-        self._s = state
+        self._busy_until_s, self._loaded, self._tail = busy_until_s, loaded_models, tail_models
+        self._batch, self._kv = batch_sizes, kv_reserved_tokens
+        self._qlen = _QueueLengths(queues, queue_heads)
         self.now_s = 0.0
+
+    busy_until_s = property(lambda self: self._busy_until_s, doc="Expected busy-until time per server (s).")
+    loaded_models = property(lambda self: self._loaded, doc="Loaded model per server (-1: none).")
+    tail_models = property(lambda self: self._tail, doc="Model per server once its queue drains.")
+    batch_sizes = property(lambda self: self._batch, doc="Admitted requests per server.")
+    kv_reserved_tokens = property(lambda self: self._kv, doc="Reserved KV tokens per server.")
+    queue_lengths = property(lambda self: self._qlen, doc="Waiting requests per server (read-only sequence).")
 
     @property
     def n_servers(self) -> int:
@@ -129,23 +169,23 @@ class FleetView:
         return self.tables.region[server]
 
     def loaded_model(self, server: int) -> int:
-        return self._s["loaded"][server]
+        return self._loaded[server]
 
     def tail_model(self, server: int) -> int:
         """The model the server will hold once its queue drains."""
-        return self._s["tailm"][server]
+        return self._tail[server]
 
     def backlog_s(self, server: int) -> float:
-        return max(0.0, self._s["bu"][server] - self.now_s)
+        return max(0.0, self._busy_until_s[server] - self.now_s)
 
     def queue_len(self, server: int) -> int:
-        return (len(self._s["qd"][server]) - self._s["qh"][server]) // QW
+        return self._qlen[server]
 
     def batch(self, server: int) -> int:
-        return self._s["nact"][server]
+        return self._batch[server]
 
     def kv_used_tokens(self, server: int) -> int:
-        return int(self._s["kv"][server])
+        return int(self._kv[server])
 
     def kv_capacity_tokens(self, server: int, model: int) -> int:
         t = self.tables.stype[server][model]
@@ -166,13 +206,16 @@ class FleetView:
 class Engine:
     """Runs one replay. `sink(batch)` receives finished/dropped requests in chunks (a dict of flat
     numpy arrays: index into `req`, region, server, admitted_s, first_token_s, finish_s, drop code);
-    `slot_sink(slot, t0, dur, arrays)` receives per-slot, per-server accounting."""
+    `slot_sink(slot, t0, dur, arrays)` receives per-slot, per-server accounting; `plan_sink(state,
+    plan)` (optional) receives every slot's `SlotState` and the plan applied to it: the validated
+    (R, R) or (M, R, R) array, or None for a slot without a plan."""
 
     def __init__(self, world, tables: FleetTables, policy, *, seed: int, sink: Callable,
                  slot_sink: Callable, cfg: EngineConfig = EngineConfig(),
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, plan_sink: Callable | None = None) -> None:
         self.world, self.tables, self.policy, self.seed = world, tables, policy, seed
         self.sink, self.slot_sink, self.cfg, self.progress = sink, slot_sink, cfg, progress
+        self.plan_sink = plan_sink
         self.stats = EngineStats()
 
     # ------------------------------------------------------------------------------------------
@@ -287,8 +330,8 @@ class Engine:
             del a
             del done[:]
         dem_from = [0]  # position of the first arrival not yet counted in a slot's demand
-        view_state = dict(loaded=loaded, tailm=tailm, bu=bu, qd=qd, qh=qh, nact=nact, kv=kv)
-        view = FleetView(T, view_state)
+        view = FleetView(T, busy_until_s=bu, loaded_models=loaded, tail_models=tailm, batch_sizes=nact,
+                         kv_reserved_tokens=kv, queues=qd, queue_heads=qh)
 
         # allocator set-up
         alloc = policy.allocator
@@ -744,7 +787,7 @@ class Engine:
                     raise ValueError(f"allocator {type(alloc).__name__}.route returned region {r}; "
                                      f"expected 0..{R - 1}")
             else:
-                r = bisect_right(cum[o], u)
+                r = bisect_right(cum[o][m], u)
             if rcap[r][m] < p or not rcap[r][m]:  # region cannot serve it: nearest that can
                 for r in near[o][m]:
                     if rcap[r][m] >= p:
@@ -790,7 +833,7 @@ class Engine:
             return s
 
         # plan handling
-        has_plan = [None]  # cumulative rows or None
+        has_plan = [None]  # cumulative plan rows per origin and model (has_plan[0][o][m]) or None
         prev_plan = [None]
 
         def do_plan(slot, t0, upto):
@@ -844,11 +887,16 @@ class Engine:
             else:
                 if kind_ll and not on[1]:
                     build(False)
-                p = validate_plan(plan, R)
-                prev_plan[0] = p
-                cum = np.cumsum(p, axis=1)
-                cum[:, -1] = 2.0
-                has_plan[0] = cum.tolist()
+                plan = validate_plan(plan, R, M)
+                prev_plan[0] = plan
+                cum = np.cumsum(plan, axis=-1)
+                cum[..., -1] = 2.0
+                if plan.ndim == 2:  # one row per origin, shared by every model
+                    has_plan[0] = [[row] * M for row in cum.tolist()]
+                else:
+                    has_plan[0] = [[cum[m, o].tolist() for m in range(M)] for o in range(R)]
+            if self.plan_sink is not None:
+                self.plan_sink(state, plan)
 
         def flush_slot(slot, t0, t1, t_next):
             """Hand the slot [t0, t1) to the slot sink (t1: the slot's end, or the run's end inside it) and
@@ -1192,7 +1240,7 @@ class Engine:
                             join(rec, s, now, now)
                 else:
                     rec = [base + i, o, m, p, out, now, -1]
-                    r = bisect_right(cum[o], A_u[i])
+                    r = bisect_right(cum[o][m], A_u[i])
                     if rcap[r][m] < p or not rcap[r][m]:  # region cannot serve it: nearest that can
                         for r in near[o][m]:
                             if rcap[r][m] >= p:

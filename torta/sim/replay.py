@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -168,10 +168,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: str | os.PathLike | None = None,
            progress: bool = False, load_factor: float = 1.0, load_mode: str = "compress",
-           config: EngineConfig = EngineConfig()) -> ReplayResult:
+           config: EngineConfig = EngineConfig(), plan_sink: Callable | None = None) -> ReplayResult:
     """Replay `requests` (canonical request frame) through `world` under `policy` (instance or
     registered name). With `out_dir`, writes `completions.parquet` (streamed in row groups),
-    `slots.parquet` and `summary.json` there (each via a temporary file and rename)."""
+    `slots.parquet` and `summary.json` there (each via a temporary file and rename). `plan_sink(state,
+    plan)`, if given, receives every slot's `SlotState` and the plan the engine applied (see
+    `torta.sim.engine.Engine`; `torta.runs.planlog.PlanRecorder.sink` records them)."""
     t0 = time.perf_counter()
     policy = _resolve_policy(policy)
     tables = build_tables(world)
@@ -193,7 +195,8 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
 
         def cb(k: int) -> None:
             bar.update(k - bar.n)
-    engine = Engine(world, tables, policy, seed=[seed, 3], sink=sink, slot_sink=slots, cfg=config, progress=cb)
+    engine = Engine(world, tables, policy, seed=[seed, 3], sink=sink, slot_sink=slots, cfg=config, progress=cb,
+                    plan_sink=plan_sink)
     try:
         stats = engine.run(arrays)
         path = sink.close()
