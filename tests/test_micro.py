@@ -98,3 +98,55 @@ def test_hungarian_spreads_a_batch_over_servers():
     assert set(out.tolist()) == {0, 1, 2}
     assert np.bincount(out, minlength=3)[:3].tolist() == [2, 2, 2]
     assert np.all(np.isin(out, a.region_servers(0)))
+
+
+def test_oracle_agrees_with_the_replay_allocator_on_warm_servers():
+    """The oracle (tests/micro_oracle.py) and torta.allocator.greedy.TortaAllocator implement the same
+    cost independently: on abilene's tables, for a request stream of each region's initial models
+    (every candidate warm at batch size 1, no displacement), they choose the same server every time."""
+    from types import SimpleNamespace
+
+    from torta.allocator.greedy import TortaAllocator
+    from torta.fleet.scenario import load_scenario
+    from torta.policy.base import RequestInfo
+    from torta.sim.cluster import REF_CONTEXT_TOKENS, build_tables
+
+    t = build_tables(load_scenario("abilene"))
+    s_n, m_n = t.n_servers, t.n_models
+    pre = np.full((s_n, m_n), np.inf)
+    dec = np.full((s_n, m_n), np.inf)
+    tpot = np.full((s_n, m_n), np.inf)
+    load = np.zeros((s_n, m_n))
+    cap = np.zeros((s_n, m_n), bool)
+    for s in range(s_n):
+        for m in range(m_n):
+            if t.stype[s][m] >= 0:
+                ty = t.types[t.stype[s][m]]
+                pre[s, m], dec[s, m], load[s, m], cap[s, m] = ty.c_prefill_s, ty.c_decode_s, ty.load_s, True
+                tpot[s, m] = ty.decode_s(1, REF_CONTEXT_TOKENS)
+    # only servers warm on the request's model are candidates of the oracle: capable = warm
+    warm = np.zeros((s_n, m_n), bool)
+    warm[np.arange(s_n), t.initial_model] = True
+    oracle = TortaMicro(MicroTables(region=np.asarray(t.region), prefill_s_per_token=np.where(warm, pre, 0.0),
+                                    tpot_s=np.where(warm, tpot, 0.0), work_s_per_prompt_token=np.where(warm, pre, 0.0),
+                                    work_s_per_output_token=np.where(warm, dec, 0.0), load_s=load,
+                                    capable=warm & cap, initial_model=np.asarray(t.initial_model)))
+    view = SimpleNamespace(tables=t, now_s=0.0, busy_until_s=[0.0] * s_n, tail_models=list(t.initial_model),
+                           batch_sizes=[0] * s_n, queue_len=lambda server: 0, loaded_models=list(t.initial_model))
+    alloc = TortaAllocator()
+    rng = np.random.default_rng(0)
+    pairs = sorted({(int(t.region[s]), int(t.initial_model[s])) for s in range(s_n)})
+    chosen = 0
+    for i in range(3000):
+        now = i * 0.05
+        r, m = pairs[int(rng.integers(len(pairs)))]
+        p, o = int(rng.integers(10, 2000)), int(rng.integers(5, 400))
+        if any(t.initial_model[s] != m for s in t.capable[r][m]):
+            # a cold candidate: the replay allocator may price it (with its displacement); skip the request
+            continue
+        view.now_s = now
+        s = alloc.choose(view, RequestInfo(i, r, m, p, o, now), r)
+        assert s == oracle.choose(now, r, m, p, o), i
+        view.busy_until_s[s] = max(view.busy_until_s[s], now) + p * pre[s, m] + o * dec[s, m]
+        chosen += 1
+    assert chosen > 500

@@ -41,3 +41,21 @@ def test_replay_and_compare_give_a_policy_the_same_context():
     mine = res.runs[1]
     for k in ("requests", "completed", "response_mean_s", "response_p95_s", "cost_usd", "switches"):
         assert doc[k] == mine[k], k
+
+
+def test_a_run_parses_its_scenario_once(monkeypatch):
+    """A multi-day run spec loads the scenario TOML once (the workload's requests and rates share it)."""
+    import torta.fleet.scenario as scenario
+    from torta.runs.spec import RunSpec, execute
+
+    calls = []
+    real = scenario.load_scenario
+
+    def counting(name_or_path, *args, **kwargs):
+        calls.append(name_or_path)
+        return real(name_or_path, *args, **kwargs)
+
+    monkeypatch.setattr(scenario, "load_scenario", counting)
+    res = execute(RunSpec("abilene", "servegen-mix-14d", "myopic-ot", 0, hours=0.02))
+    assert res.summary["requests"] > 0
+    assert calls == ["abilene"]

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from torta.config import EVAL_PROTOCOL
+
 
 def _split(s: str | None) -> tuple[str, ...] | None:
     return None if s is None else tuple(x.strip() for x in s.split(",") if x.strip())
@@ -39,7 +41,8 @@ def cli() -> None:
 @click.option("--seeds", type=click.IntRange(1), default=None, help="Seeds (default 5; reduced 2).")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Hours replayed of each test day (default 0.25; reduced 0.05).")
-@click.option("--days", type=click.IntRange(1, 3), default=None, help="Test days from day 12 (default 3).")
+@click.option("--days", type=click.IntRange(1, len(EVAL_PROTOCOL.test_days)), default=None,
+              help=f"Test days from day {EVAL_PROTOCOL.first_test_day} (default {len(EVAL_PROTOCOL.test_days)}).")
 @click.option("--scenarios", default=None, help="Comma-separated topologies (default abilene,geant,chinanet).")
 @click.option("--workloads", default=None, help="Comma-separated multi-day workloads (default servegen-mix-14d).")
 @click.option("--traces", default=None, help="Comma-separated hour traces (default azure-2023-conv,azure-2023-code).")
