@@ -182,7 +182,19 @@ def _plots(doc: dict, fig_dir: Path, md_dir: Path) -> dict[str, str]:
     return out
 
 
-def render_performance(doc: dict, figs: dict[str, str] | None = None) -> str:
+# Below this line docs/PERFORMANCE.md is written by hand (the replay engine's measurements and history);
+# rendering keeps whatever follows it in the existing file.
+DIARY_MARKER = "<!-- written by hand below this line: python -m benchmarks.scaling keeps it -->"
+
+
+def diary_of(path: Path) -> str:
+    """The hand-written part of an existing PERFORMANCE.md (after DIARY_MARKER), or ""."""
+    text = path.read_text() if path.exists() else ""
+    return text.split(DIARY_MARKER, 1)[1].lstrip("\n") if DIARY_MARKER in text else ""
+
+
+def render_performance(doc: dict, figs: dict[str, str] | None = None, diary: str = "") -> str:
+    """The generated page; `diary` (the hand-written part) follows DIARY_MARKER at the end."""
     m = doc["machine"]
     figs = figs or {}
     L = ["# Performance and scaling", "",
@@ -248,6 +260,8 @@ def render_performance(doc: dict, figs: dict[str, str] | None = None) -> str:
     skipped = doc.get("skipped") or []
     if skipped:
         L += ["## Not run", ""] + [f"- {s}" for s in skipped] + [""]
+    if diary:
+        L.extend(["", DIARY_MARKER, "", diary.rstrip("\n")])
     return "\n".join(L)
 
 
@@ -287,7 +301,7 @@ def cli(quick, trace_sizes, fleet_sizes, regions, series, repeats, only, merge, 
         doc = json.loads(out_p.with_name("performance.json").read_text())
         figs = _plots(doc, Path(figures), out_p.parent)
         tmp = out_p.with_name(f".{out_p.name}.tmp")
-        tmp.write_text(render_performance(doc, figs))
+        tmp.write_text(render_performance(doc, figs, diary_of(out_p)))
         os.replace(tmp, out_p)
         click.echo(f"wrote {out_p}")
         return
@@ -307,7 +321,7 @@ def cli(quick, trace_sizes, fleet_sizes, regions, series, repeats, only, merge, 
     out_p.parent.mkdir(parents=True, exist_ok=True)
     figs = _plots(doc, Path(figures), out_p.parent)
     for path, text in ((out_p.with_name("performance.json"), json.dumps(doc, indent=1)),
-                       (out_p, render_performance(doc, figs))):
+                       (out_p, render_performance(doc, figs, diary_of(out_p)))):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)

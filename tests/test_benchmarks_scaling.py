@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.scaling import _plots, cli, machine, planner_case, render_performance
+from benchmarks.scaling import DIARY_MARKER, _plots, cli, diary_of, machine, planner_case, render_performance
 
 
 def test_machine_is_described():
@@ -49,3 +49,14 @@ def test_render_lists_what_did_not_run():
     doc = {"generated_at": "x", "machine": machine(), "config": {"fleet_requests": 1}, "trace": [],
            "fleet": [], "planner": [], "forecast": [], "skipped": ["10,000,000-request trace: not in this run"]}
     assert "## Not run" in render_performance(doc) and "10,000,000" in render_performance(doc)
+
+
+def test_render_keeps_the_hand_written_diary(tmp_path):
+    doc = {"generated_at": "now", "machine": machine(), "config": {}, "trace": [], "fleet": [], "planner": [],
+           "forecast": [], "total_wall_s": 1.0, "load_avg_end": [0.1]}
+    page = tmp_path / "PERFORMANCE.md"
+    page.write_text(render_performance(doc, {}, "## Diary\n\nmeasured by hand\n"))
+    assert diary_of(page) == "## Diary\n\nmeasured by hand"
+    again = render_performance(doc, {}, diary_of(page))
+    assert again.endswith(DIARY_MARKER + "\n\n## Diary\n\nmeasured by hand")
+    assert diary_of(tmp_path / "missing.md") == ""

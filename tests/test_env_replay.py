@@ -46,7 +46,7 @@ def test_replay_env_close_mid_episode_and_bad_action():
         env.step()
     env.step(delta=np.zeros((3, 3)))
     env.close()
-    assert env._thread is None
+    assert env._run is None and env._tmp is None
 
 
 def test_learned_policies_registered():

@@ -226,7 +226,7 @@ def test_queue_compaction_changes_nothing(monkeypatch, tmp_path):
     after every 2 consumed rows must give byte-identical completions and slots to the default (4,096
     rows), on a backlog deep enough (all requests at one instant, two models so the head changes
     model) to compact many times, with the debug invariants on."""
-    import torta.sim.engine as E
+    import torta.sim.servers as E  # kick (admission) compacts the queues
 
     w = make_world((2, 1), models=("a", "b"))
     n = 3000

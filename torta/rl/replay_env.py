@@ -1,14 +1,16 @@
 """An environment over the real request-level replay, one step per macro slot, and the surrogate's gap.
 
-`ReplayEnv(world, requests, seed=...)`: `reset()` starts `torta.sim.replay.replay` in a worker thread
-with a bridge policy whose `plan` hands the slot's observation (the surrogate's `build_obs`, from the
-simulator's `SlotState`) to the caller and waits for the action; `step(delta=...)` (the actor's logit
-offsets around the OT plan, as in the surrogate) or `step(plan=...)` (one (R, R) plan for every model,
-masked to the regions able to serve it) resumes the replay until the next slot boundary. The replay's
-per-request results exist only when it finishes: `step` returns reward 0.0 until `done`, and the final
-step's info holds the per-slot metrics (`slot_metrics`: slot, requests, rt_s, util per region, load_std)
-and the per-slot rewards (RT and load-imbalance terms normalised by the episode's own means, for
-inspection; training never uses this environment).
+`ReplayEnv(world, requests, seed=...)`: `reset()` opens the replay (`torta.sim.replay.ReplayRun`) and
+advances it to the first slot boundary; the observation is the surrogate's `build_obs` of the
+`SlotState` the policy is about to see there (`Engine.pending_slot_state`) and the OT plan on it.
+`step(delta=...)` (the actor's logit offsets around the OT plan, as in the surrogate) or
+`step(plan=...)` (one (R, R) plan for every model, masked to the regions able to serve it) hands the
+action to a bridge policy, whose `plan` the engine calls at that boundary, and advances the replay to
+the next boundary, in the same thread (`run(until_s=...)` resumes where it stopped; no thread, no
+queues). The replay's per-request results exist only when it finishes: `step` returns reward 0.0 until
+`done`, and the final step's info holds the per-slot metrics (`slot_metrics`: slot, requests, rt_s, util
+per region, load_std) and the per-slot rewards (RT and load-imbalance terms normalised by the episode's
+own means, for inspection; training never uses this environment).
 
 `surrogate_gap(...)`: the same plans (the surrogate's myopic OT plans on that day) through the surrogate
 and through the replay; per-slot mean response time and utilisation side by side.
@@ -17,22 +19,23 @@ and through the replay; per-slot mean response time and utilisation side by side
 from __future__ import annotations
 
 import dataclasses
-import queue
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from torta.plan.config import OTConfig
-from torta.plan.policies import OTPolicy
+from torta.planner.config import OTConfig
+from torta.planner.ot_policy import OTPolicy
 from torta.rl.env import EnvConfig
 from torta.rl.policies import RLPolicy
 
 
 class _BridgePolicy(RLPolicy):
+    """Plans with the action the environment was given for the slot (`observe` ran OT on the same
+    state first; `plan` applies the action around that OT plan)."""
+
     name = "replay-env"
     description = "bridge between ReplayEnv and the replay"
 
@@ -41,28 +44,29 @@ class _BridgePolicy(RLPolicy):
         self.env = env
         self.ecfg = ecfg
         self.checkpoint = None
+        self.action: tuple[str, np.ndarray] | None = None
+        self._ot_models = None
 
     def _load_agent(self, world) -> None:  # the caller acts; no checkpoint
         self.checkpoint_path, self.checkpoint_meta = "", {}
 
-    def plan(self, state) -> None:
+    def observe_slot(self, state) -> np.ndarray:
+        """The observation at the slot `state` starts: OT on it (kept for `plan`), then `observe`."""
         OTPolicy.plan(self, state)
-        ot_models = self.last_plans
-        obs = self.observe(state, ot_models)
-        self.env._to_main.put(("obs", obs, state))
-        kind, payload = self.env._to_sim.get()
-        if kind == "stop":
-            raise _Stopped()
+        self._ot_models = self.last_plans
+        return self.observe(state, self._ot_models)
+
+    def plan(self, state) -> None:
+        if self.action is None:
+            raise RuntimeError("ReplayEnv: the engine planned a slot without an action")
+        kind, payload = self.action
+        self.action = None
         if kind == "plan":
-            agg = self._set(ot_models, None, payload)
+            agg = self._set(self._ot_models, None, payload)
         else:
-            agg = self._set(ot_models, payload)
+            agg = self._set(self._ot_models, payload)
         self.env.plans.append(agg)
         return None
-
-
-class _Stopped(Exception):
-    pass
 
 
 class ReplayEnv:
@@ -74,68 +78,55 @@ class ReplayEnv:
         self.world, self.requests, self.seed, self.ecfg = world, requests, seed, ecfg
         self.ctx = dict(history=history, mean_prompt_tokens=mean_prompt_tokens, mean_output_tokens=mean_output_tokens,
                         model_share=model_share)
-        self._thread: threading.Thread | None = None
-
-    def _run(self) -> None:
-        from torta.sim.replay import replay
-
-        try:
-            res = replay(self.world, self.requests, self.policy, seed=self.seed, out_dir=self._dir)
-            self._to_main.put(("done", res, None))
-        except _Stopped:
-            self._to_main.put(("stopped", None, None))
-        except BaseException as e:  # noqa: BLE001 - hand any failure to the caller
-            self._to_main.put(("error", e, None))
+        self._run = None
+        self._tmp = None
 
     def reset(self) -> np.ndarray:
+        from torta.sim.replay import ReplayRun
+
         self.close()
-        self._to_main: queue.Queue = queue.Queue()
-        self._to_sim: queue.Queue = queue.Queue()
         self.plans: list[np.ndarray] = []
         self.policy = _BridgePolicy(self, self.ecfg)
         self.policy.prepare(**self.ctx)
         self._tmp = tempfile.TemporaryDirectory(prefix="torta-replay-env-")
         self._dir = Path(self._tmp.name)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self._receive()[0]
+        self._run = ReplayRun(self.world, self.requests, self.policy, seed=self.seed, out_dir=self._dir)
+        self._slot = 0
+        return self._advance()[0]
 
-    def _receive(self) -> tuple[np.ndarray, float, bool, dict]:
-        kind, payload, state = self._to_main.get()
-        if kind == "obs":
+    def _advance(self) -> tuple[np.ndarray, float, bool, dict]:
+        """Replay up to the boundary of slot `_slot` (not including it): its observation, or the end."""
+        run = self._run
+        if not run.advance(until_s=self._slot * float(self.world.slot_s)):
+            state = run.engine.pending_slot_state()
             self.state = state
-            return payload, 0.0, False, {"slot": state.slot}
-        self._thread.join()
-        self._thread = None
-        if kind == "error":
-            raise payload
-        if kind == "stopped":
-            return np.zeros((1, 0), dtype=np.float32), 0.0, True, {}
-        self.result = payload
-        m = slot_metrics(self.world, payload, self._dir)
+            return self.policy.observe_slot(state), 0.0, False, {"slot": state.slot}
+        self._run = None
+        res = self.result = run.result()
+        m = slot_metrics(self.world, res, self._dir)
         rt_ref = max(float(m["rt_s"].mean()), 1e-9)
         lb_ref = max(float(m["load_std"].mean()), 1e-3)
         rewards = -(self.ecfg.w_rt * m["rt_s"].to_numpy() / rt_ref + self.ecfg.w_lb * m["load_std"].to_numpy() / lb_ref)
         return np.zeros((1, 0), dtype=np.float32), 0.0, True, {"slot_metrics": m, "rewards": rewards,
-                                                                 "summary": payload.summary}
+                                                                 "summary": res.summary}
 
     def step(self, delta: np.ndarray | None = None, plan: np.ndarray | None = None):
-        if self._thread is None:
+        if self._run is None:
             raise RuntimeError("ReplayEnv.step before reset (or after the episode ended)")
         if (delta is None) == (plan is None):
             raise ValueError("give exactly one of delta (R, R) or plan (R, R)")
         if plan is not None:
-            self._to_sim.put(("plan", np.asarray(plan, dtype=float).reshape(self.world.n_regions, -1)))
+            self.policy.action = ("plan", np.asarray(plan, dtype=float).reshape(self.world.n_regions, -1))
         else:
-            self._to_sim.put(("delta", np.asarray(delta, dtype=float).reshape(self.world.n_regions, -1)))
-        return self._receive()
+            self.policy.action = ("delta", np.asarray(delta, dtype=float).reshape(self.world.n_regions, -1))
+        self._slot += 1
+        return self._advance()
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._to_sim.put(("stop", None))
-            while self._thread is not None:
-                self._receive()
-        tmp = getattr(self, "_tmp", None)
+        if self._run is not None:
+            self._run.abort()
+            self._run = None
+        tmp = self._tmp
         if tmp is not None:
             tmp.cleanup()
             self._tmp = None
@@ -165,7 +156,7 @@ def surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 11, ho
     """Feed the same per-slot plans (the surrogate's myopic-OT plans for `day`) to the surrogate and to the
     replay of the first `hours` of that day; returns per-slot frames and summary gaps."""
     from torta.fleet.scenario import load_scenario
-    from torta.plan.compare import multiday_input
+    from torta.runs.inputs import multiday_input
     from torta.rl.env import SurrogateEnv, run_fixed
     from torta.rl.fleet import fleet_from_world, load_demand
 

@@ -1,4 +1,5 @@
-"""Public replay API: `replay(world, requests, policy, seed=...) -> ReplayResult`.
+"""Public replay API: `replay(world, requests, policy, seed=...) -> ReplayResult`, and `ReplayRun`, the
+same replay advanced in steps (`advance(until_s)`, then `result()`).
 
 Origins. A request keeps a non-null `origin_region` (multi-day workloads set it; it must name a region
 of the world). Requests without one are assigned an origin by a seeded draw (numpy PCG64 seeded with
@@ -166,47 +167,85 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: str | os.PathLike | None = None,
-           progress: bool = False, load_factor: float = 1.0, load_mode: str = "compress",
-           config: EngineConfig = EngineConfig(), plan_sink: Callable | None = None) -> ReplayResult:
-    """Replay `requests` (canonical request frame) through `world` under `policy` (instance or
-    registered name). With `out_dir`, writes `completions.parquet` (streamed in row groups),
-    `slots.parquet` and `summary.json` there (each via a temporary file and rename). `plan_sink(state,
-    plan)`, if given, receives every slot's `SlotState` and the plan the engine applied (see
-    `torta.sim.engine.Engine`; `torta.runs.planlog.PlanRecorder.sink` records them)."""
-    t0 = time.perf_counter()
-    policy = _resolve_policy(policy)
-    tables = build_tables(world)
-    requests = scale_load(requests, load_factor, load_mode, seed)
-    arrays = to_arrays(world, requests, seed)
-    del requests
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None, arrays)
-    slots = SlotRecorder(world, tables)
-    policy.reset(world, seed)
-    bar = None
-    cb = None
-    if progress:
-        from tqdm import tqdm
+class ReplayRun:
+    """One replay that can be advanced in steps: `advance(until_s)` replays every event before
+    `until_s` (`torta.sim.engine.Engine.run`) and returns whether the replay finished; `result()`
+    closes the outputs and gives the `ReplayResult` once it has. `replay(...)` is `ReplayRun(...)`
+    advanced to the end; same arguments (see there). `engine` is the running engine (its
+    `pending_slot_state()` is what the policy will see at the next slot boundary)."""
 
-        bar = tqdm(total=len(arrays), unit="req", file=sys.stderr, desc=f"replay {getattr(policy, 'name', '')}")
+    def __init__(self, world: World, requests: pl.DataFrame, policy, *, seed: int,
+                 out_dir: str | os.PathLike | None = None, progress: bool = False, load_factor: float = 1.0,
+                 load_mode: str = "compress", config: EngineConfig = EngineConfig(),
+                 plan_sink: Callable | None = None) -> None:
+        self._t0 = time.perf_counter()
+        self.world, self.seed, self.load_factor, self.load_mode = world, seed, load_factor, load_mode
+        self.policy = policy = _resolve_policy(policy)
+        self.tables = tables = build_tables(world)
+        requests = scale_load(requests, load_factor, load_mode, seed)
+        self.arrays = arrays = to_arrays(world, requests, seed)
+        del requests
+        out = self.out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        self.sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None, arrays)
+        self.slots = SlotRecorder(world, tables)
+        policy.reset(world, seed)
+        self._bar = bar = None
+        cb = None
+        if progress:
+            from tqdm import tqdm
 
-        def cb(k: int) -> None:
-            bar.update(k - bar.n)
-    engine = Engine(world, tables, policy, seed=[seed, 3], sink=sink, slot_sink=slots, cfg=config, progress=cb,
-                    plan_sink=plan_sink)
-    try:
-        stats = engine.run(arrays)
-        path = sink.close()
-    except BaseException:
-        sink.abort()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    n = len(arrays)
+            self._bar = bar = tqdm(total=len(arrays), unit="req", file=sys.stderr,
+                                   desc=f"replay {getattr(policy, 'name', '')}")
+
+            def cb(k: int) -> None:
+                bar.update(k - bar.n)
+        self.engine = Engine(world, tables, policy, seed=[seed, 3], sink=self.sink, slot_sink=self.slots, cfg=config,
+                             progress=cb, plan_sink=plan_sink)
+        self._path: Path | None = None
+        self._closed = False
+        try:
+            self.engine.start(arrays)
+        except BaseException:
+            self.abort()
+            raise
+
+    def advance(self, until_s: float = math.inf) -> bool:
+        """Replay every event before `until_s`; True once the replay finished (outputs then closed)."""
+        if self._closed:
+            return True
+        try:
+            self.engine.run(until_s=until_s)
+            if self.engine.finished:
+                self._path = self.sink.close()
+                self._closed = True
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            if self._closed and self._bar is not None:
+                self._bar.close()
+        return self._closed
+
+    def abort(self) -> None:
+        """Stop without results: the partial completions file is removed."""
+        if not self._closed:
+            self._closed = True
+            self.sink.abort()
+            if self._bar is not None:
+                self._bar.close()
+
+    def result(self) -> ReplayResult:
+        """The finished replay's summary, slot table and costs (writes slots.parquet and summary.json)."""
+        if not self.engine.finished:
+            raise RuntimeError("ReplayRun.result before the replay finished (advance it to the end)")
+        return _result(self, self.engine.stats)
+
+
+def _result(run: ReplayRun, stats) -> ReplayResult:
+    world, tables, policy, sink, slots, out = run.world, run.tables, run.policy, run.sink, run.slots, run.out
+    n = len(run.arrays)
     if sink.requests != n:  # conservation is structural; fail loudly if it ever breaks
         raise AssertionError(f"conservation broken: {n} requests in, {sink.requests} out")
     slot_df = slots.frame()
@@ -214,7 +253,7 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
     cost = dict(energy_usd=slots.energy_usd, transfer_usd=transfer_usd, switching_usd=slots.switching_usd)
     cost["cost_usd"] = sum(cost.values())
     resp, ttft, tpot = sink.samples("response"), sink.samples("ttft"), sink.samples("tpot")
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - run._t0
     if out is not None:
         slot_df.write_parquet(out / "slots.parquet.tmp")
         os.replace(out / "slots.parquet.tmp", out / "slots.parquet")
@@ -224,8 +263,8 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
         return float(x.mean()) if len(x) else 0.0
 
     summary: dict[str, Any] = dict(
-        scenario=world.name, policy=getattr(policy, "name", type(policy).__name__), seed=int(seed),
-        load_factor=float(load_factor), load_mode=load_mode, servers=tables.n_servers,
+        scenario=world.name, policy=getattr(policy, "name", type(policy).__name__), seed=int(run.seed),
+        load_factor=float(run.load_factor), load_mode=run.load_mode, servers=tables.n_servers,
         requests=n, completed=sink.completed, dropped=dropped,
         dropped_reasons={r: int(sink.dropped.get(r, 0)) for r in DROP_REASONS[1:]},
         response_mean_s=mean(resp), response_p50_s=pct(resp, 50), response_p95_s=pct(resp, 95),
@@ -244,5 +283,20 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
             summary[k] = 0.0
     if out is not None:
         _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
-    return ReplayResult(summary=summary, completions_path=path, slots=slot_df, cost=cost,
+    return ReplayResult(summary=summary, completions_path=run._path, slots=slot_df, cost=cost,
                         event_log=stats.event_log)
+
+
+def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: str | os.PathLike | None = None,
+           progress: bool = False, load_factor: float = 1.0, load_mode: str = "compress",
+           config: EngineConfig = EngineConfig(), plan_sink: Callable | None = None) -> ReplayResult:
+    """Replay `requests` (canonical request frame) through `world` under `policy` (instance or
+    registered name). With `out_dir`, writes `completions.parquet` (streamed in row groups),
+    `slots.parquet` and `summary.json` there (each via a temporary file and rename). `plan_sink(state,
+    plan)`, if given, receives every slot's `SlotState` and the plan the engine applied (see
+    `torta.sim.engine.Engine`; `torta.runs.planlog.PlanRecorder.sink` records them). `ReplayRun` is the
+    same replay in steps."""
+    run = ReplayRun(world, requests, policy, seed=seed, out_dir=out_dir, progress=progress,
+                    load_factor=load_factor, load_mode=load_mode, config=config, plan_sink=plan_sink)
+    run.advance()
+    return run.result()
