@@ -277,7 +277,7 @@ class PlannedAllocator:
         else:
             r = region
         if r is not None:
-            if self.spill_s is not None and region is None:  # spill-over only where it routes by itself
+            if self.spill_s is not None:
                 c, s = self.inner.best(view, request, r)
                 if s >= 0 and c > self.spill_s:  # planned region saturated: the micro layer may spill over
                     lat = view.tables.latency_s[r]

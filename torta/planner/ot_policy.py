@@ -25,11 +25,8 @@ class OTPolicy(ContextMixin, BasePolicy):
     region's free share of the slot x `max_utilisation`; cost = latency, energy price x energy per
     request of m there, queueing delay (backlog per server), transfer. Deferred demand (beyond warm
     capacity) goes to the origin's nearest region able to serve m, where it queues and may trigger a
-    model switch: capacity moves between models only under real overflow. `plan` returns the per-model
-    plans (M, R, R) through the seam: the simulator routes each request by its model's row and then asks
-    the `PlannedAllocator` for a server inside the region (it also counts the requests per origin and
-    model for the next slot's plan). Its spill-over to a nearby region (MicroConfig.spill_s) applies only
-    where it routes by itself (global scope, as the learned policies use it).
+    model switch: capacity moves between models only under real overflow. The plans go to a
+    `PlannedAllocator` (global scope), so `plan` returns None to the simulator.
     """
 
     name = "ot"
@@ -160,8 +157,9 @@ class OTPolicy(ContextMixin, BasePolicy):
             plans[m][:, cols] = p.share
             np.add.at(plans[m], (rows, f.nearest_capable_rm[:, m]), p.defer_share)  # queued near the origin
             self.deferred_requests += p.total_deferred
+        self.allocator.set_plan(plans)
         self.last_plans = plans
-        return plans
+        return None
 
     def params(self) -> dict:
         w = self.config.weights
