@@ -26,7 +26,12 @@ class OTPolicy(ContextMixin, BasePolicy):
     request of m there, queueing delay (backlog per server), transfer. Deferred demand (beyond warm
     capacity) goes to the origin's nearest region able to serve m, where it queues and may trigger a
     model switch: capacity moves between models only under real overflow. The plans go to a
-    `PlannedAllocator` (global scope), so `plan` returns None to the simulator.
+    `PlannedAllocator` (global scope), so `plan` returns None to the simulator: routing at the origin is
+    what lets the micro layer spill a request over to a nearby region when its planned one is saturated
+    (MicroConfig.spill_s), which a region-scoped allocator may not do. Returning the (M, R, R) plans
+    through the seam instead (tried for issue 16, not kept) lost that spill-over:
+    torta-ot's mean response on the first hour of day 12 (abilene, seeds 0/1) went from 13.1/17.5 s to
+    381.7/355.0 s. The recorder still sees the plans (`allocator.last_plans`, torta.runs.planlog).
     """
 
     name = "ot"
