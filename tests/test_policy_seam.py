@@ -237,3 +237,42 @@ def test_fleet_view_gives_the_live_per_server_state_as_read_only_attributes():
 
     with pytest.raises(AttributeError):
         FleetView.busy_until_s.__set__(object.__new__(FleetView), [])
+
+
+def test_a_python_least_loaded_matches_the_built_in_one(tmp_path):
+    """One way into a queue for every allocator: a Python allocator whose choice at the origin is the
+    built-in warm least-loaded rule (least busy-until, ties by server id; one model, no nearest-idle
+    tie-break) gets completions identical to the built-in. Its request joins the queue when it is routed,
+    as the built-in's does, so a server does not drain (and drop the work booked for it) while the
+    request travels."""
+    from torta.policy.base import WarmLeastLoaded
+
+    class ScanLeastLoaded:
+        def choose(self, view, request, region):
+            assert region is None
+            return min(range(view.n_servers), key=lambda s: (view.busy_until_s[s], s))
+
+    class Builtin(BasePolicy):
+        name = "ll-builtin"
+
+        def __init__(self):
+            super().__init__()
+            self.allocator = WarmLeastLoaded(latency_aware=False)
+
+    class Python(BasePolicy):
+        name = "ll-python"
+
+        def __init__(self):
+            super().__init__()
+            self.allocator = ScanLeastLoaded()
+
+    rng = np.random.default_rng(2)
+    n = 3000
+    w = make_world((2, 0, 1), hop_ms=40.0)
+    reqs = make_requests(np.sort(rng.uniform(0, 120, n)), rng.integers(20, 300, n), rng.integers(1, 30, n),
+                         origin=rng.choice(["r0", "r1", "r2"], n))
+    a = replay(w, reqs, Builtin(), seed=0, out_dir=tmp_path / "a", config=DEBUG)
+    b = replay(w, reqs, Python(), seed=0, out_dir=tmp_path / "b", config=DEBUG)
+    ca, cb = pl.read_parquet(a.completions_path), pl.read_parquet(b.completions_path)
+    assert ca["server_id"].n_unique() == 3 and (ca["serving_region"] != ca["origin_region"]).any()
+    assert ca.equals(cb)

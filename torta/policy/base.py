@@ -13,8 +13,10 @@ hook in the policy. Each request arriving at origin `i` (model `m`) draws its se
 row `i` (of model `m`'s plan) with the run's seeded generator, travels
 `World.latency_ms[i, j]`, and is then handed to the micro allocator *scoped to region j*.
 Returning `None` means "no macro plan": the micro allocator is called at the origin, at arrival
-time, with global scope (it may pick any server in the fleet); the request then travels to that
-server's region. Global least-loaded and round-robin work this way.
+time, with global scope (it may pick any server in the fleet); the request joins that server's queue
+at once, ordered by the time it reaches the server, and travels to its region (it is admitted only
+once it is there). Every allocator's request enters a queue this way. Global least-loaded and
+round-robin work this way.
 
 What a planner sees each slot is a `SlotState` (below): the slot index and start time, demand per
 origin in the slot just ended (request and token counts), the backlog and queue length per region,

@@ -174,18 +174,24 @@ class SlotAccounts:
 
 
 class _QueueLengths:
-    """Read-only sequence of the servers' queue lengths (requests waiting, not yet admitted)."""
+    """Read-only sequence of the servers' queue lengths: requests that reached the server by the view's
+    `now_s` and wait (not yet admitted). Requests placed at routing time and still travelling sit at the
+    queue's end (it is ordered by time of reaching the server) and are not counted."""
 
-    __slots__ = ("_queues", "_heads")
+    __slots__ = ("_queues", "_heads", "_view")
 
-    def __init__(self, queues: list, heads: list) -> None:
-        self._queues, self._heads = queues, heads
+    def __init__(self, queues: list, heads: list, view) -> None:
+        self._queues, self._heads, self._view = queues, heads, view
 
     def __len__(self) -> int:
         return len(self._queues)
 
     def __getitem__(self, server: int) -> int:
-        return (len(self._queues[server]) - self._heads[server]) // QW
+        qs, h, now = self._queues[server], self._heads[server], self._view.now_s
+        k = len(qs)
+        while k > h and qs[k - QW + Q_RDY] > now:
+            k -= QW
+        return (k - h) // QW
 
 
 class FleetView:
@@ -201,7 +207,8 @@ class FleetView:
     - `tail_models`: the model each server will hold once its queue drains;
     - `batch_sizes`: requests admitted (prefilling or decoding) on each server;
     - `kv_reserved_tokens`: KV cache tokens reserved by the admitted requests;
-    - `queue_lengths`: requests waiting in each server's queue (a read-only sequence);
+    - `queue_lengths`: requests waiting in each server's queue, not counting those still travelling to
+      it (a read-only sequence);
     - `now_s`: the current simulated time.
 
     The methods below give the same per server, plus table facts (capacities, work, latencies)."""
@@ -211,7 +218,7 @@ class FleetView:
         self.tables = tables
         self._busy_until_s, self._loaded, self._tail = busy_until_s, loaded_models, tail_models
         self._batch, self._kv = batch_sizes, kv_reserved_tokens
-        self._qlen = _QueueLengths(queues, queue_heads)
+        self._qlen = _QueueLengths(queues, queue_heads, self)
         self.now_s = 0.0
 
     busy_until_s = property(lambda self: self._busy_until_s, doc="Expected busy-until time per server (s).")
@@ -418,7 +425,7 @@ class Engine:
                         continue
                     s = on_wake(x, now)
                 elif kind == EV_NET:
-                    s = on_network_arrival(x, v, now)
+                    s = on_network_arrival(x, now)
                 elif kind == EV_LOAD:
                     s = on_model_loaded(x, now)
                 elif kind == EV_HOLD:

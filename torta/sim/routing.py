@@ -55,11 +55,6 @@ def routing_handlers(eng, srv) -> SimpleNamespace:
     join = srv.join
     done, chunk_doubles, flush_done, put_done = eng.done, eng.chunk_doubles, eng.flush_done, eng.put_done
     add_done = done.frombytes
-    # Built-in allocators choosing a server at the origin (no plan) put the request in its queue at once,
-    # ordered by the time it reaches the server, instead of scheduling a network event (custom
-    # allocators see queues through FleetView, which must hold only requests that arrived, so they
-    # keep the event).
-    prejoin = eng.builtin_alloc
     win = eng.window_s
     window = _batch_window(eng, srv) if win else None
     plan_rows = None  # the slot's cumulative plan rows per origin and model, or None (no plan)
@@ -71,7 +66,9 @@ def routing_handlers(eng, srv) -> SimpleNamespace:
     def on_arrival(rid, o, m, p, out, u, now):
         """A request appears at its origin: dropped, held for a batch window, routed by the slot's plan
         (it travels to the drawn region, then the allocator picks a server there) or, without a plan,
-        placed by the allocator anywhere at once. Returns the server chosen now, or -1."""
+        placed by the allocator anywhere at once: then it joins that server's queue at once, ordered by
+        the time it reaches the server (`join` with t_ready = now + latency), whichever the allocator.
+        Returns the server chosen now, or -1."""
         if p > fmax[m]:
             add_done(put_done(rid, -1, -1, NAN, NAN, NAN, 1 if fmax[m] > 0 else 2))
             if len(done) >= chunk_doubles:
@@ -85,14 +82,7 @@ def routing_handlers(eng, srv) -> SimpleNamespace:
             s = fast(m, p, out, now) if fast is not None else -1
             if s < 0:
                 s = choose(rid, o, m, p, out, now, None, now)
-            r = region[s]
-            d = lat[o][r]
-            if prejoin:
-                join(s, rid, m, p, out, now, now + d)
-            elif d > 0.0:
-                heappush(heap, (now + d, nxt(), EV_NET, [rid, o, m, p, out, now, r], s))
-            else:
-                join(s, rid, m, p, out, now, now)
+            join(s, rid, m, p, out, now, now + lat[o][region[s]])
             return s
         r = bisect_right(cum[o][m], u)
         if rcap[r][m] < p or not rcap[r][m]:  # region cannot serve it: nearest that can
@@ -101,16 +91,16 @@ def routing_handlers(eng, srv) -> SimpleNamespace:
                     break
         d = lat[o][r]
         if d > 0.0:
-            heappush(heap, (now + d, nxt(), EV_NET, [rid, o, m, p, out, now, r], -1))
+            heappush(heap, (now + d, nxt(), EV_NET, [rid, o, m, p, out, now, r], 0))
             return -1
         s = choose(rid, o, m, p, out, now, r, now)
         join(s, rid, m, p, out, now, now)
         return s
 
-    def on_network_arrival(rec, s, now):
-        """EV_NET: a request reaches its serving region (s < 0: the allocator picks its server now)."""
-        if s < 0:
-            s = choose(rec[RID], rec[ORG], rec[MOD], rec[PR], rec[OUT], rec[ARR], rec[REG], now)
+    def on_network_arrival(rec, now):
+        """EV_NET: a request routed by the slot's plan reaches its serving region; the allocator picks
+        its server there."""
+        s = choose(rec[RID], rec[ORG], rec[MOD], rec[PR], rec[OUT], rec[ARR], rec[REG], now)
         if debug:  # completions report the server's region as the serving region
             assert rec[REG] == region[s], (rec[RID], rec[REG], s, region[s])
         join(s, rec[RID], rec[MOD], rec[PR], rec[OUT], now, now)

@@ -147,12 +147,11 @@ def _admission(eng):
         heappush(heap, (now + d, nxt(), EV_PREFILL, s, 0))
         return True
 
-    def schedule_decode(s, now):
+    def schedule_decode(s, now, ks, Vs):
         """(Re)compute s's decode iteration time for its batch and mean context, and schedule the next
-        finish unless an earlier decode event is outstanding (it wakes up early and reschedules)."""
-        ks = fk[s]
+        finish unless an earlier decode event is outstanding (it wakes up early and reschedules).
+        `ks` and `Vs` are s's finish keys and decode counter (the callers hold them)."""
         b = len(ks)
-        Vs = V[s]
         ty = ty_cur[s]
         ctx = (sp[s] + b * Vs - svj[s]) / b
         it = ty.dec_cache.get(((int(ctx) >> DSHIFT) << 16) | b) or ty.decode_s(b, ctx)
@@ -168,13 +167,14 @@ def _admission(eng):
         """After an event on s: start work if possible, else resume decoding or go idle."""
         if kick(s, now):
             return
-        if fk[s]:
+        ks = fk[s]
+        if ks:
             left = span[1] - now
             accs[st[s]][s] -= left
             a_dec[s] += left
             st[s] = DECODE
             vt[s] = now
-            schedule_decode(s, now)
+            schedule_decode(s, now, ks, V[s])
         else:
             st[s] = IDLE
             if not qd[s]:
@@ -279,7 +279,7 @@ def _completion(eng, ns):
         if qd[s] and kick(s, now):
             pass
         elif ks:
-            schedule_decode(s, now)
+            schedule_decode(s, now, ks, Vn)
         else:
             a_dec[s] -= left
             a_idle[s] += left
@@ -331,7 +331,7 @@ def _completion(eng, ns):
             st[s] = DECODE
             qs = qd[s]
             if not (qs and (freed or qs[qh[s]] != full[s]) and kick(s, now)):
-                schedule_decode(s, now)
+                schedule_decode(s, now, ks, Vs)
         else:
             a_idle[s] += left
             st[s] = IDLE
