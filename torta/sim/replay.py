@@ -16,29 +16,49 @@ Load scaling (`load_factor` f > 0):
   request ids as `c * (max_id + 1) + id`. Draws use `[seed, 2]`.
 
 Requests are replayed in (arrival_s, request_id) order; the engine's own draws use `[seed, 3]`.
+
+Limits (`torta.limits`, docs/LIMITS.md), checked before the engine starts: load factor, arrival times
+(after scaling), token counts, and the number of slots up to the simulated-time horizon (last arrival +
+max(7 days, 10 x the trace's span)). While it runs, a slot boundary past the horizon stops the replay with
+`LimitError` (the engine reports every slot boundary; the check costs one comparison per slot).
+
+Outputs (`out_dir`): `completions.parquet`, `slots.parquet`, `summary.json` and `manifest.json` are
+written into a unique temporary folder beside `out_dir` and swapped in as one unit (`torta.fileio.run_dir`);
+a second replay into the same `out_dir` at the same time refuses (`OutputBusyError`). The manifest
+records the seed, scenario and input hashes, policy parameters, git commit, warm-up, finish time and each
+file's size, rows and SHA-256.
+
+Non-finite summary values are an error (`NonFiniteError`, naming the metric), never a zero.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from torta.errors import InputError
+from torta import limits
+from torta.errors import InputError, LimitError, NonFiniteError
+from torta.fileio import file_mode, git_commit, run_dir, sha256_file
 from torta.fleet.model import World
 from torta.sim.accounting import CompletionSink, SlotRecorder, pct
 from torta.sim.cluster import build_tables
 from torta.sim.engine import DROP_REASONS, Engine, EngineConfig, RequestArrays
 
 LOAD_MODES = ("compress", "replicate")
+OUTPUT_FILES = ("completions.parquet", "slots.parquet", "summary.json", "manifest.json")
+WARMUP_S = 0.0  # no warm-up period is excluded from the metrics (recorded in the manifest)
 
 
 @dataclass
@@ -53,10 +73,12 @@ class ReplayResult:
 def scale_load(requests: pl.DataFrame, load_factor: float, load_mode: str, seed: int) -> pl.DataFrame:
     """Scale the offered load; see the module docstring."""
     f = float(load_factor)
-    if not (math.isfinite(f) and f > 0):
-        raise ValueError(f"load_factor must be a finite number > 0, got {load_factor}")
     if load_mode not in LOAD_MODES:
         raise ValueError(f"load_mode must be one of {LOAD_MODES}, got {load_mode!r}")
+    hi = limits.MAX_LOAD_FACTOR if load_mode == "compress" else limits.MAX_REPLICATE_FACTOR
+    if not (math.isfinite(f) and limits.MIN_LOAD_FACTOR <= f <= hi):
+        raise InputError("--load-factor", f"load_factor = {load_factor}; expected a finite number in "
+                         f"[{limits.MIN_LOAD_FACTOR:g}, {hi:g}] for load mode {load_mode!r}", field="load_factor")
     if f == 1.0 or requests.height == 0:
         return requests
     if load_mode == "compress":
@@ -130,17 +152,19 @@ def to_arrays(world: World, df: pl.DataFrame, seed: int) -> RequestArrays:
             row = int(df[c].is_null().arg_true()[0])
             raise InputError("requests", f"{c} is null", line=row, field=c)
     arr = df["arrival_s"].cast(pl.Float64).to_numpy()
-    bad = ~np.isfinite(arr) | (arr < 0)
+    bad = ~np.isfinite(arr) | (arr < 0) | (arr > limits.MAX_ARRIVAL_S)
     if bad.any():
         row = int(np.argmax(bad))
-        raise InputError("requests", f"arrival_s = {arr[row]}; expected a finite number >= 0", line=row,
-                         field="arrival_s")
+        raise InputError("requests", f"arrival_s = {arr[row]} (after load scaling); expected a finite number in "
+                         f"[0, {limits.MAX_ARRIVAL_S:g}] s (400 days)", line=row, field="arrival_s")
     toks = {}
     for c in ("prompt_tokens", "output_tokens"):
         x = df[c].cast(pl.Int64).to_numpy()
-        if (x < 0).any():
-            row = int(np.argmax(x < 0))
-            raise InputError("requests", f"{c} = {x[row]}; expected an integer >= 0", line=row, field=c)
+        bad = (x < 0) | (x > limits.MAX_TOKENS)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise InputError("requests", f"{c} = {x[row]}; expected an integer in [0, {limits.MAX_TOKENS}]",
+                             line=row, field=c)
         toks[c] = x
     rid = df["request_id"].cast(pl.Int64).to_numpy()
     origin = _origins(world, df, seed).astype(np.int32)
@@ -160,27 +184,125 @@ def _resolve_policy(policy):
     return policy
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _horizon(world: World, arrays: RequestArrays) -> float:
+    """The simulated-time horizon; LimitError up front when its slots exceed the slot budget."""
+    slot_s = float(world.slot_s)
+    if not (math.isfinite(slot_s) and slot_s > 0):
+        raise ValueError(f"World.slot_s must be a finite number of seconds > 0, got {world.slot_s}")
+    if len(arrays) == 0:
+        return limits.DRAIN_MIN_S
+    first, last = float(arrays.arrival_s[0]), float(arrays.arrival_s[-1])
+    h = limits.horizon_s(first, last)
+    n_slots = h / float(world.slot_s)
+    if n_slots > limits.MAX_SLOTS:
+        raise LimitError(f"replay of world {world.name!r}: the simulated-time horizon {h:,.0f} s (last arrival "
+                         f"{last:,.0f} s + drain time) spans {n_slots:,.0f} slots of {world.slot_s:g} s, more than "
+                         f"the budget of {limits.MAX_SLOTS:,}; use a longer slot_s, a shorter trace or a "
+                         "larger load factor")
+    return h
+
+
+class _HorizonGuard:
+    """The engine's slot sink, wrapped: a slot boundary past the horizon stops the replay."""
+
+    def __init__(self, inner: SlotRecorder, horizon_s: float, world: World) -> None:
+        self.inner, self.horizon_s, self.world = inner, horizon_s, world
+
+    def __call__(self, slot, t0, dur, arrays) -> None:
+        if t0 > self.horizon_s:
+            raise LimitError(f"replay of world {self.world.name!r} stopped at simulated time {t0:,.0f} s: past the "
+                             f"horizon {self.horizon_s:,.0f} s (last arrival + max(7 days, 10 x span)); the fleet "
+                             "cannot drain its queues; lower the load factor or add servers")
+        self.inner(slot, t0, dur, arrays)
+
+
+def world_hash(world: World) -> str:
+    """SHA-256 over everything of a World that a replay reads (names, regions, servers, matrices, prices)."""
+    h = hashlib.sha256()
+    h.update(repr((world.name, world.regions, world.servers, world.models, float(world.slot_s),
+                   int(world.start_hour_of_year), float(world.transfer_usd_per_gb),
+                   sorted(world.power.items()), sorted(world.gpu_usd_per_hour.items()))).encode())
+    for a in (world.latency_ms, world.price_usd_per_mwh, world.carbon_g_per_kwh):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def requests_hash(arrays: RequestArrays) -> str:
+    """SHA-256 of the replayed requests (after load scaling and origin assignment)."""
+    h = hashlib.sha256()
+    for a in (arrays.request_id, arrays.arrival_s, arrays.prompt_tokens, arrays.output_tokens, arrays.origin,
+              arrays.model):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(v):
+    if isinstance(v, (str, int, bool)) or v is None:
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    return repr(v)
+
+
+def _policy_params(policy) -> dict:
+    params = policy.params() if hasattr(policy, "params") else {}
+    return _jsonable(dict(params)) if isinstance(params, dict) else {"params": _jsonable(params)}
+
+
+def check_finite(summary: dict[str, Any], where: str) -> None:
+    """NonFiniteError naming the first non-finite number of the summary (nested dicts included)."""
+    for k, v in summary.items():
+        if isinstance(v, dict):
+            check_finite(v, f"{where}.{k}")
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise NonFiniteError(f"{where} metric {k!r}", v, "a finite number (an input of the scenario or "
+                                 "trace is NaN or infinite, or a metric overflowed)")
+
+
+def _write_outputs(tmp: Path, slot_df: pl.DataFrame, summary: dict, manifest: dict) -> None:
+    slot_df.write_parquet(tmp / "slots.parquet")
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False))
+    files = {}
+    for name in OUTPUT_FILES[:3]:
+        f = tmp / name
+        rows = (pl.scan_parquet(f).select(pl.len()).collect().item() if name.endswith(".parquet") else None)
+        files[name] = {"bytes": f.stat().st_size, "sha256": sha256_file(f), **({"rows": rows} if rows is not None
+                                                                                else {})}
+    manifest = dict(manifest, files=files, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False))
+    mode = file_mode()
+    for name in OUTPUT_FILES:
+        os.chmod(tmp / name, mode)
 
 
 def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: str | os.PathLike | None = None,
            progress: bool = False, load_factor: float = 1.0, load_mode: str = "compress",
-           config: EngineConfig = EngineConfig()) -> ReplayResult:
+           config: EngineConfig = EngineConfig(), provenance: dict | None = None) -> ReplayResult:
     """Replay `requests` (canonical request frame) through `world` under `policy` (instance or
     registered name). With `out_dir`, writes `completions.parquet` (streamed in row groups),
-    `slots.parquet` and `summary.json` there (each via a temporary file and rename)."""
+    `slots.parquet`, `summary.json` and `manifest.json` there as one unit (see the module docstring);
+    `provenance` (e.g. the scenario and trace files' hashes) is added to the manifest."""
     t0 = time.perf_counter()
     policy = _resolve_policy(policy)
     tables = build_tables(world)
     requests = scale_load(requests, load_factor, load_mode, seed)
     arrays = to_arrays(world, requests, seed)
     del requests
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    horizon = _horizon(world, arrays)
+    unit = run_dir(out_dir, OUTPUT_FILES) if out_dir is not None else nullcontext(None)
+    with unit as out:
+        return _run(world, tables, arrays, policy, seed, out, progress, load_factor, load_mode, config, horizon,
+                    provenance, t0, out_dir)
+
+
+def _run(world, tables, arrays, policy, seed, out, progress, load_factor, load_mode, config, horizon, provenance,
+         t0, out_dir) -> ReplayResult:
     sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None, arrays)
     slots = SlotRecorder(world, tables)
     policy.reset(world, seed)
@@ -193,7 +315,8 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
 
         def cb(k: int) -> None:
             bar.update(k - bar.n)
-    engine = Engine(world, tables, policy, seed=[seed, 3], sink=sink, slot_sink=slots, cfg=config, progress=cb)
+    engine = Engine(world, tables, policy, seed=[seed, 3], sink=sink, slot_sink=_HorizonGuard(slots, horizon, world),
+                    cfg=config, progress=cb)
     try:
         stats = engine.run(arrays)
         path = sink.close()
@@ -212,9 +335,6 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
     cost["cost_usd"] = sum(cost.values())
     resp, ttft, tpot = sink.samples("response"), sink.samples("ttft"), sink.samples("tpot")
     wall = time.perf_counter() - t0
-    if out is not None:
-        slot_df.write_parquet(out / "slots.parquet.tmp")
-        os.replace(out / "slots.parquet.tmp", out / "slots.parquet")
     dropped = sum(sink.dropped.values())
 
     def mean(x):
@@ -236,10 +356,14 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
         planner_ms_per_slot=(1000.0 * stats.planner_s / stats.plan_calls
                              if stats.plan_calls and getattr(policy, "has_planner", True) else 0.0),
         wall_s=wall, requests_per_s=(n / wall if wall > 0 else 0.0))
-    for k, v in summary.items():  # numbers never null / NaN
-        if isinstance(v, float) and not math.isfinite(v):
-            summary[k] = 0.0
+    check_finite(summary, f"replay of {summary['policy']} on {world.name!r}")
     if out is not None:
-        _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+        manifest = dict(seed=int(seed), scenario=world.name, scenario_sha256=world_hash(world),
+                        requests=n, requests_sha256=requests_hash(arrays), policy=summary["policy"],
+                        policy_params=_policy_params(policy), load_factor=float(load_factor), load_mode=load_mode,
+                        git_commit=git_commit(), warmup_s=WARMUP_S, horizon_s=float(horizon),
+                        inputs=_jsonable(provenance or {}))
+        _write_outputs(out, slot_df, summary, manifest)
+        path = Path(out_dir).absolute() / "completions.parquet"
     return ReplayResult(summary=summary, completions_path=path, slots=slot_df, cost=cost,
                         event_log=stats.event_log)
