@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
+
+
+def _inputs(scenario: str, trace: str) -> dict:
+    """The scenario and trace files behind the names, with their SHA-256 (for the run's manifest)."""
+    from torta.fileio import sha256_file
+    from torta.fleet.scenario import scenario_path
+    from torta.traces import all_traces
+
+    traces = all_traces()
+    sfile = scenario_path(scenario)
+    tfile = traces[trace].path if trace in traces else Path(trace)
+    return {"scenario": scenario, "scenario_file": str(sfile), "scenario_file_sha256": sha256_file(sfile),
+            "trace": trace, "trace_file": str(tfile),
+            "trace_file_sha256": sha256_file(tfile) if tfile.is_file() else ""}
 
 
 @click.command()
@@ -16,8 +31,9 @@ import click
               help="Scale the offered load by F (> 0).")
 @click.option("--load-mode", default="compress", show_default=True, type=click.Choice(["compress", "replicate"]),
               help="compress: arrival times / F; replicate: F seeded, jittered copies of the trace.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Write completions.parquet, slots.parquet and summary.json here.")
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="Write completions.parquet, slots.parquet, summary.json and manifest.json here, as one unit "
+                   "(a new, empty or previous-run folder; a concurrent replay into the same folder exits 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON document.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, load_mode: str, out_dir: str | None,
@@ -28,21 +44,25 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     sets origin_region. --load-factor F with --load-mode compress divides arrival times by F; with
     replicate it lays F jittered copies of the trace over its own time span (fractions by a seeded
     subsample)."""
+    from torta.fileio import refuse_output_over_inputs
     from torta.fleet.scenario import load_scenario
     from torta.policy import get_policy
     from torta.sim.replay import replay
     from torta.traces import load_trace
 
+    provenance = _inputs(scenario, trace) if out_dir is not None else None
+    if out_dir is not None:
+        refuse_output_over_inputs(out_dir, [provenance["scenario_file"], provenance["trace_file"]])
     world = load_scenario(scenario)
     pol = get_policy(policy)()
     requests = load_trace(trace)
     click.echo(f"replaying {requests.height:,} requests (x{load_factor} {load_mode}) through {world.name} "
                f"({len(world.servers)} servers) with {policy}", err=True)
     res = replay(world, requests, pol, seed=seed, out_dir=out_dir, progress=not no_progress,
-                 load_factor=load_factor, load_mode=load_mode)
+                 load_factor=load_factor, load_mode=load_mode, provenance=provenance)
     s = res.summary
     if as_json:
-        click.echo(json.dumps(s))
+        click.echo(json.dumps(s, allow_nan=False))
         return
     click.echo(f"requests {s['requests']:,}  completed {s['completed']:,}  dropped {s['dropped']:,} "
                f"{ {k: v for k, v in s['dropped_reasons'].items() if v} or ''}")
@@ -56,4 +76,4 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
                f"switching {s['switching_usd']:.4f})  {s['energy_kwh']:.2f} kWh  {s['co2_kg']:.2f} kg CO2")
     click.echo(f"wall {s['wall_s']:.2f} s  ({s['requests_per_s']:,.0f} requests/s)")
     if res.completions_path is not None:
-        click.echo(f"wrote {out_dir}/completions.parquet, slots.parquet, summary.json", err=True)
+        click.echo(f"wrote {out_dir}/completions.parquet, slots.parquet, summary.json, manifest.json", err=True)
