@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from torta import strictjson
 
 from torta.ingest.formats import FORMATS
 
@@ -102,6 +103,6 @@ def cli(fmt, path, out, as_json, on_bad_rows, source, mapping_file, timestamp_co
         doc = {"format": result.fmt, "path": str(result.path), "out": str(out) if out else "", **summary,
                "dropped_rows": result.dropped_rows, "drop_reasons": result.drop_reasons,
                "quarantined_rows": result.quarantined_rows, "quarantine_path": str(qpath) if qpath else ""}
-        click.echo(json.dumps(doc, allow_nan=False))
+        click.echo(strictjson.dumps(doc))
     else:
         click.echo(_human(summary, result, out, qpath))

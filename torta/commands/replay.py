@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from torta import strictjson
 
 
 def _inputs(scenario: str, trace: str) -> dict:
@@ -62,7 +63,7 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
                  load_factor=load_factor, load_mode=load_mode, provenance=provenance)
     s = res.summary
     if as_json:
-        click.echo(json.dumps(s, allow_nan=False))
+        click.echo(strictjson.dumps(s))
         return
     click.echo(f"requests {s['requests']:,}  completed {s['completed']:,}  dropped {s['dropped']:,} "
                f"{ {k: v for k, v in s['dropped_reasons'].items() if v} or ''}")
