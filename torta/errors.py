@@ -44,3 +44,7 @@ class NonFiniteError(TortaError, ValueError):
 
 class LimitError(TortaError, ValueError):
     """A run reached a documented bound (simulated-time horizon, slot budget) and stopped."""
+
+
+class OutputError(TortaError):
+    """An output could not be written (disk full, file too large, permission); nothing was left half-written."""

@@ -19,6 +19,7 @@ import ctypes.util
 import errno
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,13 +27,30 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from torta.errors import InputError, TortaError
+from torta.errors import InputError, OutputError, TortaError
 
 LOCK_SUFFIX = ".lock"
 
 
 class OutputBusyError(TortaError):
     """Another process is writing the same output."""
+
+
+# errors of writing (not of reading an input): reported as OutputError naming the output
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _write_failed(dest: Path, exc: BaseException) -> OutputError:
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:300]
+    return OutputError(f"{dest}: cannot write the output: {why}; nothing was written")
+
+
+def _write_errno(exc: BaseException) -> int | None:
+    """The errno of a failed write: OSError's, or the "os error N" that polars/pyarrow put in messages."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    m = re.search(r"(?:os error|errno) (\d+)", str(exc))
+    return int(m.group(1)) if m else None
 
 
 def _umask() -> int:
@@ -72,15 +90,20 @@ def atomic_file(dest: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
     _check_parent(dest)
     if dest.is_dir():
         raise InputError(dest, "is a folder; expected a file path for the output")
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    except OSError as exc:
+        raise _write_failed(dest, exc) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, file_mode())
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if _write_errno(exc) in _WRITE_ERRNOS:
+            raise _write_failed(dest, exc) from None
         raise
 
 
@@ -220,15 +243,25 @@ def run_dir(target: str | os.PathLike, allowed: Iterable[str]) -> Iterator[Path]
     _check_parent(target)
     _check_replaceable(target, frozenset(allowed))
     lock_path = target.parent / f".{target.name}{LOCK_SUFFIX}"
-    fd = _lock(lock_path, target)
+    try:
+        fd = _lock(lock_path, target)
+    except OSError as exc:
+        raise _write_failed(target, exc) from None
     try:
         _clean(target)
         _check_replaceable(target, frozenset(allowed))
-        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))
+        except OSError as exc:
+            raise _write_failed(target, exc) from None
         try:
             os.chmod(tmp, dir_mode())
             yield tmp
             _publish(tmp, target)
+        except Exception as exc:
+            if _write_errno(exc) in _WRITE_ERRNOS:
+                raise _write_failed(target, exc) from None
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # after a swap: the previous unit
     finally:
