@@ -15,6 +15,7 @@ class InputError(TortaError, ValueError):
         self.path = str(path)
         self.line = line
         self.field = field
+        self.detail = message
         where = self.path
         if line is not None:
             where += f":{line}"

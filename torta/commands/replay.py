@@ -56,11 +56,22 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
         refuse_output_over_inputs(out_dir, [provenance["scenario_file"], provenance["trace_file"]])
     world = load_scenario(scenario)
     pol = get_policy(policy)()
+    from torta.errors import InputError
+
     requests = load_trace(trace)
-    click.echo(f"replaying {requests.height:,} requests (x{load_factor} {load_mode}) through {world.name} "
-               f"({len(world.servers)} servers) with {policy}", err=True)
-    res = replay(world, requests, pol, seed=seed, out_dir=out_dir, progress=not no_progress,
-                 load_factor=load_factor, load_mode=load_mode, provenance=provenance)
+
+    def announce(n: int) -> None:
+        click.echo(f"replaying {n:,} requests (x{load_factor} {load_mode}) through {world.name} "
+                   f"({len(world.servers)} servers) with {policy}", err=True)
+
+    try:
+        res = replay(world, requests, pol, seed=seed, out_dir=out_dir, progress=not no_progress,
+                     load_factor=load_factor, load_mode=load_mode, provenance=provenance, on_start=announce)
+    except InputError as exc:
+        if exc.path != "requests":
+            raise
+        row = f" (row {exc.line} in arrival order)" if exc.line is not None else ""
+        raise InputError(trace, exc.detail + row, field=exc.field) from None
     s = res.summary
     if as_json:
         click.echo(strictjson.dumps(s))

@@ -43,7 +43,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -283,11 +283,13 @@ def _write_outputs(tmp: Path, slot_df: pl.DataFrame, summary: dict, manifest: di
 
 def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: str | os.PathLike | None = None,
            progress: bool = False, load_factor: float = 1.0, load_mode: str = "compress",
-           config: EngineConfig = EngineConfig(), provenance: dict | None = None) -> ReplayResult:
+           config: EngineConfig = EngineConfig(), provenance: dict | None = None,
+           on_start: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay `requests` (canonical request frame) through `world` under `policy` (instance or
     registered name). With `out_dir`, writes `completions.parquet` (streamed in row groups),
     `slots.parquet`, `summary.json` and `manifest.json` there as one unit (see the module docstring);
-    `provenance` (e.g. the scenario and trace files' hashes) is added to the manifest."""
+    `provenance` (e.g. the scenario and trace files' hashes) is added to the manifest. `on_start(n)` is
+    called once the inputs passed their checks, before the engine starts (the CLI's "replaying" line)."""
     t0 = time.perf_counter()
     policy = _resolve_policy(policy)
     tables = build_tables(world)
@@ -295,8 +297,11 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
     arrays = to_arrays(world, requests, seed)
     del requests
     horizon = _horizon(world, arrays)
+    policy.reset(world, seed)  # loads checkpoints: bad ones fail here, before any output exists
     unit = run_dir(out_dir, OUTPUT_FILES) if out_dir is not None else nullcontext(None)
     with unit as out:
+        if on_start is not None:
+            on_start(len(arrays))
         return _run(world, tables, arrays, policy, seed, out, progress, load_factor, load_mode, config, horizon,
                     provenance, t0, out_dir)
 
@@ -305,7 +310,6 @@ def _run(world, tables, arrays, policy, seed, out, progress, load_factor, load_m
          t0, out_dir) -> ReplayResult:
     sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None, arrays)
     slots = SlotRecorder(world, tables)
-    policy.reset(world, seed)
     bar = None
     cb = None
     if progress:
