@@ -255,14 +255,23 @@ def _policy_params(policy) -> dict:
     return _jsonable(dict(params)) if isinstance(params, dict) else {"params": _jsonable(params)}
 
 
+# the input a non-finite metric most likely comes from (checked first, so the message names it)
+_ORIGINS = {"transfer_usd": "World.transfer_usd_per_gb", "energy_usd": "Region.pue / World.price_usd_per_mwh",
+            "switching_usd": "World.gpu_usd_per_hour", "co2_kg": "World.carbon_g_per_kwh",
+            "response_mean_s": "World.latency_ms", "ttft_mean_s": "World.latency_ms"}
+
+
 def check_finite(summary: dict[str, Any], where: str) -> None:
     """NonFiniteError naming the first non-finite number of the summary (nested dicts included)."""
-    for k, v in summary.items():
+    keys = [k for k in _ORIGINS if k in summary] + [k for k in summary if k not in _ORIGINS]
+    for k in keys:
+        v = summary[k]
         if isinstance(v, dict):
             check_finite(v, f"{where}.{k}")
         elif isinstance(v, float) and not math.isfinite(v):
-            raise NonFiniteError(f"{where} metric {k!r}", v, "a finite number (an input of the scenario or "
-                                 "trace is NaN or infinite, or a metric overflowed)")
+            origin = f" (from {_ORIGINS[k]}?)" if k in _ORIGINS else ""
+            raise NonFiniteError(f"{where} metric {k!r}{origin}", v, "a finite number (an input of the scenario "
+                                 "or trace is NaN or infinite, or a metric overflowed)")
 
 
 def _write_outputs(tmp: Path, slot_df: pl.DataFrame, summary: dict, manifest: dict) -> None:
