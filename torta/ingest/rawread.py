@@ -43,11 +43,9 @@ def check_line_lengths(path: Path, limit: int = MAX_LINE_BYTES, block: int = SCA
             if run + int(nl[0]) > limit:
                 break
             if len(nl) > 1:
-                gaps = np.diff(nl) - 1
-                j = int(np.argmax(gaps))
-                if gaps[j] > limit:
-                    line += j + 1
-                    run = int(gaps[j])
+                over = np.flatnonzero(np.diff(nl) - 1 > limit)
+                if over.size:
+                    line += int(over[0]) + 1
                     break
             line += len(nl)
             run = len(buf) - int(nl[-1]) - 1
