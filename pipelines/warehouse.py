@@ -141,7 +141,8 @@ def connect(db_path: Path, *, read_only: bool = False, retries: int = 40) -> Ite
                 continue
             if _is_lock_error(exc):
                 raise WarehouseError(f"warehouse {db_path} is locked by another process: {exc}") from None
-            if "corrupt" in str(exc).lower() or "checksum" in str(exc).lower():
+            text = str(exc).lower()
+            if "corrupt database" in text or "does not match stored checksum" in text:
                 raise WarehouseError(f"warehouse {db_path} is corrupt: {str(exc).splitlines()[0]}; it holds only "
                                      "views: delete it and run `torta run` (or materialize) to rebuild it from "
                                      "the Parquet files") from None

@@ -76,7 +76,7 @@ class ColumnMapping:
         if isinstance(data.get("mapping"), dict):
             data = data["mapping"]
         try:
-            return cls.from_dict(data, origin=str(p))
+            return cls.from_dict(data, origin="mapping")
         except (TypeError, ValueError) as exc:
             raise InputError(p, str(exc)) from None
 

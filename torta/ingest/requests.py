@@ -113,7 +113,8 @@ def stage_exprs(layout: RequestLayout, schema: dict[str, pl.DataType],
         expected = f"a number (timestamp in {layout.timestamp_kind})"
         val = float_value(ts, ts_type)
         bound = MAX_TIMESTAMP_S / UNIT_SECONDS[layout.timestamp_kind]
-        in_range = f"a timestamp within +-{MAX_TIMESTAMP_S:g} s (+-{bound:g} {layout.timestamp_kind})"
+        unit = "" if layout.timestamp_kind == "s" else f" (+-{bound:g} {layout.timestamp_kind})"
+        in_range = f"a timestamp within +-{MAX_TIMESTAMP_S:g} s{unit}"
         checks += [missing_check(ts, expected),
                    Check("bad_timestamp", ts, pl.col(ts).is_not_null() & val.is_null(), expected),
                    Check("timestamp_out_of_range", ts, val.abs() > bound, in_range)]
