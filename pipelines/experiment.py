@@ -22,6 +22,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -77,9 +78,10 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     cell_wall_s = time.perf_counter() - t_cell  # the whole cell: input, tuning, every policy
     slot_frames = []
+    run_uid = uuid.uuid4().hex  # views match slot_metrics rows to runs rows by (key, run_uid)
     for row in res.runs:
         key = run_key(config.experiment, cell, row["policy"])
-        row.update(key=key, experiment=config.experiment, batch=config.batch, hours=config.hours,
+        row.update(key=key, run_uid=run_uid, experiment=config.experiment, batch=config.batch, hours=config.hours,
                    trace_hours=config.trace_hours, skylb_threshold=float(threshold or 0.0),
                    skylb_tuning=str(table), dagster_run_id=context.run.run_id, finished_at=now,
                    cell_wall_s=cell_wall_s, run_command=config.command, workers=int(config.workers))
@@ -87,7 +89,7 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
         slot_frames.append(res.slots[row["policy"]].with_columns(
             key=pl.lit(key), scenario=pl.lit(cell.scenario), workload=pl.lit(cell.workload),
             policy=pl.lit(row["policy"]), seed=pl.lit(cell.seed, dtype=pl.Int64),
-            day=pl.lit(cell.day, dtype=pl.Int64), batch=pl.lit(config.batch)))
+            day=pl.lit(cell.day, dtype=pl.Int64), batch=pl.lit(config.batch), run_uid=pl.lit(run_uid)))
     if slot_frames:
         wh.write_partition(db, "slot_metrics", f"{config.experiment}|{cell.key}",
                            pl.concat(slot_frames, how="diagonal_relaxed"))

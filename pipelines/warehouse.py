@@ -7,13 +7,17 @@ The `.duckdb` file only holds views: one per table over its Parquet files (DDL i
 `warehouse/tables/*.sql`) and the comparison views in `warehouse/views/*.sql`, one per file.
 Views are refreshed by short-lived connections with a retry on the file lock; readers
 (`torta sql`) open the file read-only.
+
+Versioned partitions (replays): a replay writes its completions, slot metrics and plans under a new
+version (`<key>@<run_uid>.parquet`, rows carrying `run_uid`), then replaces its `runs` row (the switch:
+views show only rows whose (key, run_uid) has a `runs` row), then removes the older versions. A killed
+replay leaves the previous result visible and whole; the next one removes its unreferenced files.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +27,7 @@ import duckdb
 import polars as pl
 
 from torta.errors import TortaError
+from torta.fileio import atomic_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DDL_DIR = REPO_ROOT / "warehouse"
@@ -45,46 +50,67 @@ def parquet_root(db_path: Path) -> Path:
     return db_path.parent / "parquet"
 
 
-def partition_file(db_path: Path, table: str, key: str) -> Path:
-    safe = _SAFE_KEY.sub("_", key.replace("|", "__")) or "all"
-    return parquet_root(db_path) / table / f"{safe}.parquet"
+def _safe(key: str) -> str:
+    return _SAFE_KEY.sub("_", key.replace("|", "__")) or "all"
+
+
+def partition_file(db_path: Path, table: str, key: str, version: str | None = None) -> Path:
+    """`<table>/<key>.parquet`, or `<table>/<key>@<version>.parquet` for a versioned partition."""
+    tail = f"@{version}" if version else ""
+    return parquet_root(db_path) / table / f"{_safe(key)}{tail}.parquet"
+
+
+def partition_files(db_path: Path, table: str, key: str) -> list[Path]:
+    """Every file of one partition: the plain one and each version."""
+    folder = parquet_root(db_path) / table
+    plain = partition_file(db_path, table, key)
+    out = sorted(folder.glob(f"{_safe(key)}@*.parquet")) if folder.is_dir() else []
+    return ([plain] if plain.exists() else []) + out
 
 
 def _atomic_write(dest: Path, write) -> Path:
-    """Call `write(tmp_path)` on a temporary file beside `dest`, then rename it onto `dest`."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
+    """Call `write(tmp_path)` on a unique temporary file beside `dest`, then rename it onto `dest`."""
+    with atomic_file(dest) as tmp:
         write(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 
-def write_partition(db_path: Path, table: str, key: str, frame: pl.DataFrame) -> Path:
+def write_partition(db_path: Path, table: str, key: str, frame: pl.DataFrame, version: str | None = None) -> Path:
     """Write one partition of `table` atomically (temp file in the same folder, then rename)."""
-    return _atomic_write(partition_file(db_path, table, key), frame.write_parquet)
+    return _atomic_write(partition_file(db_path, table, key, version), frame.write_parquet)
 
 
-def sink_partition(db_path: Path, table: str, key: str, frame: pl.LazyFrame) -> Path:
+def sink_partition(db_path: Path, table: str, key: str, frame: pl.LazyFrame, version: str | None = None) -> Path:
     """Like write_partition for a LazyFrame, streamed to disk (memory does not grow with rows)."""
-    return _atomic_write(partition_file(db_path, table, key), frame.sink_parquet)
+    return _atomic_write(partition_file(db_path, table, key, version), frame.sink_parquet)
 
 
 def delete_partition(db_path: Path, table: str, key: str) -> None:
     partition_file(db_path, table, key).unlink(missing_ok=True)
 
 
+def drop_other_versions(db_path: Path, table: str, key: str, keep: str) -> None:
+    """Remove every file of the partition but version `keep` (after the `runs` row switched to it)."""
+    kept = partition_file(db_path, table, key, keep)
+    for f in partition_files(db_path, table, key):
+        if f != kept:
+            f.unlink(missing_ok=True)
+
+
 def read_table(db_path: Path, table: str, key: str | None = None) -> pl.DataFrame:
-    """Read a table (all partitions) or one partition straight from Parquet, no DuckDB lock."""
+    """Read a table (all partitions) or one partition straight from Parquet, no DuckDB lock. A versioned
+    partition reads the version its `runs` row names."""
     if key is not None:
-        f = partition_file(db_path, table, key)
-        if not f.exists():
+        files = partition_files(db_path, table, key)
+        if not files:
+            f = partition_file(db_path, table, key)
             raise WarehouseError(f"table {table!r} has no partition {key!r} ({f}); materialize it first")
-        return pl.read_parquet(f)
+        if len(files) > 1 and table != "runs":
+            runs = partition_file(db_path, "runs", key)
+            uid = pl.read_parquet(runs).to_dicts()[0].get("run_uid") if runs.exists() else None
+            want = partition_file(db_path, table, key, uid) if uid else None
+            files = [want] if want in files else files[-1:]
+        return pl.read_parquet(files[0])
     files = sorted((parquet_root(db_path) / table).glob("*.parquet"))
     if not files:
         raise WarehouseError(f"table {table!r} is empty in {parquet_root(db_path)}; materialize it first")
@@ -92,7 +118,9 @@ def read_table(db_path: Path, table: str, key: str | None = None) -> pl.DataFram
 
 
 def _is_lock_error(exc: Exception) -> bool:
-    return "lock" in str(exc).lower()
+    """DuckDB's "Could not set lock on file ... Conflicting lock is held" (not "... in block at ...")."""
+    text = str(exc).lower()
+    return "could not set lock" in text or "conflicting lock" in text
 
 
 @contextmanager
@@ -113,6 +141,11 @@ def connect(db_path: Path, *, read_only: bool = False, retries: int = 40) -> Ite
                 continue
             if _is_lock_error(exc):
                 raise WarehouseError(f"warehouse {db_path} is locked by another process: {exc}") from None
+            text = str(exc).lower()
+            if "corrupt database" in text or "does not match stored checksum" in text:
+                raise WarehouseError(f"warehouse {db_path} is corrupt: {str(exc).splitlines()[0]}; it holds only "
+                                     "views: delete it and run `torta run` (or materialize) to rebuild it from "
+                                     "the Parquet files") from None
             raise WarehouseError(f"cannot open warehouse {db_path}: {exc}") from None
         except duckdb.Error as exc:  # corrupt or not a DuckDB file
             raise WarehouseError(f"cannot open warehouse {db_path} (corrupt or not a DuckDB file?): {exc}") from None

@@ -104,7 +104,7 @@ def test_a_killed_replay_leaves_no_rows(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     staging = db.parent / "parquet" / ".staging"
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 120 and not any(staging.glob("*/completions.parquet*")):
+    while time.monotonic() - t0 < 120 and not any(staging.glob("**/completions.parquet*")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -114,3 +114,41 @@ def test_a_killed_replay_leaves_no_rows(tmp_path):
     assert keys == [done]
     assert wh.query(db, "select count(*) as n from completions where key = $k", {"k": victim})["n"][0] == 0
     assert wh.query(db, "select count(distinct key) as n from completions")["n"][0] == 1
+
+
+@pytest.mark.slow
+def test_a_killed_rematerialization_keeps_the_previous_result(tmp_path):
+    """SIGKILL a re-materialization of a key while its replay runs: the previous result of that key stays
+    visible and whole (runs row, completions), and policy_comparison still shows it."""
+    import signal
+    import time
+
+    db = tmp_path / "wh" / "torta.duckdb"
+    env = dict(os.environ, TORTA_WAREHOUSE=str(db))
+    script = ("import dagster as dg, sys\n"
+              "from pipelines.assets import replay\n"
+              "from pipelines.resources import WarehouseResource\n"
+              "key = sys.argv[1]; hours = float(sys.argv[2])\n"
+              "i = dg.DagsterInstance.ephemeral(); i.add_dynamic_partitions('replays', [key])\n"
+              "r = dg.materialize([replay.replay_run], partition_key=key, instance=i,\n"
+              "    resources={'warehouse': WarehouseResource()},\n"
+              "    run_config={'ops': {'replay_run': {'config': {'hours': hours}}}})\n"
+              "sys.exit(0 if r.success else 1)\n")
+    key = "abilene|servegen-mix-14d|least-loaded|0"
+    subprocess.run([sys.executable, "-c", script, key, "0.05"], env=env, check=True, timeout=300)
+    before = wh.query(db, "select requests from runs where key = $k", {"k": key})["requests"].to_list()
+    assert len(before) == 1 and before[0] > 0
+    proc = subprocess.Popen([sys.executable, "-c", script, key, "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = db.parent / "parquet" / ".staging"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120 and not any(staging.glob("**/completions.parquet*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert (time.monotonic() - t0) < 120, "the replay never started writing"
+    wh.refresh_views(db)
+    assert wh.query(db, "select requests from runs where key = $k", {"k": key})["requests"].to_list() == before
+    n = wh.query(db, "select count(*) as n from completions where key = $k", {"k": key})["n"][0]
+    assert n == before[0]
+    assert wh.query(db, "select policy from policy_comparison")["policy"].to_list() == ["least-loaded"]

@@ -82,3 +82,34 @@ def test_unknown_scenario_or_policy_in_a_partition_key_lists_the_valid_names(war
         execute(RunSpec.from_key("abilene|azure-2023-code|nobody|0"))
     with pytest.raises(ValueError, match="scenario\\|workload\\|policy\\|seed"):
         RunSpec.from_key("abilene|azure-2023-code")
+
+
+def test_a_failed_rematerialization_keeps_the_previous_result(warehouse_db):
+    """A re-materialization that dies in its replay step (here: a load factor outside the limits) leaves the
+    previous runs row and its completions visible: replace, never delete-then-write."""
+    other = "single-region|azure-2023-code|round-robin|0"
+    assert _materialize(warehouse_db, batch="b1").success
+    assert _materialize(warehouse_db, key=other, batch="b1").success
+    before = wh.query(warehouse_db, "select key, requests from runs order by key")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("replays", [KEY])
+    res = dg.materialize([replay.replay_run], partition_key=KEY, instance=instance, raise_on_error=False,
+                         resources={"warehouse": WarehouseResource(database=str(warehouse_db))},
+                         run_config={"ops": {"replay_run": {"config": {"hours": 0.1, "load_factor": 1e-300}}}})
+    assert not res.success
+    wh.refresh_views(warehouse_db)
+    assert wh.query(warehouse_db, "select key, requests from runs order by key").equals(before)
+    pc = wh.query(warehouse_db, "select policy from policy_comparison order by policy")
+    assert pc["policy"].to_list() == ["least-loaded", "round-robin"]
+    n = wh.query(warehouse_db, "select count(*) as n from completions where key = $k", {"k": KEY})["n"][0]
+    assert n == before.filter(pl.col("key") == KEY)["requests"][0]
+
+
+def test_rematerializing_leaves_one_version_of_each_partition(warehouse_db):
+    _materialize(warehouse_db, batch="b1")
+    _materialize(warehouse_db, batch="b2")
+    uid = wh.read_table(warehouse_db, "runs", KEY)["run_uid"][0]
+    for table in ("completions", "slot_metrics", "plans"):
+        files = wh.partition_files(warehouse_db, table, KEY)
+        assert [f.name for f in files] == [wh.partition_file(warehouse_db, table, KEY, uid).name]
+    assert not list((warehouse_db.parent / "parquet").rglob("*.tmp"))

@@ -83,7 +83,7 @@ def test_outputs_written_atomically_and_summary_matches(tmp_path):
     w = make_world((2,))
     res = replay(w, make_requests(np.arange(100) * 0.1, 100, 20), "round-robin", seed=0, out_dir=tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["completions.parquet", "slots.parquet", "summary.json"]
+    assert names == ["completions.parquet", "manifest.json", "slots.parquet", "summary.json"]
     doc = json.loads((tmp_path / "summary.json").read_text())
     assert doc["completed"] == 100 and doc["policy"] == "round-robin"
     assert pl.read_parquet(tmp_path / "slots.parquet").height == res.slots.height

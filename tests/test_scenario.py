@@ -132,7 +132,7 @@ def _bad(tmp_path, old: str, new: str, base: str = "abilene") -> str:
      ["nowhere", "topology.file", "sndlib/geant.txt"]),
     ('slot_s = 900', 'slot_s = "900"', InputError, ["time.slot_s", "a number"]),
     ('slot_s = 900', 'slot_secs = 900', InputError, ["time.slot_secs", "allowed", "slot_s"]),
-    ('slot_s = 900', 'slot_s = -5', InputError, ["time.slot_s", "> 0"]),
+    ('slot_s = 900', 'slot_s = -5', InputError, ["time.slot_s", "[1, 86400]"]),
     ('slot_s = 900', 'slot_s = inf', InputError, ["time.slot_s", "finite", "inf"]),
     ('window_hours = 24', 'window_hours = 0', InputError, ["time.window_hours", ">= 1"]),
     ('count = 2', 'count = 0', InputError, ["servers[", ".count", ">= 1"]),

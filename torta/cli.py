@@ -3,7 +3,9 @@ click command or group called `cli`, plus the commands other packages declare as
 points (see `PLUGIN_GROUP`); all are imported lazily so `torta --help` stays fast.
 
 Conventions: `--json` prints exactly one JSON document on stdout; progress and logs go to stderr.
-Domain errors (`ValueError`, `torta.errors.TortaError`) exit with status 2 and a one-line message.
+Domain errors (`ValueError`, `torta.errors.TortaError`) and file-system errors (`OSError`: a read-only
+folder, a file where a folder is expected...) exit with status 2 and ONE line on stderr, `error: ...`,
+at most `MAX_ERROR_CHARS` long.
 """
 
 from __future__ import annotations
@@ -16,6 +18,22 @@ import sys
 from pathlib import Path
 
 import click
+
+MAX_ERROR_CHARS = 1000
+
+
+def error_line(exc: BaseException) -> str:
+    """`error: <message>` on one line, cut to MAX_ERROR_CHARS."""
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        msg = f"{where}: {exc.strerror}" if where else exc.strerror
+    else:
+        msg = str(exc) or type(exc).__name__
+    msg = " | ".join(part.strip() for part in msg.splitlines() if part.strip())
+    if len(msg) > MAX_ERROR_CHARS:
+        msg = msg[:MAX_ERROR_CHARS] + f"... ({len(msg):,} characters)"
+    return f"error: {msg}"
+
 
 # name -> (module under torta.commands, one-line help). Each module defines a click object `cli`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -112,8 +130,8 @@ class LazyGroup(click.Group):
         os.environ.setdefault("POT_BACKEND_DISABLE_PYTORCH", "1")
         try:
             return super().invoke(ctx)
-        except (TortaError, ValueError, FileNotFoundError) as exc:
-            click.echo(f"error: {exc}", err=True)
+        except (TortaError, ValueError, OSError) as exc:
+            click.echo(error_line(exc), err=True)
             sys.exit(2)
 
 

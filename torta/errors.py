@@ -15,6 +15,7 @@ class InputError(TortaError, ValueError):
         self.path = str(path)
         self.line = line
         self.field = field
+        self.detail = message
         where = self.path
         if line is not None:
             where += f":{line}"
@@ -32,3 +33,19 @@ class UnknownNameError(TortaError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]
+
+
+class NonFiniteError(TortaError, ValueError):
+    """A NaN or infinite value where a finite number is required; names its origin."""
+
+    def __init__(self, origin: str, value: object, expected: str = "a finite number") -> None:
+        self.origin, self.value = origin, value
+        super().__init__(f"{origin}: {value!r} is not finite; expected {expected}")
+
+
+class LimitError(TortaError, ValueError):
+    """A run reached a documented bound (simulated-time horizon, slot budget) and stopped."""
+
+
+class OutputError(TortaError):
+    """An output could not be written (disk full, file too large, permission); nothing was left half-written."""

@@ -1,13 +1,15 @@
 """Group `replay`: one replay per dynamic partition `scenario|workload|policy|seed`.
 
 Rows are written per partition to `runs`, `completions`, `slot_metrics` and `plans`. The views over
-`completions`, `slot_metrics` and `plans` only show rows whose key has a `runs` row, and the `runs` file is
-removed first and written last: a killed replay leaves no visible partial rows, and re-materializing
-a partition replaces its rows.
+`completions`, `slot_metrics` and `plans` only show rows whose (key, run_uid) has a `runs` row. A
+materialization writes its rows under a new run_uid (new files beside the old ones), then replaces the
+`runs` row (one rename: the switch), then removes the older versions: a killed replay leaves the previous
+result visible and whole, never a mix and never nothing (see pipelines/warehouse.py).
 """
 
 import tempfile
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,9 +34,13 @@ class ReplayConfig(dg.Config):
     batch: str = "adhoc"  # groups runs of one job invocation (policy_comparison shows the latest)
 
 
-def _label(frame: pl.LazyFrame, spec: RunSpec, batch: str) -> pl.LazyFrame:
+VERSIONED_TABLES = ("completions", "slot_metrics", "plans")
+
+
+def _label(frame: pl.LazyFrame, spec: RunSpec, batch: str, run_uid: str) -> pl.LazyFrame:
     return frame.with_columns(key=pl.lit(spec.key), scenario=pl.lit(spec.scenario), workload=pl.lit(spec.workload),
-                              policy=pl.lit(spec.policy), seed=pl.lit(spec.seed, dtype=pl.Int64), batch=pl.lit(batch))
+                              policy=pl.lit(spec.policy), seed=pl.lit(spec.seed, dtype=pl.Int64), batch=pl.lit(batch),
+                              run_uid=pl.lit(run_uid))
 
 
 def _previous(db: Path, key: str) -> dict | None:
@@ -61,25 +67,29 @@ def replay_run(context: dg.AssetExecutionContext, config: ReplayConfig,
     db = warehouse.db_path
     spec = RunSpec.from_key(context.partition_key, days=config.days, hours=config.hours or None,
                             load_factor=config.load_factor, load_mode=config.load_mode)
-    previous = _previous(db, spec.key)
-    wh.delete_partition(db, "runs", spec.key)  # hide the old rows until the new ones are complete
+    previous = _previous(db, spec.key)  # stays in place (and visible) until the new rows are complete
+    uid = uuid.uuid4().hex
     staging = wh.parquet_root(db) / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=staging) as tmp:
-        result = execute(spec, out_dir=tmp)
-        n_rows = pl.scan_parquet(Path(tmp) / "completions.parquet").select(pl.len()).collect().item()
+        out = Path(tmp) / "run"
+        result = execute(spec, out_dir=out)
+        n_rows = pl.scan_parquet(out / "completions.parquet").select(pl.len()).collect().item()
         wh.sink_partition(db, "completions", spec.key,
-                          _label(pl.scan_parquet(Path(tmp) / "completions.parquet"), spec, config.batch))
+                          _label(pl.scan_parquet(out / "completions.parquet"), spec, config.batch, uid), version=uid)
         wh.write_partition(db, "slot_metrics", spec.key,
-                           _label(result.slots.lazy(), spec, config.batch).collect())
-        wh.write_partition(db, "plans", spec.key, _label(result.plans.lazy(), spec, config.batch).collect())
+                           _label(result.slots.lazy(), spec, config.batch, uid).collect(), version=uid)
+        wh.write_partition(db, "plans", spec.key, _label(result.plans.lazy(), spec, config.batch, uid).collect(),
+                           version=uid)
     s = result.summary
     run_row = {k: v for k, v in s.items() if not isinstance(v, dict)}
     run_row.update({f"dropped_{k}": v for k, v in s.get("dropped_reasons", {}).items()})
-    run_row.update(key=spec.key, workload=spec.workload, batch=config.batch, hours=config.hours,
+    run_row.update(key=spec.key, run_uid=uid, workload=spec.workload, batch=config.batch, hours=config.hours,
                    days=config.days, dagster_run_id=context.run.run_id,
                    finished_at=datetime.now(timezone.utc).replace(tzinfo=None))
-    wh.write_partition(db, "runs", spec.key, pl.DataFrame([run_row]))
+    wh.write_partition(db, "runs", spec.key, pl.DataFrame([run_row]))  # the switch to the new rows
+    for table in VERSIONED_TABLES:
+        wh.drop_other_versions(db, table, spec.key, keep=uid)
     warehouse.refresh_views()
 
     plans_ok, plan_err = row_sums_ok(result.plans)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 
+from torta import strictjson
 from torta.config import EVAL_PROTOCOL
 
 
@@ -44,7 +44,7 @@ def cli(scenario, workload, policies, seeds, days, hours, hours_per_day, start_d
                       tune_hours=tune_hours, skylb_threshold=skylb_threshold, baseline=baseline,
                       hours_per_day=hours_per_day, progress=progress)
     if as_json:
-        click.echo(json.dumps(res.rows))
+        click.echo(strictjson.dumps(res.rows))
         return
     w = max(len(n) for n in names) + 2
     click.echo(f"{'policy':<{w}}" + "".join(f"{m:>24}" for m in METRICS))

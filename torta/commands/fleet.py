@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from torta import strictjson
+
 
 def _emit(doc) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=False))
+    click.echo(strictjson.dumps(doc, indent=2, sort_keys=False))
 
 
 @click.group()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import click
+
+from torta import strictjson
 
 
 def _history(workload: str, scenario: str | None, seed: int):
@@ -62,7 +62,7 @@ def backtest_cmd(workload, horizon, horizons, holdout_days, val_days, scenario, 
                          "models": r.models, "selected": r.selected, "ratios": r.extra["ratios"],
                          "per_series": r.per_series} for h, r in reports]}
     if as_json:
-        click.echo(json.dumps(doc))
+        click.echo(strictjson.dumps(doc))
         return
     for h, r in reports:
         click.echo(f"horizon {h} slots ({h * r.config['slot_s'] / 3600:g} h), "
@@ -105,14 +105,14 @@ def predict_cmd(workload, until_day, horizon, model, scenario, seed, out, jobs, 
            "series": fc["series"].n_unique(), "rows": fc.height, "forecast_s": secs,
            "models": dict(fc.group_by("model").len().iter_rows())}
     if out:
+        from torta.fileio import atomic_file
+
         path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fc.write_parquet(tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            fc.write_parquet(tmp)
         doc["out"] = str(path)
     if as_json:
-        click.echo(json.dumps(doc))
+        click.echo(strictjson.dumps(doc))
     else:
         click.echo(fc)
         click.echo(f"{doc['series']} series in {secs:.1f} s", err=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from torta import strictjson
 
 from torta.ingest.formats import FORMATS
 
@@ -79,8 +80,12 @@ def cli(fmt, path, out, as_json, on_bad_rows, source, mapping_file, timestamp_co
     FORMAT is one of: azure-2023, azure-2024, burstgpt, mooncake, servegen, generic. Bad input
     exits with status 2 naming the file, line and field, and writes nothing.
     """
+    from torta.fileio import refuse_output_over_inputs
     from torta.ingest import ingest, quarantine_path, summarize, write_parquet_atomic
 
+    if out is not None:
+        refuse_output_over_inputs(out, [path, mapping_file])
+        refuse_output_over_inputs(quarantine_path(out), [path, mapping_file], "--out (its quarantine file)")
     mapping = _mapping(mapping_file, timestamp_col, timestamp_unit, timestamp_format, prompt_col, output_col,
                        model_col, epoch, file_format, separator)
     result = ingest(fmt, path, mapping=mapping, on_bad_rows=on_bad_rows, source=source)
@@ -98,6 +103,6 @@ def cli(fmt, path, out, as_json, on_bad_rows, source, mapping_file, timestamp_co
         doc = {"format": result.fmt, "path": str(result.path), "out": str(out) if out else "", **summary,
                "dropped_rows": result.dropped_rows, "drop_reasons": result.drop_reasons,
                "quarantined_rows": result.quarantined_rows, "quarantine_path": str(qpath) if qpath else ""}
-        click.echo(json.dumps(doc))
+        click.echo(strictjson.dumps(doc))
     else:
         click.echo(_human(summary, result, out, qpath))

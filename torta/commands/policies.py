@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import click
+
+from torta import strictjson
 
 
 @click.command()
@@ -15,7 +16,7 @@ def cli(as_json: bool) -> None:
 
     rows = list_policies()
     if as_json:
-        click.echo(json.dumps([{"name": n, "description": d} for n, d in rows]))
+        click.echo(strictjson.dumps([{"name": n, "description": d} for n, d in rows]))
         return
     width = max((len(n) for n, _ in rows), default=0)
     for n, d in rows:

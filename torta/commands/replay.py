@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import click
+
+from torta import strictjson
+
+
+def _inputs(scenario: str, trace: str) -> dict:
+    """The scenario and trace files behind the names, with their SHA-256 (for the run's manifest)."""
+    from torta.fileio import sha256_file
+    from torta.fleet.scenario import scenario_path
+    from torta.traces import all_traces
+
+    traces = all_traces()
+    sfile = scenario_path(scenario)
+    tfile = traces[trace].path if trace in traces else Path(trace)
+    return {"scenario": scenario, "scenario_file": str(sfile), "scenario_file_sha256": sha256_file(sfile),
+            "trace": trace, "trace_file": str(tfile),
+            "trace_file_sha256": sha256_file(tfile) if tfile.is_file() else ""}
 
 
 @click.command()
@@ -19,8 +35,9 @@ import click
 @click.option("--load-mode", default="compress", show_default=True, type=click.Choice(["compress", "replicate"]),
               help="compress: arrival times / F; replicate: F seeded, jittered copies of the trace.")
 @click.option("--hours", default=None, type=float, help="Replay only the first H hours of the trace or day.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Write completions.parquet, slots.parquet and summary.json here.")
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="Write completions.parquet, slots.parquet, summary.json and manifest.json here, as one unit "
+                   "(a new, empty or previous-run folder; a concurrent replay into the same folder exits 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON document.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, load_mode: str, hours: float | None,
@@ -36,26 +53,40 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     history before the replayed day; a policy that plans on a forecast (torta-ot) and gets no history (a
     trace has none) is an error (exit 2) naming the missing input. The JSON's `demand_source` says what a
     planning policy planned on."""
+    from torta.errors import InputError
+    from torta.fileio import refuse_output_over_inputs
     from torta.fleet.scenario import load_scenario
     from torta.policy import get_policy
     from torta.runs.execute import run_policy
     from torta.runs.inputs import workload_input
 
+    provenance = _inputs(scenario, trace) if out_dir is not None else None
+    if out_dir is not None:
+        refuse_output_over_inputs(out_dir, [provenance["scenario_file"], provenance["trace_file"]])
     world = load_scenario(scenario)
     get_policy(policy)  # fail fast on an unknown name before building the input
     if hours is not None and not hours > 0:
         raise ValueError(f"--hours must be > 0, got {hours}")
     inp = workload_input(trace, scenario, world, seed, hours=hours)
-    click.echo(f"replaying {inp.requests.height:,} requests (x{load_factor} {load_mode}) through {world.name} "
-               f"({len(world.servers)} servers) with {policy}", err=True)
-    run = run_policy(policy, inp, strict=True, out_dir=out_dir, progress=not no_progress,
-                     load_factor=load_factor, load_mode=load_mode)
+
+    def announce(n: int) -> None:
+        click.echo(f"replaying {n:,} requests (x{load_factor} {load_mode}) through {world.name} "
+                   f"({len(world.servers)} servers) with {policy}", err=True)
+
+    try:
+        run = run_policy(policy, inp, strict=True, out_dir=out_dir, progress=not no_progress,
+                         load_factor=load_factor, load_mode=load_mode, provenance=provenance, on_start=announce)
+    except InputError as exc:
+        if exc.path != "requests":
+            raise
+        row = f" (row {exc.line} in arrival order)" if exc.line is not None else ""
+        raise InputError(trace, exc.detail + row, field=exc.field) from None
     res = run.result
     if "demand_source" in run.params:
         res.summary["demand_source"] = run.params["demand_source"]
     s = res.summary
     if as_json:
-        click.echo(json.dumps(s))
+        click.echo(strictjson.dumps(s))
         return
     click.echo(f"requests {s['requests']:,}  completed {s['completed']:,}  dropped {s['dropped']:,} "
                f"{ {k: v for k, v in s['dropped_reasons'].items() if v} or ''}")
@@ -71,4 +102,4 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     if "demand_source" in s:
         click.echo(f"planned on: {s['demand_source']} demand")
     if res.completions_path is not None:
-        click.echo(f"wrote {out_dir}/completions.parquet, slots.parquet, summary.json", err=True)
+        click.echo(f"wrote {out_dir}/completions.parquet, slots.parquet, summary.json, manifest.json", err=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from torta import strictjson
 
 
 @click.group(name="traces")
@@ -21,7 +22,7 @@ def list_cmd(as_json: bool) -> None:
 
     traces = [t.to_dict() for t in all_traces().values()]
     if as_json:
-        click.echo(json.dumps({"traces": traces}))
+        click.echo(strictjson.dumps({"traces": traces}))
         return
     for t in traces:
         where = "shipped" if t["shipped"] else ("downloaded" if t["present"] else "fetchable")
@@ -46,7 +47,7 @@ def fetch_cmd(name: str, dest: Path | None, url: str | None, retries: int, as_js
     doc = {"name": name, "path": str(res.path), "size_bytes": res.size_bytes, "sha256": res.sha256,
            "attempts": res.attempts, "resumed": res.resumed, "already_present": res.already_present}
     if as_json:
-        click.echo(json.dumps(doc))
+        click.echo(strictjson.dumps(doc))
     else:
         state = "already present" if res.already_present else f"downloaded in {res.attempts} attempt(s)"
         click.echo(f"{name}: {res.path} ({res.size_bytes:,} bytes, sha256 {res.sha256}) {state}")

@@ -58,11 +58,10 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
                 "val_ref_return": float(curves["val_ref_return"][0]) if "val_ref_return" in curves.columns else 0.0}
         path = save_checkpoint(sd, folder / f"{scenario}-{v}.pt", meta)
         if curves_dir:
-            cd = Path(curves_dir)
-            cd.mkdir(parents=True, exist_ok=True)
-            tmp = cd / f"{scenario}-{v}-curves.parquet.tmp"
-            curves.write_parquet(tmp)
-            tmp.replace(cd / f"{scenario}-{v}-curves.parquet")
+            from torta.fileio import atomic_file
+
+            with atomic_file(Path(curves_dir) / f"{scenario}-{v}-curves.parquet") as tmp:
+                curves.write_parquet(tmp)
         click.echo(f"{v}: checkpoint {path} ({wall:.0f} s); best validation return {meta['best_val_return']:.2f} "
                    f"vs myopic-OT {meta['val_ref_return']:.2f}", err=True)
         out.append({"variant": v, "checkpoint": str(path), "train_wall_s": meta["train_wall_s"],

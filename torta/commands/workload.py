@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
+from torta import strictjson
+
 
 def _write_parquet(df, out: str) -> Path:
+    from torta.fileio import atomic_file
+
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.write_parquet(tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        df.write_parquet(tmp)
     return path
 
 
@@ -36,7 +36,7 @@ def list_cmd(as_json: bool) -> None:
              "sources": list(s.sources), "description": s.description}
             for s in list_workloads()]
     if as_json:
-        click.echo(json.dumps(rows))
+        click.echo(strictjson.dumps(rows))
         return
     for r in rows:
         click.echo(f"{r['name']:<20} {','.join(r['models']):<34} {r['description']}")
@@ -65,41 +65,35 @@ def build_cmd(name, scenario, seed, days, hours, out, meta_out, as_json) -> None
     click.echo(f"building {name} on {plan.scenario}, seed {seed}, t = {start:.0f}-{end:.0f} s "
                f"(day {start / 86400 + 1:g} to {end / 86400 + 1:g}): about {est:,.0f} requests",
                err=True)
+    from torta.fileio import atomic_file, atomic_write_text
+
     t0 = time.perf_counter()
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
     writer = None
-    try:
-        import pyarrow.parquet as pq
+    with atomic_file(path) as tmp:
+        try:
+            import pyarrow.parquet as pq
 
-        for df, _ in iter_workload(name, plan=plan, days=days, hours=hours, chunk_s=6 * 3600):
-            table = df.to_arrow()
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table)
-            n += df.height
-            click.echo(f"  {n:,} requests", err=True)
-        writer.close()  # iter_workload yields at least one (maybe empty) frame
-        writer = None
-        os.replace(tmp, path)
-    finally:
-        if writer is not None:
-            writer.close()
-        if tmp.exists():
-            tmp.unlink()
+            for df, _ in iter_workload(name, plan=plan, days=days, hours=hours, chunk_s=6 * 3600):
+                table = df.to_arrow()
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer.write_table(table)
+                n += df.height
+                click.echo(f"  {n:,} requests", err=True)
+        finally:
+            if writer is not None:
+                writer.close()  # iter_workload yields at least one (maybe empty) frame
     meta = metadata(plan, start, end)
     meta["requests"] = n
     meta["out"] = str(path)
     meta["build_s"] = time.perf_counter() - t0
     mpath = Path(meta_out) if meta_out else path.with_name(path.name + ".meta.json")
-    tmp = mpath.with_name(mpath.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, mpath)
+    atomic_write_text(mpath, strictjson.dumps(meta, indent=1))
     click.echo(f"wrote {n:,} requests to {path} in {meta['build_s']:.1f} s", err=True)
     if as_json:
-        click.echo(json.dumps(meta))
+        click.echo(strictjson.dumps(meta))
 
 
 @cli.command("rates")
@@ -116,5 +110,5 @@ def rates_cmd(name, scenario, seed, out, as_json) -> None:
     path = _write_parquet(df, out)
     doc = {"workload": name, "seed": seed, "rows": df.height, "out": str(path),
            "masked_rows": int(df["masked"].sum()), "requests": int(df["requests"].sum())}
-    print(json.dumps(doc) if as_json else f"wrote {df.height} rows to {path}",
+    print(strictjson.dumps(doc) if as_json else f"wrote {df.height} rows to {path}",
           file=sys.stdout if as_json else sys.stderr)

@@ -32,6 +32,11 @@ Schema (every key is checked; unknown or mistyped keys are an `InputError` namin
     models = ["llama2-70b", "llama2-13b"]  # models this server may load
     initial_model = "llama2-70b"
 
+Ranges (checked; an `InputError` names file and key): `pue` finite >= 1; `price_cap_usd_per_mwh` and
+`transfer_usd_per_gb` finite >= 0; `min_link_km` finite > 0; `per_hop_ms` finite >= 0; `slot_s` in
+[1, 86400] s; origin weights finite >= 0; node names in `topology.nodes` and model names in
+`models.names` unique; at most 100,000 servers in all (`torta.limits`).
+
 Carbon: each region takes the hourly shape of its nearest zone with hourly data; with
 `carbon_scaling = "country"` a region in another country than that zone (known from the Zoo
 `Country` attribute or a GEANT-style `xx1.xx` name) is rescaled to its country's average from
@@ -48,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from torta import limits
 from torta.errors import InputError, UnknownNameError
 from torta.fleet import catalog, prices
 from torta.fleet.model import PowerSpec, Region, ServerSpec, World
@@ -101,6 +107,25 @@ def _check(table: dict, section: str, path: Path, where: str) -> None:
             raise InputError(path, f"expected {want}, got {val!r}", field=f"{where}{key}")
 
 
+def _number(path: Path, table: dict, key: str, default: float, where: str, *, lo: float,
+            lo_open: bool = False) -> float:
+    """table[key] (or `default`) as a float; InputError unless finite and >= lo (> lo if lo_open)."""
+    v = float(table.get(key, default))
+    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo)
+    if not ok:
+        rel = ">" if lo_open else ">="
+        raise InputError(path, f"expected a finite number {rel} {lo:g}, got {table.get(key)!r}", field=f"{where}{key}")
+    return v
+
+
+def _unique(path: Path, names: list, field: str) -> None:
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise InputError(path, f"{n!r} appears more than once; names must be unique", field=field)
+        seen.add(n)
+
+
 def list_scenarios() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
 
@@ -144,12 +169,34 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
         _check(srv, "servers", path, f"servers[{i}].")
 
     topo_sec = doc["topology"]
+    min_link_km = _number(path, topo_sec, "min_link_km", DEFAULT_MIN_LINK_KM, "topology.", lo=0.0, lo_open=True)
+    per_hop_ms = _number(path, topo_sec, "per_hop_ms", DEFAULT_PER_HOP_MS, "topology.", lo=0.0)
+    en = doc["energy"]
+    pue = _number(path, en, "pue", 1.2, "energy.", lo=1.0)
+    cap = _number(path, en, "price_cap_usd_per_mwh", prices.DEFAULT_CAP_USD_PER_MWH, "energy.", lo=0.0)
+    transfer_usd_per_gb = _number(path, en, "transfer_usd_per_gb", 0.0, "energy.", lo=0.0)
+    slot_s = float(doc["time"]["slot_s"])
+    if not (math.isfinite(slot_s) and limits.MIN_SLOT_S <= slot_s <= limits.MAX_SLOT_S):
+        raise InputError(path, f"slot_s must be a finite number of seconds in [{limits.MIN_SLOT_S:g}, "
+                               f"{limits.MAX_SLOT_S:g}], got {doc['time']['slot_s']}", field="time.slot_s")
+    if "nodes" in topo_sec:
+        _unique(path, topo_sec["nodes"], "topology.nodes")
+    _unique(path, doc["models"]["names"], "models.names")
+    total = 0
+    for i, srv in enumerate(doc["servers"]):
+        total += max(0, srv["count"])
+        if total > limits.MAX_SERVERS:
+            raise InputError(path, f"more than {limits.MAX_SERVERS:,} servers in all (count {srv['count']:,} here)",
+                             field=f"servers[{i}].count")
     try:
-        topo = load_topology(topo_sec["file"],
-                             float(topo_sec.get("min_link_km", DEFAULT_MIN_LINK_KM)))
+        topo = load_topology(topo_sec["file"], min_link_km)
     except UnknownNameError as exc:
         raise UnknownNameError(f"topology ({path} [topology.file])", exc.name, exc.valid) from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read the topology file {topo_sec['file']!r}: {exc.strerror or exc}",
+                         field="topology.file") from None
     names = topo.names
+    _unique(path, list(names), "topology.file (node names of the topology)")
     if "nodes" in topo_sec:
         subset = []
         for nd in topo_sec["nodes"]:
@@ -158,7 +205,7 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
             subset.append(names.index(nd))
     else:
         subset = list(range(len(names)))
-    lat_ms = latency_matrix(topo, float(topo_sec.get("per_hop_ms", DEFAULT_PER_HOP_MS)), subset)
+    lat_ms = latency_matrix(topo, per_hop_ms, subset)
     region_names = [names[i] for i in subset]
     nodes = [topo.nodes[i] for i in subset]
 
@@ -219,21 +266,22 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
         for nd, w in w_spec.items():
             if nd not in region_names:
                 raise UnknownNameError(f"node ({path} [origins.weights])", nd, region_names)
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-                raise InputError(path, f"weight must be a number >= 0, got {w!r}",
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w >= 0):
+                raise InputError(path, f"weight must be a finite number >= 0, got {w!r}",
                                  field=f"origins.weights.{nd}")
             weights[region_names.index(nd)] = float(w)
     else:
         raise InputError(path, f"expected 'demand', 'uniform' or a table, got {w_spec!r}",
+                         field="origins.weights")
+    if not np.isfinite(weights).all():  # a topology demand matrix with NaN or infinite entries
+        bad = region_names[int(np.argmin(np.isfinite(weights)))]
+        raise InputError(path, f"origin weight of {bad!r} from the topology's demands is not finite",
                          field="origins.weights")
     if weights.sum() <= 0:
         raise InputError(path, "origin weights sum to zero", field="origins.weights")
     weights = weights / weights.sum()
 
     # energy
-    en = doc["energy"]
-    pue = float(en.get("pue", 1.2))
-    cap = float(en.get("price_cap_usd_per_mwh", prices.DEFAULT_CAP_USD_PER_MWH))
     clip = bool(en.get("clip_negative_prices", True))
     overrides = en.get("markets", {})
     for nd, mk in overrides.items():
@@ -261,9 +309,6 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
     if window_hours < 1:
         raise InputError(path, f"window_hours must be >= 1, got {window_hours}",
                          field="time.window_hours")
-    if not (doc["time"]["slot_s"] > 0 and math.isfinite(doc["time"]["slot_s"])):
-        raise InputError(path, f"slot_s must be a finite number > 0, got {doc['time']['slot_s']}",
-                         field="time.slot_s")
     gpus = sorted({s.gpu for s in servers})
     power = {g: PowerSpec(catalog.gpu(g).idle_w, catalog.gpu(g).prefill_w, catalog.gpu(g).decode_w)
              for g in gpus}
@@ -276,9 +321,9 @@ def load_scenario(name_or_path: str | Path, perf: FittedPerfModel | None = None)
         carbon_g_per_kwh=np.vstack(carbon_rows),
         power=power,
         gpu_usd_per_hour={g: catalog.gpu(g).usd_per_gpu_hour for g in gpus},
-        transfer_usd_per_gb=float(en["transfer_usd_per_gb"]),
+        transfer_usd_per_gb=transfer_usd_per_gb,
         models=tuple(model_names),
-        slot_s=float(doc["time"]["slot_s"]),
+        slot_s=slot_s,
         start_hour_of_year=_hour_of_year(doc["time"]["start"], path),
         perf=perf,
         window_hours=window_hours,

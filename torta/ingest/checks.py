@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from torta.errors import InputError
+from torta.limits import MAX_TOKENS, quote
 
 LINE = "_line"  # 1-based line number (CSV/JSONL, header included) or row number (Parquet)
 SHAPE = "_shape"  # careful path only: a message when the line itself is malformed (field count, JSON)
@@ -53,11 +54,12 @@ def missing_check(name: str, expected: str) -> Check:
 
 def token_checks(name: str, dtype: pl.DataType) -> list[Check]:
     val = int_value(name, dtype)
-    exp = "a non-negative integer token count"
+    exp = f"a non-negative integer token count <= {MAX_TOKENS:,}"
     return [
         missing_check(name, exp),
         Check("not_integer", name, pl.col(name).is_not_null() & val.is_null(), exp),
         Check("negative_tokens", name, val < 0, exp),
+        Check("too_many_tokens", name, val > MAX_TOKENS, exp),
     ]
 
 
@@ -103,5 +105,5 @@ def raise_first_bad(path: object, bad_rows: pl.DataFrame, *, unit: str = "line")
     elif row["reason"] == "missing_value":
         msg = f"{where}missing {field}; expected {row['expected']}"
     else:
-        msg = f"{where}expected {row['expected']} in {field}, got {row.get(field)!r} ({row['reason']})"
+        msg = f"{where}expected {row['expected']} in {field}, got {quote(row.get(field))} ({row['reason']})"
     raise InputError(path, msg + more, line=int(row[LINE]), field=field)

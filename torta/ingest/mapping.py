@@ -52,6 +52,11 @@ class ColumnMapping:
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValueError(f"{origin}: unknown key(s) {unknown}; valid keys: {sorted(allowed)}")
+        for k, v in data.items():
+            want = bool if k == "epoch" else str
+            if not isinstance(v, want) or (want is str and isinstance(v, bool)):
+                raise ValueError(f"{origin}: key {k!r} must be {'true/false' if want is bool else 'a string'} "
+                                 f"(a column name or option), got {v!r}")
         missing = [k for k in ("timestamp", "prompt_tokens", "output_tokens") if not data.get(k)]
         if missing:
             raise ValueError(f"{origin}: missing key(s) {missing}; a mapping needs timestamp, prompt_tokens, "
@@ -71,7 +76,7 @@ class ColumnMapping:
         if isinstance(data.get("mapping"), dict):
             data = data["mapping"]
         try:
-            return cls.from_dict(data, origin=str(p))
+            return cls.from_dict(data, origin="mapping")
         except (TypeError, ValueError) as exc:
             raise InputError(p, str(exc)) from None
 

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import polars as pl
+
+from torta.fileio import atomic_file
 
 
 def write_parquet_atomic(frame: pl.DataFrame, out_path: str | Path) -> Path:
     """Write `frame` to a temporary file beside `out_path`, then rename it into place.
 
-    A failure leaves no file under `out_path` (and removes the temporary file).
+    A failure leaves no file under `out_path` (and removes the temporary file); the mode follows the umask.
     """
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_file(out) as tmp:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 

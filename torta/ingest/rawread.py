@@ -15,14 +15,46 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from torta.errors import InputError
+from torta.limits import MAX_LINE_BYTES, quote
 
 from .checks import LINE, SHAPE
 
 BATCH_ROWS = 200_000
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+SCAN_BLOCK_BYTES = 1 << 24
+csv.field_size_limit(min(sys.maxsize, MAX_LINE_BYTES))
+
+
+def check_line_lengths(path: Path, limit: int = MAX_LINE_BYTES, block: int = SCAN_BLOCK_BYTES) -> None:
+    """InputError naming the first line longer than `limit` bytes. Streams the file in `block`-byte
+    pieces (memory stays at one block), so a giant line never reaches a parser."""
+    line, run = 1, 0  # current line number, bytes of it seen so far
+    with open(path, "rb") as fh:
+        while buf := fh.read(block):
+            nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)
+            if len(nl) == 0:
+                run += len(buf)
+                if run > limit:
+                    break
+                continue
+            if run + int(nl[0]) > limit:
+                break
+            if len(nl) > 1:
+                over = np.flatnonzero(np.diff(nl) - 1 > limit)
+                if over.size:
+                    line += int(over[0]) + 1
+                    break
+            line += len(nl)
+            run = len(buf) - int(nl[-1]) - 1
+            if run > limit:
+                break
+        else:
+            return
+    raise InputError(path, f"line is longer than {limit:,} bytes, the limit for one record (torta.limits."
+                           "MAX_LINE_BYTES); is this the right file and format?", line=line)
 
 
 def check_file(path: str | Path) -> Path:
@@ -57,7 +89,7 @@ def require_columns(path: Path, found: list[str], required: list[str], *, line: 
         if close:
             hints.append(f"{lowered[close[0]]!r} -> {m!r}?")
     hint = f"; did you mean {', '.join(hints)}" if hints else ""
-    raise InputError(path, f"missing column(s) {missing}; expected columns {required}, found {found}{hint}",
+    raise InputError(path, f"missing column(s) {missing}; expected columns {required}, found {quote(found)}{hint}",
                      line=line, field=missing[0])
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from torta.errors import InputError
+from torta.limits import MAX_TIMESTAMP_S, MAX_TRACE_SPAN_S
 from torta.schema import REQUEST_SCHEMA, conform
 
 from . import rawread
@@ -111,8 +112,12 @@ def stage_exprs(layout: RequestLayout, schema: dict[str, pl.DataType],
     if layout.numeric_time:
         expected = f"a number (timestamp in {layout.timestamp_kind})"
         val = float_value(ts, ts_type)
+        bound = MAX_TIMESTAMP_S / UNIT_SECONDS[layout.timestamp_kind]
+        unit = "" if layout.timestamp_kind == "s" else f" (+-{bound:g} {layout.timestamp_kind})"
+        in_range = f"a timestamp within +-{MAX_TIMESTAMP_S:g} s{unit}"
         checks += [missing_check(ts, expected),
-                   Check("bad_timestamp", ts, pl.col(ts).is_not_null() & val.is_null(), expected)]
+                   Check("bad_timestamp", ts, pl.col(ts).is_not_null() & val.is_null(), expected),
+                   Check("timestamp_out_of_range", ts, val.abs() > bound, in_range)]
         exprs.append(val.alias("_t"))
     else:
         if isinstance(ts_type, pl.Datetime):
@@ -292,12 +297,21 @@ def finalize(staged: pl.DataFrame, layout: RequestLayout, source: str) -> pl.Dat
     return conform(out, REQUEST_SCHEMA)
 
 
+def raise_no_valid_rows(path: Path, quarantine: pl.DataFrame) -> None:
+    """All data rows were bad (quarantine mode): an error, not an empty trace."""
+    first = quarantine.row(0, named=True)
+    raise InputError(path, f"no valid rows: all {quarantine.height:,} data rows are bad (first: {first['reason']}"
+                           f", expected {first['expected']})", line=int(first["line"]), field=first["field"])
+
+
 def read_requests(path: str | Path, layout: RequestLayout, *, fmt: str, source: str | None = None,
                   on_bad_rows: str = "error") -> IngestResult:
     """Read one file with `layout` into canonical requests (see module doc)."""
     if on_bad_rows not in ON_BAD_ROWS:
         raise ValueError(f"on_bad_rows {on_bad_rows!r}; expected one of {ON_BAD_ROWS}")
     p = rawread.check_file(path)
+    if layout.file_kind in ("csv", "jsonl"):
+        rawread.check_line_lengths(p)
     formats = ISO_FORMATS
     if layout.file_kind == "csv":
         header = rawread.read_header(p, layout.separator)
@@ -321,6 +335,8 @@ def read_requests(path: str | Path, layout: RequestLayout, *, fmt: str, source: 
     n_bad = 0 if quarantine is None else quarantine.height
     if staged.height == 0 and n_bad == 0:
         raise InputError(p, "no data rows; expected at least one request after the header")
+    if staged.height == 0:
+        raise_no_valid_rows(p, quarantine)
     reasons: dict[str, int] = {}
     if n_blank:
         reasons[BLANK_LINE] = n_blank
@@ -333,5 +349,10 @@ def read_requests(path: str | Path, layout: RequestLayout, *, fmt: str, source: 
             reasons[ZERO_TOKENS_FAILURE] = zero
             staged = staged.filter(pl.col("output_tokens") != 0)
     frame = finalize(staged, layout, source or fmt)
+    span = frame["arrival_s"].max() if frame.height else 0.0
+    if span is not None and span > MAX_TRACE_SPAN_S:
+        raise InputError(p, f"the trace spans {span:,.0f} s from its first to its last request, more than the "
+                            f"limit of {MAX_TRACE_SPAN_S:,.0f} s (10 years); check the timestamp unit",
+                         field=layout.timestamp)
     return IngestResult(frame=frame, dropped_rows=sum(reasons.values()), drop_reasons=reasons,
                         quarantine=quarantine, path=p, fmt=fmt)

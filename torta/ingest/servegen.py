@@ -128,6 +128,7 @@ def read_servegen(path: str | Path, *, fmt: str = "servegen", source: str | None
     parts, bad_parts, n_blank = [], [], 0
     for f in trace_files(root):
         rawread.check_file(f)
+        rawread.check_line_lengths(f)
         fast = _fast(f)
         quarantine = None
         if fast is not None:
@@ -147,6 +148,10 @@ def read_servegen(path: str | Path, *, fmt: str = "servegen", source: str | None
             pl.lit(source or fmt).alias("source")))
     frame = conform(pl.concat(parts, how="vertical"), RATES_SCHEMA)
     quarantine = pl.concat(bad_parts) if bad_parts else None
+    if frame.height == 0 and quarantine is not None and quarantine.height:
+        from .requests import raise_no_valid_rows
+
+        raise_no_valid_rows(root, quarantine)
     reasons: dict[str, int] = {}
     if n_blank:
         reasons[BLANK_LINE] = n_blank

@@ -63,6 +63,37 @@ class RoundRobinInRegion:
         return -1
 
 
+def check_state_dict(sd: dict, path: Path, want_obs: int, world) -> None:
+    """InputError naming the checkpoint unless its keys and shapes are those of `Agent` for this world
+    (observation size `want_obs`, one action per region pair) and every weight is finite."""
+    import torch
+
+    from torta.errors import InputError
+    from torta.rl.ppo import Agent
+
+    w = sd.get("actor.0.weight")
+    hidden = int(w.shape[0]) if isinstance(w, torch.Tensor) and w.ndim == 2 else 128
+    with torch.device("meta"):  # shapes only: no memory, no draw from torch's generator
+        ref = Agent(want_obs, world.n_regions, hidden).state_dict()
+    missing, extra = sorted(set(ref) - set(sd)), sorted(set(sd) - set(ref))
+    if missing or extra:
+        raise InputError(str(path), f"checkpoint keys do not match the policy network: missing {missing[:6]}, "
+                         f"unexpected {extra[:6]}", field=(missing or extra)[0])
+    for k, t in ref.items():
+        if tuple(sd[k].shape) != tuple(t.shape):
+            why = (f"checkpoint observation size {int(sd['obs_mean'].shape[0])} does not fit world {world.name!r} "
+                   f"({world.n_regions} regions: {want_obs}); train one for this scenario"
+                   if k == "obs_mean" else f"shape {tuple(sd[k].shape)}, expected {tuple(t.shape)} for world "
+                                            f"{world.name!r} ({world.n_regions} regions)")
+            raise InputError(str(path), why, field=k)
+        if not sd[k].is_floating_point():
+            raise InputError(str(path), f"dtype {sd[k].dtype}; expected floating-point weights", field=k)
+        bad = int((~torch.isfinite(sd[k])).sum())
+        if bad:
+            raise InputError(str(path), f"{bad} of {sd[k].numel()} weights are NaN or infinite; refusing the "
+                                        "checkpoint", field=k)
+
+
 class RLPolicy(OTPolicy):
     """Base of the learned policies (see the module docstring)."""
 
@@ -96,11 +127,13 @@ class RLPolicy(OTPolicy):
         env_kw = {k: v for k, v in (meta.get("config", {}).get("env") or {}).items()
                   if k in {f.name for f in fields(EnvConfig)}}
         v = VARIANTS[self.checkpoint_variant]
-        self.ecfg = replace(EnvConfig(**env_kw), use_forecast=v["use_forecast"], ot_base=v["ot_base"])
-        want = obs_dim(world.n_regions, self.ecfg)
-        if int(sd["obs_mean"].shape[0]) != want:
-            raise InputError(str(path), f"checkpoint observation size {int(sd['obs_mean'].shape[0])} does not fit "
-                             f"world {world.name!r} ({world.n_regions} regions: {want}); train one for this scenario")
+        try:
+            self.ecfg = replace(EnvConfig(**env_kw), use_forecast=v["use_forecast"], ot_base=v["ot_base"])
+            want = obs_dim(world.n_regions, self.ecfg)
+        except (TypeError, ValueError) as exc:
+            raise InputError(str(path.with_suffix(".json")), f"checkpoint sidecar config.env does not fit EnvConfig: "
+                             f"{exc}", field="config.env") from None
+        check_state_dict(sd, path, want, world)
         self.agent = Agent.from_state_dict(sd)
         self.checkpoint_path = str(path)
         self.checkpoint_meta = meta

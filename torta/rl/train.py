@@ -258,17 +258,14 @@ def git_commit() -> str:
 
 
 def save_checkpoint(state_dict: dict, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """torch.save of the state dict (temporary file, then rename) + `<path>.json` with `meta`."""
+    """torch.save of the state dict (unique temporary file, then rename) + `<path>.json` with `meta`."""
+    from torta.fileio import atomic_file, atomic_write_text
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp)
-    os.replace(tmp, p)
+    with atomic_file(p) as tmp:
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp)
     if meta is not None:
-        mp = p.with_suffix(".json")
-        tmpj = mp.with_name(mp.name + ".tmp")
-        tmpj.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        os.replace(tmpj, mp)
+        atomic_write_text(p.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return p
 
 
@@ -283,8 +280,19 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is an input error here
         raise InputError(str(p), f"not a state-dict checkpoint loadable with weights_only=True: {e}") from None
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise InputError(str(p), f"expected a state dict (names -> tensors), found {type(sd).__name__}")
     mp = p.with_suffix(".json")
-    meta = json.loads(mp.read_text()) if mp.is_file() else {}
+    meta: object = {}
+    if mp.is_file():
+        try:
+            meta = json.loads(mp.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise InputError(str(mp), f"broken checkpoint sidecar: not valid JSON ({e})") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict) \
+                or not isinstance(meta.get("config", {}).get("env") or {}, dict):
+            raise InputError(str(mp), "broken checkpoint sidecar: expected a JSON object whose 'config' and "
+                                      "'config.env' are objects", field="config")
     return sd, meta
 
 

@@ -59,9 +59,10 @@ class PolicyRun:
 
 def run_policy(name: str, inp: SeedInput, *, skylb_threshold: float | None = None, strict: bool = False,
                out_dir: str | Path | None = None, progress: bool = False, load_factor: float = 1.0,
-               load_mode: str = "compress", record_plans: bool = False) -> PolicyRun:
+               load_mode: str = "compress", record_plans: bool = False, **replay_kw) -> PolicyRun:
     """Prepare policy `name` for `inp` and replay `inp.requests` through `inp.world` with seed `inp.seed`.
-    With `record_plans`, `result.plans` holds the macro plans made (torta.runs.planlog)."""
+    With `record_plans`, `result.plans` holds the macro plans made (torta.runs.planlog); `replay_kw`
+    (e.g. `provenance`, `on_start`) go to `torta.sim.replay.replay`."""
     from torta.sim.replay import replay
 
     pol = prepare_policy(name, inp, skylb_threshold, strict=strict)
@@ -73,7 +74,7 @@ def run_policy(name: str, inp: SeedInput, *, skylb_threshold: float | None = Non
     t0 = time.perf_counter()
     result = replay(inp.world, inp.requests, pol, seed=inp.seed, out_dir=Path(out_dir) if out_dir else None,
                     progress=progress, load_factor=load_factor, load_mode=load_mode,
-                    plan_sink=recorder.sink if recorder is not None else None)
+                    plan_sink=recorder.sink if recorder is not None else None, **replay_kw)
     if recorder is not None:
         result.plans = recorder.frame()
     return PolicyRun(result, pol, time.perf_counter() - t0)

@@ -26,7 +26,6 @@ of server utilisation across servers within each slot, averaged over slots weigh
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -247,5 +246,4 @@ class SlotRecorder:
 def pct(x: np.ndarray, q: float) -> float:
     if len(x) == 0:
         return 0.0
-    v = float(np.percentile(x, q))
-    return v if math.isfinite(v) else 0.0
+    return float(np.percentile(x, q))  # a NaN stays NaN: replay() refuses non-finite metrics

@@ -1,5 +1,4 @@
-"""Public replay API: `replay(world, requests, policy, seed=...) -> ReplayResult`, and `ReplayRun`, the
-same replay advanced in steps (`advance(until_s)`, then `result()`).
+"""Public replay API: `replay(world, requests, policy, seed=...) -> ReplayResult`.
 
 Origins. A request keeps a non-null `origin_region` (multi-day workloads set it; it must name a region
 of the world). Requests without one are assigned an origin by a seeded draw (numpy PCG64 seeded with
@@ -17,29 +16,49 @@ Load scaling (`load_factor` f > 0):
   request ids as `c * (max_id + 1) + id`. Draws use `[seed, 2]`.
 
 Requests are replayed in (arrival_s, request_id) order; the engine's own draws use `[seed, 3]`.
+
+Limits (`torta.limits`, docs/LIMITS.md), checked before the engine starts: load factor, arrival times
+(after scaling), token counts, and the number of slots up to the simulated-time horizon (last arrival +
+max(7 days, 10 x the trace's span)). While it runs, a slot boundary past the horizon stops the replay with
+`LimitError` (the engine reports every slot boundary; the check costs one comparison per slot).
+
+Outputs (`out_dir`): `completions.parquet`, `slots.parquet`, `summary.json` and `manifest.json` are
+written into a unique temporary folder beside `out_dir` and swapped in as one unit (`torta.fileio.run_dir`);
+a second replay into the same `out_dir` at the same time refuses (`OutputBusyError`). The manifest
+records the seed, scenario and input hashes, policy parameters, git commit, warm-up, finish time and each
+file's size, rows and SHA-256.
+
+Non-finite summary values are an error (`NonFiniteError`, naming the metric), never a zero.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import polars as pl
 
-from torta.errors import InputError
+from torta import limits
+from torta.errors import InputError, LimitError, NonFiniteError
+from torta.fileio import file_mode, git_commit, run_dir, sha256_file
 from torta.fleet.model import World
 from torta.sim.accounting import CompletionSink, SlotRecorder, pct
 from torta.sim.cluster import build_tables
 from torta.sim.engine import DROP_REASONS, Engine, EngineConfig, RequestArrays
 
 LOAD_MODES = ("compress", "replicate")
+OUTPUT_FILES = ("completions.parquet", "slots.parquet", "summary.json", "manifest.json")
+WARMUP_S = 0.0  # no warm-up period is excluded from the metrics (recorded in the manifest)
 
 
 @dataclass
@@ -54,10 +73,12 @@ class ReplayResult:
 def scale_load(requests: pl.DataFrame, load_factor: float, load_mode: str, seed: int) -> pl.DataFrame:
     """Scale the offered load; see the module docstring."""
     f = float(load_factor)
-    if not (math.isfinite(f) and f > 0):
-        raise ValueError(f"load_factor must be a finite number > 0, got {load_factor}")
     if load_mode not in LOAD_MODES:
         raise ValueError(f"load_mode must be one of {LOAD_MODES}, got {load_mode!r}")
+    hi = limits.MAX_LOAD_FACTOR if load_mode == "compress" else limits.MAX_REPLICATE_FACTOR
+    if not (math.isfinite(f) and limits.MIN_LOAD_FACTOR <= f <= hi):
+        raise InputError("--load-factor", f"load_factor = {load_factor}; expected a finite number in "
+                         f"[{limits.MIN_LOAD_FACTOR:g}, {hi:g}] for load mode {load_mode!r}", field="load_factor")
     if f == 1.0 or requests.height == 0:
         return requests
     if load_mode == "compress":
@@ -131,17 +152,19 @@ def to_arrays(world: World, df: pl.DataFrame, seed: int) -> RequestArrays:
             row = int(df[c].is_null().arg_true()[0])
             raise InputError("requests", f"{c} is null", line=row, field=c)
     arr = df["arrival_s"].cast(pl.Float64).to_numpy()
-    bad = ~np.isfinite(arr) | (arr < 0)
+    bad = ~np.isfinite(arr) | (arr < 0) | (arr > limits.MAX_ARRIVAL_S)
     if bad.any():
         row = int(np.argmax(bad))
-        raise InputError("requests", f"arrival_s = {arr[row]}; expected a finite number >= 0", line=row,
-                         field="arrival_s")
+        raise InputError("requests", f"arrival_s = {arr[row]} (after load scaling); expected a finite number in "
+                         f"[0, {limits.MAX_ARRIVAL_S:g}] s (400 days)", line=row, field="arrival_s")
     toks = {}
     for c in ("prompt_tokens", "output_tokens"):
         x = df[c].cast(pl.Int64).to_numpy()
-        if (x < 0).any():
-            row = int(np.argmax(x < 0))
-            raise InputError("requests", f"{c} = {x[row]}; expected an integer >= 0", line=row, field=c)
+        bad = (x < 0) | (x > limits.MAX_TOKENS)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise InputError("requests", f"{c} = {x[row]}; expected an integer in [0, {limits.MAX_TOKENS}]",
+                             line=row, field=c)
         toks[c] = x
     rid = df["request_id"].cast(pl.Int64).to_numpy()
     origin = _origins(world, df, seed).astype(np.int32)
@@ -161,10 +184,110 @@ def _resolve_policy(policy):
     return policy
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _horizon(world: World, arrays: RequestArrays) -> float:
+    """The simulated-time horizon; LimitError up front when its slots exceed the slot budget."""
+    slot_s = float(world.slot_s)
+    if not (math.isfinite(slot_s) and slot_s > 0):
+        raise ValueError(f"World.slot_s must be a finite number of seconds > 0, got {world.slot_s}")
+    if len(arrays) == 0:
+        return limits.DRAIN_MIN_S
+    first, last = float(arrays.arrival_s[0]), float(arrays.arrival_s[-1])
+    h = limits.horizon_s(first, last)
+    n_slots = h / float(world.slot_s)
+    if n_slots > limits.MAX_SLOTS:
+        raise LimitError(f"replay of world {world.name!r}: the simulated-time horizon {h:,.0f} s (last arrival "
+                         f"{last:,.0f} s + drain time) spans {n_slots:,.0f} slots of {world.slot_s:g} s, more than "
+                         f"the budget of {limits.MAX_SLOTS:,}; use a longer slot_s, a shorter trace or a "
+                         "larger load factor")
+    return h
+
+
+class _HorizonGuard:
+    """The engine's slot sink, wrapped: a slot boundary past the horizon stops the replay."""
+
+    def __init__(self, inner: SlotRecorder, horizon_s: float, world: World) -> None:
+        self.inner, self.horizon_s, self.world = inner, horizon_s, world
+
+    def __call__(self, slot, t0, dur, arrays) -> None:
+        if t0 > self.horizon_s:
+            raise LimitError(f"replay of world {self.world.name!r} stopped at simulated time {t0:,.0f} s: past the "
+                             f"horizon {self.horizon_s:,.0f} s (last arrival + max(7 days, 10 x span)); the fleet "
+                             "cannot drain its queues; lower the load factor or add servers")
+        self.inner(slot, t0, dur, arrays)
+
+
+def world_hash(world: World) -> str:
+    """SHA-256 over everything of a World that a replay reads (names, regions, servers, matrices, prices)."""
+    h = hashlib.sha256()
+    h.update(repr((world.name, world.regions, world.servers, world.models, float(world.slot_s),
+                   int(world.start_hour_of_year), float(world.transfer_usd_per_gb),
+                   sorted(world.power.items()), sorted(world.gpu_usd_per_hour.items()))).encode())
+    for a in (world.latency_ms, world.price_usd_per_mwh, world.carbon_g_per_kwh):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def requests_hash(arrays: RequestArrays) -> str:
+    """SHA-256 of the replayed requests (after load scaling and origin assignment)."""
+    h = hashlib.sha256()
+    for a in (arrays.request_id, arrays.arrival_s, arrays.prompt_tokens, arrays.output_tokens, arrays.origin,
+              arrays.model):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(v):
+    if isinstance(v, (str, int, bool)) or v is None:
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    return repr(v)
+
+
+def _policy_params(policy) -> dict:
+    params = policy.params() if hasattr(policy, "params") else {}
+    return _jsonable(dict(params)) if isinstance(params, dict) else {"params": _jsonable(params)}
+
+
+# the input a non-finite metric most likely comes from (checked first, so the message names it)
+_ORIGINS = {"transfer_usd": "World.transfer_usd_per_gb", "energy_usd": "Region.pue / World.price_usd_per_mwh",
+            "switching_usd": "World.gpu_usd_per_hour", "co2_kg": "World.carbon_g_per_kwh",
+            "response_mean_s": "World.latency_ms", "ttft_mean_s": "World.latency_ms"}
+
+
+def check_finite(summary: dict[str, Any], where: str) -> None:
+    """NonFiniteError naming the first non-finite number of the summary (nested dicts included)."""
+    keys = [k for k in _ORIGINS if k in summary] + [k for k in summary if k not in _ORIGINS]
+    for k in keys:
+        v = summary[k]
+        if isinstance(v, dict):
+            check_finite(v, f"{where}.{k}")
+        elif isinstance(v, float) and not math.isfinite(v):
+            origin = f" (from {_ORIGINS[k]}?)" if k in _ORIGINS else ""
+            raise NonFiniteError(f"{where} metric {k!r}{origin}", v, "a finite number (an input of the scenario "
+                                 "or trace is NaN or infinite, or a metric overflowed)")
+
+
+def _write_outputs(tmp: Path, slot_df: pl.DataFrame, summary: dict, manifest: dict) -> None:
+    slot_df.write_parquet(tmp / "slots.parquet")
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False))
+    files = {}
+    for name in OUTPUT_FILES[:3]:
+        f = tmp / name
+        rows = (pl.scan_parquet(f).select(pl.len()).collect().item() if name.endswith(".parquet") else None)
+        files[name] = {"bytes": f.stat().st_size, "sha256": sha256_file(f), **({"rows": rows} if rows is not None
+                                                                                else {})}
+    manifest = dict(manifest, files=files, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False))
+    mode = file_mode()
+    for name in OUTPUT_FILES:
+        os.chmod(tmp / name, mode)
 
 
 class ReplayRun:
@@ -172,80 +295,103 @@ class ReplayRun:
     `until_s` (`torta.sim.engine.Engine.run`) and returns whether the replay finished; `result()`
     closes the outputs and gives the `ReplayResult` once it has. `replay(...)` is `ReplayRun(...)`
     advanced to the end; same arguments (see there). `engine` is the running engine (its
-    `pending_slot_state()` is what the policy will see at the next slot boundary)."""
+    `pending_slot_state()` is what the policy will see at the next slot boundary).
+
+    With `out_dir`, the outputs are written into the run's temporary folder (`torta.fileio.run_dir`),
+    which `result()` swaps into place as one unit; `abort()` (or any error) removes it."""
 
     def __init__(self, world: World, requests: pl.DataFrame, policy, *, seed: int,
                  out_dir: str | os.PathLike | None = None, progress: bool = False, load_factor: float = 1.0,
                  load_mode: str = "compress", config: EngineConfig = EngineConfig(),
-                 plan_sink: Callable | None = None) -> None:
+                 plan_sink: Callable | None = None, provenance: dict | None = None,
+                 on_start: Callable[[int], None] | None = None) -> None:
         self._t0 = time.perf_counter()
         self.world, self.seed, self.load_factor, self.load_mode = world, seed, load_factor, load_mode
+        self.out_dir, self.provenance = out_dir, provenance
         self.policy = policy = _resolve_policy(policy)
         self.tables = tables = build_tables(world)
         requests = scale_load(requests, load_factor, load_mode, seed)
         self.arrays = arrays = to_arrays(world, requests, seed)
         del requests
-        out = self.out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-        self.sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None, arrays)
-        self.slots = SlotRecorder(world, tables)
-        policy.reset(world, seed)
-        self._bar = bar = None
-        cb = None
-        if progress:
-            from tqdm import tqdm
-
-            self._bar = bar = tqdm(total=len(arrays), unit="req", file=sys.stderr,
-                                   desc=f"replay {getattr(policy, 'name', '')}")
-
-            def cb(k: int) -> None:
-                bar.update(k - bar.n)
-        self.engine = Engine(world, tables, policy, seed=[seed, 3], sink=self.sink, slot_sink=self.slots, cfg=config,
-                             progress=cb, plan_sink=plan_sink)
-        self._path: Path | None = None
+        self.horizon_s = _horizon(world, arrays)
+        policy.reset(world, seed)  # loads checkpoints: bad ones fail here, before any output exists
+        self._unit = run_dir(out_dir, OUTPUT_FILES) if out_dir is not None else nullcontext(None)
+        self.out = out = self._unit.__enter__()
         self._closed = False
+        self._bar = None
         try:
+            if on_start is not None:
+                on_start(len(arrays))
+            self.sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None,
+                                       arrays)
+            self.slots = SlotRecorder(world, tables)
+            cb = None
+            if progress:
+                from tqdm import tqdm
+
+                self._bar = bar = tqdm(total=len(arrays), unit="req", file=sys.stderr,
+                                       desc=f"replay {getattr(policy, 'name', '')}")
+
+                def cb(k: int) -> None:
+                    bar.update(k - bar.n)
+            self.engine = Engine(world, tables, policy, seed=[seed, 3], sink=self.sink,
+                                 slot_sink=_HorizonGuard(self.slots, self.horizon_s, world), cfg=config,
+                                 progress=cb, plan_sink=plan_sink)
             self.engine.start(arrays)
-        except BaseException:
-            self.abort()
+        except BaseException as exc:
+            self._fail(exc)
             raise
 
     def advance(self, until_s: float = math.inf) -> bool:
-        """Replay every event before `until_s`; True once the replay finished (outputs then closed)."""
-        if self._closed:
+        """Replay every event before `until_s`; True once the replay finished (completions then closed)."""
+        if self._closed or self.engine.finished:
             return True
         try:
             self.engine.run(until_s=until_s)
             if self.engine.finished:
-                self._path = self.sink.close()
-                self._closed = True
-        except BaseException:
-            self.abort()
+                self.sink.close()
+                if self._bar is not None:
+                    self._bar.close()
+        except BaseException as exc:
+            self._fail(exc)
             raise
-        finally:
-            if self._closed and self._bar is not None:
-                self._bar.close()
-        return self._closed
+        return self.engine.finished
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        sink = getattr(self, "sink", None)
+        if sink is not None:
+            sink.abort()
+        if self._bar is not None:
+            self._bar.close()
+        self._unit.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary folder
 
     def abort(self) -> None:
-        """Stop without results: the partial completions file is removed."""
-        if not self._closed:
-            self._closed = True
-            self.sink.abort()
-            if self._bar is not None:
-                self._bar.close()
+        """Stop without results: the partial outputs are removed, whatever was in place stays."""
+        self._fail(RuntimeError("replay aborted"))
 
     def result(self) -> ReplayResult:
-        """The finished replay's summary, slot table and costs (writes slots.parquet and summary.json)."""
+        """The finished replay's summary, slot table and costs (its outputs swapped into place)."""
+        if self._closed:
+            raise RuntimeError("ReplayRun.result after the replay was aborted or its result taken")
         if not self.engine.finished:
             raise RuntimeError("ReplayRun.result before the replay finished (advance it to the end)")
-        return _result(self, self.engine.stats)
+        try:
+            res = _result(self, self.engine.stats)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        self._closed = True
+        self._unit.__exit__(None, None, None)  # publishes the unit
+        return res
 
 
 def _result(run: ReplayRun, stats) -> ReplayResult:
     world, tables, policy, sink, slots, out = run.world, run.tables, run.policy, run.sink, run.slots, run.out
-    n = len(run.arrays)
+    seed, arrays = run.seed, run.arrays
+    n = len(arrays)
     if sink.requests != n:  # conservation is structural; fail loudly if it ever breaks
         raise AssertionError(f"conservation broken: {n} requests in, {sink.requests} out")
     slot_df = slots.frame()
@@ -254,16 +400,13 @@ def _result(run: ReplayRun, stats) -> ReplayResult:
     cost["cost_usd"] = sum(cost.values())
     resp, ttft, tpot = sink.samples("response"), sink.samples("ttft"), sink.samples("tpot")
     wall = time.perf_counter() - run._t0
-    if out is not None:
-        slot_df.write_parquet(out / "slots.parquet.tmp")
-        os.replace(out / "slots.parquet.tmp", out / "slots.parquet")
     dropped = sum(sink.dropped.values())
 
     def mean(x):
         return float(x.mean()) if len(x) else 0.0
 
     summary: dict[str, Any] = dict(
-        scenario=world.name, policy=getattr(policy, "name", type(policy).__name__), seed=int(run.seed),
+        scenario=world.name, policy=getattr(policy, "name", type(policy).__name__), seed=int(seed),
         load_factor=float(run.load_factor), load_mode=run.load_mode, servers=tables.n_servers,
         requests=n, completed=sink.completed, dropped=dropped,
         dropped_reasons={r: int(sink.dropped.get(r, 0)) for r in DROP_REASONS[1:]},
@@ -278,25 +421,34 @@ def _result(run: ReplayRun, stats) -> ReplayResult:
         planner_ms_per_slot=(1000.0 * stats.planner_s / stats.plan_calls
                              if stats.plan_calls and getattr(policy, "has_planner", True) else 0.0),
         wall_s=wall, requests_per_s=(n / wall if wall > 0 else 0.0))
-    for k, v in summary.items():  # numbers never null / NaN
-        if isinstance(v, float) and not math.isfinite(v):
-            summary[k] = 0.0
+    check_finite(summary, f"replay of {summary['policy']} on {world.name!r}")
+    path = None
     if out is not None:
-        _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
-    return ReplayResult(summary=summary, completions_path=run._path, slots=slot_df, cost=cost,
+        manifest = dict(seed=int(seed), scenario=world.name, scenario_sha256=world_hash(world),
+                        requests=n, requests_sha256=requests_hash(arrays), policy=summary["policy"],
+                        policy_params=_policy_params(policy), load_factor=float(run.load_factor),
+                        load_mode=run.load_mode, git_commit=git_commit(), warmup_s=WARMUP_S,
+                        horizon_s=float(run.horizon_s), inputs=_jsonable(run.provenance or {}))
+        _write_outputs(out, slot_df, summary, manifest)
+        path = Path(run.out_dir).absolute() / "completions.parquet"
+    return ReplayResult(summary=summary, completions_path=path, slots=slot_df, cost=cost,
                         event_log=stats.event_log)
 
 
 def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: str | os.PathLike | None = None,
            progress: bool = False, load_factor: float = 1.0, load_mode: str = "compress",
-           config: EngineConfig = EngineConfig(), plan_sink: Callable | None = None) -> ReplayResult:
+           config: EngineConfig = EngineConfig(), plan_sink: Callable | None = None, provenance: dict | None = None,
+           on_start: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay `requests` (canonical request frame) through `world` under `policy` (instance or
     registered name). With `out_dir`, writes `completions.parquet` (streamed in row groups),
-    `slots.parquet` and `summary.json` there (each via a temporary file and rename). `plan_sink(state,
-    plan)`, if given, receives every slot's `SlotState` and the plan the engine applied (see
-    `torta.sim.engine.Engine`; `torta.runs.planlog.PlanRecorder.sink` records them). `ReplayRun` is the
-    same replay in steps."""
+    `slots.parquet`, `summary.json` and `manifest.json` there as one unit (see the module docstring);
+    `provenance` (e.g. the scenario and trace files' hashes) is added to the manifest. `on_start(n)` is
+    called once the inputs passed their checks, before the engine starts (the CLI's "replaying" line).
+    `plan_sink(state, plan)`, if given, receives every slot's `SlotState` and the plan the engine applied
+    (see `torta.sim.engine.Engine`; `torta.runs.planlog.PlanRecorder.sink` records them). `ReplayRun` is
+    the same replay in steps."""
     run = ReplayRun(world, requests, policy, seed=seed, out_dir=out_dir, progress=progress,
-                    load_factor=load_factor, load_mode=load_mode, config=config, plan_sink=plan_sink)
+                    load_factor=load_factor, load_mode=load_mode, config=config, plan_sink=plan_sink,
+                    provenance=provenance, on_start=on_start)
     run.advance()
     return run.result()

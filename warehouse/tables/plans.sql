@@ -2,4 +2,4 @@
 -- each region, per slot. Finished runs only.
 CREATE OR REPLACE VIEW plans AS
 SELECT * FROM read_parquet('{parquet_glob}', union_by_name => true)
-WHERE key IN (SELECT key FROM runs);
+WHERE (key, run_uid) IN (SELECT key, run_uid FROM runs);
