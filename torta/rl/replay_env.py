@@ -29,7 +29,7 @@ import polars as pl
 from torta.planner.config import OTConfig
 from torta.planner.ot_policy import OTPolicy
 from torta.rl.env import EnvConfig
-from torta.rl.policies import RLPolicy
+from torta.rl.learned import RLPolicy
 
 
 class _BridgePolicy(RLPolicy):
