@@ -48,6 +48,42 @@ class SeasonalNaive:
         return y[np.clip(idx, 0, None)]
 
 
+def _daily_shape(y: np.ndarray, t: np.ndarray, season: int, days: int) -> np.ndarray:
+    """Mean of y at the same time of day over the `days` days before slot t (fewer where the
+    history is shorter; t itself when none): the daily shape at t from data before t."""
+    acc = np.zeros(t.shape)
+    n = np.zeros(t.shape)
+    for d in range(1, days + 1):
+        i = t - d * season
+        ok = i >= 0
+        acc += np.where(ok, y[np.clip(i, 0, None)], 0.0)
+        n += ok
+    return np.where(n > 0, acc / np.maximum(n, 1), y[np.clip(t - season, 0, None)])
+
+
+@dataclass(frozen=True)
+class SeasonalScaled:
+    """The daily shape scaled by the current level: the mean of the last `days` days at the
+    target's time of day, times the ratio of the last `window` observed slots to the shape at
+    those slots. Shapes for steps beyond a day use whole days before the origin."""
+
+    name: str = "SeasonalScaled"
+    days: int = 7
+    window: int = 4
+
+    def rolling(self, y, origins, h, refit=96, season=SEASON_SLOTS_15M):
+        k = np.arange(h)
+        # shape of the target o+k from days before the origin: shift by whole days past k
+        shift = season * (k // season)
+        shape = _daily_shape(y, origins[:, None] + k[None, :] - shift[None, :], season, self.days)
+        w = np.arange(1, self.window + 1)
+        recent = origins[:, None] - w[None, :]
+        obs = y[recent].sum(axis=1)
+        ref = _daily_shape(y, recent, season, self.days).sum(axis=1)
+        ratio = np.where(ref > 0, obs / np.maximum(ref, 1e-9), 1.0)
+        return shape * ratio[:, None]
+
+
 def _ses_levels(y: np.ndarray, alpha: float) -> np.ndarray:
     """levels[t] = simple-exponential-smoothing level after y[:t+1] (statsforecast's compiled SES,
     the same recursion as its SimpleExponentialSmoothing model)."""
@@ -164,13 +200,67 @@ class Ensemble:
         return np.mean(parts, axis=0)
 
 
+def _panel(cls_name: str) -> Callable[[], object]:
+    def make():
+        from torta.forecast import panel_models
+
+        return getattr(panel_models, cls_name)()
+
+    make.panel = True  # type: ignore[attr-defined]
+    return make
+
+
 MODELS: dict[str, Callable[[], object]] = {
     "Naive": Naive,
     "SeasonalNaive": SeasonalNaive,
+    "SeasonalScaled": SeasonalScaled,
     "EWMA": EWMA,
     "AutoETS": AutoETS,
     "MSTL": MSTL,
     "AutoARIMA": AutoARIMA,
     "Ensemble": Ensemble,
+    "Leader": _panel("Leader"),
+    "GBM": _panel("GBM"),
 }
-DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "AutoETS", "MSTL", "Ensemble")
+# What each model imports beyond numpy; a model whose library is missing is left out of "auto"
+# selections with a message (see `unavailable`), and refused by name.
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "EWMA": ("statsforecast",), "AutoETS": ("statsforecast",), "MSTL": ("statsforecast",),
+    "AutoARIMA": ("statsforecast",), "Ensemble": ("statsforecast",),
+    "GBM": ("lightgbm", "mlforecast", "pandas"),
+}
+# The default candidates: cheap enough for every series of a 50-region workload in seconds.
+# MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`); MSTL costs ~0.2 s
+# per series and fit (../shared/notes/forecasting.md) and was never selected on validation days
+# (docs/PERFORMANCE.md, forecast section).
+DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader",
+                                   "GBM")
+
+
+def is_panel(name: str) -> bool:
+    return bool(getattr(MODELS[name], "panel", False))
+
+
+def unavailable(name: str) -> str | None:
+    """None if model `name` can run here, else why not (the failed import, as one line)."""
+    import importlib
+
+    for mod in REQUIRES.get(name, ()):
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:  # includes a module set to None in sys.modules
+            return (f"forecast model {name} needs the Python package {mod!r}, which failed to "
+                    f"import ({e}); install the pins in pyproject.toml")
+    return None
+
+
+def usable(models: tuple[str, ...], warn=None) -> tuple[str, ...]:
+    """The models of `models` that can run here; `warn(message)` once per model left out."""
+    out = []
+    for m in models:
+        why = unavailable(m)
+        if why is None:
+            out.append(m)
+        elif warn is not None:
+            warn(why + "; continuing without it")
+    return tuple(out)
