@@ -24,9 +24,15 @@ import numpy as np
 SEASON_SLOTS_15M = 96  # one day of 15-min slots
 
 
-def _fit_points(origins: np.ndarray, refit: int) -> np.ndarray:
+def _fit_points(origins: np.ndarray, refit) -> np.ndarray:
+    """The fit point of each origin: `refit` slots apart from the first origin, or `refit`
+    itself when it is an array of one fit point per origin (each <= its origin)."""
+    if isinstance(refit, np.ndarray):
+        if refit.shape != origins.shape or (refit > origins).any():
+            raise ValueError("fit points must be one per origin and not after it")
+        return refit.astype(np.int64)
     o0 = int(origins[0])
-    return o0 + refit * ((origins - o0) // refit)
+    return o0 + int(refit) * ((origins - o0) // int(refit))
 
 
 @dataclass(frozen=True)

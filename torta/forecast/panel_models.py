@@ -66,16 +66,17 @@ def estimate_leads(Y: np.ndarray, masked: np.ndarray, groups: tuple[str, ...], f
 
 
 class Leader:
-    """Scaled leader-naive: from origin o, step k (target o + k) of series s is the value of its
-    best leader j (lowest lead error among those with lead d > k, so y_j[o + k - d] is observed)
-    at o + k - d, times the ratio of the last LEAD_WINDOW slots of s to the matching slots of j.
-    Steps no leader covers get the last value (Naive)."""
+    """Scaled leader-naive. From origin o, step k (target o + k) of series s: the leader j of its
+    group with the lowest lead error among those with lead d > k gives y_j[o + k - d] (observed
+    before o) times the ratio of the last LEAD_WINDOW slots of s to the matching slots of j.
+    Steps past every lead: the latest scaled values (s as it will be d slots after the origin) of
+    the `n_leaders` best leaders, weighted by 1 / lead error. No leader at all: the last value."""
 
     name = "Leader"
     panel = True
 
-    def __init__(self, max_lead: int = 32, lead_days: int = 3):
-        self.max_lead, self.lead_days = max_lead, lead_days
+    def __init__(self, max_lead: int = 32, lead_days: int = 3, n_leaders: int = 3):
+        self.max_lead, self.lead_days, self.n_leaders = max_lead, lead_days, n_leaders
 
     def rolling_panel(self, Y, masked, groups, origins, h, refit, season):
         S, T = Y.shape
@@ -93,14 +94,24 @@ class Leader:
                 order = [j for j in np.argsort(err[s]) if np.isfinite(err[s, j])]
                 if not order:
                     continue
-                for k in range(h):
-                    cand = [j for j in order if lead[s, j] > k]
-                    if not cand:
-                        break
-                    j, d = cand[0], int(lead[s, cand[0]])
+
+                def scaled(j, k):  # leader j's value for step k (k < d) or its latest (k >= d)
+                    d = int(lead[s, j])
                     den = _rmean(cs[j:j + 1], o - d, w)[0]
                     ratio = np.where(den > 0, num[s] / np.maximum(den, 1e-9), 1.0)
-                    out[s, sel, k] = Y[j, o + k - d] * ratio
+                    return Y[j, o + min(k, d - 1) - d] * ratio
+
+                top = order[:self.n_leaders]
+                wts = np.array([1.0 / max(err[s, j], 1e-12) for j in top])
+                latest = None
+                for k in range(h):
+                    cand = [j for j in order if lead[s, j] > k]
+                    if cand:
+                        out[s, sel, k] = scaled(cand[0], k)
+                        continue
+                    if latest is None:
+                        latest = sum(wt * scaled(j, k) for wt, j in zip(wts, top)) / wts.sum()
+                    out[s, sel, k] = latest
         return out
 
 
