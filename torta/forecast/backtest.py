@@ -153,10 +153,12 @@ def _horizon_scores(y, sel, lo, hi, fc, ok, scale_pts, h, slot_s) -> list[dict]:
         okk = ok.copy()
         okk[:, :, k:] = False
         row = {"hours": hours, "horizon": k, **_scores(y, sel, lo, hi, okk, scale_pts)}
+        den = float(scale_pts[okk].sum())
+        row["mase_by_model"] = {m: float(np.abs(y - f)[okk].sum() / den) if den > 0 else 0.0
+                                for m, f in fc.items()}
         for base in ("Naive", "SeasonalNaive"):
             if base in fc:
-                e = float(np.abs(y - fc[base])[okk].sum() / scale_pts[okk].sum()) if okk.any() \
-                    else 0.0
+                e = row["mase_by_model"][base]
                 row[f"mase_{base}"] = e
                 row[f"ratio_{base}"] = row["mase"] / e if e > 0 else 0.0
         out.append(row)

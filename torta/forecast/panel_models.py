@@ -139,23 +139,26 @@ class GBM:
     leader's relative change (see the module docstring). Every value is divided by the series'
     level at the origin (mean of the last 4 slots, at least 1) and the model predicts the target
     over that level with an L1 loss weighted by the level: the absolute error the pooled MASE
-    scores. Training rows: origins every `train_step` slots from day 2 on whose targets are before
-    the fit point, steps thinned to at most `max_train_steps` per origin."""
+    scores. Training rows: origins every `train_step` slots (more where rows would exceed
+    `max_train_rows`) from day 2 on whose targets are before the fit point, steps thinned to at
+    most `max_train_steps` per origin. LightGBM runs on `threads` threads (1: on a shared 2-core
+    machine extra OpenMP threads only spin)."""
 
     name = "GBM"
     panel = True
     LAGS = (1, 2, 3, 4, 96)
     WINDOWS = (4, 16, 96)
 
-    def __init__(self, n_estimators: int = 120, learning_rate: float = 0.08, num_leaves: int = 31,
-                 train_step: int = 3, max_train_steps: int = 12, threads: int = 1, seed: int = 0,
-                 max_lead: int = 32, lead_days: int = 3):
+    def __init__(self, n_estimators: int = 60, learning_rate: float = 0.12, num_leaves: int = 31,
+                 train_step: int = 3, max_train_steps: int = 12, max_train_rows: int = 40_000,
+                 threads: int = 1, seed: int = 0, max_lead: int = 32, lead_days: int = 3):
         self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate,
                            num_leaves=num_leaves, min_child_samples=40, subsample=0.8,
                            subsample_freq=1, colsample_bytree=0.9, objective="l1",
                            n_jobs=threads, random_state=seed, deterministic=True,
-                           force_row_wise=True, verbose=-1)
+                           force_row_wise=True, max_bin=63, verbose=-1)
         self.train_step, self.max_train_steps = train_step, max_train_steps
+        self.max_train_rows = max_train_rows
         self.max_lead, self.lead_days = max_lead, lead_days
 
     # -- features --------------------------------------------------------------------------
@@ -211,7 +214,10 @@ class GBM:
             lead, err = estimate_leads(Y, masked, groups, f, self.max_lead,
                                        self.lead_days * season)
             kk = np.unique(np.linspace(0, h - 1, min(h, self.max_train_steps)).round().astype(int))
-            tr = np.arange(max(season, self.max_lead + 2), f - int(kk.max()), self.train_step)
+            lo, hi = max(season, self.max_lead + 2), f - int(kk.max())
+            per_origin = S * len(kk)
+            every = max(self.train_step, -(-per_origin * max(hi - lo, 0) // self.max_train_rows))
+            tr = np.arange(hi - 1, lo - 1, -every)[::-1]  # the latest origins, thinned evenly
             sel = np.flatnonzero(fits == f)
             if tr.size < 8:  # too little history to learn from: last value
                 out[:, sel] = Y[:, origins[sel] - 1][:, :, None]
