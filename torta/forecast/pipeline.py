@@ -5,9 +5,10 @@
 2. per series and step bucket (steps 1, 2, 3-4, 5-8, 9-12, 13-16, 17-24, 25-32, 33-48, 49-64,
    65-96, ...) the model with the lowest MAE over the selection origins is chosen (targets of
    those origins lie in the selection window, before anything scored or forecast);
-3. with reconciliation, MinTrace-shrink (hierarchy.py) per step bucket, its error covariance from
-   the chosen forecasts' errors over the origins before the selection window (targets there too),
-   maps the forecasts of every node to bottom forecasts that add up to every aggregate;
+3. with reconciliation, per step bucket, one of two coherent forecasts (bottom series that add up
+   to every aggregate), whichever has the lower MAE over the selection window: bottom-up (the
+   selected bottom forecasts summed) or MinTrace-shrink (hierarchy.py), its error covariance from
+   the chosen forecasts' errors over the origins before the selection window (targets there too);
 4. intervals: rolling split-conformal per step on the final forecasts' own errors
    (metrics.conformal_bands).
 """
@@ -189,19 +190,27 @@ def _run_pipeline(panel, origins, h, models, refit, season, select_start, select
     final = base[-nb:]
     if hier is not None and len(hier.nodes) > nb:
         ok_rec = ~m & ((origins < select_start)[:, None] & (last_t < select_start))[None]
-        final = np.empty_like(base[-nb:])
+        final = base[-nb:].copy()  # bottom-up: coherent by construction
+        mint = []
         for b in np.unique(buckets):
             cols = buckets == b
             yt = np.where(ok_rec[:, :, cols], y[:, :, cols], np.nan).reshape(len(work.series), -1)
             keep = np.isfinite(yt).all(axis=0)
-            if keep.sum() >= 4:
-                P = mint_shrink_projection(hier, yt[:, keep],
-                                           base[:, :, cols].reshape(len(work.series), -1)[:, keep])
-                final[:, :, cols] = reconcile(P, base[:, :, cols])
-            else:  # no errors to weigh with: bottom-up
-                final[:, :, cols] = base[-nb:, :, cols]
+            if keep.sum() < 4:  # no errors to weigh with: stay bottom-up
+                continue
+            P = mint_shrink_projection(hier, yt[:, keep],
+                                       base[:, :, cols].reshape(len(work.series), -1)[:, keep])
+            rec = reconcile(P, base[:, :, cols])
+            okb = ok_sel[-nb:][:, :, cols]
+            e_rec = np.abs(y[-nb:][:, :, cols] - rec)[okb].sum()
+            e_bu = np.abs(y[-nb:][:, :, cols] - base[-nb:][:, :, cols])[okb].sum()
+            if e_rec <= e_bu:  # per step bucket, whichever did better on the selection window
+                final[:, :, cols] = rec
+                mint.append(int(np.flatnonzero(cols)[0]) + 1)
         info["reconciliation"] = (f"MinTrace mint_shrink over {len(hier.nodes)} nodes "
-                                  f"({len(hier.nodes) - nb} aggregates)")
+                                  f"({len(hier.nodes) - nb} aggregates) for the step buckets "
+                                  f"starting at steps {mint}, bottom-up for the others (chosen "
+                                  "per bucket on the selection window)")
     elif "reconciliation" not in info:
         info["reconciliation"] = "none"
     return PipelineResult({k: v[-nb:] for k, v in fc.items()}, secs, base[-nb:], final,
