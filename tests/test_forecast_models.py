@@ -179,3 +179,21 @@ def test_cli_backtest_reports_horizon_scores():
         assert 0 < h["coverage_80"] <= h["coverage_95"] <= 1
         assert h["ratio_SeasonalNaive"] > 0 and h["ratio_Naive"] > 0
     assert doc["config"]["reconciliation"].startswith("MinTrace mint_shrink")
+
+
+def test_report_skill_figure_from_horizon_scores(tmp_path):
+    from matplotlib import image as mpimg
+
+    from torta.report import figures
+
+    Y = _shifted_panel(n_slots=7 * 96, lead=3)
+    rep = backtest(_frame(Y, ("e|m", "w|m")), horizon=24, holdout_days=1,
+                   models=("Naive", "SeasonalNaive", "Leader"))
+    scores = pl.DataFrame([{"hours": float(h["hours"]), "ratio_naive": h["ratio_Naive"],
+                            "ratio_seasonal_naive": h["ratio_SeasonalNaive"],
+                            "coverage_80": h["coverage_80"], "coverage_95": h["coverage_95"]}
+                           for h in rep.extra["horizon_scores"]])
+    assert scores["hours"].to_list() == [1.0, 3.0, 6.0]
+    img = mpimg.imread(figures.forecast_skill(scores, tmp_path / "skill.png"))
+    assert img.shape[0] > 200 and len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2),
+                                                axis=0)) > 20

@@ -10,7 +10,9 @@ statsforecast 2.1 models: AutoETS (non-seasonal "ZZN": a long daily season of 96
 supported by AutoETS, ../shared/notes/forecasting.md), MSTL (daily season, AutoETS trend), AutoARIMA
 (non-seasonal; seasonal ARIMA at 96 is unaffordable), EWMA (statsforecast's simple exponential
 smoothing, alpha fitted by one-step squared error). Own numpy: Naive, SeasonalNaive (daily),
-Ensemble (mean of MSTL and AutoETS, the most robust single choice in the study in the notes).
+SeasonalScaled (daily shape x current level), Ensemble (mean of MSTL and AutoETS, the most robust
+single choice in the study in the notes). Panel models over all series at once (Leader, GBM) live
+in panel_models.py and are registered here.
 """
 
 from __future__ import annotations
