@@ -29,7 +29,7 @@ import click
 QUICK = {"trace_sizes": (2_000, 5_000), "fleet_sizes": (10, 50), "fleet_requests": 2_000,
          "regions": (10, 20), "series": (2, 4), "repeats": 1, "slots": 5}
 DEFAULT = {"trace_sizes": (10_000, 100_000, 1_000_000), "fleet_sizes": (10, 100, 1_000, 10_000),
-           "fleet_requests": 50_000, "regions": (10, 25, 50, 100, 200), "series": (3, 9, 27, 81),
+           "fleet_requests": 50_000, "regions": (10, 25, 50, 100, 200), "series": (3, 9, 27, 81, 150), "bench_regions": 50,
            "repeats": 3, "slots": 30}
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "POLARS_MAX_THREADS": "1", "RAYON_NUM_THREADS": "1"}
@@ -91,6 +91,11 @@ def forecast_case(arg: dict) -> dict:
 
     from torta.forecast import forecast
 
+    for mod in ("statsforecast.models", "lightgbm", "mlforecast", "hierarchicalforecast.methods"):
+        try:  # imports are not timed
+            __import__(mod)
+        except ImportError:
+            pass
     rng = np.random.default_rng(arg["seed"])
     n, slots = arg["series"], 14 * 96
     t = np.arange(slots)
@@ -114,13 +119,37 @@ def planner_case(arg: dict) -> dict:
     return bench_planner(arg["regions"], arg["slots"], "emd", arg["seed"])
 
 
-SERIES = ("trace", "fleet", "planner", "forecast")
+SERIES = ("trace", "fleet", "planner", "forecast", "forecast_bench")
+
+
+def forecast_bench_cases(regions: int, repeats: int) -> list[dict]:
+    """`torta bench forecast --regions N --json` in fresh processes, `repeats` times: per case the
+    median wall and CPU seconds, with the median load average."""
+    import statistics
+    import subprocess
+    import sys
+
+    runs: dict[str, list[dict]] = {}
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", "from torta.cli import main; main()", "bench",
+                              "forecast", "--regions",
+                              str(regions), "--json"], check=True, capture_output=True, text=True)
+        doc = json.loads(out.stdout.strip().splitlines()[-1])
+        for c in doc["cases"]:
+            runs.setdefault(c["case"], []).append({**c, "load_avg_1m": doc["load_avg_1m"]})
+    rows = []
+    for case, rs in runs.items():
+        med = {k: statistics.median(float(r[k]) for r in rs)
+               for k in ("wall_s", "cpu_s", "peak_rss_mib", "load_avg_1m")}
+        rows.append({"case": case, "regions": regions, "series": rs[0]["series"],
+                     "horizon": rs[0]["horizon"], **med, "repeats": len(rs)})
+    return rows
 
 
 def run_scaling(cfg: dict, log=lambda m: click.echo(m, err=True), only: tuple[str, ...] = SERIES) -> dict:
     doc = {"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-           "trace": [], "fleet": [], "planner": [], "forecast": []}
+           "trace": [], "fleet": [], "planner": [], "forecast": [], "forecast_bench": []}
     t0 = time.perf_counter()
     for n in (cfg["trace_sizes"] if "trace" in only else ()):
         reps = cfg["repeats"] if n <= 100_000 else 1  # big cases once (documented per row)
@@ -141,10 +170,14 @@ def run_scaling(cfg: dict, log=lambda m: click.echo(m, err=True), only: tuple[st
         doc["planner"].append(r)
         log(f"planner {k} regions: {r['ms_per_slot_median']:.2f} ms/slot (load {r['load_avg_1m']:.1f})")
     for n in (cfg["series"] if "forecast" in only else ()):
-        r = _median_runs("benchmarks.scaling.forecast_case", {"series": n, "horizon": 24, "seed": 0},
+        r = _median_runs("benchmarks.scaling.forecast_case", {"series": n, "horizon": 96, "seed": 0},
                          cfg["repeats"] if n < 27 else 1)
         doc["forecast"].append(r)
         log(f"forecast {n} series: {r['wall_s']:.1f} s (load {r['load_avg_1m']:.1f})")
+    if "forecast_bench" in only and cfg.get("bench_regions"):
+        doc["forecast_bench"] = forecast_bench_cases(cfg["bench_regions"], cfg["repeats"])
+        for r in doc["forecast_bench"]:
+            log(f"bench forecast {r['case']}: {r['wall_s']:.1f} s (load {r['load_avg_1m']:.1f})")
     doc["total_wall_s"] = time.perf_counter() - t0
     doc["load_avg_end"] = list(os.getloadavg())
     return doc
@@ -241,8 +274,19 @@ def render_performance(doc: dict, figs: dict[str, str] | None = None, diary: str
     table("Forecasting time against the number of series", "forecast",
           [("series", "series", "{}"), ("history slots", "history_slots", "{}"), ("horizon", "horizon", "{}"),
            ("wall s", "wall_s", "{:.2f}"), ("s/series", "s_per_series", "{:.3f}"), *rep],
-          "`forecast(history, 24, \"auto\")`: per-series selection over the default models, conformal intervals, "
-          "one process.")
+          "`forecast(history, 96, \"auto\")` (24 h ahead): every default model (SeasonalNaive, Naive, EWMA, "
+          "SeasonalScaled, Leader, GBM) over the last 3 days, selection per series and step, reconciliation, "
+          "conformal intervals; one process (LightGBM predicts on 2 threads), imports not timed. Synthetic series of one model: "
+          "see `torta bench forecast` below for real workloads on 50 regions.")
+    table("Forecasting every series of a 14-day workload on 50 regions", "forecast_bench",
+          [("case", "case", "{}"), ("regions", "regions", "{}"), ("series", "series", "{}"),
+           ("horizon", "horizon", "{}"), ("wall s", "wall_s", "{:.2f}"), ("CPU s", "cpu_s", "{:.2f}"),
+           ("peak RSS MiB", "peak_rss_mib", "{:,.0f}"), *rep],
+          "`torta bench forecast` (target: at most 10 s on 2 cores): the workload on 50 synthetic origin "
+          "regions (longitudes -170..170), every series (regions x models), `forecast(history, 96, \"auto\")`: "
+          "fit and 24 h ahead with selection, reconciliation and intervals; `--jobs 2`, LightGBM predicts on "
+          "2 threads. CPU s counts this process and its workers; on a shared machine wall time grows with the "
+          "load beside it.")
     slopes = []
     for key, x, y, what in (("trace", "requests", "requests_per_s", "replay requests/s"),
                             ("fleet", "servers", "requests_per_s", "replay requests/s"),
@@ -308,7 +352,8 @@ def cli(quick, trace_sizes, fleet_sizes, regions, series, repeats, only, merge, 
     doc = run_scaling(cfg, only=tuple(only) or SERIES)
     if merge and out_p.with_name("performance.json").exists():
         old = json.loads(out_p.with_name("performance.json").read_text())
-        xkey = {"trace": "target_requests", "fleet": "servers", "planner": "regions", "forecast": "series"}
+        xkey = {"trace": "target_requests", "fleet": "servers", "planner": "regions", "forecast": "series",
+                "forecast_bench": "case"}
         for k, x in xkey.items():
             new_x = {r.get(x) for r in doc[k]}
             rows = [r for r in old.get(k, []) if r.get(x) not in new_x] + doc[k]

@@ -60,10 +60,18 @@ def gather(db: Path, batch: str | None = None) -> ReportInputs:
         fc = _q(db, "select series, slot, mean, lo80, hi80, actual from forecasts where workload = $w",
                 {"w": workload})
         forecast = fc if fc.height else None
+    scores = None
+    if "backtests" in tables:
+        cols = set(_q(db, "select * from backtests limit 0").columns)
+        if {"hours", "ratio_naive", "ratio_seasonal_naive"} <= cols:
+            sc = _q(db, "select hours, ratio_naive, ratio_seasonal_naive, coverage_80, coverage_95 "
+                        "from backtests where workload = $w and model = 'selected' and hours is not null "
+                        "order by hours", {"w": workload})
+            scores = sc if sc.height else None
     return ReportInputs(
         title=f"TORTA: {scenario} / {workload} (batch {batch})",
         comparison=comparison, responses=responses, load_over_time=load, costs=costs,
-        regions=regions, links=links, flows=flows, forecast=forecast,
+        regions=regions, links=links, flows=flows, forecast=forecast, forecast_scores=scores,
         notes=(f"Mean over seeds; *_ci95 = half-width of the 95 % t-interval. Scenario {scenario}, "
                f"workload {workload}. Response times include network latency both ways.",))
 

@@ -103,7 +103,8 @@ def test_masked_targets_are_never_scored():
     assert rep.model_row("Naive")["n_points"] == 3
 
 
-@pytest.mark.parametrize("name", ["Naive", "SeasonalNaive", "EWMA", "AutoETS", "MSTL", "Ensemble"])
+@pytest.mark.parametrize("name", ["Naive", "SeasonalNaive", "SeasonalScaled", "EWMA", "AutoETS",
+                                  "MSTL", "Ensemble"])
 def test_no_leakage_forecast_for_t_ignores_data_at_or_after_t(real_history, name):
     y = real_history.filter(pl.col("series") == "a|llama2-7b")["y"].to_numpy()[:480].copy()
     origins = np.arange(288, 473, 8)

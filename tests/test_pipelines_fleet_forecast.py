@@ -33,6 +33,13 @@ def test_workload_demand_and_backtest_check(warehouse_db):
     (check,) = res.get_asset_check_evaluations()
     assert check.check_name == "selected_beats_seasonal_naive"
     bt = wh.read_table(warehouse_db, "backtests", "servegen-small-14d")
-    sel = bt.filter(pl.col("model") == "selected")["mase"][0]
-    snaive = bt.filter(pl.col("model") == "SeasonalNaive")["mase"][0]
+    six = bt.filter(pl.col("horizon") == 24)
+    sel = six.filter(pl.col("model") == "selected")["mase"][0]
+    snaive = six.filter(pl.col("model") == "SeasonalNaive")["mase"][0]
     assert check.passed == (sel < snaive)
+    # one row per model and reporting horizon (1, 3, 6 h), ratios against both baselines
+    assert sorted(bt["hours"].unique().to_list()) == [1.0, 3.0, 6.0]
+    selected = bt.filter(pl.col("model") == "selected").sort("hours")
+    assert selected["ratio_naive"].to_list() == (selected["mase"] / bt.filter(
+        pl.col("model") == "Naive").sort("hours")["mase"]).to_list()
+    assert ((selected["coverage_80"] > 0) & (selected["coverage_80"] <= selected["coverage_95"])).all()

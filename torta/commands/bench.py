@@ -77,18 +77,20 @@ def bench_replay(n_requests: int, repeats: int, only: tuple[str, ...], memory_ch
 
 @cli.command("forecast")
 @click.option("--scenario", default="abilene", show_default=True)
+@click.option("--regions", default=50, show_default=True, type=int,
+              help="Synthetic origin regions instead of SCENARIO's (0: use SCENARIO).")
 @click.option("--workloads", default="servegen-mid-14d,servegen-mix-14d", show_default=True)
-@click.option("--horizon", default=24, show_default=True, type=int)
+@click.option("--horizon", default=96, show_default=True, type=int, help="Slots ahead (96 = 24 h).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--rolling/--no-rolling", default=True, show_default=True)
+@click.option("--rolling/--no-rolling", default=False, show_default=True)
 @click.option("--jobs", default=2, show_default=True, type=int, help="Processes over series.")
 @click.option("--json", "as_json", is_flag=True)
-def bench_forecast(scenario, workloads, horizon, seed, rolling, jobs, as_json) -> None:
-    """Time forecasting every region of SCENARIO over 14 days of 15-min slots."""
+def bench_forecast(scenario, regions, workloads, horizon, seed, rolling, jobs, as_json) -> None:
+    """Time forecasting every series of WORKLOADS (14 days of 15-min slots)."""
     from torta.forecast.bench import run_bench
 
     names = [x.strip() for x in workloads.split(",") if x.strip()]
-    doc = run_bench(scenario, names, horizon, seed, rolling, jobs, log=_echo_err)
+    doc = run_bench(scenario, names, horizon, seed, rolling, jobs, regions=regions, log=_echo_err)
     if as_json:
         click.echo(json.dumps(doc))
         return

@@ -39,12 +39,17 @@ def cli() -> None:
 @click.option("--val-days", default=1, show_default=True, type=int)
 @click.option("--scenario", default=None, help="Scenario (default: the workload's).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--models", default=None, help="Comma-separated model names (default: all but AutoARIMA).")
+@click.option("--models", default=None,
+              help="Comma-separated model names (default: SeasonalNaive, Naive, EWMA, "
+                   "SeasonalScaled, Leader, GBM).")
 @click.option("--jobs", default=1, show_default=True, type=int, help="Processes over series.")
+@click.option("--reconcile/--no-reconcile", default=True, show_default=True,
+              help="MinTrace-shrink over the origin x model hierarchy.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def backtest_cmd(workload, horizon, horizons, holdout_days, val_days, scenario, seed, models, jobs,
-                 as_json) -> None:
-    """Rolling-origin backtest with per-series selection on the day before the holdout."""
+                 reconcile, as_json) -> None:
+    """Rolling-origin backtest with per-series and per-step selection on the day before the
+    holdout, reconciliation and conformal intervals."""
     from torta.forecast import DEFAULT_MODELS, backtest
 
     hist = _history(workload, scenario, seed)
@@ -54,13 +59,16 @@ def backtest_cmd(workload, horizon, horizons, holdout_days, val_days, scenario, 
     for h in hs:
         click.echo(f"backtest {workload} horizon {h} slots ...", err=True)
         reports.append((h, backtest(hist, horizon=h, holdout_days=holdout_days,
-                                    val_days=val_days, models=chosen, n_jobs=jobs)))
+                                    val_days=val_days, models=chosen, n_jobs=jobs,
+                                    reconcile=reconcile)))
     first = reports[0][1].to_dict()
     doc = {"workload": workload, "scenario": scenario or "default", "seed": seed,
            "horizon": horizon, **first,
            "horizons": [{"horizon": h, "hours": h * r.config["slot_s"] / 3600,
                          "models": r.models, "selected": r.selected, "ratios": r.extra["ratios"],
-                         "per_series": r.per_series} for h, r in reports]}
+                         "per_series": r.per_series, "horizon_scores": r.extra["horizon_scores"],
+                         "selected_unreconciled": r.extra["selected_unreconciled"]}
+                        for h, r in reports]}
     if as_json:
         click.echo(strictjson.dumps(doc))
         return
@@ -72,6 +80,11 @@ def backtest_cmd(workload, horizon, horizons, holdout_days, val_days, scenario, 
             click.echo(f"  {m['model']:<14}{m['mase']:>8.3f}{m['smape']:>9.2f}"
                        f"{m['coverage_80']:>8.3f}{m['coverage_95']:>8.3f}{m['fit_s']:>8.1f}")
         click.echo("  " + ", ".join(f"{k} {v:.3f}" for k, v in r.extra["ratios"].items()))
+        for hs in r.extra["horizon_scores"]:
+            click.echo(f"  steps 1..{hs['horizon']} ({hs['hours']} h): selected / Naive "
+                       f"{hs.get('ratio_Naive', float('nan')):.3f}, / SeasonalNaive "
+                       f"{hs.get('ratio_SeasonalNaive', float('nan')):.3f}, "
+                       f"coverage 80 % {hs['coverage_80']:.3f}, 95 % {hs['coverage_95']:.3f}")
 
 
 @cli.command("predict")

@@ -18,18 +18,40 @@ Protocol (all slot counts in slots of the series):
 
 from __future__ import annotations
 
-import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
 
-from torta.forecast.data import Panel, to_panel
+from torta.forecast.data import to_panel
 from torta.forecast.metrics import conformal_bands, seasonal_naive_scale, smape_terms
-from torta.forecast.models import DEFAULT_MODELS, MODELS
+from torta.forecast.models import DEFAULT_MODELS, MODELS, unavailable
+from torta.forecast.pipeline import run_models, run_pipeline  # noqa: F401  (run_models: API)
 
 LEVELS = (0.80, 0.95)
 MASE_SCALE = "in-sample MAE of the daily seasonal-naive forecast before the validation window"
+REPORT_HOURS = (1, 3, 6)  # horizons of `horizon_scores` (those within the backtest's horizon)
+
+
+class ModelUnavailableWarning(RuntimeWarning):
+    """A forecast model's library failed to import; the run goes on without that model."""
+
+
+def usable_models(models: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(models that can run, {left-out model: why}); warns once per model left out. Raises
+    ValueError when none can run."""
+    keep, skipped = [], {}
+    for m in models:
+        why = unavailable(m)
+        if why is None:
+            keep.append(m)
+        else:
+            skipped[m] = why
+            warnings.warn(why + "; continuing without it", ModelUnavailableWarning, stacklevel=3)
+    if not keep:
+        raise ValueError(f"no forecast model can run: {skipped}")
+    return tuple(keep), skipped
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,7 @@ class BacktestConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     min_cal_points: int = 8  # fewer calibration errors than this: no interval (infinite)
     n_jobs: int = 1  # processes over series (fit_s stays the sum over series)
+    reconcile: bool = True  # MinTrace-shrink over the origin x model hierarchy (pipeline.py)
 
     @property
     def season(self) -> int:
@@ -86,56 +109,10 @@ class BacktestReport:
         raise KeyError(name)
 
 
-def run_models(panel: Panel, origins: np.ndarray, h: int, models: tuple[str, ...], refit: int,
-               season: int, n_jobs: int = 1) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Forecasts {model: (S, n_origins, h)} and fit+forecast seconds per model (summed over
-    series; with n_jobs > 1 the series are split over that many processes)."""
-    base: list[str] = []
-    for m in models:
-        for b in (MODELS[m]().members if m == "Ensemble" else (m,)):
-            if b not in base:
-                base.append(b)
-    S = len(panel.series)
-    args = [(panel.y[s], origins, h, tuple(base), refit, season) for s in range(S)]
-    if n_jobs > 1 and S > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=min(n_jobs, S),
-                                 mp_context=mp.get_context("fork")) as ex:
-            res = list(ex.map(_series_forecasts, *zip(*args)))
-    else:
-        res = [_series_forecasts(*a) for a in args]
-    out = {b: np.stack([r[0][b] for r in res]) for b in base}
-    secs = {b: float(sum(r[1][b] for r in res)) for b in base}
-    if "Ensemble" in models:
-        members = MODELS["Ensemble"]().members
-        out["Ensemble"] = np.mean([out[x] for x in members], axis=0)
-        secs["Ensemble"] = sum(secs[x] for x in members)
-    return {m: out[m] for m in models}, {m: secs[m] for m in models}
-
-
-def _series_forecasts(y, origins, h, names, refit, season):
-    fc, secs = {}, {}
-    for name in names:
-        t0 = time.perf_counter()
-        fc[name] = np.maximum(MODELS[name]().rolling(y, origins, h, refit, season), 0.0)
-        secs[name] = time.perf_counter() - t0
-    return fc, secs
-
-
 def _finite(x: float) -> float:
     """JSON numbers are never null or infinite: 0.0 stands for "no points to score"."""
     x = float(x)
     return x if np.isfinite(x) else 0.0
-
-
-def _targets(panel: Panel, origins: np.ndarray, h: int):
-    idx = origins[:, None] + np.arange(h)[None, :]
-    idx_c = np.minimum(idx, panel.n_slots - 1)
-    y = panel.y[:, idx_c]
-    m = panel.masked[:, idx_c] | (idx >= panel.n_slots)[None]
-    return y, m
 
 
 def _scores(y, f, lo, hi, ok, scale_pts) -> dict:
@@ -157,15 +134,49 @@ def _scores(y, f, lo, hi, ok, scale_pts) -> dict:
     }
 
 
+def _bands(f, y, m, cfg) -> tuple[np.ndarray, np.ndarray]:
+    window = cfg.cal_days * cfg.season
+    b = [conformal_bands(f[s], y[s], m[s], cfg.step, window, LEVELS, cfg.min_cal_points)
+         for s in range(f.shape[0])]
+    return np.stack([x[0] for x in b]), np.stack([x[1] for x in b])
+
+
+def _horizon_scores(y, sel, lo, hi, fc, ok, scale_pts, h, slot_s) -> list[dict]:
+    """Per reporting horizon (1, 3, 6 h within h): the selected forecast's pooled scores over
+    steps 1..that horizon, as MASE ratios against Naive and SeasonalNaive, with coverage."""
+    out = []
+    per_hour = int(round(3600 / slot_s))
+    for hours in REPORT_HOURS:
+        k = hours * per_hour
+        if k > h:
+            continue
+        okk = ok.copy()
+        okk[:, :, k:] = False
+        row = {"hours": hours, "horizon": k, **_scores(y, sel, lo, hi, okk, scale_pts)}
+        den = float(scale_pts[okk].sum())
+        row["mase_by_model"] = {m: float(np.abs(y - f)[okk].sum() / den) if den > 0 else 0.0
+                                for m, f in fc.items()}
+        for base in ("Naive", "SeasonalNaive"):
+            if base in fc:
+                e = row["mase_by_model"][base]
+                row[f"mase_{base}"] = e
+                row[f"ratio_{base}"] = row["mase"] / e if e > 0 else 0.0
+        out.append(row)
+    return out
+
+
 def backtest(history: pl.DataFrame, config: BacktestConfig | None = None, **kw) -> BacktestReport:
     """Rolling-origin backtest of `config.models` on a history frame (series, slot, y[, masked]).
 
-    Keyword arguments override fields of BacktestConfig (horizon=, holdout_days=, ...).
+    Keyword arguments override fields of BacktestConfig (horizon=, holdout_days=, ...). Models
+    whose library fails to import are left out with a ModelUnavailableWarning (and listed under
+    "skipped_models").
     """
     cfg = config or BacktestConfig()
     if kw:
         cfg = BacktestConfig(**{**asdict(cfg), **kw})
     cfg.validate()
+    models, skipped = usable_models(cfg.models)
     season, h = cfg.season, cfg.horizon
     refit = cfg.refit or season
     panel = to_panel(history, season)
@@ -179,8 +190,9 @@ def backtest(history: pl.DataFrame, config: BacktestConfig | None = None, **kw) 
                          f"{season} slots (2 training days, then calibration, validation and "
                          f"holdout)")
     origins = np.arange(cal_start, T - h + 1, cfg.step)
-    fc, secs = run_models(panel, origins, h, cfg.models, refit, season, cfg.n_jobs)
-    ytg, mtg = _targets(panel, origins, h)  # (S, n_o, h)
+    res = run_pipeline(panel, origins, h, models, refit, season, val_start, test_start,
+                       reconcile_=cfg.reconcile, n_jobs=cfg.n_jobs)
+    fc, secs, ytg, mtg = res.fc, res.secs, res.y, res.masked
     S = len(panel.series)
     scales = np.array([seasonal_naive_scale(panel.y[s, :val_start], panel.masked[s, :val_start],
                                             season) for s in range(S)])
@@ -189,17 +201,11 @@ def backtest(history: pl.DataFrame, config: BacktestConfig | None = None, **kw) 
     is_test = origins >= test_start
     val_ok = ~mtg & is_val[None, :, None]
     test_ok = ~mtg & is_test[None, :, None]
-    window = cfg.cal_days * season
-    bands: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     rows = []
-    val_mae = np.full((len(cfg.models), S), np.inf)
-    for mi, m in enumerate(cfg.models):
+    val_mae = np.full((len(models), S), np.inf)
+    for mi, m in enumerate(models):
         f = fc[m]
-        b = [conformal_bands(f[s], ytg[s], mtg[s], cfg.step, window, LEVELS, cfg.min_cal_points)
-             for s in range(S)]
-        lo = np.stack([x[0] for x in b])
-        hi = np.stack([x[1] for x in b])
-        bands[m] = (lo, hi)
+        lo, hi = _bands(f, ytg, mtg, cfg)
         for s in range(S):
             ok = val_ok[s]
             if ok.any():
@@ -210,33 +216,46 @@ def backtest(history: pl.DataFrame, config: BacktestConfig | None = None, **kw) 
         row["val_coverage_80"] = v["coverage_80"]
         row["val_coverage_95"] = v["coverage_95"]
         rows.append(row)
-    choice = np.argmin(val_mae, axis=0)
-    sel_f = np.stack([fc[cfg.models[choice[s]]][s] for s in range(S)])
-    sel_lo = np.stack([bands[cfg.models[choice[s]]][0][s] for s in range(S)])
-    sel_hi = np.stack([bands[cfg.models[choice[s]]][1][s] for s in range(S)])
+    sel_f = res.final
+    sel_lo, sel_hi = _bands(sel_f, ytg, mtg, cfg)
     selected = _scores(ytg, sel_f, sel_lo, sel_hi, test_ok, scale_pts)
     sel_val = _scores(ytg, sel_f, sel_lo, sel_hi, val_ok, scale_pts)
     selected.update({f"val_{k}": v for k, v in sel_val.items() if k != "n_points"})
+    b_lo, b_hi = _bands(res.base, ytg, mtg, cfg)
+    unrec = _scores(ytg, res.base, b_lo, b_hi, test_ok, scale_pts)
+    unrec["val_mase"] = _scores(ytg, res.base, b_lo, b_hi, val_ok, scale_pts)["mase"]
+    steps_per_bucket = np.bincount(res.buckets)
     per_series = []
     for s, name in enumerate(panel.series):
         one = _scores(ytg[s:s + 1], sel_f[s:s + 1], sel_lo[s:s + 1], sel_hi[s:s + 1],
                       test_ok[s:s + 1], scale_pts[s:s + 1])
-        per_series.append({"series": name, "model": cfg.models[choice[s]], "mase": one["mase"],
+        by_steps = np.bincount(res.choice[s], weights=steps_per_bucket, minlength=len(models))
+        main = int(np.argmax(by_steps))
+        per_series.append({"series": name, "model": models[main], "mase": one["mase"],
                            "coverage_80": one["coverage_80"], "scale": float(scales[s]),
-                           "val_mae": _finite(val_mae[choice[s], s]),
-                           "val_points": int(val_ok[s].sum())})
+                           "val_mae": _finite(val_mae[main, s]),
+                           "val_points": int(val_ok[s].sum()),
+                           "models_by_step": [models[c] for c in res.choice[s][res.buckets]]})
     by = {r["model"]: r for r in rows}
     ratios = {}
     for base in ("SeasonalNaive", "Naive"):
         if base in by and by[base]["mase"] > 0:
             ratios[f"selected_over_{base}"] = selected["mase"] / by[base]["mase"]
     conf = asdict(cfg)
-    conf.update(season=season, refit=refit, first_slot=panel.first_slot, n_slots=T,
-                cal_start=cal_start + panel.first_slot, val_start=val_start + panel.first_slot,
+    conf.update(models=list(models), season=season, refit=refit, first_slot=panel.first_slot,
+                n_slots=T, cal_start=cal_start + panel.first_slot,
+                val_start=val_start + panel.first_slot,
                 test_start=test_start + panel.first_slot, n_origins=int(len(origins)),
-                intervals="rolling split-conformal on each model's own relative errors "
-                          f"|y-f|/max(f,1) over the previous {cfg.cal_days} days, per step")
+                selection="per series and step bucket (first steps of the buckets: "
+                          f"{[int(np.flatnonzero(res.buckets == b)[0]) + 1 for b in np.unique(res.buckets)]}), "
+                          "lowest validation MAE",
+                intervals="rolling split-conformal per step on the final forecast's relative "
+                          f"errors |y-f|/max(f,1) over the previous {cfg.cal_days} days",
+                reconciliation=res.info.get("reconciliation", "none"))
     in_band = sum(1 for p in per_series if 0.75 <= p["coverage_80"] <= 0.85)
+    hs = _horizon_scores(ytg, sel_f, sel_lo, sel_hi, fc, test_ok, scale_pts, h, cfg.slot_s)
     return BacktestReport(rows, selected, per_series, conf, n_series=S,
                           n_test_points=int(test_ok.sum()),
-                          extra={"ratios": ratios, "series_coverage_80_in_75_85": in_band})
+                          extra={"ratios": ratios, "series_coverage_80_in_75_85": in_band,
+                                 "horizon_scores": hs, "selected_unreconciled": unrec,
+                                 "skipped_models": skipped})

@@ -1,10 +1,15 @@
-"""Wall time (the library behind `torta bench forecast`, torta/commands/bench.py) of forecasting every origin region of a scenario.
+"""Wall time of forecasting every series of a workload (the library behind `torta bench forecast`,
+torta/commands/bench.py).
 
-Cases (history = the workload's 14 days of 15-min slots, every series of the scenario):
-- `<workload>/forecast`: one `forecast(history, H, "auto")` call (selection over all default
-  models on the last day, conformal intervals from the two days before, refit at the end).
-- `<workload>/rolling-day`: `forecast_rolling` from every slot of the last day (96 origins per
-  series, "auto"), what a replay of one test day consumes.
+Cases (history = the workload's 14 days of 15-min slots, every series of the scenario; with
+`--regions N` the scenario is N synthetic origin regions spread over longitudes -170..170 with
+log-normal weights, seeded, instead of the named scenario):
+- `<workload>/forecast`: one `forecast(history, H, "auto")` call: every default model over the
+  three days before the end (selection per series and step on the last day, reconciliation,
+  conformal intervals), fits at the first of those origins and on the whole history, H slots
+  ahead (default 96 = 24 h).
+- `<workload>/rolling-day` (`--rolling`): `forecast_rolling` from every slot of the last day (96
+  origins per series, "auto"), what a replay of one test day consumes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import os
 import resource
 import time
+
 
 
 def _cpu_s() -> float:
@@ -26,19 +32,54 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def synthetic_regions(n: int, seed: int) -> list[tuple[str, float, float]]:
+    """n origin regions (name, lon, weight): longitudes evenly over -170..170, log-normal
+    weights (sigma 1), seeded."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lons = np.linspace(-170.0, 170.0, n)
+    weights = rng.lognormal(0.0, 1.0, n)
+    return [(f"r{i:03d}", float(lon), float(w)) for i, (lon, w) in enumerate(zip(lons, weights))]
+
+
+def _history(workload: str, scenario: str, regions: int | None, seed: int):
+    from torta.forecast import to_history
+    from torta.workload import get_spec, prepare, regional_rates
+
+    if not regions:
+        return to_history(regional_rates(workload, scenario, seed))
+    spec = get_spec(workload)
+    plan = prepare(workload, seed=seed, regions=synthetic_regions(regions, seed),
+                   capacity_rps={m: 1000.0 for m in spec.models})
+    return to_history(regional_rates(workload, plan=plan))
+
+
 def run_bench(scenario: str, workloads: list[str], horizon: int, seed: int, rolling: bool, jobs: int,
-              log=lambda msg: None) -> dict:
+              regions: int | None = None, log=lambda msg: None) -> dict:
     """The cases of the module docstring for each workload; {"scenario", "seed", "cases", ...}."""
     import polars as pl
 
     import statsforecast.models  # noqa: F401  (imports are not timed)
 
-    from torta.forecast import forecast, forecast_rolling, to_history
-    from torta.workload import regional_rates
+    from torta.forecast import forecast, forecast_rolling
+    from torta.forecast.models import DEFAULT_MODELS, usable
+
+    import importlib
+
+    from torta.forecast.models import REQUIRES
+
+    for m in usable(DEFAULT_MODELS):  # import each model's libraries before timing
+        for mod in REQUIRES.get(m, ()):
+            importlib.import_module(mod)
+    try:
+        importlib.import_module("hierarchicalforecast.methods")
+    except ImportError:
+        pass
 
     cases = []
     for w in workloads:
-        hist = to_history(regional_rates(w, scenario, seed))
+        hist = _history(w, scenario, regions, seed)
         n_series = hist["series"].n_unique()
         n_slots = hist["slot"].n_unique()
         t0, c0 = time.perf_counter(), _cpu_s()
@@ -65,5 +106,7 @@ def run_bench(scenario: str, workloads: list[str], horizon: int, seed: int, roll
                                          .iter_rows()),
                           "peak_rss_mib": _rss_mib()})
             log(f"{w}: rolling day {n_series} series in {wall:.1f} s")
-    return {"scenario": scenario, "seed": seed, "cases": cases,
-            "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count()}
+    doc = {"scenario": f"{regions} synthetic regions" if regions else scenario, "seed": seed,
+           "cases": cases,
+           "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count()}
+    return doc

@@ -10,7 +10,9 @@ statsforecast 2.1 models: AutoETS (non-seasonal "ZZN": a long daily season of 96
 supported by AutoETS, ../shared/notes/forecasting.md), MSTL (daily season, AutoETS trend), AutoARIMA
 (non-seasonal; seasonal ARIMA at 96 is unaffordable), EWMA (statsforecast's simple exponential
 smoothing, alpha fitted by one-step squared error). Own numpy: Naive, SeasonalNaive (daily),
-Ensemble (mean of MSTL and AutoETS, the most robust single choice in the study in the notes).
+SeasonalScaled (daily shape x current level), Ensemble (mean of MSTL and AutoETS, the most robust
+single choice in the study in the notes). Panel models over all series at once (Leader, GBM) live
+in panel_models.py and are registered here.
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ import numpy as np
 SEASON_SLOTS_15M = 96  # one day of 15-min slots
 
 
-def _fit_points(origins: np.ndarray, refit: int) -> np.ndarray:
+def _fit_points(origins: np.ndarray, refit) -> np.ndarray:
+    """The fit point of each origin: `refit` slots apart from the first origin, or `refit`
+    itself when it is an array of one fit point per origin (each <= its origin)."""
+    if isinstance(refit, np.ndarray):
+        if refit.shape != origins.shape or (refit > origins).any():
+            raise ValueError("fit points must be one per origin and not after it")
+        return refit.astype(np.int64)
     o0 = int(origins[0])
-    return o0 + refit * ((origins - o0) // refit)
+    return o0 + int(refit) * ((origins - o0) // int(refit))
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,42 @@ class SeasonalNaive:
         lag = season * (k // season + 1)
         idx = origins[:, None] + k[None, :] - lag[None, :]
         return y[np.clip(idx, 0, None)]
+
+
+def _daily_shape(y: np.ndarray, t: np.ndarray, season: int, days: int) -> np.ndarray:
+    """Mean of y at the same time of day over the `days` days before slot t (fewer where the
+    history is shorter; t itself when none): the daily shape at t from data before t."""
+    acc = np.zeros(t.shape)
+    n = np.zeros(t.shape)
+    for d in range(1, days + 1):
+        i = t - d * season
+        ok = i >= 0
+        acc += np.where(ok, y[np.clip(i, 0, None)], 0.0)
+        n += ok
+    return np.where(n > 0, acc / np.maximum(n, 1), y[np.clip(t - season, 0, None)])
+
+
+@dataclass(frozen=True)
+class SeasonalScaled:
+    """The daily shape scaled by the current level: the mean of the last `days` days at the
+    target's time of day, times the ratio of the last `window` observed slots to the shape at
+    those slots. Shapes for steps beyond a day use whole days before the origin."""
+
+    name: str = "SeasonalScaled"
+    days: int = 7
+    window: int = 4
+
+    def rolling(self, y, origins, h, refit=96, season=SEASON_SLOTS_15M):
+        k = np.arange(h)
+        # shape of the target o+k from days before the origin: shift by whole days past k
+        shift = season * (k // season)
+        shape = _daily_shape(y, origins[:, None] + k[None, :] - shift[None, :], season, self.days)
+        w = np.arange(1, self.window + 1)
+        recent = origins[:, None] - w[None, :]
+        obs = y[recent].sum(axis=1)
+        ref = _daily_shape(y, recent, season, self.days).sum(axis=1)
+        ratio = np.where(ref > 0, obs / np.maximum(ref, 1e-9), 1.0)
+        return shape * ratio[:, None]
 
 
 def _ses_levels(y: np.ndarray, alpha: float) -> np.ndarray:
@@ -164,13 +208,67 @@ class Ensemble:
         return np.mean(parts, axis=0)
 
 
+def _panel(cls_name: str) -> Callable[[], object]:
+    def make():
+        from torta.forecast import panel_models
+
+        return getattr(panel_models, cls_name)()
+
+    make.panel = True  # type: ignore[attr-defined]
+    return make
+
+
 MODELS: dict[str, Callable[[], object]] = {
     "Naive": Naive,
     "SeasonalNaive": SeasonalNaive,
+    "SeasonalScaled": SeasonalScaled,
     "EWMA": EWMA,
     "AutoETS": AutoETS,
     "MSTL": MSTL,
     "AutoARIMA": AutoARIMA,
     "Ensemble": Ensemble,
+    "Leader": _panel("Leader"),
+    "GBM": _panel("GBM"),
 }
-DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "AutoETS", "MSTL", "Ensemble")
+# What each model imports beyond numpy; a model whose library is missing is left out of "auto"
+# selections with a message (see `unavailable`), and refused by name.
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "EWMA": ("statsforecast",), "AutoETS": ("statsforecast",), "MSTL": ("statsforecast",),
+    "AutoARIMA": ("statsforecast",), "Ensemble": ("statsforecast",),
+    "GBM": ("lightgbm", "mlforecast", "pandas"),
+}
+# The default candidates: cheap enough for every series of a 50-region workload in seconds.
+# MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`): MSTL costs ~0.2 s
+# per series and fit (../shared/notes/forecasting.md), i.e. ~60 s for the 150 series of a
+# 50-region mixed workload, against a 10 s budget for all of them.
+DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader",
+                                   "GBM")
+
+
+def is_panel(name: str) -> bool:
+    return bool(getattr(MODELS[name], "panel", False))
+
+
+def unavailable(name: str) -> str | None:
+    """None if model `name` can run here, else why not (the failed import, as one line)."""
+    import importlib
+
+    for mod in REQUIRES.get(name, ()):
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:  # includes a module set to None in sys.modules
+            return (f"forecast model {name} needs the Python package {mod!r}, which failed to "
+                    f"import ({e}); install the pins in pyproject.toml")
+    return None
+
+
+def usable(models: tuple[str, ...], warn=None) -> tuple[str, ...]:
+    """The models of `models` that can run here; `warn(message)` once per model left out."""
+    out = []
+    for m in models:
+        why = unavailable(m)
+        if why is None:
+            out.append(m)
+        elif warn is not None:
+            warn(why + "; continuing without it")
+    return tuple(out)

@@ -89,6 +89,29 @@ def forecast_vs_actual(fc: pl.DataFrame, path: Path, max_series: int = 4) -> Pat
     return _save(fig, path)
 
 
+def forecast_skill(scores: pl.DataFrame, path: Path) -> Path:
+    """The selected forecast's backtest skill per horizon (columns hours, ratio_naive,
+    ratio_seasonal_naive, coverage_80, coverage_95): MASE as a share of Naive's and of
+    SeasonalNaive's (lower is better), with the intervals' coverage written above the bars."""
+    d = scores.sort("hours")
+    x = np.arange(d.height)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.bar(x - 0.2, d["ratio_naive"].to_numpy(), 0.4, label="MASE / Naive", color="#4c72b0")
+    ax.bar(x + 0.2, d["ratio_seasonal_naive"].to_numpy(), 0.4, label="MASE / SeasonalNaive",
+           color="#dd8452")
+    ax.axhline(1.0, color="k", lw=0.8)
+    for i, r in enumerate(d.iter_rows(named=True)):
+        top = max(r["ratio_naive"], r["ratio_seasonal_naive"])
+        ax.annotate(f"cov80 {r['coverage_80']:.2f}\ncov95 {r['coverage_95']:.2f}", (i, top),
+                    xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
+    ax.set_xticks(x, [f"{h:g} h" for h in d["hours"].to_list()])
+    ax.set_ylim(0, max(1.15, float(d["ratio_naive"].max() or 0) + 0.25))
+    ax.set_ylabel("selected forecast's MASE ratio")
+    ax.set_title("Forecast skill per horizon (backtest, volume-weighted over series)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
+
+
 def flow_map(regions: pl.DataFrame, links: pl.DataFrame, flows: pl.DataFrame, path: Path, title: str,
              max_flows: int = 25) -> Path:
     """Regions at their coordinates, topology links in grey, and the largest inter-region flows

@@ -31,6 +31,8 @@ class ReportInputs:
     links: pl.DataFrame  # src_name, dst_name, km
     flows: pl.DataFrame  # policy, origin_region, serving_region, requests
     forecast: pl.DataFrame | None = None  # series, slot, mean, lo80, hi80, actual
+    # hours, ratio_naive, ratio_seasonal_naive, coverage_80, coverage_95 (backtests, 'selected')
+    forecast_scores: pl.DataFrame | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -70,6 +72,10 @@ def write_report(inputs: ReportInputs, out_dir: str | os.PathLike, flow_policy: 
         if inputs.forecast is not None and inputs.forecast.height:
             add("forecast.png", "Day-ahead demand forecast (80 % interval) against the demand that came.",
                 figures.forecast_vs_actual, inputs.forecast)
+        if inputs.forecast_scores is not None and inputs.forecast_scores.height:
+            add("forecast_skill.png", "Backtest of the selected forecast at 1, 3 and 6 h ahead: MASE "
+                "against persistence (Naive) and yesterday's value (SeasonalNaive), with coverage "
+                "of its 80 % and 95 % intervals.", figures.forecast_skill, inputs.forecast_scores)
         policy = flow_policy or (inputs.comparison["policy"][0] if inputs.comparison.height else None)
         if policy is not None:
             flows = inputs.flows.filter(pl.col("policy") == policy)

@@ -1,0 +1,199 @@
+"""The models that use what persistence cannot (daily shape x level, leaders, the global GBM), the
+per-step selection, the origin x model reconciliation, and running on when a library is missing."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from torta.forecast import backtest, forecast
+from torta.forecast.backtest import ModelUnavailableWarning
+from torta.forecast.hierarchy import TOTAL, build_hierarchy, mint_shrink_projection, reconcile
+from torta.forecast.models import MODELS, SeasonalScaled, unavailable
+from torta.forecast.panel_models import estimate_leads
+from torta.forecast.pipeline import select, step_buckets
+
+
+def _shifted_panel(n_slots=6 * 96, lead=3, seed=0):
+    """Series 'w|m' is series 'e|m' `lead` slots later, at half the volume, plus a daily shape."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_slots + lead)
+    base = 100 * (1 + 0.4 * np.sin(2 * np.pi * t / 96)) * np.exp(np.cumsum(rng.normal(0, 0.03, t.size)))
+    east = base[lead:]
+    west = 0.5 * base[:-lead]
+    return np.vstack([east, west])  # row 0: 'e|m' leads row 1: 'w|m' by `lead`
+
+
+def _frame(Y, names):
+    S, T = Y.shape
+    return pl.DataFrame({"series": [n for n in names for _ in range(T)],
+                         "slot": np.tile(np.arange(T), S), "y": Y.ravel(),
+                         "masked": [False] * (S * T)})
+
+
+def test_seasonal_scaled_is_the_daily_shape_times_the_recent_ratio():
+    season, days, w = 4, 2, 2
+    y = np.array([1.0, 2, 3, 4, 2, 4, 6, 8, 3, 6, 9, 12.0])
+    m = SeasonalScaled(days=days, window=w)
+    f = m.rolling(y, np.array([10]), 3, 4, season)
+    # shape at slots 10, 11, 12: means of 2 days back (6+3)/2... slot 10: y[6], y[2] -> 4.5
+    shape = np.array([(y[6] + y[2]) / 2, (y[7] + y[3]) / 2, (y[8] + y[4]) / 2])
+    ref = (y[4] + y[0]) / 2 + (y[5] + y[1]) / 2  # shape at the last 2 observed slots 8, 9
+    np.testing.assert_allclose(f[0], shape * (y[8] + y[9]) / ref)
+
+
+def test_leads_are_found_and_the_leader_forecast_is_exact_within_the_lead():
+    Y = _shifted_panel(lead=3)
+    masked = np.zeros(Y.shape, bool)
+    lead, err = estimate_leads(Y, masked, ("m", "m"), 500, 8, 288)
+    assert lead[1, 0] == 3  # 'e' leads 'w' by 3 slots
+    assert err[1, 0] < err[0, 1] / 100  # and 'w' does not lead 'e'
+    origins = np.arange(500, 560, 4)
+    f = MODELS["Leader"]().rolling_panel(Y, masked, ("m", "m"), origins, 5, 96, 96)
+    idx = origins[:, None] + np.arange(3)[None, :]
+    np.testing.assert_allclose(f[1, :, :3], Y[1, idx], rtol=1e-9)
+    # past the lead: the leader's latest view (w at o + 2) for every later step
+    np.testing.assert_allclose(f[1, :, 3], Y[1, origins + 2], rtol=1e-9)
+
+
+def test_groups_keep_models_apart():
+    Y = _shifted_panel(lead=3)
+    _, err = estimate_leads(Y, np.zeros(Y.shape, bool), ("a", "b"), 500, 8, 288)
+    assert np.isinf(err).all()
+
+
+@pytest.mark.parametrize("name", ["Leader", "GBM"])
+def test_panel_models_read_only_the_past(name):
+    Y = _shifted_panel(n_slots=5 * 96, lead=3)
+    masked = np.zeros(Y.shape, bool)
+    origins = np.arange(3 * 96, 5 * 96 - 8, 4)
+    base = MODELS[name]().rolling_panel(Y, masked, ("m", "m"), origins, 8, 96, 96)
+    t0 = 4 * 96 + 10
+    Y2 = Y.copy()
+    Y2[:, t0:] = Y2[:, t0:] * 3 + 500
+    pert = MODELS[name]().rolling_panel(Y2, masked, ("m", "m"), origins, 8, 96, 96)
+    keep = origins <= t0
+    np.testing.assert_array_equal(base[:, keep], pert[:, keep])
+    assert not np.array_equal(base[:, ~keep], pert[:, ~keep])
+
+
+def test_gbm_beats_the_last_value_on_a_lead_and_a_daily_shape():
+    Y = _shifted_panel(n_slots=6 * 96, lead=6)
+    masked = np.zeros(Y.shape, bool)
+    origins = np.arange(5 * 96, 6 * 96 - 8, 4)
+    f = MODELS["GBM"]().rolling_panel(Y, masked, ("m", "m"), origins, 8, 96, 96)
+    idx = origins[:, None] + np.arange(8)[None, :]
+    naive = np.abs(Y[1, idx] - Y[1, origins - 1][:, None]).mean()
+    assert np.abs(Y[1, idx] - f[1]).mean() < 0.7 * naive
+
+
+def test_selection_is_per_series_and_step_bucket():
+    assert step_buckets(6).tolist() == [0, 1, 2, 2, 3, 3]
+    y = np.zeros((1, 3, 6))
+    fc = {"A": np.zeros((1, 3, 6)), "B": np.zeros((1, 3, 6))}
+    fc["A"][..., 2:] = 5.0  # A exact on steps 1-2, B exact on steps 3-6
+    fc["B"][..., :2] = 5.0
+    ok = np.ones((1, 3, 6), bool)
+    assert select(fc, y, ok, ("A", "B"), step_buckets(6)).tolist() == [[0, 0, 1, 1]]
+    ok[..., 1] = False  # no point for step 2: Naive, or the first model without Naive
+    assert select(fc, y, ok, ("B", "A"), step_buckets(6)).tolist() == [[1, 0, 0, 0]]
+    with_naive = {"Naive": fc["B"], "A": fc["A"]}
+    assert select(with_naive, y, ok, ("A", "Naive"), step_buckets(6)).tolist() == [[0, 1, 1, 1]]
+
+
+def test_hierarchy_and_mint_shrink_keep_coherent_forecasts():
+    h = build_hierarchy(("a|m1", "a|m2", "b|m1", "b|m2"))
+    assert h.nodes[:5] == (TOTAL, "a|*", "b|*", "*|m1", "*|m2")
+    assert h.S.shape == (9, 4)
+    np.testing.assert_array_equal(h.S[1], [1, 1, 0, 0])
+    np.testing.assert_array_equal(h.S[3], [1, 0, 1, 0])
+    one = build_hierarchy(("a|m", "b|m"))  # one model: origin totals are the series themselves
+    assert one.nodes == (TOTAL, "a|m", "b|m")
+    rng = np.random.default_rng(0)
+    bottom_true = rng.uniform(10, 20, (4, 60))
+    y_true = h.S @ bottom_true
+    y_fit = y_true + rng.normal(0, 1, y_true.shape)
+    P = mint_shrink_projection(h, y_true, y_fit)
+    np.testing.assert_allclose(P @ h.S, np.eye(4), atol=1e-8)  # coherent forecasts stay
+    b = rng.uniform(10, 20, (4, 3, 5))
+    np.testing.assert_allclose(reconcile(P, np.einsum("nb,bij->nij", h.S, b)), b, rtol=1e-8)
+
+
+def test_backtest_reconciles_and_reports_horizon_scores():
+    Y = np.vstack([_shifted_panel(n_slots=7 * 96, lead=3, seed=s) for s in (1, 2)])
+    names = ("e|m1", "w|m1", "e|m2", "w|m2")
+    rep = backtest(_frame(Y, names), horizon=12, holdout_days=1,
+                   models=("Naive", "SeasonalNaive", "Leader"))
+    assert rep.config["reconciliation"].startswith("MinTrace mint_shrink over 9 nodes")
+    assert [h["hours"] for h in rep.extra["horizon_scores"]] == [1, 3]
+    h1, h3 = rep.extra["horizon_scores"]
+    assert h3["mase"] == pytest.approx(rep.selected["mase"])
+    assert h1["ratio_Naive"] == pytest.approx(h1["mase"] / h1["mase_by_model"]["Naive"])
+    # the leaders make the 'w' series (a third of the volume) exact for 3 steps
+    assert h1["ratio_Naive"] < 0.85 and h3["ratio_Naive"] < 0.85
+    assert all(len(p["models_by_step"]) == 12 for p in rep.per_series)
+    plain = backtest(_frame(Y, names), horizon=12, holdout_days=1, reconcile=False,
+                     models=("Naive", "SeasonalNaive", "Leader"))
+    assert plain.config["reconciliation"] == "none"
+    assert plain.extra["selected_unreconciled"]["mase"] == pytest.approx(plain.selected["mase"])
+
+
+def test_a_library_that_fails_to_import_leaves_the_others_working(monkeypatch):
+    Y = _shifted_panel(n_slots=6 * 96, lead=3)
+    hist = _frame(Y, ("e|m", "w|m"))
+    monkeypatch.setitem(sys.modules, "lightgbm", None)  # `import lightgbm` raises ImportError
+    assert "lightgbm" in unavailable("GBM")
+    with pytest.warns(ModelUnavailableWarning, match="GBM needs the Python package 'lightgbm'"):
+        rep = backtest(hist, horizon=4, holdout_days=1, models=("Naive", "Leader", "GBM"))
+    assert [m["model"] for m in rep.models] == ["Naive", "Leader"]
+    assert set(rep.extra["skipped_models"]) == {"GBM"}
+    with pytest.warns(ModelUnavailableWarning):
+        fc = forecast(hist, 4, "auto", models=("Naive", "Leader", "GBM"))
+    assert fc.height == 8 and set(fc["model"]) <= {"Naive", "Leader"}
+    with pytest.raises(ValueError, match="lightgbm"):
+        forecast(hist, 4, "GBM")
+    monkeypatch.setitem(sys.modules, "hierarchicalforecast.methods", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelUnavailableWarning)
+        rep = backtest(hist, horizon=4, holdout_days=1, models=("Naive", "Leader", "GBM"))
+    assert rep.config["reconciliation"].startswith("skipped: reconciliation needs")
+    assert rep.selected["n_points"] > 0
+
+
+def test_cli_backtest_reports_horizon_scores():
+    from torta.cli import main
+
+    r = CliRunner().invoke(main, ["forecast", "backtest", "--workload", "servegen-small-14d",
+                                  "--horizon", "12", "--models", "Naive,SeasonalNaive,Leader",
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [h["hours"] for h in doc["horizon_scores"]] == [1, 3]
+    for h in doc["horizon_scores"]:
+        assert 0 < h["coverage_80"] <= h["coverage_95"] <= 1
+        assert h["ratio_SeasonalNaive"] > 0 and h["ratio_Naive"] > 0
+    assert doc["config"]["reconciliation"].startswith("MinTrace mint_shrink")
+
+
+def test_report_skill_figure_from_horizon_scores(tmp_path):
+    from matplotlib import image as mpimg
+
+    from torta.report import figures
+
+    Y = _shifted_panel(n_slots=7 * 96, lead=3)
+    rep = backtest(_frame(Y, ("e|m", "w|m")), horizon=24, holdout_days=1,
+                   models=("Naive", "SeasonalNaive", "Leader"))
+    scores = pl.DataFrame([{"hours": float(h["hours"]), "ratio_naive": h["ratio_Naive"],
+                            "ratio_seasonal_naive": h["ratio_SeasonalNaive"],
+                            "coverage_80": h["coverage_80"], "coverage_95": h["coverage_95"]}
+                           for h in rep.extra["horizon_scores"]])
+    assert scores["hours"].to_list() == [1.0, 3.0, 6.0]
+    img = mpimg.imread(figures.forecast_skill(scores, tmp_path / "skill.png"))
+    assert img.shape[0] > 200 and len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2),
+                                                axis=0)) > 20

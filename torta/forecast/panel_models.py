@@ -1,0 +1,251 @@
+"""Global forecasters that see every series at once: `Leader` (the same demand seen earlier in
+another region) and `GBM` (one LightGBM model over all series, features from mlforecast).
+
+Panel interface: `rolling_panel(Y, masked, groups, origins, h, refit, season)` -> (S, n_origins, h)
+point forecasts; Y and masked are (S, T); groups[s] names the series' group (its model: series of
+different models never inform each other). As for the per-series models, parameters are estimated
+at fit points (the first origin, then every `refit` slots) from data before the fit point, and a
+forecast from origin o reads Y[:, :o] only.
+
+Follow-the-sun leads. In the workloads of this repository every origin region sees the same
+ServeGen client population at its local time of day (torta/workload/build.py), so a region east
+of another shows the western region's demand hours earlier. `Leader` and the leader feature of
+`GBM` find such pairs from the data alone (no coordinates): per pair of series of a group, the
+lag d (1 to `max_lead` slots) whose mean-normalised squared difference over the `lead_days` before
+the fit point is smallest. On real multi-region traces leads are weaker than in these synthetic
+copies; the backtest's selection on validation days decides per series and step whether a lead
+helps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from torta.forecast.models import _fit_points
+
+LEAD_WINDOW = 4  # slots over which a leader's level is matched to the follower's
+
+
+def _rmean(cs: np.ndarray, o: np.ndarray, w: int) -> np.ndarray:
+    """Mean of Y[:, o-w:o] per series from cumulative sums cs (S, T+1); (S, len(o))."""
+    lo = np.maximum(o - w, 0)
+    return (cs[:, o] - cs[:, lo]) / np.maximum(o - lo, 1)
+
+
+def estimate_leads(Y: np.ndarray, masked: np.ndarray, groups: tuple[str, ...], fit_at: int,
+                   max_lead: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair (s, j) of series of one group: the lead d in 1..max_lead minimising the mean
+    squared difference of the mean-normalised series, y_s[t] vs y_j[t - d], over t in
+    [fit_at - window, fit_at) (clean pairs only), and that error. Returns lead (S, S) int and
+    err (S, S) float (inf for pairs of different groups, the diagonal, or no data)."""
+    S = Y.shape[0]
+    lead = np.zeros((S, S), dtype=np.int64)
+    err = np.full((S, S), np.inf)
+    lo = max(fit_at - window, max_lead)
+    if fit_at - lo < 8:
+        return lead, err
+    g = np.array(groups)
+    same = (g[:, None] == g[None, :]) & ~np.eye(S, dtype=bool)
+    seg = Y[:, lo - max_lead:fit_at]
+    clean = ~masked[:, lo - max_lead:fit_at]
+    mean = np.array([seg[s][clean[s]].mean() if clean[s].any() else 0.0 for s in range(S)])
+    Z = np.where(clean, seg / np.maximum(mean, 1e-9)[:, None], 0.0)
+    C = clean.astype(float)
+    n = fit_at - lo
+    a, ca = Z[:, max_lead:], C[:, max_lead:]
+    for d in range(1, max_lead + 1):
+        b, cb = Z[:, max_lead - d:max_lead - d + n], C[:, max_lead - d:max_lead - d + n]
+        cnt = ca @ cb.T
+        # sum over clean pairs of (a - b)^2 = sum ca cb a^2 + sum ca cb b^2 - 2 sum a b
+        sq = (a * a) @ cb.T + ca @ (b * b).T - 2.0 * (a @ b.T)
+        e = np.where(cnt >= 8, sq / np.maximum(cnt, 1), np.inf)
+        better = same & (e < err)
+        err[better] = e[better]
+        lead[better] = d
+    return lead, err
+
+
+def leader_order(err_s: np.ndarray) -> np.ndarray:
+    """Candidate leaders of one series, best (lowest lead error) first."""
+    order = np.argsort(err_s, kind="stable")
+    return order[np.isfinite(err_s[order])]
+
+
+def covering_leaders(order: np.ndarray, lead_s: np.ndarray, h: int) -> np.ndarray:
+    """Per step k < h, the best leader in `order` with lead > k (so its value for the target is
+    observed), or -1."""
+    if order.size == 0:
+        return np.full(h, -1)
+    cover = lead_s[order][None, :] > np.arange(h)[:, None]  # (h, n)
+    return np.where(cover.any(axis=1), order[np.argmax(cover, axis=1)], -1)
+
+
+class Leader:
+    """Scaled leader-naive. From origin o, step k (target o + k) of series s: the leader j of its
+    group with the lowest lead error among those with lead d > k gives y_j[o + k - d] (observed
+    before o) times the ratio of the last LEAD_WINDOW slots of s to the matching slots of j.
+    Steps past every lead: the latest scaled values (s as it will be d slots after the origin) of
+    the `n_leaders` best leaders, weighted by 1 / lead error. No leader at all: the last value."""
+
+    name = "Leader"
+    panel = True
+
+    def __init__(self, max_lead: int = 32, lead_days: int = 3, n_leaders: int = 3):
+        self.max_lead, self.lead_days, self.n_leaders = max_lead, lead_days, n_leaders
+
+    def rolling_panel(self, Y, masked, groups, origins, h, refit, season):
+        S, T = Y.shape
+        cs = np.concatenate([np.zeros((S, 1)), np.cumsum(Y, axis=1)], axis=1)
+        out = np.repeat(Y[:, origins - 1][:, :, None], h, axis=2).astype(float)
+        fits = _fit_points(origins, refit)
+        w = LEAD_WINDOW
+        for f in np.unique(fits):
+            sel = np.flatnonzero(fits == f)
+            o = origins[sel]
+            lead, err = estimate_leads(Y, masked, groups, int(f), self.max_lead,
+                                       self.lead_days * season)
+            num = _rmean(cs, o, w)  # (S, n)
+            for s in range(S):
+                order = leader_order(err[s])
+                if order.size == 0:
+                    continue
+                ratios: dict[int, np.ndarray] = {}
+
+                def scaled(j, k):  # leader j's value for step k (k < d) or its latest (k >= d)
+                    d = int(lead[s, j])
+                    if j not in ratios:
+                        den = _rmean(cs[j:j + 1], o - d, w)[0]
+                        ratios[j] = np.where(den > 0, num[s] / np.maximum(den, 1e-9), 1.0)
+                    return Y[j, o + min(k, d - 1) - d] * ratios[j]
+
+                cover = covering_leaders(order, lead[s], h)
+                for k in np.flatnonzero(cover >= 0):
+                    out[s, sel, k] = scaled(int(cover[k]), int(k))
+                rest = np.flatnonzero(cover < 0)
+                if rest.size:
+                    top = order[:self.n_leaders]
+                    wts = 1.0 / np.maximum(err[s, top], 1e-12)
+                    latest = sum(wt * scaled(int(j), h) for wt, j in zip(wts, top)) / wts.sum()
+                    out[s, sel[:, None], rest[None, :]] = latest[:, None]
+        return out
+
+
+def best_leader_values(Y, lead, err, o, h):
+    """(S, n, h) value of the best leader at the target time (NaN where no leader with d > k),
+    normalised later by the caller."""
+    S = Y.shape[0]
+    out = np.full((S, len(o), h), np.nan, dtype=np.float32)
+    for s in range(S):
+        cover = covering_leaders(leader_order(err[s]), lead[s], h)
+        for k in np.flatnonzero(cover >= 0):
+            j = int(cover[k])
+            d = int(lead[s, j])
+            out[s, :, k] = Y[j, o + k - d] / np.maximum(Y[j, o - d - 1], 1.0)
+    return out
+
+
+class GBM:
+    """One LightGBM model over all series and steps ("global", direct multi-step with the step as
+    a feature). Origin features come from mlforecast's preprocessing (lags 1-4 and 96, rolling
+    means over 4, 16 and 96 slots ending at the origin); per step the target slot's time of day
+    and day of week, the values one day and one week before the target, the step, and the best
+    leader's relative change (see the module docstring). Every value is divided by the series'
+    level at the origin (mean of the last 4 slots, at least 1) and the model predicts the target
+    over that level with an L1 loss weighted by the level: the absolute error the pooled MASE
+    scores. Training rows: origins every `train_step` slots (more where rows would exceed
+    `max_train_rows`) from day 2 on whose targets are before the fit point, steps thinned to at
+    most `max_train_steps` per origin. LightGBM trains on `threads` threads (1: on a shared 2-core
+    machine extra OpenMP threads mostly spin) and predicts on `predict_threads` (the prediction of
+    every origin and step is the larger part: 1.4 M rows for 150 series and 96 steps)."""
+
+    name = "GBM"
+    panel = True
+    LAGS = (1, 2, 3, 4, 96)
+    WINDOWS = (4, 16, 96)
+
+    def __init__(self, n_estimators: int = 60, learning_rate: float = 0.12, num_leaves: int = 31,
+                 train_step: int = 3, max_train_steps: int = 12, max_train_rows: int = 40_000,
+                 threads: int = 1, predict_threads: int = 2, seed: int = 0, max_lead: int = 32,
+                 lead_days: int = 3):
+        self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate,
+                           num_leaves=num_leaves, min_child_samples=40, subsample=0.8,
+                           subsample_freq=1, colsample_bytree=0.9, objective="l1",
+                           n_jobs=threads, random_state=seed, deterministic=True,
+                           force_row_wise=True, max_bin=63, verbose=-1)
+        self.train_step, self.max_train_steps = train_step, max_train_steps
+        self.max_train_rows, self.predict_threads = max_train_rows, predict_threads
+        self.max_lead, self.lead_days = max_lead, lead_days
+
+    # -- features --------------------------------------------------------------------------
+    def origin_features(self, Y: np.ndarray) -> np.ndarray:
+        """(S, T + 1, F0) features of every origin 0..T from mlforecast (row t uses Y[:, :t])."""
+        import pandas as pd
+        from mlforecast import MLForecast
+        from mlforecast.lag_transforms import RollingMean
+
+        S, T = Y.shape
+        ext = np.concatenate([Y, np.zeros((S, 1))], axis=1)  # row T: origin after the history
+        df = pd.DataFrame({"unique_id": np.repeat(np.arange(S), T + 1),
+                           "ds": np.tile(np.arange(T + 1), S), "y": ext.ravel()})
+        mlf = MLForecast(models=[], freq=1, lags=list(self.LAGS),
+                         lag_transforms={1: [RollingMean(window_size=w, min_samples=1)
+                                             for w in self.WINDOWS]})
+        feats = mlf.preprocess(df, dropna=False, static_features=[], validate_data=False)
+        cols = [c for c in feats.columns if c not in ("unique_id", "ds", "y")]
+        return feats[cols].to_numpy(dtype=float).reshape(S, T + 1, len(cols))
+
+    def step_features(self, Y, F0, o, ks, season, lead, err):
+        """(S, n, K, F) feature rows and (S, n) levels for origins o and steps ks (0-based)."""
+        S, T = Y.shape
+        lvl = np.maximum(F0[:, o, len(self.LAGS)], 1.0)  # RollingMean(4) at the origin
+        base = F0[:, o, :] / lvl[..., None]
+        ldr = best_leader_values(Y, lead, err, o, int(ks.max()) + 1)
+        last = np.maximum(Y[:, o - 1], 1.0)
+        rows = []
+        for k in ks:
+            tgt = o + k
+            dlag = season * (k // season + 1)
+            day = Y[:, np.clip(tgt - dlag, 0, None)] / lvl
+            wk = np.where((tgt - 7 * season >= 0)[None, :],
+                          Y[:, np.clip(tgt - 7 * season, 0, None)], np.nan) / lvl
+            extra = np.stack([
+                day, wk, ldr[:, :, k] * last / lvl,
+                np.broadcast_to((tgt % season)[None, :] / season, lvl.shape),
+                np.broadcast_to(((tgt // season) % 7)[None, :].astype(float), lvl.shape),
+                np.full(lvl.shape, float(k)),
+            ], axis=-1)
+            rows.append(np.concatenate([base, extra], axis=-1).astype(np.float32))
+        return np.stack(rows, axis=2), lvl
+
+    def rolling_panel(self, Y, masked, groups, origins, h, refit, season):
+        import lightgbm as lgb
+
+        S, T = Y.shape
+        F0 = self.origin_features(Y)
+        fits = _fit_points(origins, refit)
+        out = np.empty((S, len(origins), h))
+        for f in np.unique(fits):
+            f = int(f)
+            lead, err = estimate_leads(Y, masked, groups, f, self.max_lead,
+                                       self.lead_days * season)
+            kk = np.unique(np.linspace(0, h - 1, min(h, self.max_train_steps)).round().astype(int))
+            lo, hi = max(season, self.max_lead + 2), f - int(kk.max())
+            per_origin = S * len(kk)
+            every = max(self.train_step, -(-per_origin * max(hi - lo, 0) // self.max_train_rows))
+            tr = np.arange(hi - 1, lo - 1, -every)[::-1]  # the latest origins, thinned evenly
+            sel = np.flatnonzero(fits == f)
+            if tr.size < 8:  # too little history to learn from: last value
+                out[:, sel] = Y[:, origins[sel] - 1][:, :, None]
+                continue
+            X, lvl = self.step_features(Y, F0, tr, kk, season, lead, err)
+            tgt = tr[:, None] + kk[None, :]
+            yt = Y[:, tgt] / lvl[..., None]
+            ok = ~masked[:, tgt] & (tgt < f)[None]
+            wts = np.broadcast_to(lvl[..., None], ok.shape)
+            model = lgb.LGBMRegressor(**self.params)
+            model.fit(X[ok], yt[ok], sample_weight=wts[ok])
+            Xp, lp = self.step_features(Y, F0, origins[sel], np.arange(h), season, lead, err)
+            pred = model.predict(Xp.reshape(-1, Xp.shape[-1]),
+                                 num_threads=self.predict_threads).reshape(Xp.shape[:-1])
+            out[:, sel] = pred * lp[..., None]
+        return out

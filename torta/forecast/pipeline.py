@@ -1,0 +1,228 @@
+"""The forecasting pipeline shared by the backtest and the planner API.
+
+1. every candidate model forecasts every series of the panel (and, when reconciling, every
+   aggregate of the origin x model hierarchy) from each origin;
+2. per series and step bucket (steps 1, 2, 3-4, 5-8, 9-12, 13-16, 17-24, 25-32, 33-48, 49-64,
+   65-96, ...) the model with the lowest MAE over the selection origins is chosen (targets of
+   those origins lie in the selection window, before anything scored or forecast);
+3. with reconciliation, per step bucket, one of two coherent forecasts (bottom series that add up
+   to every aggregate), whichever has the lower MAE over the selection window: bottom-up (the
+   selected bottom forecasts summed) or MinTrace-shrink (hierarchy.py), its error covariance from
+   the chosen forecasts' errors over the origins before the selection window (targets there too);
+4. intervals: rolling split-conformal per step on the final forecasts' own errors
+   (metrics.conformal_bands).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from torta.forecast.data import SERIES_SEP, Panel
+from torta.forecast.hierarchy import augment, build_hierarchy, mint_shrink_projection, reconcile
+from torta.forecast.models import MODELS, is_panel, unavailable
+
+BUCKET_EDGES = (0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96)  # 0-based step k starts of buckets
+
+
+def step_buckets(h: int) -> np.ndarray:
+    """Bucket id of each 0-based step 0..h-1 (buckets past 96 steps are 96 wide)."""
+    edges = list(BUCKET_EDGES)
+    while edges[-1] < h:
+        edges.append(edges[-1] + 96)
+    return np.searchsorted(np.array(edges), np.arange(h), side="right") - 1
+
+
+def groups_of(series: tuple[str, ...]) -> tuple[str, ...]:
+    """The group of each series for panel models: its model ("" without a separator)."""
+    return tuple(s.split(SERIES_SEP, 1)[1] if SERIES_SEP in s else "" for s in series)
+
+
+def run_models(panel: Panel, origins: np.ndarray, h: int, models: tuple[str, ...], refit,
+               season: int, n_jobs: int = 1) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Forecasts {model: (S, n_origins, h)} (clipped at 0) and fit+forecast seconds per model
+    (summed over series; per-series models split over `n_jobs` processes; panel models run once
+    over all series). `refit`: slots between fits, or an array of each origin's fit point."""
+    base: list[str] = []
+    for m in models:
+        if is_panel(m):
+            continue
+        for b in (MODELS[m]().members if m == "Ensemble" else (m,)):
+            if b not in base:
+                base.append(b)
+    S = len(panel.series)
+    out: dict[str, np.ndarray] = {}
+    secs: dict[str, float] = {}
+    if base:
+        args = [(panel.y[s], origins, h, tuple(base), refit, season) for s in range(S)]
+        if n_jobs > 1 and S > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=min(n_jobs, S),
+                                     mp_context=mp.get_context("fork")) as ex:
+                res = list(ex.map(_series_forecasts, *zip(*args)))
+        else:
+            res = [_series_forecasts(*a) for a in args]
+        out = {b: np.stack([r[0][b] for r in res]) for b in base}
+        secs = {b: float(sum(r[1][b] for r in res)) for b in base}
+    groups = groups_of(panel.series)
+    for m in models:
+        if is_panel(m):
+            t0 = time.perf_counter()
+            f = MODELS[m]().rolling_panel(panel.y, panel.masked, groups, origins, h, refit, season)
+            out[m] = np.maximum(f, 0.0)
+            secs[m] = time.perf_counter() - t0
+    if "Ensemble" in models:
+        members = MODELS["Ensemble"]().members
+        out["Ensemble"] = np.mean([out[x] for x in members], axis=0)
+        secs["Ensemble"] = sum(secs[x] for x in members)
+    return {m: out[m] for m in models}, {m: secs[m] for m in models}
+
+
+def _series_forecasts(y, origins, h, names, refit, season):
+    fc, secs = {}, {}
+    for name in names:
+        t0 = time.perf_counter()
+        fc[name] = np.maximum(MODELS[name]().rolling(y, origins, h, refit, season), 0.0)
+        secs[name] = time.perf_counter() - t0
+    return fc, secs
+
+
+def targets(panel: Panel, origins: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (S, n_o, h) and their masks (masked, or past the history)."""
+    idx = origins[:, None] + np.arange(h)[None, :]
+    idx_c = np.minimum(idx, panel.n_slots - 1)
+    y = panel.y[:, idx_c]
+    m = panel.masked[:, idx_c] | (idx >= panel.n_slots)[None]
+    return y, m
+
+
+def select(fc: dict[str, np.ndarray], y: np.ndarray, ok: np.ndarray, models: tuple[str, ...],
+           buckets: np.ndarray) -> np.ndarray:
+    """(S, n_buckets) index into `models`: per series and step bucket the lowest MAE over the
+    points `ok`; Naive (else the first model) where a bucket has no point."""
+    fallback = models.index("Naive") if "Naive" in models else 0
+    nb = int(buckets.max()) + 1
+    S = y.shape[0]
+    sums = np.zeros((len(models), S, nb))
+    cnt = np.zeros((S, nb))
+    for b in range(nb):
+        cols = buckets == b
+        okb = ok[:, :, cols]
+        cnt[:, b] = okb.sum(axis=(1, 2))
+        for mi, m in enumerate(models):
+            e = np.abs(y[:, :, cols] - fc[m][:, :, cols])
+            sums[mi, :, b] = np.where(okb, e, 0.0).sum(axis=(1, 2))
+    choice = np.argmin(sums, axis=0)
+    return np.where(cnt > 0, choice, fallback)
+
+
+def assemble(fc: dict[str, np.ndarray], choice: np.ndarray, models: tuple[str, ...],
+             buckets: np.ndarray) -> np.ndarray:
+    stack = np.stack([fc[m] for m in models])  # (M, S, n_o, h)
+    pick = choice[:, buckets]  # (S, h)
+    S = pick.shape[0]
+    return np.take_along_axis(stack, pick[None, :, None, :].repeat(stack.shape[2], axis=2),
+                              axis=0)[0] if S else stack[0]
+
+
+@dataclass
+class PipelineResult:
+    fc: dict[str, np.ndarray]  # every model's forecasts of the bottom series
+    secs: dict[str, float]
+    base: np.ndarray  # per-step selected forecasts of the bottom series, before reconciling
+    final: np.ndarray  # what is scored and returned (reconciled when it ran)
+    choice: np.ndarray  # (S_bottom, n_buckets) model index
+    buckets: np.ndarray
+    y: np.ndarray  # bottom targets (S, n_o, h)
+    masked: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+def one_blas_thread():
+    """Context limiting BLAS/OpenMP pools to one thread: the matrices here are small, and on a
+    busy 2-core machine idle-spinning BLAS threads made the lead search 170x slower in CPU time
+    (5.1 s against 0.03 s) and starved LightGBM."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # threadpoolctl comes with scikit-learn (a mlforecast dependency)
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def run_pipeline(panel: Panel, origins: np.ndarray, h: int, models: tuple[str, ...], refit,
+                 season: int, select_start: int, select_end: int, *, reconcile_: bool = True,
+                 n_jobs: int = 1) -> PipelineResult:
+    """Steps 1-3 of the module docstring. Selection origins: origins >= select_start whose
+    targets are all before select_end (panel indices); reconciliation errors: origins before
+    select_start, targets before select_start."""
+    with one_blas_thread():
+        return _run_pipeline(panel, origins, h, models, refit, season, select_start, select_end,
+                             reconcile_, n_jobs)
+
+
+def _run_pipeline(panel, origins, h, models, refit, season, select_start, select_end,
+                  reconcile_, n_jobs) -> PipelineResult:
+    info: dict = {}
+    hier = None
+    if reconcile_ and len(panel.series) > 1:
+        why = unavailable_reconciliation()
+        if why:
+            info["reconciliation"] = f"skipped: {why}"
+        else:
+            hier = build_hierarchy(panel.series)
+    work = augment(panel, hier) if hier is not None else panel
+    fc, secs = run_models(work, origins, h, models, refit, season, n_jobs)
+    y, m = targets(work, origins, h)
+    last_t = origins[:, None] + np.arange(h)[None, :]
+    in_sel = (origins >= select_start)[:, None] & (last_t < select_end)
+    in_sel &= in_sel.all(axis=1, keepdims=True)  # whole forecast inside the window
+    ok_sel = ~m & in_sel[None]
+    buckets = step_buckets(h)
+    choice = select(fc, y, ok_sel, models, buckets)
+    base = assemble(fc, choice, models, buckets)
+    nb = len(panel.series)
+    final = base[-nb:]
+    if hier is not None and len(hier.nodes) > nb:
+        ok_rec = ~m & ((origins < select_start)[:, None] & (last_t < select_start))[None]
+        final = base[-nb:].copy()  # bottom-up: coherent by construction
+        mint = []
+        for b in np.unique(buckets):
+            cols = buckets == b
+            yt = np.where(ok_rec[:, :, cols], y[:, :, cols], np.nan).reshape(len(work.series), -1)
+            keep = np.isfinite(yt).all(axis=0)
+            if keep.sum() < 4:  # no errors to weigh with: stay bottom-up
+                continue
+            P = mint_shrink_projection(hier, yt[:, keep],
+                                       base[:, :, cols].reshape(len(work.series), -1)[:, keep])
+            rec = reconcile(P, base[:, :, cols])
+            okb = ok_sel[-nb:][:, :, cols]
+            e_rec = np.abs(y[-nb:][:, :, cols] - rec)[okb].sum()
+            e_bu = np.abs(y[-nb:][:, :, cols] - base[-nb:][:, :, cols])[okb].sum()
+            if e_rec <= e_bu:  # per step bucket, whichever did better on the selection window
+                final[:, :, cols] = rec
+                mint.append(int(np.flatnonzero(cols)[0]) + 1)
+        info["reconciliation"] = (f"MinTrace mint_shrink over {len(hier.nodes)} nodes "
+                                  f"({len(hier.nodes) - nb} aggregates) for the step buckets "
+                                  f"starting at steps {mint}, bottom-up for the others (chosen "
+                                  "per bucket on the selection window)")
+    elif "reconciliation" not in info:
+        info["reconciliation"] = "none"
+    return PipelineResult({k: v[-nb:] for k, v in fc.items()}, secs, base[-nb:], final,
+                          choice[-nb:], buckets, y[-nb:], m[-nb:], info)
+
+
+def unavailable_reconciliation() -> str | None:
+    import importlib
+
+    try:
+        importlib.import_module("hierarchicalforecast.methods")
+    except ImportError as e:
+        return (f"reconciliation needs the Python package 'hierarchicalforecast', which failed to "
+                f"import ({e}); forecasts are not reconciled")
+    return None
