@@ -6,6 +6,8 @@ import json
 
 import click
 
+from pipelines import warehouse as wh
+
 
 def _split(s: str | None) -> tuple[str, ...] | None:
     return None if s is None else tuple(x.strip() for x in s.split(",") if x.strip())
@@ -50,7 +52,7 @@ def cli() -> None:
 @click.option("--results/--no-results", default=True, show_default=True, help="Write docs/RESULTS.md afterwards.")
 @click.option("--out", default="docs/RESULTS.md", show_default=True)
 @click.option("--figures", default="docs/figures", show_default=True)
-@click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
+@click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Cells run this many at a time, one worker process each (e.g. 2 on a 2-core machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the run summary).")
@@ -86,7 +88,7 @@ def paper(ctx, reduced, seeds, hours, days, scenarios, workloads, traces, polici
 @click.option("--figures", default="docs/figures", show_default=True)
 @click.option("--wall-s", type=float, default=None, help="Measured run time of the batch, recorded in the text.")
 @click.option("--note", default="", help="How the batch ran (recorded in the text).")
-@click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
+@click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 @click.option("--json", "as_json", is_flag=True)
 def results(experiment, batch, out, figures, wall_s, note, database, as_json) -> None:
     """Render RESULTS.md and its figures from the warehouse's runs of the experiment."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from pipelines import warehouse as wh
+
 
 @click.command()
 @click.option("--scenario", default="abilene", show_default=True)
@@ -13,7 +15,7 @@ import click
 @click.option("--seeds", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--hours", default=1.0, show_default=True, type=float, help="Hours of the workload replayed.")
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
-@click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
+@click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 def cli(scenario, workload, policies, seeds, hours, no_report, database) -> None:
     """Run the main job on the local Dagster instance: ingest, fleet, forecast, replay every policy,
     print the comparison table and write the report."""
