@@ -152,6 +152,22 @@ def _sql_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.sql"))
 
 
+_EMPTY = re.compile(r"^-- empty: (.+)$", re.MULTILINE)
+
+
+def _empty_view(con: duckdb.DuckDBPyConnection, ddl: Path) -> None:
+    """A table with no Parquet file yet: a view with no rows and the columns its DDL declares
+    (`-- empty: name TYPE, ...`), so queries on it return nothing instead of failing; without such a
+    line, no view."""
+    m = _EMPTY.search(ddl.read_text())
+    if not m:
+        con.execute(f'DROP VIEW IF EXISTS "{ddl.stem}"')
+        return
+    cols = ", ".join(f'CAST(NULL AS {typ}) AS "{name}"'
+                     for name, typ in (c.strip().split(None, 1) for c in m.group(1).split(",")))
+    con.execute(f'CREATE OR REPLACE VIEW "{ddl.stem}" AS SELECT {cols} WHERE false')
+
+
 def refresh_views(db_path: Path) -> dict[str, str]:
     """(Re)create the table views over Parquet and the derived views. Returns name -> status."""
     root = parquet_root(db_path)
@@ -164,7 +180,7 @@ def refresh_views(db_path: Path) -> dict[str, str]:
                 table = ddl.stem
                 files = list((root / table).glob("*.parquet"))
                 if not files:
-                    con.execute(f'DROP VIEW IF EXISTS "{table}"')
+                    _empty_view(con, ddl)
                     status[table] = "empty"
                     continue
                 glob = (root / table / "*.parquet").as_posix().replace("'", "''")

@@ -165,3 +165,11 @@ def test_default_warehouse_does_not_depend_on_cwd(tmp_path, monkeypatch):
     # a root that is not a writable checkout (an installed package): the user data directory
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert wh.default_warehouse(tmp_path / "site-packages") == tmp_path / "data" / "torta" / "torta.duckdb"
+
+
+def test_tables_with_no_rows_exist_with_their_columns(wh_db):
+    for name in ("backtests", "backtest_choices", "training_curves", "quarantine", "forecast_accuracy"):
+        r = torta_sql(wh_db, f"select * from {name}", "--format", "csv")
+        assert r.returncode == 0, (name, r.stderr)
+        header, *rows = r.stdout.splitlines()
+        assert rows == [] and len(header.split(",")) >= 5, (name, r.stdout)
