@@ -19,7 +19,6 @@ are atomic per file, so concurrent cells never clash).
 
 import concurrent.futures as cf
 import contextlib
-import multiprocessing as mp
 import os
 import time
 from datetime import datetime, timezone
@@ -100,15 +99,14 @@ experiment_job = dg.define_asset_job("experiment_paper", selection=dg.AssetSelec
 
 
 def _materialize_cell(instance, resources, key: str, run_config: dict) -> tuple[str | None, list[str]]:
-    """Materialize one cell: (error message or None, warnings)."""
-    result = dg.materialize([experiment_cell], instance=instance, resources=resources, partition_key=key,
-                            run_config=run_config, raise_on_error=False)
-    warnings = [f"warning: check {ev.check_name} failed [{key}]"
-                for ev in result.get_asset_check_evaluations() if not ev.passed]
-    if not result.success:
-        failed = [e.message for e in result.all_events if e.is_failure]
-        return f"materialization [{key}] failed: {failed[-1] if failed else '?'}", warnings
-    return None, warnings
+    """One run of job `experiment_paper` for one cell, tagged with its batch and command: (error
+    message or None, warnings). `resources` binds the warehouse (the job's own resource otherwise)."""
+    from pipelines.pool import run_job
+
+    cfg = run_config["ops"]["experiment_cell"]["config"]
+    return run_job("experiment_paper", instance, partition_key=key, run_config=run_config,
+                   tags={"batch": cfg["batch"], "command": cfg.get("command") or "torta experiment paper"},
+                   resources=resources)
 
 
 def _materialize(instance, resources, key: str, run_config: dict) -> None:
@@ -122,27 +120,10 @@ def _materialize(instance, resources, key: str, run_config: dict) -> None:
 _WORKER: dict = {}  # per worker process: the Dagster instance and resources, made once
 
 
-# One compute thread per worker process: N workers on N cores must not oversubscribe them (torch,
-# BLAS and polars default to one thread per core). Exported while the pool lives, so that spawned
-# workers see them before importing those libraries.
-_WORKER_ENV = {v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                "POLARS_MAX_THREADS", "RAYON_NUM_THREADS")}
-
-
-@contextlib.contextmanager
 def _worker_pool(workers: int, db: str):
-    saved = {k: os.environ.get(k) for k in _WORKER_ENV}
-    os.environ.update(_WORKER_ENV)
-    try:
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                    initializer=_worker_init, initargs=(db,)) as pool:
-            yield pool
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    from pipelines.pool import worker_pool  # one compute thread per worker (see pipelines/pool.py)
+
+    return worker_pool(workers, _worker_init, (db,))
 
 
 def _worker_init(db: str) -> None:
