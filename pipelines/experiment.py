@@ -200,7 +200,7 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
 
 def run_paper(exp: Experiment, database: str | None = None, batch: str | None = None,
               log: Callable[[str], None] | None = None, instance: dg.DagsterInstance | None = None,
-              workers: int = 1, command: str = "") -> dict:
+              workers: int = 1, command: str = "", progress: bool = False) -> dict:
     """Run the experiment end to end through Dagster materializations into the warehouse (on
     `instance`, default the local instance under DAGSTER_HOME). `workers` > 1: that many cells at a
     time, in a pool of worker processes on the DAGSTER_HOME instance (`instance` must then be None).
@@ -242,14 +242,22 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
 
         _run_cells([(c.key, _run_config(val_cfg)) for c in val], pool, instance, resources, log, val_done)
 
+        from torta.commands.options import StepBar
+
+        bar = StepBar(len(test), "test cells", progress)
+
         def test_done(i: int, key: str, cell_s: float) -> None:
             el = time.perf_counter() - t0
-            log(f"[test {i}/{len(test)}] {key} ({cell_s:.0f} s; elapsed {el / 60:.1f} min, "
-                f"eta {el / i * (len(test) - i) / 60:.1f} min)")
+            (bar.log if progress else log)(f"[test {i}/{len(test)}] {key} ({cell_s:.0f} s; elapsed {el / 60:.1f} "
+                                           f"min, eta {el / i * (len(test) - i) / 60:.1f} min)")
+            bar.step()
 
         jobs = [(c.key, _run_config({**common, "role": "test", "hours": exp.hours,
                                      "skylb_threshold": thresholds.get(c.scenario, 0.0)})) for c in test]
-        _run_cells(jobs, pool, instance, resources, log, test_done)
+        try:
+            _run_cells(jobs, pool, instance, resources, log, test_done)
+        finally:
+            bar.close()
     wh.refresh_views(db)
     wall = time.perf_counter() - t0
     log(f"experiment {exp.name} done in {wall / 60:.1f} min (estimate was {info['estimate_s'] / 60:.0f} min); "

@@ -15,6 +15,7 @@ import click
 
 from pipelines import warehouse as wh
 from pipelines.instance import dagster_home
+from torta.commands.options import StepBar
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def validate(cfg: MainConfig) -> list[str]:
 
 
 def run_main(cfg: MainConfig, database: str | None = None, workers: int | None = None,
-             policies: list[str] | None = None) -> dict:
+             policies: list[str] | None = None, progress: bool = False) -> dict:
     """The main job. Set-up stages run as the named jobs `ingest_traces`, `build_fleet`,
     `forecast_demand`, the replays as runs of `main` (one per partition, `workers` at a time, default
     one per core), the report as `build_report`; every run is tagged `batch` and `command`. On failure,
@@ -122,13 +123,15 @@ def run_main(cfg: MainConfig, database: str | None = None, workers: int | None =
              f"{cfg.workload} on {cfg.scenario} (batch {cfg.batch}), {n_workers} at a time")
         run_config = {"ops": {"replay_run": {"config": {"hours": cfg.hours, "batch": cfg.batch}}}}
         t_rep = time.perf_counter()
+        bar = StepBar(len(keys), "replays", progress)
 
         def done(i: int, key: str, secs: float, err: str | None, warnings: list[str]) -> None:
             for w in warnings:
-                _log(w)
+                bar.log(w)
             el = time.perf_counter() - t_rep
-            _log(f"  {i}/{len(keys)} {key} ({secs:.1f} s{'' if err is None else ', FAILED'}; elapsed {el:.0f} s, "
-                 f"eta {el / i * (len(keys) - i):.0f} s)")
+            bar.log(f"  {i}/{len(keys)} {key} ({secs:.1f} s{'' if err is None else ', FAILED'}; elapsed {el:.0f} s, "
+                    f"eta {el / i * (len(keys) - i):.0f} s)")
+            bar.step()
 
         try:
             failed = pool.run_partitions("main", keys, run_config=run_config, tags=tags, workers=n_workers,
@@ -136,6 +139,8 @@ def run_main(cfg: MainConfig, database: str | None = None, workers: int | None =
         except BaseException:
             _drop_unmaterialized(instance, added)
             raise
+        finally:
+            bar.close()
         if failed:
             _drop_unmaterialized(instance, added)
             raise click.ClickException(f"replay {failed[0]} failed (its Dagster run of job `main` has the "

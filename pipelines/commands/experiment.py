@@ -7,6 +7,7 @@ import json
 import click
 
 from pipelines import warehouse as wh
+from torta.commands.options import progress_option, want_progress
 
 
 def _split(s: str | None) -> tuple[str, ...] | None:
@@ -56,9 +57,10 @@ def cli() -> None:
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Cells run this many at a time, one worker process each (e.g. 2 on a 2-core machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the run summary).")
+@progress_option
 @click.pass_context
 def paper(ctx, reduced, seeds, hours, days, scenarios, workloads, traces, policies, batch, name, results, out,
-          figures, database, workers, as_json) -> None:
+          figures, database, workers, as_json, progress) -> None:
     """Run the experiment end to end (Dagster materializations into the warehouse); prints the plan
     and a run-time estimate first, progress to stderr."""
     from pipelines.experiment import run_paper, write_results
@@ -70,7 +72,8 @@ def paper(ctx, reduced, seeds, hours, days, scenarios, workloads, traces, polici
         from dataclasses import replace
 
         exp = replace(exp, name=name)
-    summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx))
+    summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx),
+                        progress=want_progress(progress))
     if results:
         summary["results"] = write_results(database, exp.name, summary["batch"], out, figures,
                                            wall_s=summary["wall_s"])["results"]

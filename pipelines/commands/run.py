@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pipelines import warehouse as wh
+from torta.commands.options import progress_option, want_progress
 
 
 @click.command()
@@ -17,8 +18,9 @@ from pipelines import warehouse as wh
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 @click.option("--workers", default=0, type=click.IntRange(0),
               help="Replays run at a time, one process each (default 0: one per core).")
+@progress_option
 @click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
-def cli(scenario, workload, policies, seeds, hours, no_report, workers, database) -> None:
+def cli(scenario, workload, policies, seeds, hours, no_report, workers, progress, database) -> None:
     """Run the main job on the local Dagster instance: ingest, fleet, forecast, replay every policy
     (in parallel, one process per core), print the comparison table and write the report.
 
@@ -30,4 +32,4 @@ def cli(scenario, workload, policies, seeds, hours, no_report, workers, database
                      policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
                      seeds=seeds, hours=hours, report=not no_report)
     names = validate(cfg)
-    print_main(run_main(cfg, database, workers=workers or None, policies=names))
+    print_main(run_main(cfg, database, workers=workers or None, policies=names, progress=want_progress(progress)))

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from torta.commands.options import progress_option, stage, want_progress
+
 
 @click.command()
 @click.option("--scenario", required=True, help="Shipped scenario name or scenario TOML path.")
@@ -19,9 +21,11 @@ import click
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write completions.parquet, slots.parquet and summary.json here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON document.")
-@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Replay only the first H hours of the trace (default: all of it).")
+@progress_option
 def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, load_mode: str, out_dir: str | None,
-        as_json: bool, no_progress: bool) -> None:
+        as_json: bool, hours: float | None, progress: bool | None) -> None:
     """Replay TRACE through SCENARIO under POLICY; prints TTFT, TPOT and end-to-end percentiles.
 
     Origins are assigned per request (seeded, by the scenario's region origin weights) unless the trace
@@ -33,12 +37,21 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     from torta.sim.replay import replay
     from torta.traces import load_trace
 
+    progress = want_progress(progress)
+    stage(progress, f"[set-up] scenario {scenario}")
     world = load_scenario(scenario)
+    stage(progress, f"[set-up] policy {policy}")
     pol = get_policy(policy)()
+    stage(progress, f"[set-up] trace {trace}")
     requests = load_trace(trace)
-    click.echo(f"replaying {requests.height:,} requests (x{load_factor} {load_mode}) through {world.name} "
+    if hours is not None:
+        import polars as pl
+
+        requests = requests.filter(pl.col("arrival_s") < hours * 3600.0)
+    window = f"first {hours:g} h, " if hours is not None else ""
+    click.echo(f"replaying {requests.height:,} requests ({window}x{load_factor} {load_mode}) through {world.name} "
                f"({len(world.servers)} servers) with {policy}", err=True)
-    res = replay(world, requests, pol, seed=seed, out_dir=out_dir, progress=not no_progress,
+    res = replay(world, requests, pol, seed=seed, out_dir=out_dir, progress=progress,
                  load_factor=load_factor, load_mode=load_mode)
     s = res.summary
     if as_json:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +173,17 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
     `slots.parquet` and `summary.json` there (each via a temporary file and rename)."""
     t0 = time.perf_counter()
     policy = _resolve_policy(policy)
+    bar = None
+    if progress:
+        from dataclasses import replace as _replace
+
+        from torta.sim.progress import ReplayProgress, chunk_for
+
+        bar = ReplayProgress(requests.height, getattr(policy, "name", ""))
+        bar.stage("fleet tables")
     tables = build_tables(world)
+    if bar is not None:
+        bar.stage("request arrays")
     requests = scale_load(requests, load_factor, load_mode, seed)
     arrays = to_arrays(world, requests, seed)
     del requests
@@ -184,16 +193,13 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
     sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None, arrays)
     slots = SlotRecorder(world, tables)
     policy.reset(world, seed)
-    bar = None
-    cb = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(arrays), unit="req", file=sys.stderr, desc=f"replay {getattr(policy, 'name', '')}")
-
-        def cb(k: int) -> None:
-            bar.update(k - bar.n)
-    engine = Engine(world, tables, policy, seed=[seed, 3], sink=sink, slot_sink=slots, cfg=config, progress=cb)
+    engine_sink = sink
+    if bar is not None:  # smaller hand-overs so the bar moves; outputs do not change (see progress.py)
+        bar.total = len(arrays)
+        config = _replace(config, chunk_requests=chunk_for(len(arrays), config.chunk_requests))
+        engine_sink = bar.sink(sink)
+        bar.start()
+    engine = Engine(world, tables, policy, seed=[seed, 3], sink=engine_sink, slot_sink=slots, cfg=config)
     try:
         stats = engine.run(arrays)
         path = sink.close()
