@@ -1,6 +1,6 @@
 """The paper-reproduction experiment on Dagster (`torta experiment paper`).
 
-Asset `experiment_cell` (group `experiment`), dynamic partitions `experiment_cells`, key
+Asset `experiment_cell` (group `replay`, beside the replays: same inputs), dynamic partitions `experiment_cells`, key
 `scenario|workload|seed|day` (torta.experiment.Cell): every policy of the experiment replays the
 cell's requests (identical for all of them) and one `runs` row per policy is written to the
 warehouse (partition key `<experiment>|<cell>|<policy>`, columns `experiment`, `cell`, `day`, `role`
@@ -30,6 +30,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines import warehouse as wh
+from pipelines.lineage import REPLAY_INPUTS
 from pipelines.resources import WarehouseResource
 from torta.experiment.definition import Cell, Experiment
 
@@ -53,8 +54,8 @@ def run_key(experiment: str, cell: Cell, policy: str) -> str:
     return f"{experiment}|{cell.key}|{policy}"
 
 
-@dg.asset(partitions_def=experiment_partitions, group_name="experiment", kinds={"parquet"},
-          check_specs=[dg.AssetCheckSpec("conservation", asset="experiment_cell",
+@dg.asset(partitions_def=experiment_partitions, group_name="replay", kinds={"parquet"}, deps=REPLAY_INPUTS,
+          check_specs=[dg.AssetCheckSpec("conservation", asset="experiment_cell", partitions_def=experiment_partitions,
                                          description="completed + dropped = requests for every policy")])
 def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellConfig,
                     warehouse: WarehouseResource) -> dg.MaterializeResult:

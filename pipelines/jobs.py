@@ -8,9 +8,9 @@ from pipelines.schedules import build_nightly
 
 ingest_job = dg.define_asset_job("ingest_traces", selection=dg.AssetSelection.assets("requests"))
 fleet_job = dg.define_asset_job("build_fleet", selection=dg.AssetSelection.groups("fleet"))
-forecast_job = dg.define_asset_job("forecast_demand", selection=dg.AssetSelection.groups("workload", "forecast"))
-train_job = dg.define_asset_job("train_policies", selection=dg.AssetSelection.groups("planning"))
-replay_job = dg.define_asset_job("replay", selection=dg.AssetSelection.groups("replay"))
+forecast_job = dg.define_asset_job("forecast_demand", selection=dg.AssetSelection.groups("demand"))
+train_job = dg.define_asset_job("train_policies", selection=dg.AssetSelection.assets("trained_policy"))
+replay_job = dg.define_asset_job("replay", selection=dg.AssetSelection.assets("replay_run"))
 main_job = dg.define_asset_job(
     "main", selection=dg.AssetSelection.assets("replay_run"),
     description="`torta run` / `make run`: one run per replay partition of a batch (tags `batch`, `command`); "
@@ -19,7 +19,7 @@ main_job = dg.define_asset_job(
 nightly_job = dg.define_asset_job(
     "nightly", selection=dg.AssetSelection.assets("replay_run"),
     description="The nightly replays of pipelines/nightly.toml (schedule nightly_replays), tagged batch nightly-<day>.")
-report_job = dg.define_asset_job("build_report", selection=dg.AssetSelection.groups("warehouse", "report"))
+report_job = dg.define_asset_job("build_report", selection=dg.AssetSelection.groups("report"))
 
 jobs = [ingest_job, fleet_job, forecast_job, train_job, replay_job, main_job, nightly_job, report_job, incoming_job,
         experiment_job]

@@ -114,6 +114,9 @@ def run_main(cfg: MainConfig, database: str | None = None, workers: int | None =
         if cfg.workload in WORKLOADS:
             _log(f"[3/5 forecast] {cfg.workload}: demand per slot and the day-ahead forecast")
             stage("forecast_demand", cfg.workload, ["demand", "demand_forecasts"])
+        from pipelines.assets.training import record_committed_checkpoints
+
+        record_committed_checkpoints(instance, cfg.scenario)  # the learned policies' inputs, in the lineage
         keys = [f"{cfg.scenario}|{cfg.workload}|{p}|{s}" for s in range(cfg.seeds) for p in policies]
         existing = set(instance.get_dynamic_partitions("replays"))
         added = [k for k in keys if k not in existing]
