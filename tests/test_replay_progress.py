@@ -21,8 +21,17 @@ def world_and_requests():
     return load_scenario("abilene"), load_trace("azure-2023-code")
 
 
-def test_outputs_identical_with_and_without_progress(tmp_path, world_and_requests, capsys):
+def test_outputs_identical_with_and_without_progress(tmp_path, world_and_requests, capsys, monkeypatch):
+    import torta.sim.progress as prog
+
     world, req = world_and_requests
+    handed = []  # completions per hand-over to the bar
+    real_sink = prog.ReplayProgress.sink
+
+    def counting_sink(self, inner):
+        counted = real_sink(self, inner)
+        return lambda batch: (handed.append(len(batch["index"])), counted(batch))
+    monkeypatch.setattr(prog.ReplayProgress, "sink", counting_sink)
     # replicate x8: about 70,000 requests, so the completions span two row groups
     a = replay(world, req, "least-loaded", seed=3, out_dir=tmp_path / "a", load_factor=8, load_mode="replicate")
     b = replay(world, req, "least-loaded", seed=3, out_dir=tmp_path / "b", load_factor=8, load_mode="replicate",
@@ -36,9 +45,11 @@ def test_outputs_identical_with_and_without_progress(tmp_path, world_and_request
     err = capsys.readouterr().err
     frames = [f for f in re.split(r"[\r\n]", err) if "replay least-loaded" in f]
     assert any("fleet tables" in f for f in frames) and any("request arrays" in f for f in frames)
+    # the bar is fed about 100 times during the run (tqdm redraws at most every 0.25 s, so the
+    # rendered positions depend on the machine's speed; several lie between 0 and 100 %)
+    assert len(handed) >= 20 and sum(handed) == b.summary["requests"], len(handed)
     percents = sorted({int(m) for f in frames for m in re.findall(r"(\d+)%\|", f)})
-    # many distinct positions between 0 and 100 %, not a jump from 0 to 100
-    assert percents[0] == 0 and percents[-1] == 100 and len(percents) >= 10, percents
+    assert percents[0] == 0 and percents[-1] == 100 and len(percents) >= 4, percents
     last = [f for f in frames if "100%" in f][-1]
     rate = re.search(r"([\d.]+)(k?)req/s", last)
     bar_rate = float(rate.group(1)) * (1000 if rate.group(2) else 1)
