@@ -1,7 +1,7 @@
 """The paper-reproduction experiment on Dagster (`torta experiment paper`).
 
-Asset `experiment_cell` (group `experiment`), dynamic partitions `experiment_cells`, key
-`scenario|workload|seed|day` (torta.runs.experiment.Cell): every policy of the experiment replays the
+Asset `experiment_cell` (group `replay`, beside the replays: same inputs), dynamic partitions `experiment_cells`,
+key `scenario|workload|seed|day` (torta.runs.experiment.Cell): every policy of the experiment replays the
 cell's requests (identical for all of them) and one `runs` row per policy is written to the
 warehouse (partition key `<experiment>|<cell>|<policy>`, columns `experiment`, `cell`, `day`, `role`
 added), the slot metrics to `slot_metrics` (one partition per cell). A validation cell (day 11,
@@ -19,7 +19,6 @@ are atomic per file, so concurrent cells never clash).
 
 import concurrent.futures as cf
 import contextlib
-import multiprocessing as mp
 import os
 import time
 import uuid
@@ -32,6 +31,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines import warehouse as wh
+from pipelines.lineage import REPLAY_INPUTS
 from pipelines.resources import WarehouseResource
 from torta.config import EVAL_PROTOCOL
 from torta.runs.experiment.definition import Cell, Experiment
@@ -56,8 +56,8 @@ def run_key(experiment: str, cell: Cell, policy: str) -> str:
     return f"{experiment}|{cell.key}|{policy}"
 
 
-@dg.asset(partitions_def=experiment_partitions, group_name="experiment", kinds={"parquet"},
-          check_specs=[dg.AssetCheckSpec("conservation", asset="experiment_cell",
+@dg.asset(partitions_def=experiment_partitions, group_name="replay", kinds={"parquet"}, deps=REPLAY_INPUTS,
+          check_specs=[dg.AssetCheckSpec("conservation", asset="experiment_cell", partitions_def=experiment_partitions,
                                          description="completed + dropped = requests for every policy")])
 def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellConfig,
                     warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -104,15 +104,14 @@ experiment_job = dg.define_asset_job("experiment_paper", selection=dg.AssetSelec
 
 
 def _materialize_cell(instance, resources, key: str, run_config: dict) -> tuple[str | None, list[str]]:
-    """Materialize one cell: (error message or None, warnings)."""
-    result = dg.materialize([experiment_cell], instance=instance, resources=resources, partition_key=key,
-                            run_config=run_config, raise_on_error=False)
-    warnings = [f"warning: check {ev.check_name} failed [{key}]"
-                for ev in result.get_asset_check_evaluations() if not ev.passed]
-    if not result.success:
-        failed = [e.message for e in result.all_events if e.is_failure]
-        return f"materialization [{key}] failed: {failed[-1] if failed else '?'}", warnings
-    return None, warnings
+    """One run of job `experiment_paper` for one cell, tagged with its batch and command: (error
+    message or None, warnings). `resources` binds the warehouse (the job's own resource otherwise)."""
+    from pipelines.pool import run_job
+
+    cfg = run_config["ops"]["experiment_cell"]["config"]
+    return run_job("experiment_paper", instance, partition_key=key, run_config=run_config,
+                   tags={"batch": cfg["batch"], "command": cfg.get("command") or "torta experiment paper"},
+                   resources=resources)
 
 
 def _materialize(instance, resources, key: str, run_config: dict) -> None:
@@ -126,27 +125,10 @@ def _materialize(instance, resources, key: str, run_config: dict) -> None:
 _WORKER: dict = {}  # per worker process: the Dagster instance and resources, made once
 
 
-# One compute thread per worker process: N workers on N cores must not oversubscribe them (torch,
-# BLAS and polars default to one thread per core). Exported while the pool lives, so that spawned
-# workers see them before importing those libraries.
-_WORKER_ENV = {v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                "POLARS_MAX_THREADS", "RAYON_NUM_THREADS")}
-
-
-@contextlib.contextmanager
 def _worker_pool(workers: int, db: str):
-    saved = {k: os.environ.get(k) for k in _WORKER_ENV}
-    os.environ.update(_WORKER_ENV)
-    try:
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                    initializer=_worker_init, initargs=(db,)) as pool:
-            yield pool
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    from pipelines.pool import worker_pool  # one compute thread per worker (see pipelines/pool.py)
+
+    return worker_pool(workers, _worker_init, (db,))
 
 
 def _worker_init(db: str) -> None:
@@ -223,7 +205,7 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
 
 def run_paper(exp: Experiment, database: str | None = None, batch: str | None = None,
               log: Callable[[str], None] | None = None, instance: dg.DagsterInstance | None = None,
-              workers: int = 1, command: str = "") -> dict:
+              workers: int = 1, command: str = "", progress: bool = False) -> dict:
     """Run the experiment end to end through Dagster materializations into the warehouse (on
     `instance`, default the local instance under DAGSTER_HOME). `workers` > 1: that many cells at a
     time, in a pool of worker processes on the DAGSTER_HOME instance (`instance` must then be None).
@@ -265,14 +247,22 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
 
         _run_cells([(c.key, _run_config(val_cfg)) for c in val], pool, instance, resources, log, val_done)
 
+        from torta.commands.options import StepBar
+
+        bar = StepBar(len(test), "test cells", progress)
+
         def test_done(i: int, key: str, cell_s: float) -> None:
             el = time.perf_counter() - t0
-            log(f"[test {i}/{len(test)}] {key} ({cell_s:.0f} s; elapsed {el / 60:.1f} min, "
-                f"eta {el / i * (len(test) - i) / 60:.1f} min)")
+            (bar.log if progress else log)(f"[test {i}/{len(test)}] {key} ({cell_s:.0f} s; elapsed {el / 60:.1f} "
+                                           f"min, eta {el / i * (len(test) - i) / 60:.1f} min)")
+            bar.step()
 
         jobs = [(c.key, _run_config({**common, "role": "test", "hours": exp.hours,
                                      "skylb_threshold": thresholds.get(c.scenario, 0.0)})) for c in test]
-        _run_cells(jobs, pool, instance, resources, log, test_done)
+        try:
+            _run_cells(jobs, pool, instance, resources, log, test_done)
+        finally:
+            bar.close()
     wh.refresh_views(db)
     wall = time.perf_counter() - t0
     log(f"experiment {exp.name} done in {wall / 60:.1f} min (estimate was {info['estimate_s'] / 60:.0f} min); "

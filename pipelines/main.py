@@ -9,13 +9,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
-import dagster as dg
-import polars as pl
 
 from pipelines import warehouse as wh
 from pipelines.instance import dagster_home
+from torta.commands.options import StepBar
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class MainConfig:
     seeds: int = 2
     hours: float = 1.0  # replayed window of the first test day
     report: bool = True
+    command: str = "torta run"  # tagged on every Dagster run of the batch
     batch: str = field(default_factory=lambda: f"main-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
 
 
@@ -40,68 +41,138 @@ def _log(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # progress lines are ours
+def validate(cfg: MainConfig) -> list[str]:
+    """Check every name before any work (cheap checks first, no Dagster import); returns the policies.
+    Raises UnknownNameError / ValueError, which the CLI prints as one line and exits 2."""
+    from torta.errors import UnknownNameError
+    from torta.fleet.scenario import list_scenarios
+    from torta.traces import all_traces
+    from torta.workload import WORKLOADS
+
+    if cfg.scenario not in list_scenarios():
+        raise UnknownNameError("scenario", cfg.scenario, list(list_scenarios()))
+    w = cfg.workload
+    if w not in WORKLOADS and w not in all_traces() and not (w.endswith(".parquet") and Path(w).is_file()):
+        raise UnknownNameError("workload", w, [*WORKLOADS, *all_traces(), "<canonical requests .parquet>"])
+    if cfg.seeds < 1:
+        raise ValueError(f"--seeds {cfg.seeds}: expected at least 1")
+    if not cfg.hours > 0:
+        raise ValueError(f"--hours {cfg.hours:g}: expected a positive number of hours")
+    from torta.runs.experiment.runner import PPO_POLICIES, available_policies
+
+    known = all_policies()
+    policies = list(cfg.policies) or known
+    for p in policies:
+        if p not in known:
+            raise UnknownNameError("policy", p, known)
+    avail, dropped = available_policies((cfg.scenario,), tuple(p for p in policies if p in PPO_POLICIES))
+    missing = {p: why for p, why in dropped.items() if p in policies}
+    if missing:
+        if cfg.policies:  # asked for by name: an error
+            p, why = next(iter(missing.items()))
+            raise ValueError(f"policy {p!r} cannot run on scenario {cfg.scenario!r}: {why}")
+        for p, why in missing.items():  # the default "every policy": leave it out, say so
+            _log(f"  left out {p}: {why}")
+        policies = [p for p in policies if p not in missing]
+    return policies
 
 
-def _materialize(assets, instance, resources, *, selection=None, partition_key=None, run_config=None) -> None:
-    run_config = {**QUIET, **(run_config or {})}
-    result = dg.materialize(assets, selection=selection, instance=instance, resources=resources,
-                            partition_key=partition_key, run_config=run_config, raise_on_error=False)
-    if not result.success:
-        failed = [e.message for e in result.all_events if e.is_failure]
-        raise click.ClickException(f"materialization [{partition_key}] failed: {failed[-1] if failed else '?'}")
-    for ev in result.get_asset_check_evaluations():
-        if not ev.passed:
-            _log(f"warning: check {ev.check_name} failed on {ev.asset_key.to_user_string()} [{partition_key}]")
+def run_main(cfg: MainConfig, database: str | None = None, workers: int | None = None,
+             policies: list[str] | None = None, progress: bool = False) -> dict:
+    """The main job. Set-up stages run as the named jobs `ingest_traces`, `build_fleet`,
+    `forecast_demand`, the replays as runs of `main` (one per partition, `workers` at a time, default
+    one per core), the report as `build_report`; every run is tagged `batch` and `command`. On failure,
+    the replay partitions this call added and that did not materialize are deleted again."""
+    import dagster as dg
 
-
-def run_main(cfg: MainConfig, database: str | None = None) -> dict:
-    from pipelines.assets import fleet, forecast, ingest, replay, report, views
+    from pipelines import pool
     from pipelines.partitions import trace_partitions
-    from pipelines.resources import WarehouseResource
 
-    if database:
-        os.environ["TORTA_WAREHOUSE"] = database
+    policies = policies if policies is not None else validate(cfg)
     db = wh.warehouse_path(database)
+    os.environ["TORTA_WAREHOUSE"] = str(db)  # the jobs' resources and the worker processes resolve it
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
-    resources = {"warehouse": WarehouseResource(database=str(db))}
-    policies = list(cfg.policies) or all_policies()
+    workers = workers or pool.cores()
+    tags = {"batch": cfg.batch, "command": cfg.command}
     t0 = time.perf_counter()
+
+    def stage(job: str, key: str | None = None, assets: list[str] | None = None) -> None:
+        err, warnings = pool.run_job(job, instance, partition_key=key, tags=tags, asset_selection=assets)
+        for w in warnings:
+            _log(w)
+        if err:
+            raise click.ClickException(err)
+
     with dg.DagsterInstance.get() as instance:
         for key in trace_partitions.get_partition_keys():
             _log(f"[1/5 ingest] {key}")
-            _materialize([ingest.requests], instance, resources, partition_key=key)
+            stage("ingest_traces", key)
         _log(f"[2/5 fleet] {cfg.scenario}")
-        _materialize([fleet.topology, fleet.fleet, fleet.price_curves], instance, resources,
-                     partition_key=cfg.scenario)
+        stage("build_fleet", cfg.scenario)
         from torta.workload import WORKLOADS
 
         if cfg.workload in WORKLOADS:
             _log(f"[3/5 forecast] {cfg.workload}: demand per slot and the day-ahead forecast")
-            _materialize([forecast.demand, forecast.demand_forecasts], instance, resources,
-                         partition_key=cfg.workload)
+            stage("forecast_demand", cfg.workload, ["demand", "demand_forecasts"])
+        from pipelines.assets.training import record_committed_checkpoints
+
+        record_committed_checkpoints(instance, cfg.scenario)  # the learned policies' inputs, in the lineage
         keys = [f"{cfg.scenario}|{cfg.workload}|{p}|{s}" for s in range(cfg.seeds) for p in policies]
-        instance.add_dynamic_partitions("replays", keys)
+        existing = set(instance.get_dynamic_partitions("replays"))
+        added = [k for k in keys if k not in existing]
+        instance.add_dynamic_partitions("replays", added)
+        n_workers = min(workers, len(keys))
         _log(f"[4/5 replay] {len(policies)} policies x {cfg.seeds} seeds, {cfg.hours:g} h of "
-             f"{cfg.workload} on {cfg.scenario} (batch {cfg.batch})")
+             f"{cfg.workload} on {cfg.scenario} (batch {cfg.batch}), {n_workers} at a time")
         run_config = {"ops": {"replay_run": {"config": {"hours": cfg.hours, "batch": cfg.batch}}}}
-        for i, key in enumerate(keys, 1):
-            t = time.perf_counter()
-            _materialize([replay.replay_run], instance, resources, partition_key=key, run_config=run_config)
-            _log(f"  {i}/{len(keys)} {key} ({time.perf_counter() - t:.1f} s)")
+        t_rep = time.perf_counter()
+        bar = StepBar(len(keys), "replays", progress)
+
+        def done(i: int, key: str, secs: float, err: str | None, warnings: list[str]) -> None:
+            for w in warnings:
+                bar.log(w)
+            el = time.perf_counter() - t_rep
+            bar.log(f"  {i}/{len(keys)} {key} ({secs:.1f} s{'' if err is None else ', FAILED'}; elapsed {el:.0f} s, "
+                    f"eta {el / i * (len(keys) - i):.0f} s)")
+            bar.step()
+
+        try:
+            failed = pool.run_partitions("main", keys, run_config=run_config, tags=tags, workers=n_workers,
+                                         instance=instance, on_done=done)
+        except BaseException:
+            _drop_unmaterialized(instance, added)
+            raise
+        finally:
+            bar.close()
+        if failed:
+            _drop_unmaterialized(instance, added)
+            raise click.ClickException(f"replay {failed[0]} failed (its Dagster run of job `main` has the "
+                                       f"error); the batch's unmaterialized partitions were removed")
         index = None
         if cfg.report:
             _log("[5/5 report]")
-            _materialize([views.warehouse_views, report.report], instance, resources)
+            stage("build_report")
             from pipelines.report import default_report_dir
 
             index = default_report_dir(db) / "index.html"
     comparison = wh.query(db, "select * from policy_comparison where batch = $b", {"b": cfg.batch})
     return {"warehouse": str(db), "wall_s": time.perf_counter() - t0, "comparison": comparison,
-            "report": str(index) if index else None, "batch": cfg.batch}
+            "report": str(index) if index else None, "batch": cfg.batch, "workers": n_workers}
+
+
+def _drop_unmaterialized(instance, keys: list[str]) -> None:
+    """Delete the replay partitions in `keys` that have no materialization (a failed batch leaves none)."""
+    import dagster as dg
+
+    done = instance.get_materialized_partitions(dg.AssetKey("replay_run"))
+    for k in keys:
+        if k not in done:
+            instance.delete_dynamic_partition("replays", k)
 
 
 def print_main(result: dict) -> None:
+    import polars as pl
+
     cols = ["policy", "seeds", "requests", "response_mean_s", "response_mean_s_ci95", "response_p95_s",
             "load_std", "cost_usd", "energy_usd", "transfer_usd", "switching_usd", "switches", "planner_ms_per_slot"]
     df = result["comparison"]

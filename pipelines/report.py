@@ -39,7 +39,7 @@ def gather(db: Path, batch: str | None = None) -> ReportInputs:
                             "avg(switches) as switches, avg(planner_ms_per_slot) as planner_ms_per_slot "
                             "from runs where batch = $b group by policy order by response_mean_s", p)
     keys = "(select key from runs where batch = $b)"
-    responses = _q(db, f"select * from (select policy, response_s from completions where key in {keys} "
+    responses = _q(db, f"select * from (select policy, response_s, ttft_s, tpot_s from completions where key in {keys} "
                        f"and dropped_reason is null) using sample reservoir(200000 rows) repeatable (42)", p)
     load = _q(db, f"select policy, t_start_s, util_std from load_balance_over_time where key in {keys}", p)
     costs = _q(db, "select policy, avg(energy_usd) as energy_usd, avg(transfer_usd) as transfer_usd, "
@@ -55,6 +55,22 @@ def gather(db: Path, batch: str | None = None) -> ReportInputs:
     links = (_q(db, "select src_name, dst_name, km from links where scenario = $s", sp)
              if "links" in tables else pl.DataFrame(schema={"src_name": pl.String, "dst_name": pl.String,
                                                            "km": pl.Float64}))
+    hours = _q(db, "select max(hours) as h from runs where batch = $b", p)["h"][0]
+    window_h = float(hours) if hours else None
+    slo = _q(db, "select policy, seed, slo_attainment, goodput_per_s from slo_attainment where batch = $b", p)
+    per_policy = _q(db, "select policy, avg(ttft_p95_s) as ttft_p95_s, avg(tpot_mean_s) as tpot_mean_s "
+                        "from runs where batch = $b group by policy", p)
+    slo_mean = slo.group_by("policy").agg(pl.col("slo_attainment").mean(), pl.col("goodput_per_s").mean())
+    comparison = (comparison.join(per_policy, on="policy", how="left").join(slo_mean, on="policy", how="left")
+                  .sort("response_mean_s"))
+    utilisation = _q(db, f"select policy, region, t_start_s, avg(utilisation) as utilisation from slot_metrics "
+                         f"where key in {keys} group by policy, region, t_start_s", p)
+    planner = next((q for q in ("torta", "torta-ot") if q in set(runs["policy"].to_list())), None)
+    plans = None
+    if planner is not None and "plans" in tables:
+        plans = _q(db, f"select policy, t_start_s, serving_region, avg(share) as share from plans "
+                       f"where key in {keys} and policy = $pol group by policy, t_start_s, serving_region",
+                   {**p, "pol": planner})
     forecast = None
     if "forecasts" in tables:
         fc = _q(db, "select series, slot, mean, lo80, hi80, actual from forecasts where workload = $w",
@@ -71,9 +87,12 @@ def gather(db: Path, batch: str | None = None) -> ReportInputs:
     return ReportInputs(
         title=f"TORTA: {scenario} / {workload} (batch {batch})",
         comparison=comparison, responses=responses, load_over_time=load, costs=costs,
-        regions=regions, links=links, flows=flows, forecast=forecast, forecast_scores=scores,
-        notes=(f"Mean over seeds; *_ci95 = half-width of the 95 % t-interval. Scenario {scenario}, "
-               f"workload {workload}. Response times include network latency both ways.",))
+        regions=regions, links=links, flows=flows, forecast=forecast, forecast_scores=scores, slo=slo,
+        utilisation=utilisation, plans=plans, window_h=window_h,
+        notes=(f"Mean over seeds; ± is the half-width of the 95 % t-interval over seeds. Scenario {scenario}, "
+               f"workload {workload}, the first {window_h or 0:g} h replayed; time axes stop there (a backlog "
+               f"may drain after it). Response times and TTFT include network latency both ways; SLO: TTFT "
+               f"<= 2 s and TPOT <= 0.2 s, dropped requests miss.",))
 
 
 def build_report(db: Path, out_dir: Path | None = None, batch: str | None = None) -> Path:

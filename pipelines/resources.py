@@ -10,7 +10,7 @@ from pipelines import warehouse as wh
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Where results go. `database` empty -> `TORTA_WAREHOUSE` (default `warehouse/torta.duckdb`)."""
+    """Where results go. `database` empty -> `warehouse_path()` ($TORTA_WAREHOUSE, else the checkout's warehouse/torta.duckdb)."""
 
     database: str = ""
 

@@ -33,6 +33,7 @@ def build_nightly(job) -> dg.ScheduleDefinition:
         known = set(context.instance.get_dynamic_partitions(replay_partitions.name))
         new = sorted({k for k, _ in runs} - known)
         requests = [dg.RunRequest(run_key=f"{key}@{day}", partition_key=key,
+                                  tags={"batch": f"nightly-{day}", "command": "schedule nightly_replays"},
                                   run_config={"ops": {"replay_run": {"config": {"hours": hours,
                                                                                 "batch": f"nightly-{day}"}}}})
                     for key, hours in runs]

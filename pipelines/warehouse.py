@@ -26,24 +26,50 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipelines import sqlguard
 from torta.errors import TortaError
 from torta.fileio import atomic_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DDL_DIR = REPO_ROOT / "warehouse"
-DEFAULT_WAREHOUSE = "warehouse/torta.duckdb"
+DEFAULT_WAREHOUSE = "warehouse/torta.duckdb"  # inside the TORTA checkout (REPO_ROOT)
+WAREHOUSE_HELP = ("Default: $TORTA_WAREHOUSE (relative to the working directory), else "
+                  "warehouse/torta.duckdb in the TORTA checkout, else $XDG_DATA_HOME/torta/torta.duckdb "
+                  "(~/.local/share/torta/torta.duckdb) when the checkout is not writable.")
+
+
+def default_warehouse(root: Path = REPO_ROOT) -> Path:
+    """The project's warehouse: `warehouse/torta.duckdb` of the checkout this code runs from (so the
+    same file whatever the working directory), or a user data directory when this code does not run
+    from a writable checkout (an installed package)."""
+    folder = root / "warehouse"
+    if (folder / "tables").is_dir() and os.access(folder, os.W_OK):
+        return folder / "torta.duckdb"
+    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data / "torta" / "torta.duckdb"
+
+
+WAREHOUSE_HELP += f" Here: {default_warehouse()}."
+
+
+def warehouse_path(path: str | os.PathLike | None = None) -> Path:
+    """The one resolution every command uses: an explicit path, else $TORTA_WAREHOUSE, else
+    `default_warehouse()`. Relative paths are taken from the working directory."""
+    raw = path or os.environ.get("TORTA_WAREHOUSE")
+    if not raw:
+        return default_warehouse()
+    p = Path(raw)
+    return p if p.is_absolute() else (Path.cwd() / p)
+
+
+# no query, reader or writer, may install or load an extension behind our back
+_NO_AUTO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
 class WarehouseError(TortaError):
     """The warehouse file is locked, corrupt or missing."""
-
-
-def warehouse_path(path: str | os.PathLike | None = None) -> Path:
-    raw = path or os.environ.get("TORTA_WAREHOUSE") or DEFAULT_WAREHOUSE
-    p = Path(raw)
-    return p if p.is_absolute() else (Path.cwd() / p)
 
 
 def parquet_root(db_path: Path) -> Path:
@@ -132,7 +158,7 @@ def connect(db_path: Path, *, read_only: bool = False, retries: int = 40) -> Ite
     delay = 0.05
     for attempt in range(retries):
         try:
-            con = duckdb.connect(str(db_path), read_only=read_only)
+            con = duckdb.connect(str(db_path), read_only=read_only, config=_NO_AUTO_EXTENSIONS)
             break
         except duckdb.IOException as exc:
             if _is_lock_error(exc) and attempt < retries - 1:
@@ -159,6 +185,22 @@ def _sql_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.sql"))
 
 
+_EMPTY = re.compile(r"^-- empty: (.+)$", re.MULTILINE)
+
+
+def _empty_view(con: duckdb.DuckDBPyConnection, ddl: Path) -> None:
+    """A table with no Parquet file yet: a view with no rows and the columns its DDL declares
+    (`-- empty: name TYPE, ...`), so queries on it return nothing instead of failing; without such a
+    line, no view."""
+    m = _EMPTY.search(ddl.read_text())
+    if not m:
+        con.execute(f'DROP VIEW IF EXISTS "{ddl.stem}"')
+        return
+    cols = ", ".join(f'CAST(NULL AS {typ}) AS "{name}"'
+                     for name, typ in (c.strip().split(None, 1) for c in m.group(1).split(",")))
+    con.execute(f'CREATE OR REPLACE VIEW "{ddl.stem}" AS SELECT {cols} WHERE false')
+
+
 def refresh_views(db_path: Path) -> dict[str, str]:
     """(Re)create the table views over Parquet and the derived views. Returns name -> status."""
     root = parquet_root(db_path)
@@ -171,7 +213,7 @@ def refresh_views(db_path: Path) -> dict[str, str]:
                 table = ddl.stem
                 files = list((root / table).glob("*.parquet"))
                 if not files:
-                    con.execute(f'DROP VIEW IF EXISTS "{table}"')
+                    _empty_view(con, ddl)
                     status[table] = "empty"
                     continue
                 glob = (root / table / "*.parquet").as_posix().replace("'", "''")
@@ -197,12 +239,27 @@ def refresh_views(db_path: Path) -> dict[str, str]:
 
 
 def query(db_path: Path, sql: str, params: dict | list | None = None) -> pl.DataFrame:
-    """Run a read-only query; values go in as bound parameters, never pasted into the SQL."""
+    """Run one read-only statement (see `pipelines.sqlguard`); values go in as bound parameters,
+    never pasted into the SQL. The connection reads only the warehouse's own Parquet files."""
+    sql = sqlguard.check_statement(sql)
     with connect(db_path, read_only=True) as con:
+        sqlguard.lock_down(con, parquet_root(db_path))
         try:
             rel = con.execute(sql, params) if params else con.execute(sql)
             cols = [d[0] for d in rel.description] if rel.description else []
             rows = rel.fetchall()
+        except duckdb.CatalogException as exc:
+            raise WarehouseError(_missing_object(con, db_path, exc)) from None
         except duckdb.Error as exc:
-            raise WarehouseError(f"query failed: {str(exc).splitlines()[0]}") from None
+            raise WarehouseError(sqlguard.explain_engine_error(exc)) from None
     return pl.DataFrame(rows, schema=cols, orient="row", infer_schema_length=None) if cols else pl.DataFrame()
+
+
+def _missing_object(con: duckdb.DuckDBPyConnection, db_path: Path, exc: duckdb.Error) -> str:
+    first = str(exc).splitlines()[0]
+    m = re.search(r"(?:Table|View) with name (\S+) does not exist", first)
+    if not m:
+        return f"query failed: {first}"
+    names = sorted(r[0] for r in con.execute("select table_name from information_schema.tables").fetchall())
+    return (f"no table or view {m.group(1)!r} in warehouse {db_path} (it appears once a materialization "
+            f"writes it; present: {', '.join(names) or 'none'})")

@@ -202,7 +202,7 @@ def test_paper_command_passes_workers_and_the_command_line(monkeypatch):
 
     seen = {}
 
-    def fake_run_paper(exp, database, batch, workers=1, command=""):
+    def fake_run_paper(exp, database, batch, workers=1, command="", progress=False):
         seen.update(workers=workers, command=command, seeds=exp.seeds)
         return {"batch": "b", "cells": 1, "wall_s": 1.0, "workers": workers}
 

@@ -1,6 +1,7 @@
 """The HTML report, built from a real warehouse: structure, figures, and rendering in headless
 Chromium (skipped with a visible reason where Chromium is not installed; .ci/run installs it)."""
 
+import re
 import shutil
 import subprocess
 
@@ -13,7 +14,8 @@ from pipelines.assets import fleet, replay
 from pipelines.report import build_report
 from pipelines.resources import WarehouseResource
 
-FIGURES = ("response_cdf", "load_balance", "cost_breakdown", "flows")
+FIGURES = ("response_cdf", "ttft_cdf", "tpot_cdf", "slo_goodput", "cost_vs_response", "load_balance", "utilisation",
+           "cost_breakdown", "plan_shares", "flows")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def report_index(tmp_path_factory):
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([fleet.topology, fleet.fleet, fleet.price_curves], partition_key="abilene",
                           resources=res, instance=instance).success
-    keys = [f"abilene|azure-2023-code|{p}|{s}" for p in ("least-loaded", "local-only") for s in (0, 1)]
+    keys = [f"abilene|azure-2023-code|{p}|{s}" for p in ("least-loaded", "local-only", "torta-ot") for s in (0, 1)]
     instance.add_dynamic_partitions("replays", keys)
     for key in keys:
         assert dg.materialize([replay.replay_run], partition_key=key, resources=res, instance=instance,
@@ -42,6 +44,23 @@ def test_report_structure_and_figures(report_index):
         assert len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2), axis=0)) > 20
 
 
+def test_comparison_table_is_readable(report_index):
+    html = report_index.read_text()
+    table = html[html.index("<table>"):html.index("</table>")]
+    assert "e+" not in table and "e-0" not in table  # human numbers, no exponents
+    assert len(re.findall(r"<th[ >]", table)) <= 12  # fits the page: a few columns, units in the header
+    assert "± " in table and "<span class=u>s</span>" in table
+
+
+def test_policy_styles_distinct_for_many_policies():
+    from torta.report.figures import policy_styles
+
+    names = [f"policy-{i:02d}" for i in range(20)]
+    styles = policy_styles(names)
+    assert len({(s["color"], s["ls"]) for s in styles.values()}) == 20
+    assert policy_styles(names[:5]) == {k: styles[k] for k in names[:5]}  # same look in every figure
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -51,7 +70,7 @@ def test_report_renders_in_headless_chromium(report_index, tmp_path):
     shot = tmp_path / "shot.png"
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1000,2600",
+           f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1200,9000",
            f"--screenshot={shot}", report_index.as_uri()]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     assert shot.exists(), "Chromium wrote no screenshot"

@@ -4,6 +4,7 @@
 import dagster as dg
 import polars as pl
 
+from pipelines.lineage import content_version, file_url, tidy
 from pipelines.partitions import trace_partitions
 from pipelines.resources import WarehouseResource
 from torta.ingest import summarize
@@ -27,7 +28,7 @@ def check_requests_frame(frame: pl.DataFrame, expected_rows: int | None) -> tupl
     partitions_def=trace_partitions,
     group_name="ingest",
     kinds={"polars", "parquet"},
-    check_specs=[dg.AssetCheckSpec("schema_rows_sorted", asset="requests",
+    check_specs=[dg.AssetCheckSpec("schema_rows_sorted", asset="requests", partitions_def=trace_partitions,
                                    description="REQUEST_SCHEMA, manifest row count, arrivals non-decreasing")],
 )
 def requests(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -42,7 +43,9 @@ def requests(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     passed, meta = check_requests_frame(pl.read_parquet(path), getattr(info, "rows", None))
     context.log.info(f"{name}: {summary}")
     return dg.MaterializeResult(
-        metadata={"path": str(path), **{k: v for k, v in _flat(summary).items()}},
+        metadata={"path": dg.MetadataValue.path(str(path)), "parquet": file_url(path),
+                  **tidy(_flat(summary))},
+        data_version=content_version(path),
         check_results=[dg.AssetCheckResult(check_name="schema_rows_sorted", passed=passed, metadata=meta)],
     )
 

@@ -17,6 +17,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines import warehouse as wh
+from pipelines.lineage import REPLAY_INPUTS, file_url, tidy
 from pipelines.resources import WarehouseResource
 from torta.runs.planlog import row_sums_ok
 from torta.runs.spec import RunSpec, execute
@@ -43,6 +44,21 @@ def _label(frame: pl.LazyFrame, spec: RunSpec, batch: str, run_uid: str) -> pl.L
                               run_uid=pl.lit(run_uid))
 
 
+SLO_TTFT_S, SLO_TPOT_S = 2.0, 0.2  # as the slo_attainment view (warehouse/views/slo_attainment.sql)
+
+
+def slo_summary(completions: pl.LazyFrame) -> dict:
+    """SLO attainment (share of requests served with TTFT <= 2 s and TPOT <= 0.2 s; drops miss) and
+    goodput (SLO-meeting requests per second of trace), as in the slo_attainment view."""
+    ok = (pl.col("dropped_reason").is_null() & (pl.col("ttft_s") <= SLO_TTFT_S)
+          & (pl.col("tpot_s").fill_null(0.0) <= SLO_TPOT_S))
+    row = completions.select(
+        ok.mean().alias("slo_attainment"), ok.sum().alias("good"),
+        (pl.col("arrival_s").max() - pl.col("arrival_s").min()).alias("span_s")).collect().row(0, named=True)
+    return {"slo_attainment": float(row["slo_attainment"] or 0.0),
+            "goodput_per_s": float(row["good"] or 0) / max(float(row["span_s"] or 0.0), 1.0)}
+
+
 def _previous(db: Path, key: str) -> dict | None:
     f = wh.partition_file(db, "runs", key)
     return pl.read_parquet(f).to_dicts()[0] if f.exists() else None
@@ -52,12 +68,13 @@ def _previous(db: Path, key: str) -> dict | None:
     partitions_def=replay_partitions,
     group_name="replay",
     kinds={"parquet"},
+    deps=REPLAY_INPUTS,
     check_specs=[
-        dg.AssetCheckSpec("conservation", asset="replay_run",
+        dg.AssetCheckSpec("conservation", asset="replay_run", partitions_def=replay_partitions,
                           description="completed + dropped = requests; one completion row per request"),
-        dg.AssetCheckSpec("plan_rows_sum_to_one", asset="replay_run",
+        dg.AssetCheckSpec("plan_rows_sum_to_one", asset="replay_run", partitions_def=replay_partitions,
                           description="every macro plan row (slot, model, origin) sums to one"),
-        dg.AssetCheckSpec("headline_not_regressed", asset="replay_run",
+        dg.AssetCheckSpec("headline_not_regressed", asset="replay_run", partitions_def=replay_partitions,
                           description="response_mean_s and cost_usd within 5 % of the previous materialization"),
     ],
 )
@@ -75,8 +92,10 @@ def replay_run(context: dg.AssetExecutionContext, config: ReplayConfig,
         out = Path(tmp) / "run"
         result = execute(spec, out_dir=out)
         n_rows = pl.scan_parquet(out / "completions.parquet").select(pl.len()).collect().item()
-        wh.sink_partition(db, "completions", spec.key,
-                          _label(pl.scan_parquet(out / "completions.parquet"), spec, config.batch, uid), version=uid)
+        slo = slo_summary(pl.scan_parquet(out / "completions.parquet"))
+        completions_path = wh.sink_partition(
+            db, "completions", spec.key,
+            _label(pl.scan_parquet(out / "completions.parquet"), spec, config.batch, uid), version=uid)
         wh.write_partition(db, "slot_metrics", spec.key,
                            _label(result.slots.lazy(), spec, config.batch, uid).collect(), version=uid)
         wh.write_partition(db, "plans", spec.key, _label(result.plans.lazy(), spec, config.batch, uid).collect(),
@@ -87,7 +106,7 @@ def replay_run(context: dg.AssetExecutionContext, config: ReplayConfig,
     run_row.update(key=spec.key, run_uid=uid, workload=spec.workload, batch=config.batch, hours=config.hours,
                    days=config.days, dagster_run_id=context.run.run_id,
                    finished_at=datetime.now(timezone.utc).replace(tzinfo=None))
-    wh.write_partition(db, "runs", spec.key, pl.DataFrame([run_row]))  # the switch to the new rows
+    runs_path = wh.write_partition(db, "runs", spec.key, pl.DataFrame([run_row]))  # the switch to the new rows
     for table in VERSIONED_TABLES:
         wh.drop_other_versions(db, table, spec.key, keep=uid)
     warehouse.refresh_views()
@@ -101,8 +120,11 @@ def replay_run(context: dg.AssetExecutionContext, config: ReplayConfig,
             regress_meta[f"{m}_previous"], regress_meta[m] = old, new
             regressed |= old > 0 and new > old * (1 + REGRESSION_TOLERANCE)
     return dg.MaterializeResult(
-        metadata={k: s[k] for k in ("requests", "completed", "dropped", "response_mean_s", "response_p95_s",
-                                    "load_std", "cost_usd", "switches", "wall_s")},
+        metadata={**tidy({k: s[k] for k in ("requests", "completed", "dropped", "response_mean_s", "response_p95_s",
+                                            "ttft_mean_s", "ttft_p95_s", "tpot_mean_s", "tpot_p99_s",
+                                            "load_std", "cost_usd", "switches", "wall_s") if k in s}),
+                  **tidy(slo), "batch": config.batch,
+                  "runs_parquet": file_url(runs_path), "completions_parquet": file_url(completions_path)},
         check_results=[
             dg.AssetCheckResult(check_name="conservation", passed=bool(conserved),
                                 metadata={"requests": s["requests"], "completed": s["completed"],

@@ -11,7 +11,7 @@ from pipelines.assets.training import trained_policy
 from pipelines.resources import WarehouseResource
 
 
-@dg.asset(group_name="warehouse", kinds={"duckdb"},
+@dg.asset(group_name="report", kinds={"duckdb"},
           deps=[requests, topology, fleet, price_curves, demand, demand_backtest, demand_forecasts,
                 trained_policy, replay_run])
 def warehouse_views(warehouse: WarehouseResource) -> dg.MaterializeResult:

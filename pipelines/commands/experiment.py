@@ -7,6 +7,8 @@ import json
 import click
 
 from torta.config import EVAL_PROTOCOL
+from pipelines import warehouse as wh
+from torta.commands.options import progress_option, want_progress
 
 
 def _split(s: str | None) -> tuple[str, ...] | None:
@@ -53,13 +55,14 @@ def cli() -> None:
 @click.option("--results/--no-results", default=True, show_default=True, help="Write docs/RESULTS.md afterwards.")
 @click.option("--out", default="docs/RESULTS.md", show_default=True)
 @click.option("--figures", default="docs/figures", show_default=True)
-@click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
+@click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Cells run this many at a time, one worker process each (e.g. 2 on a 2-core machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the run summary).")
+@progress_option
 @click.pass_context
 def paper(ctx, reduced, seeds, hours, days, scenarios, workloads, traces, policies, batch, name, results, out,
-          figures, database, workers, as_json) -> None:
+          figures, database, workers, as_json, progress) -> None:
     """Run the experiment end to end (Dagster materializations into the warehouse); prints the plan
     and a run-time estimate first, progress to stderr."""
     from pipelines.experiment import run_paper, write_results
@@ -71,7 +74,8 @@ def paper(ctx, reduced, seeds, hours, days, scenarios, workloads, traces, polici
         from dataclasses import replace
 
         exp = replace(exp, name=name)
-    summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx))
+    summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx),
+                        progress=want_progress(progress))
     if results:
         summary["results"] = write_results(database, exp.name, summary["batch"], out, figures,
                                            wall_s=summary["wall_s"])["results"]
@@ -89,7 +93,7 @@ def paper(ctx, reduced, seeds, hours, days, scenarios, workloads, traces, polici
 @click.option("--figures", default="docs/figures", show_default=True)
 @click.option("--wall-s", type=float, default=None, help="Measured run time of the batch, recorded in the text.")
 @click.option("--note", default="", help="How the batch ran (recorded in the text).")
-@click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
+@click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 @click.option("--json", "as_json", is_flag=True)
 def results(experiment, batch, out, figures, wall_s, note, database, as_json) -> None:
     """Render RESULTS.md and its figures from the warehouse's runs of the experiment."""

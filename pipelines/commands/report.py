@@ -11,7 +11,7 @@ from pipelines import warehouse as wh
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Report folder (default: $TORTA_REPORT_DIR or warehouse/report).")
 @click.option("--batch", default=None, help="Batch of runs to report (default: the latest).")
-@click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
+@click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 def cli(out_dir: str | None, batch: str | None, database: str | None) -> None:
     """Write the HTML report (comparison table, response-time CDF, load balance over time, cost
     breakdown, forecast against actual demand, flows on the topology map)."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from pipelines import warehouse as wh
+from torta.commands.options import progress_option, want_progress
+
 
 @click.command()
 @click.option("--scenario", default="abilene", show_default=True)
@@ -13,13 +16,20 @@ import click
 @click.option("--seeds", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--hours", default=1.0, show_default=True, type=float, help="Hours of the workload replayed.")
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
-@click.option("--warehouse", "database", default=None, help="Warehouse file (default: $TORTA_WAREHOUSE).")
-def cli(scenario, workload, policies, seeds, hours, no_report, database) -> None:
-    """Run the main job on the local Dagster instance: ingest, fleet, forecast, replay every policy,
-    print the comparison table and write the report."""
-    from pipelines.main import MainConfig, print_main, run_main
+@click.option("--workers", default=0, type=click.IntRange(0),
+              help="Replays run at a time, one process each (default 0: one per core).")
+@progress_option
+@click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
+def cli(scenario, workload, policies, seeds, hours, no_report, workers, progress, database) -> None:
+    """Run the main job on the local Dagster instance: ingest, fleet, forecast, replay every policy
+    (in parallel, one process per core), print the comparison table and write the report.
+
+    Every name (scenario, workload, policies) is checked before any work: a bad one exits 2 with one
+    line and leaves nothing behind."""
+    from pipelines.main import MainConfig, print_main, run_main, validate
 
     cfg = MainConfig(scenario=scenario, workload=workload,
                      policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
                      seeds=seeds, hours=hours, report=not no_report)
-    print_main(run_main(cfg, database))
+    names = validate(cfg)
+    print_main(run_main(cfg, database, workers=workers or None, policies=names, progress=want_progress(progress)))

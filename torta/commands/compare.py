@@ -7,6 +7,7 @@ import click
 
 from torta import strictjson
 from torta.config import EVAL_PROTOCOL
+from torta.commands.options import progress_option, want_progress
 
 
 @click.command()
@@ -31,7 +32,7 @@ from torta.config import EVAL_PROTOCOL
               help="Also report paired differences (per seed, or per (seed, day) with --hours-per-day) against "
                    "this policy, or each of a comma list of them (each one of --policies).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array, one object per policy.")
-@click.option("--progress", is_flag=True, help="Progress bars on stderr.")
+@progress_option
 def cli(scenario, workload, policies, seeds, days, hours, hours_per_day, start_day, tune_hours, skylb_threshold,
         baseline, as_json, progress):
     """Compare POLICIES on WORKLOAD in SCENARIO over SEEDS: response time (mean, p95), load_std, cost
@@ -42,7 +43,7 @@ def cli(scenario, workload, policies, seeds, days, hours, hours_per_day, start_d
     names = [p.strip() for p in policies.split(",") if p.strip()]
     res = run_compare(scenario, workload, names, seeds, days=days, hours=hours, start_day=start_day,
                       tune_hours=tune_hours, skylb_threshold=skylb_threshold, baseline=baseline,
-                      hours_per_day=hours_per_day, progress=progress)
+                      hours_per_day=hours_per_day, progress=want_progress(progress))
     if as_json:
         click.echo(strictjson.dumps(res.rows))
         return

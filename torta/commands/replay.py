@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from torta import strictjson
+from torta.commands.options import progress_option, stage, want_progress
 
 
 def _inputs(scenario: str, trace: str) -> dict:
@@ -39,9 +40,9 @@ def _inputs(scenario: str, trace: str) -> dict:
               help="Write completions.parquet, slots.parquet, summary.json and manifest.json here, as one unit "
                    "(a new, empty or previous-run folder; a concurrent replay into the same folder exits 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON document.")
-@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@progress_option
 def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, load_mode: str, hours: float | None,
-        out_dir: str | None, as_json: bool, no_progress: bool) -> None:
+        out_dir: str | None, as_json: bool, progress: bool | None) -> None:
     """Replay TRACE through SCENARIO under POLICY; prints TTFT, TPOT and end-to-end percentiles.
 
     Origins are assigned per request (seeded, by the scenario's region origin weights) unless the trace
@@ -63,18 +64,22 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     provenance = _inputs(scenario, trace) if out_dir is not None else None
     if out_dir is not None:
         refuse_output_over_inputs(out_dir, [provenance["scenario_file"], provenance["trace_file"]])
+    progress = want_progress(progress)
+    stage(progress, f"[set-up] scenario {scenario}")
     world = load_scenario(scenario)
     get_policy(policy)  # fail fast on an unknown name before building the input
     if hours is not None and not hours > 0:
         raise ValueError(f"--hours must be > 0, got {hours}")
+    stage(progress, f"[set-up] trace {trace}")
     inp = workload_input(trace, scenario, world, seed, hours=hours)
+    window = f"first {hours:g} h, " if hours is not None else ""
 
     def announce(n: int) -> None:
-        click.echo(f"replaying {n:,} requests (x{load_factor} {load_mode}) through {world.name} "
+        click.echo(f"replaying {n:,} requests ({window}x{load_factor} {load_mode}) through {world.name} "
                    f"({len(world.servers)} servers) with {policy}", err=True)
 
     try:
-        run = run_policy(policy, inp, strict=True, out_dir=out_dir, progress=not no_progress,
+        run = run_policy(policy, inp, strict=True, out_dir=out_dir, progress=progress,
                          load_factor=load_factor, load_mode=load_mode, provenance=provenance, on_start=announce)
     except InputError as exc:
         if exc.path != "requests":

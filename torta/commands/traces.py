@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from torta import strictjson
+from torta.commands.options import progress_option, want_progress
 
 
 @click.group(name="traces")
@@ -38,12 +39,13 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--retries", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Resume this many times after an interrupted transfer.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def fetch_cmd(name: str, dest: Path | None, url: str | None, retries: int, as_json: bool, no_progress: bool) -> None:
+@progress_option
+def fetch_cmd(name: str, dest: Path | None, url: str | None, retries: int, as_json: bool,
+              progress: bool | None) -> None:
     """Download trace NAME (resumable; size and checksum verified before the final rename)."""
     from torta.traces import fetch_trace
 
-    res = fetch_trace(name, dest=dest, url=url, retries=retries, progress=not no_progress)
+    res = fetch_trace(name, dest=dest, url=url, retries=retries, progress=want_progress(progress))
     doc = {"name": name, "path": str(res.path), "size_bytes": res.size_bytes, "sha256": res.sha256,
            "attempts": res.attempts, "resumed": res.resumed, "already_present": res.already_present}
     if as_json:

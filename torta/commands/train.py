@@ -9,6 +9,8 @@ import time
 
 import click
 
+from torta.commands.options import progress_option, want_progress
+
 VARIANT_CHOICES = ("torta", "torta-no-forecast", "ppo-only", "all")
 
 
@@ -25,8 +27,8 @@ VARIANT_CHOICES = ("torta", "torta-no-forecast", "ppo-only", "all")
 @click.option("--curves", "curves_dir", default=None, type=click.Path(file_okay=False),
               help="Also write the training curves as <dir>/<scenario>-<variant>-curves.parquet.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (array of per-variant summaries).")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir, as_json, no_progress):
+@progress_option
+def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir, as_json, progress):
     """Train the TORTA macro policy for SCENARIO on WORKLOAD days 2-10 (day 11 selects the checkpoint)."""
     from dataclasses import replace
     from pathlib import Path
@@ -44,7 +46,7 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
             cfg = replace(cfg, n_envs=int(n_envs))
         commit = git_commit()  # the code that trains: HEAD when training starts, not when it ends
         t0 = time.perf_counter()
-        sd, curves = train(scenario, workload, seed, cfg, progress=not no_progress)
+        sd, curves = train(scenario, workload, seed, cfg, progress=want_progress(progress))
         wall = time.perf_counter() - t0
         val = curves["val_return"].drop_nans()
         meta = {"variant": v, "scenario": scenario, "workload": workload, "seed": seed,

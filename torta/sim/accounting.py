@@ -60,10 +60,14 @@ def _names(idx: np.ndarray, names: list[str]) -> pa.Array:
     return pc.take(pa.array(names, pa.string()), ind)
 
 
+ROW_GROUP_ROWS = 65536  # completions per Parquet row group, whatever the size of the engine's batches
+
+
 class CompletionSink:
-    """Receives finished/dropped request records from the engine in batches; writes each batch as a
-    Parquet row group to `path + ".tmp"` (renamed on `close`) and keeps the run totals and the
-    latency samples needed for percentiles (three float64 per completed request)."""
+    """Receives finished/dropped request records from the engine in batches; writes them as Parquet
+    row groups of ROW_GROUP_ROWS rows to `path + ".tmp"` (renamed on `close`), so the file's bytes do
+    not depend on how the engine batches them (a progress bar asks for smaller batches), and keeps the
+    run totals and the latency samples needed for percentiles (three float64 per completed request)."""
 
     def __init__(self, world: World, tables: FleetTables, path: str | os.PathLike | None, requests) -> None:
         self.world = world
@@ -83,6 +87,8 @@ class CompletionSink:
         self.tpot: list[np.ndarray] = []
         self.resp: list[np.ndarray] = []
         self.last_finish_s = 0.0
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
 
     def __call__(self, batch: dict) -> None:
         """`batch`: flat arrays from the engine (index into the request arrays, region, server,
@@ -136,15 +142,28 @@ class CompletionSink:
             "response_s": pa.array(resp, mask=mask),
             "dropped_reason": _names(np.where(ok, -1, drop), list(DROP_REASONS)),
         })
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        while self.pending_rows >= ROW_GROUP_ROWS:
+            self._write_rows(ROW_GROUP_ROWS)
+
+    def _write_rows(self, k: int) -> None:
+        """Write the first `k` pending rows as one row group."""
+        table = pa.concat_tables(self.pending).combine_chunks()
+        head, rest = table.slice(0, k), table.slice(k)
         if self.writer is None:
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, table.schema, compression=COMPRESSION,
+            self.writer = pq.ParquetWriter(self.tmp, head.schema, compression=COMPRESSION,
                                              use_dictionary=DICTIONARY_COLUMNS)
-        self.writer.write_table(table)
+        self.writer.write_table(head, row_group_size=k)
+        self.pending = [rest] if rest.num_rows else []
+        self.pending_rows = rest.num_rows
 
     def close(self) -> Path | None:
         if self.path is None:
             return None
+        if self.pending_rows:
+            self._write_rows(self.pending_rows)
         if self.writer is None:  # no requests: still write an empty, well-typed file
             schema = pa.schema([
                 ("request_id", pa.int64()), ("origin_region", pa.string()),

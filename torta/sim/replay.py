@@ -37,10 +37,9 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -309,7 +308,15 @@ class ReplayRun:
         self.world, self.seed, self.load_factor, self.load_mode = world, seed, load_factor, load_mode
         self.out_dir, self.provenance = out_dir, provenance
         self.policy = policy = _resolve_policy(policy)
+        self._bar = bar = None
+        if progress:
+            from torta.sim.progress import ReplayProgress
+
+            self._bar = bar = ReplayProgress(requests.height, getattr(policy, "name", ""))
+            bar.stage("fleet tables")
         self.tables = tables = build_tables(world)
+        if bar is not None:
+            bar.stage("request arrays")
         requests = scale_load(requests, load_factor, load_mode, seed)
         self.arrays = arrays = to_arrays(world, requests, seed)
         del requests
@@ -318,25 +325,23 @@ class ReplayRun:
         self._unit = run_dir(out_dir, OUTPUT_FILES) if out_dir is not None else nullcontext(None)
         self.out = out = self._unit.__enter__()
         self._closed = False
-        self._bar = None
         try:
             if on_start is not None:
                 on_start(len(arrays))
             self.sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None,
                                        arrays)
             self.slots = SlotRecorder(world, tables)
-            cb = None
-            if progress:
-                from tqdm import tqdm
+            engine_sink = self.sink
+            if bar is not None:  # smaller hand-overs so the bar moves; outputs do not change (see progress.py)
+                from torta.sim.progress import chunk_for
 
-                self._bar = bar = tqdm(total=len(arrays), unit="req", file=sys.stderr,
-                                       desc=f"replay {getattr(policy, 'name', '')}")
-
-                def cb(k: int) -> None:
-                    bar.update(k - bar.n)
-            self.engine = Engine(world, tables, policy, seed=[seed, 3], sink=self.sink,
+                bar.total = len(arrays)
+                config = replace(config, chunk_requests=chunk_for(len(arrays), config.chunk_requests))
+                engine_sink = bar.sink(self.sink)
+                bar.start()
+            self.engine = Engine(world, tables, policy, seed=[seed, 3], sink=engine_sink,
                                  slot_sink=_HorizonGuard(self.slots, self.horizon_s, world), cfg=config,
-                                 progress=cb, plan_sink=plan_sink)
+                                 plan_sink=plan_sink)
             self.engine.start(arrays)
         except BaseException as exc:
             self._fail(exc)
