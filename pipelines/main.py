@@ -25,6 +25,8 @@ class MainConfig:
     policies: tuple[str, ...] = ()  # empty: every registered policy
     seeds: int = 2
     hours: float = 1.0  # replayed window of the first test day
+    warmup_hours: float = 0.0  # unscored warm-up before the window (multi-day workloads; torta.runs.inputs)
+    state_refresh_s: float = 0.0  # the control-plane information model (torta.sim.infomodel); 0 = oracle
     report: bool = True
     batch: str = field(default_factory=lambda: f"main-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
 
@@ -84,7 +86,9 @@ def run_main(cfg: MainConfig, database: str | None = None) -> dict:
         instance.add_dynamic_partitions("replays", keys)
         _log(f"[4/5 replay] {len(policies)} policies x {cfg.seeds} seeds, {cfg.hours:g} h of "
              f"{cfg.workload} on {cfg.scenario} (batch {cfg.batch})")
-        run_config = {"ops": {"replay_run": {"config": {"hours": cfg.hours, "batch": cfg.batch}}}}
+        run_config = {"ops": {"replay_run": {"config": {"hours": cfg.hours, "batch": cfg.batch,
+                                                              "warmup_hours": cfg.warmup_hours,
+                                                              "state_refresh_s": cfg.state_refresh_s}}}}
         for i, key in enumerate(keys, 1):
             t = time.perf_counter()
             _materialize([replay.replay_run], instance, resources, partition_key=key, run_config=run_config)

@@ -18,8 +18,10 @@ reaches its planned region (the engine's plan seam, batch windows) is decided th
 that region. Slot-level planners read `SlotState` aggregates, unchanged.
 
 What a gateway g perceives of a remote server s (report k, the newest g has received from s's region):
-- busy-until: max(report busy-until, t_k) + the expected work g booked on s since t_k (so the wait
-  `busy-until - now` ages with time as the real one would, and grows with g's own assignments);
+- busy-until: max(report busy-until, t_k), and once g assigned requests to s since t_k the larger of
+  that plus their expected work and the busy-until g's last assignment left (max(perceived, then) +
+  its work): the wait `busy-until - now` ages with time as the real one would and grows with g's own
+  assignments only;
 - queue length: the report's waiting requests + g's assignments to s since t_k;
 - batch size: the report's;
 - tail model: the model of g's last assignment to s since t_k, else the report's.
@@ -63,6 +65,7 @@ class ControlPlane:
         self.own_work = [[0.0] * S for _ in range(R)]  # expected work booked by gateway g on s (cumulative)
         self.own_n = [[0] * S for _ in range(R)]  # assignments of gateway g to s (cumulative)
         self.own_tail = [[-1] * S for _ in range(R)]  # model of g's last assignment to s
+        self.own_bu = [[0.0] * S for _ in range(R)]  # busy-until g perceived for s after its last assignment
         self.reports: list[Report] = []  # newest last; old ones dropped once every gateway has a newer one
         self.gateway = 0  # the gateway taking the current decision (set by the engine before each call)
         self.now_s = 0.0
@@ -96,8 +99,11 @@ class ControlPlane:
                 return reps[k]
         return reps[0]
 
-    def record(self, g: int, s: int, work_s: float, model: int) -> None:
-        """Gateway g assigned a request of `work_s` expected seconds (load time included) to s."""
+    def record(self, g: int, s: int, work_s: float, model: int, now: float) -> None:
+        """Gateway g assigned a request of `work_s` expected seconds (load time included) to s at `now`."""
+        if self.region[s] != g:
+            b = self.busy_until(g, s, now)
+            self.own_bu[g][s] = (b if b > now else now) + work_s
         self.own_work[g][s] += work_s
         self.own_n[g][s] += 1
         self.own_tail[g][s] = model
@@ -110,7 +116,11 @@ class ControlPlane:
         b = rep.bu[s]
         if b < rep.t_s:
             b = rep.t_s
-        return b + self.own_work[g][s] - rep.own_work[g][s]
+        if self.own_n[g][s] == rep.own_n[g][s]:
+            return b
+        b += self.own_work[g][s] - rep.own_work[g][s]
+        c = self.own_bu[g][s]
+        return b if b > c else c
 
     def tail_model(self, g: int, s: int, now: float) -> int:
         if self.region[s] == g:
@@ -215,13 +225,13 @@ def gateway_least_loaded(ops, fleet, tables, cp: ControlPlane):
     cands = [[(s, region[s], types[stype[s][m]].kv_cap, types[stype[s][m]].load_s)
               for s in range(S) if stype[s][m] >= 0] for m in range(M)]
     bu, tailm = fleet.busy_until_s, fleet.tail_model
-    own_work, own_n, own_tail = cp.own_work, cp.own_n, cp.own_tail
-    seen, inner_choose, book = cp.seen, ops.choose, ops.book
+    own_n, own_tail = cp.own_n, cp.own_tail
+    seen, busy_until, inner_choose, book = cp.seen, cp.busy_until, ops.choose, ops.book
 
     def choose(rid, o, m, p, out, arr, scope, now):
         if scope is not None:
             return inner_choose(rid, o, m, p, out, arr, scope, now)
-        ow, on, ot, lo = own_work[o], own_n[o], own_tail[o], lat[o]
+        on, ot, lo = own_n[o], own_tail[o], lat[o]
         reps: dict = {}
         best, bl, bs = math.inf, math.inf, -1
         for s, r, cap, load in cands[m]:
@@ -234,10 +244,7 @@ def gateway_least_loaded(ops, fleet, tables, cp: ControlPlane):
                 rep = reps.get(r)
                 if rep is None:
                     rep = reps[r] = seen(o, r, now)
-                b = rep.bu[s]
-                if b < rep.t_s:
-                    b = rep.t_s
-                w = b + ow[s] - rep.own_work[o][s] - now
+                w = busy_until(o, s, now) - now
                 tm = ot[s] if on[s] != rep.own_n[o][s] else rep.tail[s]
             if w < 0.0:
                 w = 0.0
@@ -249,7 +256,7 @@ def gateway_least_loaded(ops, fleet, tables, cp: ControlPlane):
             raise ValueError(f"no server can hold request {rid} (model {m}, {p} prompt tokens)")
         b0 = bu[bs] if bu[bs] > now else now
         book(bs, m, p, out, now)
-        cp.record(o, bs, bu[bs] - b0, m)
+        cp.record(o, bs, bu[bs] - b0, m, now)
         return bs
     return AllocatorOps(choose=choose, book=book, drained=ops.drained, on_plan=ops.on_plan, fast=None,
                         state=ops.state)

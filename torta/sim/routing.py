@@ -46,7 +46,7 @@ def python_allocator(eng, alloc) -> AllocatorOps:
         if cp is not None:
             b0 = bu[s] if bu[s] > now else now
             book(s, m, p, out, now)
-            cp.record(cp.gateway, s, bu[s] - b0, m)
+            cp.record(cp.gateway, s, bu[s] - b0, m, now)
             return s
         book(s, m, p, out, now)
         return s
