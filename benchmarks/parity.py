@@ -99,8 +99,10 @@ def _inputs(case: dict):
     raise ValueError(f"unknown case kind {case['kind']!r}")
 
 
-def run_case(case: dict, keep: Path | None = None) -> dict:
-    """Replay one case into a temporary directory (or `keep/<name>`); hashes and a few summary numbers."""
+def run_case(case: dict, keep: Path | None = None, **replay_kw) -> dict:
+    """Replay one case into a temporary directory (or `keep/<name>`); hashes and a few summary numbers.
+    `replay_kw` go to `torta.sim.replay.replay` (e.g. `warmup_s=0, state_refresh_s=0`: the mechanisms
+    switched off explicitly must reproduce the reference)."""
     from torta.sim.replay import replay
 
     world, reqs, policy = _inputs(case)
@@ -110,7 +112,7 @@ def run_case(case: dict, keep: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="torta-parity-") as tmp:
         out = Path(tmp) if keep is None else keep / case["name"]
         t0 = time.perf_counter()
-        res = replay(world, reqs, policy, seed=0, out_dir=out, load_factor=factor)
+        res = replay(world, reqs, policy, seed=0, out_dir=out, load_factor=factor, **replay_kw)
         wall = time.perf_counter() - t0
         s = res.summary
         return dict(completions_sha256=_sha256(out / "completions.parquet"),

@@ -25,6 +25,8 @@ class MainConfig:
     policies: tuple[str, ...] = ()  # empty: every registered policy
     seeds: int = 2
     hours: float = 1.0  # replayed window of the first test day
+    warmup_hours: float = 0.0  # unscored warm-up before the window (multi-day workloads; torta.runs.inputs)
+    state_refresh_s: float = 0.0  # the control-plane information model (torta.sim.infomodel); 0 = oracle
     report: bool = True
     command: str = "torta run"  # tagged on every Dagster run of the batch
     batch: str = field(default_factory=lambda: f"main-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
@@ -124,7 +126,9 @@ def run_main(cfg: MainConfig, database: str | None = None, workers: int | None =
         n_workers = min(workers, len(keys))
         _log(f"[4/5 replay] {len(policies)} policies x {cfg.seeds} seeds, {cfg.hours:g} h of "
              f"{cfg.workload} on {cfg.scenario} (batch {cfg.batch}), {n_workers} at a time")
-        run_config = {"ops": {"replay_run": {"config": {"hours": cfg.hours, "batch": cfg.batch}}}}
+        run_config = {"ops": {"replay_run": {"config": {"hours": cfg.hours, "batch": cfg.batch,
+                                                              "warmup_hours": cfg.warmup_hours,
+                                                              "state_refresh_s": cfg.state_refresh_s}}}}
         t_rep = time.perf_counter()
         bar = StepBar(len(keys), "replays", progress)
 

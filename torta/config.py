@@ -29,6 +29,20 @@ class EvalProtocol:
     """Days of demand history before a window that a policy gets through `prepare` (its forecaster's
     input): enough for a daily season."""
 
+    warmup_h: float = 2.0
+    """Hours of unscored warm-up through the same policy before every scored window (the end of the
+    previous day before a test day's start): queues, loaded models and backlog carry over, so a window
+    scores the policies, not the start from the initial placement (issue 17). `torta compare`'s and
+    `torta replay`'s `--warmup-hours` default to 0 for quick looks; the experiment uses this."""
+
+    state_refresh_s: float = 5.0
+    """The control-plane information model's load-report interval (seconds; torta.sim.infomodel): each
+    origin's gateway sees other regions as of their last report, delayed by the one-way latency. An
+    assumption, not a cited figure: deployed balancers make it a configured interval (Envoy's LRS
+    `load_reporting_interval`, ORCA's `oob_reporting_period`) and no default for cross-region routing
+    was found; 5 s is a few seconds of aggregation on top of the network delay. 0 = instant global
+    state (the oracle, reported as a reference line). The CLI's `--state-refresh-s` defaults to 0."""
+
     def __post_init__(self) -> None:
         lo, hi = self.train_days
         if not 1 <= lo <= hi:
@@ -42,6 +56,10 @@ class EvalProtocol:
             raise ValueError(f"EvalProtocol.train_days {self.train_days} overlap validation/test days")
         if not self.skylb_candidates or any(not c > 0 for c in self.skylb_candidates):
             raise ValueError(f"EvalProtocol.skylb_candidates must be positive, got {self.skylb_candidates}")
+        if not self.warmup_h >= 0:
+            raise ValueError(f"EvalProtocol.warmup_h must be >= 0, got {self.warmup_h}")
+        if not self.state_refresh_s >= 0:
+            raise ValueError(f"EvalProtocol.state_refresh_s must be >= 0, got {self.state_refresh_s}")
         if self.history_days < 1:
             raise ValueError(f"EvalProtocol.history_days must be >= 1, got {self.history_days}")
 

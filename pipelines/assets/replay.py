@@ -33,6 +33,8 @@ class ReplayConfig(dg.Config):
     load_factor: float = 1.0
     load_mode: str = "compress"
     batch: str = "adhoc"  # groups runs of one job invocation (policy_comparison shows the latest)
+    warmup_hours: float = 0.0  # multi-day workloads: unscored warm-up before the window
+    state_refresh_s: float = 0.0  # the control-plane information model; 0 = instant global state
 
 
 VERSIONED_TABLES = ("completions", "slot_metrics", "plans")
@@ -83,7 +85,8 @@ def replay_run(context: dg.AssetExecutionContext, config: ReplayConfig,
     """Replay one trace or workload window through one policy on one scenario; rows to the warehouse."""
     db = warehouse.db_path
     spec = RunSpec.from_key(context.partition_key, days=config.days, hours=config.hours or None,
-                            load_factor=config.load_factor, load_mode=config.load_mode)
+                            load_factor=config.load_factor, load_mode=config.load_mode,
+                            warmup_h=config.warmup_hours, state_refresh_s=config.state_refresh_s)
     previous = _previous(db, spec.key)  # stays in place (and visible) until the new rows are complete
     uid = uuid.uuid4().hex
     staging = wh.parquet_root(db) / ".staging"

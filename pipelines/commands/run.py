@@ -15,12 +15,17 @@ from torta.commands.options import progress_option, want_progress
 @click.option("--policies", default="", help="Comma-separated policies (default: every registered policy).")
 @click.option("--seeds", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--hours", default=1.0, show_default=True, type=float, help="Hours of the workload replayed.")
+@click.option("--warmup-hours", default=0.0, show_default=True, type=click.FloatRange(0.0),
+              help="Multi-day workloads: unscored warm-up hours before the window (0 = cold start).")
+@click.option("--state-refresh-s", default=0.0, show_default=True, type=click.FloatRange(0.0),
+              help="Control-plane information model: load-report interval (s); 0 = instant global state.")
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 @click.option("--workers", default=0, type=click.IntRange(0),
               help="Replays run at a time, one process each (default 0: one per core).")
 @progress_option
 @click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
-def cli(scenario, workload, policies, seeds, hours, no_report, workers, progress, database) -> None:
+def cli(scenario, workload, policies, seeds, hours, warmup_hours, state_refresh_s, no_report, workers, progress,
+        database) -> None:
     """Run the main job on the local Dagster instance: ingest, fleet, forecast, replay every policy
     (in parallel, one process per core), print the comparison table and write the report.
 
@@ -30,6 +35,7 @@ def cli(scenario, workload, policies, seeds, hours, no_report, workers, progress
 
     cfg = MainConfig(scenario=scenario, workload=workload,
                      policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
-                     seeds=seeds, hours=hours, report=not no_report)
+                     seeds=seeds, hours=hours, report=not no_report, warmup_hours=warmup_hours,
+                     state_refresh_s=state_refresh_s)
     names = validate(cfg)
     print_main(run_main(cfg, database, workers=workers or None, policies=names, progress=want_progress(progress)))

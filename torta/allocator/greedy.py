@@ -267,8 +267,8 @@ class PlannedAllocator:
     def choose(self, view: Any, request: Any, region: int | None) -> int:
         o, m = request.origin, request.model
         self.counts[o][m] += 1
-        if getattr(self, "_live_id", None) != id(view):
-            bu, tailm, _, _ = live_lists(view)
+        if getattr(self, "_live_id", None) != id(view):  # the planner reads the live state, not a gateway's
+            bu, tailm, _, _ = live_lists(getattr(view, "live_view", view))
             self._live, self._live_id = (bu, tailm), id(view)
         if region is None and self._cum is not None:
             row = self._cum[o][m]

@@ -31,10 +31,18 @@ from torta.commands.options import progress_option, want_progress
 @click.option("--baseline", default=None,
               help="Also report paired differences (per seed, or per (seed, day) with --hours-per-day) against "
                    "this policy, or each of a comma list of them (each one of --policies).")
+@click.option("--warmup-hours", default=0.0, show_default=True, type=float,
+              help="Multi-day workloads: replay this many hours before each window (the end of the previous "
+                   f"day) unscored, through the same policy; 0 = cold start (quick looks; the experiment's "
+                   f"protocol uses {EVAL_PROTOCOL.warmup_h:g} h).")
+@click.option("--state-refresh-s", default=0.0, show_default=True, type=float,
+              help="Control-plane information model: each origin's gateway sees other regions as of load "
+                   "reports every S s (plus the network delay); 0 = instant global state (the oracle; the "
+                   f"protocol's default is {EVAL_PROTOCOL.state_refresh_s:g} s).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array, one object per policy.")
 @progress_option
 def cli(scenario, workload, policies, seeds, days, hours, hours_per_day, start_day, tune_hours, skylb_threshold,
-        baseline, as_json, progress):
+        baseline, warmup_hours, state_refresh_s, as_json, progress):
     """Compare POLICIES on WORKLOAD in SCENARIO over SEEDS: response time (mean, p95), load_std, cost
     (energy, transfer, switching), switches and planner time, each as a mean and 95 % t-interval over
     seeds. The request count and a run-time estimate go to stderr first."""
@@ -43,7 +51,8 @@ def cli(scenario, workload, policies, seeds, days, hours, hours_per_day, start_d
     names = [p.strip() for p in policies.split(",") if p.strip()]
     res = run_compare(scenario, workload, names, seeds, days=days, hours=hours, start_day=start_day,
                       tune_hours=tune_hours, skylb_threshold=skylb_threshold, baseline=baseline,
-                      hours_per_day=hours_per_day, progress=want_progress(progress))
+                      hours_per_day=hours_per_day, progress=want_progress(progress), warmup_h=warmup_hours,
+                      state_refresh_s=state_refresh_s)
     if as_json:
         click.echo(strictjson.dumps(res.rows))
         return

@@ -39,10 +39,17 @@ def _inputs(scenario: str, trace: str) -> dict:
 @click.option("--out", "out_dir", type=click.Path(), default=None,
               help="Write completions.parquet, slots.parquet, summary.json and manifest.json here, as one unit "
                    "(a new, empty or previous-run folder; a concurrent replay into the same folder exits 2).")
+@click.option("--warmup-hours", default=0.0, show_default=True, type=float,
+              help="Multi-day workloads: replay this many hours before the window unscored (the end of the "
+                   "previous day) through the same policy; 0 = cold start.")
+@click.option("--state-refresh-s", default=0.0, show_default=True, type=float,
+              help="Control-plane information model: gateways see other regions as of load reports every S s "
+                   "(plus the network delay); 0 = instant global state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON document.")
 @progress_option
 def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, load_mode: str, hours: float | None,
-        out_dir: str | None, as_json: bool, progress: bool | None) -> None:
+        out_dir: str | None, warmup_hours: float, state_refresh_s: float, as_json: bool,
+        progress: bool | None) -> None:
     """Replay TRACE through SCENARIO under POLICY; prints TTFT, TPOT and end-to-end percentiles.
 
     Origins are assigned per request (seeded, by the scenario's region origin weights) unless the trace
@@ -70,8 +77,16 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     get_policy(policy)  # fail fast on an unknown name before building the input
     if hours is not None and not hours > 0:
         raise ValueError(f"--hours must be > 0, got {hours}")
+    if not (warmup_hours >= 0 and warmup_hours < float("inf")):
+        raise InputError("--warmup-hours", f"{warmup_hours}; expected a finite number of hours >= 0",
+                         field="warmup_hours")
     stage(progress, f"[set-up] trace {trace}")
-    inp = workload_input(trace, scenario, world, seed, hours=hours)
+    try:
+        inp = workload_input(trace, scenario, world, seed, hours=hours, warmup_h=warmup_hours)
+    except ValueError as exc:
+        if not warmup_hours:
+            raise
+        raise InputError("--warmup-hours", str(exc), field="warmup_hours") from None
     window = f"first {hours:g} h, " if hours is not None else ""
 
     def announce(n: int) -> None:
@@ -80,7 +95,8 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
 
     try:
         run = run_policy(policy, inp, strict=True, out_dir=out_dir, progress=progress,
-                         load_factor=load_factor, load_mode=load_mode, provenance=provenance, on_start=announce)
+                         load_factor=load_factor, load_mode=load_mode, provenance=provenance, on_start=announce,
+                         state_refresh_s=state_refresh_s)
     except InputError as exc:
         if exc.path != "requests":
             raise

@@ -36,20 +36,36 @@ class SkyLBAllocator(RegionFirstAllocator):
         _, _, self._nact, self._qlen = live_lists(view)
         self._pending = np.zeros(t.n_regions)
         self._next = -math.inf
+        # under the information model (torta.sim.infomodel) each origin's gateway keeps its own pending
+        # counts, refreshed from what it perceives; without it one shared vector (instant global state)
+        self._per_gateway = bool(getattr(view, "per_gateway", False))
+        self._gw = {}  # origin -> [pending, next refresh time]
         self._view_id = id(view)
 
     def choose(self, view, request, region):
         if self._view_id != id(view):
             self._setup(view)
         now = view.now_s
-        if now >= self._next:
-            qlen, nact = self._qlen, self._nact
-            self._pending[:] = [sum(qlen(s) + nact[s] for s in ss) * inv
-                                for ss, inv in zip(self._sir, self._inv)]
-            self._next = now + self.refresh_s
-        r = self.router.route(request.origin, self._pending) if region is None else region
-        self._pending[r] += self._inv[r]
+        if self._per_gateway:
+            gw = self._gw.get(request.origin)
+            if gw is None:
+                gw = self._gw[request.origin] = [np.zeros(len(self._sir)), -math.inf]
+            pending = gw[0]
+            if now >= gw[1]:
+                self._refresh(pending)
+                gw[1] = now + self.refresh_s
+        else:
+            pending = self._pending
+            if now >= self._next:
+                self._refresh(pending)
+                self._next = now + self.refresh_s
+        r = self.router.route(request.origin, pending) if region is None else region
+        pending[r] += self._inv[r]
         return self._in_region(view, request, r)
+
+    def _refresh(self, pending) -> None:
+        qlen, nact = self._qlen, self._nact
+        pending[:] = [sum(qlen(s) + nact[s] for s in ss) * inv for ss, inv in zip(self._sir, self._inv)]
 
 
 class SkyLB(ContextMixin, BasePolicy):

@@ -38,7 +38,8 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
                 skylb_threshold: float | None = None, baseline: str | list[str] | None = None,
                 hours_per_day: float | None = None,
                 log: Callable[[str], None] | None = None, progress: bool = False,
-                protocol: EvalProtocol = EVAL_PROTOCOL) -> CompareResult:
+                protocol: EvalProtocol = EVAL_PROTOCOL, warmup_h: float = 0.0,
+                state_refresh_s: float = 0.0) -> CompareResult:
     """Replay every policy on the same requests per seed; rows of means and 95 % t-intervals over seeds.
 
     `hours_per_day` (multi-day workloads only; not with `hours`): replay the first H hours of EACH day
@@ -46,7 +47,14 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
     experiment (DESIGN.md, Evaluation protocol); means and intervals are then over those units.
     With `baseline` (one of `policies`, or a comma list / list of them), each row carries `paired_vs`
     (baseline -> paired differences over units, absolute and in percent) and `paired` (the first
-    baseline's, the protocol's intervals for claims)."""
+    baseline's, the protocol's intervals for claims).
+
+    `warmup_h` (multi-day workloads): each unit's window is preceded by that many hours of unscored
+    warm-up through the same policy (`torta.runs.inputs.multiday_input`; the protocol's experiment
+    default is `EvalProtocol.warmup_h`, the library's and the CLI's 0 keeps quick looks quick).
+    `state_refresh_s`: the control-plane information model for every policy (`torta.sim.infomodel`;
+    0 = instant global state). Every row and run carries `warmup_s` and `state_refresh_s`. SkyLB's
+    tuning runs under the same warm-up and information model."""
     from torta.fleet.scenario import load_scenario
 
     start_day = protocol.first_test_day if start_day is None else start_day
@@ -62,6 +70,10 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
     for p in policies:  # fail fast on unknown names
         make_policy(p, None) if p != "skylb" else None
     multi = is_multiday(workload)
+    if warmup_h and not multi:
+        raise ValueError(f"warmup_h needs a multi-day workload (the hours before the window); {workload!r} "
+                         "is not one")
+    replay_kw = dict(state_refresh_s=float(state_refresh_s))
     if hours_per_day is not None:
         if not multi:
             raise ValueError(f"hours_per_day needs a multi-day workload (days to cut); {workload!r} is not one")
@@ -83,9 +95,9 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
 
     def unit_input(seed: int, day: int) -> SeedInput:
         if hours_per_day is not None:
-            return multiday_input(workload, scenario, world, seed, 1, hours_per_day, day)
+            return multiday_input(workload, scenario, world, seed, 1, hours_per_day, day, warmup_h=warmup_h)
         if multi:
-            return multiday_input(workload, scenario, world, seed, days, hours, start_day)
+            return multiday_input(workload, scenario, world, seed, days, hours, start_day, warmup_h=warmup_h)
         return trace_input(workload, world, seed, days if days != 1 or hours is None else None, hours, cache)
 
     first = unit_input(0, day_list[0])
@@ -99,10 +111,11 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
         + (" + skylb tuning" if tuning else ""))
     th, table = skylb_threshold, []
     if tuning:
-        tune = multiday_input(workload, scenario, world, 0, 1, tune_hours, protocol.validation_day, history_days=1)
+        tune = multiday_input(workload, scenario, world, 0, 1, tune_hours, protocol.validation_day, history_days=1,
+                              warmup_h=warmup_h)
         log(f"tuning skylb on day {protocol.validation_day}, first {tune_hours:g} h ({tune.requests.height:,} "
             f"requests, {len(protocol.skylb_candidates)} candidates)")
-        th, table = tune_skylb(tune, protocol.skylb_candidates, log)
+        th, table = tune_skylb(tune, protocol.skylb_candidates, log, **replay_kw)
         log(f"skylb threshold {th:g} pending requests per server")
     runs: list[dict] = []
     params: dict[str, dict] = {}
@@ -115,7 +128,7 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
             unit_counts.append(inp.requests.height)
             for name in policies:
                 t0 = time.perf_counter()
-                run = run_policy(name, inp, skylb_threshold=th, progress=progress)
+                run = run_policy(name, inp, skylb_threshold=th, progress=progress, **replay_kw)
                 s = dict(run.result.summary)
                 s["policy"] = name
                 s["seed"] = seed
@@ -135,7 +148,9 @@ def run_compare(scenario: str, workload: str, policies: list[str], seeds: int, *
     for name in policies:
         mine = [r for r in runs if r["policy"] == name]
         row: dict[str, Any] = {"policy": name, "seeds": seeds,
-                               "requests": float(np.mean([r["requests"] for r in mine]))}
+                               "requests": float(np.mean([r["requests"] for r in mine])),
+                               "warmup_s": float(mine[0]["warmup_s"]),
+                               "state_refresh_s": float(mine[0]["state_refresh_s"])}
         if hours_per_day is not None:
             row.update(units=len(mine), days=day_list, hours_per_day=float(hours_per_day))
         for m in METRICS:

@@ -62,7 +62,8 @@ def run_policy(name: str, inp: SeedInput, *, skylb_threshold: float | None = Non
                load_mode: str = "compress", record_plans: bool = False, **replay_kw) -> PolicyRun:
     """Prepare policy `name` for `inp` and replay `inp.requests` through `inp.world` with seed `inp.seed`.
     With `record_plans`, `result.plans` holds the macro plans made (torta.runs.planlog); `replay_kw`
-    (e.g. `provenance`, `on_start`) go to `torta.sim.replay.replay`."""
+    (e.g. `provenance`, `on_start`, `state_refresh_s`) go to `torta.sim.replay.replay`. The input's
+    warm-up (`inp.warmup_s`) is replayed unscored."""
     from torta.sim.replay import replay
 
     pol = prepare_policy(name, inp, skylb_threshold, strict=strict)
@@ -74,20 +75,21 @@ def run_policy(name: str, inp: SeedInput, *, skylb_threshold: float | None = Non
     t0 = time.perf_counter()
     result = replay(inp.world, inp.requests, pol, seed=inp.seed, out_dir=Path(out_dir) if out_dir else None,
                     progress=progress, load_factor=load_factor, load_mode=load_mode,
-                    plan_sink=recorder.sink if recorder is not None else None, **replay_kw)
+                    plan_sink=recorder.sink if recorder is not None else None,
+                    **{"warmup_s": inp.warmup_s, **replay_kw})
     if recorder is not None:
         result.plans = recorder.frame()
     return PolicyRun(result, pol, time.perf_counter() - t0)
 
 
-def tune_skylb(inp: SeedInput, candidates: tuple[float, ...], log: Callable[[str], None]
+def tune_skylb(inp: SeedInput, candidates: tuple[float, ...], log: Callable[[str], None], **replay_kw
                ) -> tuple[float, list[list[float]]]:
     """SkyLB's threshold minimising mean response time on `inp` (the protocol's validation window), and
-    the table [[threshold, response_mean_s], ...] it was chosen from."""
+    the table [[threshold, response_mean_s], ...] it was chosen from; `replay_kw` as in `run_policy`."""
     from torta.planner.skylb import tune_threshold
 
     def evaluate(th: float) -> float:
-        v = run_policy("skylb", inp, skylb_threshold=th).result.summary["response_mean_s"]
+        v = run_policy("skylb", inp, skylb_threshold=th, **replay_kw).result.summary["response_mean_s"]
         log(f"  skylb threshold {th:g}: response_mean_s {v:.3f}")
         return v
 

@@ -36,6 +36,9 @@ class SeedInput:
     model_share: np.ndarray | None
     workload: str = ""
     """The workload or trace the requests come from (names the input in error messages)."""
+    warmup_s: float = 0.0
+    """Seconds of unscored warm-up at the start of `requests` (the hours before the window; the replay
+    scores from t = warmup_s on, torta.sim.replay)."""
 
 
 def is_multiday(workload: str) -> bool:
@@ -60,19 +63,29 @@ def _oracle(df: pl.DataFrame, world, slot_s: float) -> np.ndarray:
 
 
 def multiday_input(workload: str, scenario: str, world, seed: int, days: int, hours: float | None,
-                   start_day: int, history_days: int = EVAL_PROTOCOL.history_days) -> SeedInput:
+                   start_day: int, history_days: int = EVAL_PROTOCOL.history_days,
+                   warmup_h: float = 0.0) -> SeedInput:
     """`days` days of a multi-day workload from `start_day` (the first `hours` hours when given) on
-    `world` (the loaded `scenario`: the scenario is parsed once, by the caller)."""
-    from torta.workload.build import build_workload, prepare, regional_rates
+    `world` (the loaded `scenario`: the scenario is parsed once, by the caller). With `warmup_h` > 0
+    the requests of the `warmup_h` hours before the window come first (the end of the previous day;
+    fewer when the window starts earlier than that in the workload) and `warmup_s` says how long that
+    is: the replay's clock and history then start at the warm-up's start."""
+    from torta.workload.build import _requests_between, build_workload, prepare, regional_rates
     from torta.workload.registry import get_spec
 
     spec = get_spec(workload)
     if not 1 <= start_day <= spec.days:
         raise ValueError(f"start_day must be in 1..{spec.days}, got {start_day}")
+    if not (np.isfinite(warmup_h) and warmup_h >= 0):
+        raise ValueError(f"warmup_h must be a finite number of hours >= 0, got {warmup_h}")
     end_day = min(spec.days, start_day + max(1, int(days)) - 1)
     plan = prepare(workload, world, seed)
     df, meta = build_workload(workload, days=(start_day, end_day), hours=hours, plan=plan)
     start_s = float(meta["start_s"])
+    warm_s = min(float(warmup_h) * 3600.0, start_s)
+    if warm_s > 0:  # the same window, built from the warm-up's start (one request stream)
+        df = _requests_between(plan, start_s - warm_s, float(meta["end_s"]))
+        start_s -= warm_s
     df = df.with_columns((pl.col("arrival_s") - start_s).alias("arrival_s"))
     w = dataclasses.replace(world, start_hour_of_year=int(world.start_hour_of_year + start_s // 3600))
     slot_s = float(world.slot_s)
@@ -90,7 +103,7 @@ def multiday_input(workload: str, scenario: str, world, seed: int, days: int, ho
             share[world.models.index(m)] = n
     return SeedInput(seed, df, w, hist if hist.height else None, _oracle(df, w, slot_s),
                      float(meta["mean_prompt_tokens"]), float(meta["mean_output_tokens"]),
-                     share if share.sum() > 0 else None, workload)
+                     share if share.sum() > 0 else None, workload, warm_s)
 
 
 def trace_input(trace: str, world, seed: int, days: int | None, hours: float | None,
@@ -113,9 +126,14 @@ def trace_input(trace: str, world, seed: int, days: int | None, hours: float | N
 
 
 def workload_input(workload: str, scenario: str, world, seed: int, *, days: int = 1, hours: float | None = None,
-                   start_day: int = EVAL_PROTOCOL.first_test_day, cache: dict | None = None) -> SeedInput:
+                   start_day: int = EVAL_PROTOCOL.first_test_day, cache: dict | None = None,
+                   warmup_h: float = 0.0) -> SeedInput:
     """The input of one replay of any kind of workload: a multi-day workload's window (`days` from
-    `start_day`), or a trace (whole, or its first `hours`)."""
+    `start_day`, after `warmup_h` hours of warm-up), or a trace (whole, or its first `hours`; a trace
+    has no hours before its start, so no warm-up: a ValueError)."""
     if is_multiday(workload):
-        return multiday_input(workload, scenario, world, seed, days, hours, start_day)
+        return multiday_input(workload, scenario, world, seed, days, hours, start_day, warmup_h=warmup_h)
+    if warmup_h:
+        raise ValueError(f"a warm-up needs a multi-day workload (the hours before the window); {workload!r} "
+                         "is a trace")
     return trace_input(workload, world, seed, None, hours, {} if cache is None else cache)

@@ -29,6 +29,8 @@ class RunSpec:
     load_factor: float = 1.0
     load_mode: str = "compress"
     skylb_threshold: float | None = None  # None: the policy's default (see `torta compare` for tuning)
+    warmup_h: float = 0.0  # multi-day workloads: unscored warm-up hours before the window (torta.runs.inputs)
+    state_refresh_s: float = 0.0  # the control-plane information model (torta.sim.infomodel); 0 = oracle
 
     @property
     def key(self) -> str:
@@ -53,9 +55,10 @@ def execute(spec: RunSpec, out_dir: str | os.PathLike | None = None, progress: b
     world = load_scenario(spec.scenario)
     get_policy(spec.policy)  # fail fast on an unknown name (lists the valid ones) before building inputs
     inp = workload_input(spec.workload, spec.scenario, world, spec.seed, days=spec.days, hours=spec.hours,
-                         start_day=spec.start_day)
+                         start_day=spec.start_day, warmup_h=spec.warmup_h)
     run = run_policy(spec.policy, inp, skylb_threshold=spec.skylb_threshold, out_dir=out_dir, progress=progress,
-                     load_factor=spec.load_factor, load_mode=spec.load_mode, record_plans=True)
+                     load_factor=spec.load_factor, load_mode=spec.load_mode, record_plans=True,
+                     state_refresh_s=spec.state_refresh_s)
     result = run.result
     result.summary.update(workload=spec.workload, key=spec.key, policy=spec.policy, policy_params=str(run.params))
     return result

@@ -18,6 +18,12 @@ slot seconds (near 1 for any server with a running batch under continuous batchi
 holding the slot's midpoint, `switches` = model loads started, `switching_usd` = GPU-hours spent
 loading x `gpu_usd_per_hour`.
 
+Warm-up (`warmup_s` > 0, a multiple of the slot length): requests arriving before it are replayed
+like any other (queues, loaded models and backlog carry over into the scored window) but appear in no
+metric: not in the completions file, the latency samples, transfer cost, nor the counts
+(`CompletionSink.warmup_requests` counts them for conservation); slots starting before it are not
+recorded (no slot row, energy, cost or switch).
+
 Per run: `cost_usd = energy_usd + transfer_usd + switching_usd`; `transfer_usd` = (prompt + output
 tokens x `BYTES_PER_TOKEN`) of requests served outside their origin region, in GB, x
 `World.transfer_usd_per_gb`; `load_std` / `load_cv` / `load_jain` = standard deviation / coefficient of variation / Jain's index
@@ -69,8 +75,11 @@ class CompletionSink:
     not depend on how the engine batches them (a progress bar asks for smaller batches), and keeps the
     run totals and the latency samples needed for percentiles (three float64 per completed request)."""
 
-    def __init__(self, world: World, tables: FleetTables, path: str | os.PathLike | None, requests) -> None:
+    def __init__(self, world: World, tables: FleetTables, path: str | os.PathLike | None, requests,
+                 warmup_s: float = 0.0) -> None:
         self.world = world
+        self.warmup_s = float(warmup_s)  # requests arriving before it are warm-up: counted, never scored
+        self.warmup_requests = 0
         self.req = requests  # torta.sim.engine.RequestArrays
         self.lat_s = np.asarray(tables.latency_s, dtype=float).reshape(tables.n_regions, tables.n_regions)
         self.path = Path(path) if path is not None else None
@@ -94,6 +103,13 @@ class CompletionSink:
         """`batch`: flat arrays from the engine (index into the request arrays, region, server,
         admitted_s, first_token_s, finish_s, drop code)."""
         req = self.req
+        if self.warmup_s > 0.0:
+            keep = req.arrival_s[batch["index"]] >= self.warmup_s
+            if not keep.all():
+                self.warmup_requests += int((~keep).sum())
+                batch = {k: v[keep] for k, v in batch.items()}
+                if not len(batch["index"]):
+                    return
         idx = batch["index"]
         rid, org, mod = req.request_id[idx], req.origin[idx], req.model[idx]
         pr, out, arr = req.prompt_tokens[idx], req.output_tokens[idx], req.arrival_s[idx]
@@ -190,8 +206,9 @@ class CompletionSink:
 class SlotRecorder:
     """Receives per-slot, per-server state seconds from the engine; prices energy and carbon."""
 
-    def __init__(self, world: World, tables: FleetTables) -> None:
+    def __init__(self, world: World, tables: FleetTables, warmup_s: float = 0.0) -> None:
         self.world, self.tables = world, tables
+        self.warmup_s = float(warmup_s)  # slots starting before it are the warm-up's: not recorded
         self.region = np.asarray(tables.region, dtype=np.int64)
         self.idle_w = np.asarray(tables.idle_w)
         self.prefill_w = np.asarray(tables.prefill_w)
@@ -203,6 +220,8 @@ class SlotRecorder:
         self.std_w = self.cv_w = self.jain_w = self.dur_total = 0.0
 
     def __call__(self, slot: int, t0: float, dur: float, a: dict) -> None:
+        if t0 < self.warmup_s:
+            return
         w = self.world
         hours = w.price_usd_per_mwh.shape[1]
         hour = (w.start_hour_of_year + int((t0 + 0.5 * dur) // 3600)) % hours

@@ -49,7 +49,7 @@ import struct
 import time
 from array import array
 from dataclasses import dataclass, field
-from heapq import heappop
+from heapq import heappop, heappush
 from typing import Callable
 
 import numpy as np
@@ -57,9 +57,10 @@ import numpy as np
 from torta.allocator.builtin import round_robin, warm_least_loaded
 from torta.policy.base import RoundRobinAllocator, SlotState, WarmLeastLoaded, validate_plan
 from torta.sim.cluster import FleetTables
+from torta.sim.infomodel import ControlPlane, GatewayView, gateway_least_loaded
 from torta.sim.routing import python_allocator, routing_handlers
 from torta.sim.servers import (DECODE, EV_ARRIVAL, EV_BATCH, EV_DECODE, EV_HOLD, EV_LOAD, EV_NET, EV_PREFILL,
-                               EV_SLOT, EV_WAKE, FW, IDLE, LOADING, PREFILL, Q_MOD, Q_RDY, Q_RES, QW,
+                               EV_REPORT, EV_SLOT, EV_WAKE, FW, IDLE, LOADING, PREFILL, Q_MOD, Q_RDY, Q_RES, QW,
                                server_handlers)
 
 INF = math.inf
@@ -81,6 +82,9 @@ class EngineConfig:
     max_prefill_tokens: int = 8192  # vLLM's default max_num_batched_tokens without chunking is similar
     chunk_requests: int = 65536  # arrivals converted to Python lists this many at a time
     debug: bool = False  # assert invariants after every event and keep an event log
+    state_refresh_s: float = 0.0
+    """The control-plane information model's report interval (torta.sim.infomodel); 0: the oracle,
+    instant global state (no model at all)."""
 
 
 @dataclass
@@ -346,12 +350,20 @@ class Engine:
         self.view = FleetView(T, busy_until_s=f.busy_until_s, loaded_models=f.loaded_model,
                               tail_models=f.tail_model, batch_sizes=f.batch_size, kv_reserved_tokens=f.kv_reserved,
                               queues=f.queue, queue_heads=f.queue_head)
+        refresh = float(cfg.state_refresh_s)
+        if not (math.isfinite(refresh) and refresh >= 0.0):
+            raise ValueError(f"state_refresh_s must be a finite number of seconds >= 0, got {cfg.state_refresh_s}")
+        self.control_plane = cp = ControlPlane(f, T, refresh) if refresh > 0 else None
+        if cp is not None:  # allocators see what their gateway perceives (torta.sim.infomodel)
+            self.view = GatewayView(self.view, cp)
         alloc = self.policy.allocator
         self.builtin_alloc = isinstance(alloc, (WarmLeastLoaded, RoundRobinAllocator))
         if isinstance(alloc, WarmLeastLoaded):
             self.alloc = warm_least_loaded(f, T, self.world, bool(getattr(alloc, "latency_aware", True)))
+            if cp is not None:
+                self.alloc = gateway_least_loaded(self.alloc, f, T, cp)
         elif isinstance(alloc, RoundRobinAllocator):
-            self.alloc = round_robin(f, T)
+            self.alloc = round_robin(f, T)  # reads no state
         else:
             self.alloc = python_allocator(self, alloc)
         # batch-window allocators (torta.policy.base.BatchAllocator, torta.sim.routing)
@@ -365,6 +377,8 @@ class Engine:
         self.routing = routing_handlers(self, self.servers)
         self.prev_plan = None
         self.demand_from = 0  # position of the first arrival not yet counted in a slot's demand
+        if cp is not None:  # the first report at t = 0; each one schedules the next (_loop)
+            heappush(self.heap, (0.0, self.nxt(), EV_REPORT, -1, 0))
         n_req = len(req)
         chunk = self._chunk(0) if n_req else ([], 0, [], [], [], [], [])
         # the loop's cursor between run() calls: slot, its start, next boundary, now, arrival cursor
@@ -430,6 +444,8 @@ class Engine:
                     s = on_model_loaded(x, now)
                 elif kind == EV_HOLD:
                     s = on_window_reached(x, now)
+                elif kind == EV_REPORT:
+                    s = self._report(now, ta)
                 else:  # EV_BATCH
                     s = on_window_closed(x, v, now)
                 if debug:
@@ -463,6 +479,15 @@ class Engine:
                 else:
                     ta = A_t[i]
         self._cursor = (slot, t_slot0, ts, now, i, n, chunk, pos, ta, last)
+
+    def _report(self, now: float, next_arrival_s: float) -> int:
+        """EV_REPORT: take the load report of `now`; the next one follows while anything is left to
+        happen (arrivals, or events other than the sentinel)."""
+        cp = self.control_plane
+        cp.report(now)
+        if next_arrival_s < INF or len(self.heap) > 1:
+            heappush(self.heap, (now + cp.refresh_s, self.nxt(), EV_REPORT, -1, 0))
+        return -1
 
     def _finish(self, slot: int, t_slot0: float, now: float) -> None:
         self._flush_slot(slot, t_slot0, now, None)

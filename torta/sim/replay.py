@@ -25,14 +25,22 @@ max(7 days, 10 x the trace's span)). While it runs, a slot boundary past the hor
 Outputs (`out_dir`): `completions.parquet`, `slots.parquet`, `summary.json` and `manifest.json` are
 written into a unique temporary folder beside `out_dir` and swapped in as one unit (`torta.fileio.run_dir`);
 a second replay into the same `out_dir` at the same time refuses (`OutputBusyError`). The manifest
-records the seed, scenario and input hashes, policy parameters, git commit, warm-up, finish time and each
-file's size, rows and SHA-256.
+records the seed, scenario and input hashes, policy parameters, git commit, warm-up, the information
+model's refresh interval, finish time and each file's size, rows and SHA-256.
+
+Warm-up (`warmup_s`, seconds on the replay clock, a multiple of `World.slot_s`): the requests arriving
+before it are an unscored warm-up through the same policy in the same replay (`torta.sim.accounting`);
+the summary's `requests`, `completed`, `dropped` and every metric are the scored window's, and
+`warmup_requests` counts the others (conservation: requests + warmup_requests = replayed).
+`state_refresh_s`: the control-plane information model (`torta.sim.infomodel`; 0 = instant global
+state). Both are recorded in the summary and the manifest.
 
 Non-finite summary values are an error (`NonFiniteError`, naming the metric), never a zero.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -57,7 +65,6 @@ from torta.sim.engine import DROP_REASONS, Engine, EngineConfig, RequestArrays
 
 LOAD_MODES = ("compress", "replicate")
 OUTPUT_FILES = ("completions.parquet", "slots.parquet", "summary.json", "manifest.json")
-WARMUP_S = 0.0  # no warm-up period is excluded from the metrics (recorded in the manifest)
 
 
 @dataclass
@@ -201,6 +208,17 @@ def _horizon(world: World, arrays: RequestArrays) -> float:
     return h
 
 
+def _check_warmup(warmup_s: float, world: World) -> float:
+    """The warm-up in seconds, checked: finite, >= 0 and a whole number of slots."""
+    w = float(warmup_s)
+    slot_s = float(world.slot_s)
+    k = w / slot_s if slot_s > 0 else math.nan
+    if not (math.isfinite(w) and w >= 0.0 and abs(k - round(k)) <= 1e-9 * max(1.0, k)):
+        raise InputError("--warmup-hours", f"warmup_s = {warmup_s}; expected a finite number of seconds >= 0 "
+                         f"that is a whole number of slots of {slot_s:g} s", field="warmup_s")
+    return w
+
+
 class _HorizonGuard:
     """The engine's slot sink, wrapped: a slot boundary past the horizon stops the replay."""
 
@@ -303,8 +321,17 @@ class ReplayRun:
                  out_dir: str | os.PathLike | None = None, progress: bool = False, load_factor: float = 1.0,
                  load_mode: str = "compress", config: EngineConfig = EngineConfig(),
                  plan_sink: Callable | None = None, provenance: dict | None = None,
-                 on_start: Callable[[int], None] | None = None) -> None:
+                 on_start: Callable[[int], None] | None = None, warmup_s: float = 0.0,
+                 state_refresh_s: float = 0.0) -> None:
         self._t0 = time.perf_counter()
+        self.warmup_s = _check_warmup(warmup_s, world)
+        refresh = float(state_refresh_s)
+        if not (math.isfinite(refresh) and refresh >= 0.0):
+            raise InputError("--state-refresh-s", f"state_refresh_s = {state_refresh_s}; expected a finite "
+                             "number of seconds >= 0", field="state_refresh_s")
+        if refresh > 0.0:
+            config = dataclasses.replace(config, state_refresh_s=refresh)
+        self.state_refresh_s = float(config.state_refresh_s)
         self.world, self.seed, self.load_factor, self.load_mode = world, seed, load_factor, load_mode
         self.out_dir, self.provenance = out_dir, provenance
         self.policy = policy = _resolve_policy(policy)
@@ -329,8 +356,8 @@ class ReplayRun:
             if on_start is not None:
                 on_start(len(arrays))
             self.sink = CompletionSink(world, tables, out / "completions.parquet" if out is not None else None,
-                                       arrays)
-            self.slots = SlotRecorder(world, tables)
+                                       arrays, self.warmup_s)
+            self.slots = SlotRecorder(world, tables, self.warmup_s)
             engine_sink = self.sink
             if bar is not None:  # smaller hand-overs so the bar moves; outputs do not change (see progress.py)
                 from torta.sim.progress import chunk_for
@@ -397,8 +424,9 @@ def _result(run: ReplayRun, stats) -> ReplayResult:
     world, tables, policy, sink, slots, out = run.world, run.tables, run.policy, run.sink, run.slots, run.out
     seed, arrays = run.seed, run.arrays
     n = len(arrays)
-    if sink.requests != n:  # conservation is structural; fail loudly if it ever breaks
-        raise AssertionError(f"conservation broken: {n} requests in, {sink.requests} out")
+    if sink.requests + sink.warmup_requests != n:  # conservation is structural; fail loudly if it ever breaks
+        raise AssertionError(f"conservation broken: {n} requests in, {sink.requests} scored + "
+                             f"{sink.warmup_requests} warm-up out")
     slot_df = slots.frame()
     transfer_usd = sink.transfer_bytes / 1e9 * float(world.transfer_usd_per_gb)
     cost = dict(energy_usd=slots.energy_usd, transfer_usd=transfer_usd, switching_usd=slots.switching_usd)
@@ -413,7 +441,8 @@ def _result(run: ReplayRun, stats) -> ReplayResult:
     summary: dict[str, Any] = dict(
         scenario=world.name, policy=getattr(policy, "name", type(policy).__name__), seed=int(seed),
         load_factor=float(run.load_factor), load_mode=run.load_mode, servers=tables.n_servers,
-        requests=n, completed=sink.completed, dropped=dropped,
+        requests=sink.requests, completed=sink.completed, dropped=dropped,
+        warmup_s=run.warmup_s, warmup_requests=sink.warmup_requests, state_refresh_s=run.state_refresh_s,
         dropped_reasons={r: int(sink.dropped.get(r, 0)) for r in DROP_REASONS[1:]},
         response_mean_s=mean(resp), response_p50_s=pct(resp, 50), response_p95_s=pct(resp, 95),
         response_p99_s=pct(resp, 99), ttft_mean_s=mean(ttft), ttft_p50_s=pct(ttft, 50),
@@ -432,7 +461,8 @@ def _result(run: ReplayRun, stats) -> ReplayResult:
         manifest = dict(seed=int(seed), scenario=world.name, scenario_sha256=world_hash(world),
                         requests=n, requests_sha256=requests_hash(arrays), policy=summary["policy"],
                         policy_params=_policy_params(policy), load_factor=float(run.load_factor),
-                        load_mode=run.load_mode, git_commit=git_commit(), warmup_s=WARMUP_S,
+                        load_mode=run.load_mode, git_commit=git_commit(), warmup_s=run.warmup_s,
+                        state_refresh_s=run.state_refresh_s,
                         horizon_s=float(run.horizon_s), inputs=_jsonable(run.provenance or {}))
         _write_outputs(out, slot_df, summary, manifest)
         path = Path(run.out_dir).absolute() / "completions.parquet"
@@ -443,7 +473,8 @@ def _result(run: ReplayRun, stats) -> ReplayResult:
 def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: str | os.PathLike | None = None,
            progress: bool = False, load_factor: float = 1.0, load_mode: str = "compress",
            config: EngineConfig = EngineConfig(), plan_sink: Callable | None = None, provenance: dict | None = None,
-           on_start: Callable[[int], None] | None = None) -> ReplayResult:
+           on_start: Callable[[int], None] | None = None, warmup_s: float = 0.0,
+           state_refresh_s: float = 0.0) -> ReplayResult:
     """Replay `requests` (canonical request frame) through `world` under `policy` (instance or
     registered name). With `out_dir`, writes `completions.parquet` (streamed in row groups),
     `slots.parquet`, `summary.json` and `manifest.json` there as one unit (see the module docstring);
@@ -451,9 +482,10 @@ def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: 
     called once the inputs passed their checks, before the engine starts (the CLI's "replaying" line).
     `plan_sink(state, plan)`, if given, receives every slot's `SlotState` and the plan the engine applied
     (see `torta.sim.engine.Engine`; `torta.runs.planlog.PlanRecorder.sink` records them). `ReplayRun` is
-    the same replay in steps."""
+    the same replay in steps. `warmup_s` and `state_refresh_s`: see the module docstring."""
     run = ReplayRun(world, requests, policy, seed=seed, out_dir=out_dir, progress=progress,
                     load_factor=load_factor, load_mode=load_mode, config=config, plan_sink=plan_sink,
-                    provenance=provenance, on_start=on_start)
+                    provenance=provenance, on_start=on_start, warmup_s=warmup_s,
+                    state_refresh_s=state_refresh_s)
     run.advance()
     return run.result()

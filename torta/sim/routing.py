@@ -31,8 +31,11 @@ def python_allocator(eng, alloc) -> AllocatorOps:
     S, stype, types, region = T.n_servers, T.stype, T.types, T.region
     book = generic_book(eng.fleet, T)
     pick = getattr(alloc, "choose", None)
+    cp, bu = eng.control_plane, eng.fleet.busy_until_s
 
     def choose(rid, o, m, p, out, arr, scope, now):
+        if cp is not None:  # the information model: the deciding gateway (torta.sim.infomodel)
+            cp.gateway = o if scope is None else scope
         view.now_s = now
         s = int(pick(view, RequestInfo(int(req.request_id[rid]), o, m, p, out, arr), scope))
         if not 0 <= s < S or stype[s][m] < 0 or types[stype[s][m]].kv_cap < p or (
@@ -40,6 +43,11 @@ def python_allocator(eng, alloc) -> AllocatorOps:
             raise ValueError(f"allocator {type(alloc).__name__} chose server {s} for request "
                              f"{rid} (model {m}, prompt {p} tokens, region {scope}); "
                              "expected a server in the region able to hold it")
+        if cp is not None:
+            b0 = bu[s] if bu[s] > now else now
+            book(s, m, p, out, now)
+            cp.record(cp.gateway, s, bu[s] - b0, m, now)
+            return s
         book(s, m, p, out, now)
         return s
     return AllocatorOps(choose=choose, book=book, drained=generic_drained(eng.fleet), on_plan=lambda planned: None)
@@ -130,6 +138,8 @@ def _batch_window(eng, srv) -> SimpleNamespace:
             if fn is None:
                 raise ValueError(f"allocator {type(alloc).__name__} has batch_window_s > 0 but no "
                                  "route(view, request) for slots without a macro plan")
+            if eng.control_plane is not None:
+                eng.control_plane.gateway = o
             view.now_s = now
             r = int(fn(view, RequestInfo(int(req.request_id[rec[RID]]), o, m, p, rec[OUT], now)))
             if not 0 <= r < R:
@@ -163,6 +173,8 @@ def _batch_window(eng, srv) -> SimpleNamespace:
         batch = held[r]
         held[r] = []
         wver[r] += 1
+        if eng.control_plane is not None:
+            eng.control_plane.gateway = r
         view.now_s = now
         infos = [RequestInfo(int(req.request_id[x[RID]]), x[ORG], x[MOD], x[PR], x[OUT], x[ARR]) for x in batch]
         pairs = [(int(k), int(s)) for k, s in alloc.assign_batch(view, infos, r)]

@@ -23,6 +23,7 @@ IDLE, PREFILL, DECODE, LOADING = 0, 1, 2, 3
 # heap event kinds
 EV_NET, EV_PREFILL, EV_DECODE, EV_LOAD, EV_WAKE = 0, 1, 2, 3, 4
 EV_HOLD, EV_BATCH = 5, 6  # batch-window allocators only: reach the region's window / the window closes
+EV_REPORT = 7  # the information model only (torta.sim.infomodel): a load report is taken
 EV_ARRIVAL, EV_SLOT = 10, 11  # only in the debug event log
 # a queued request is a row of QW doubles in its server's queue array (integers are exact as doubles)
 Q_RID, Q_MOD, Q_PR, Q_OUT, Q_RDY, Q_RES = range(6)
