@@ -190,11 +190,15 @@ def _resolve_policy(policy):
     return policy
 
 
-def _horizon(world: World, arrays: RequestArrays) -> float:
-    """The simulated-time horizon; LimitError up front when its slots exceed the slot budget."""
+def _check_slot_s(world: World) -> None:
     slot_s = float(world.slot_s)
     if not (math.isfinite(slot_s) and slot_s > 0):
         raise ValueError(f"World.slot_s must be a finite number of seconds > 0, got {world.slot_s}")
+
+
+def _horizon(world: World, arrays: RequestArrays) -> float:
+    """The simulated-time horizon; LimitError up front when its slots exceed the slot budget."""
+    _check_slot_s(world)
     if len(arrays) == 0:
         return limits.DRAIN_MIN_S
     first, last = float(arrays.arrival_s[0]), float(arrays.arrival_s[-1])
@@ -324,6 +328,7 @@ class ReplayRun:
                  on_start: Callable[[int], None] | None = None, warmup_s: float = 0.0,
                  state_refresh_s: float = 0.0) -> None:
         self._t0 = time.perf_counter()
+        _check_slot_s(world)  # before anything divides by it
         self.warmup_s = _check_warmup(warmup_s, world)
         refresh = float(state_refresh_s)
         if not (math.isfinite(refresh) and refresh >= 0.0):
