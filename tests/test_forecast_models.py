@@ -197,16 +197,3 @@ def test_report_skill_figure_from_horizon_scores(tmp_path):
     img = mpimg.imread(figures.forecast_skill(scores, tmp_path / "skill.png"))
     assert img.shape[0] > 200 and len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2),
                                                 axis=0)) > 20
-
-
-def test_leader_gbm_is_the_mean_of_its_members_each_computed_once():
-    from torta.forecast.data import to_panel
-    from torta.forecast.pipeline import run_models
-
-    Y = _shifted_panel(n_slots=5 * 96, lead=3)
-    panel = to_panel(_frame(Y, ("e|m", "w|m")), 96)
-    origins = np.arange(3 * 96, 5 * 96 - 8, 4)
-    fc, secs = run_models(panel, origins, 8, ("LeaderGBM", "Leader"), 96, 96)
-    alone, _ = run_models(panel, origins, 8, ("GBM",), 96, 96)
-    np.testing.assert_allclose(fc["LeaderGBM"], (fc["Leader"] + alone["GBM"]) / 2)
-    assert list(fc) == ["LeaderGBM", "Leader"] and secs["LeaderGBM"] >= secs["Leader"]

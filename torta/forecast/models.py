@@ -218,16 +218,6 @@ def _panel(cls_name: str) -> Callable[[], object]:
     return make
 
 
-def _panel_mean(members: tuple[str, ...]) -> Callable[[], object]:
-    """A panel model that is the mean of other panel models (computed once each by run_models)."""
-    def make():
-        raise TypeError("a mean of panel models is computed by pipeline.run_models")
-
-    make.panel = True  # type: ignore[attr-defined]
-    make.members = members  # type: ignore[attr-defined]
-    return make
-
-
 MODELS: dict[str, Callable[[], object]] = {
     "Naive": Naive,
     "SeasonalNaive": SeasonalNaive,
@@ -239,7 +229,6 @@ MODELS: dict[str, Callable[[], object]] = {
     "Ensemble": Ensemble,
     "Leader": _panel("Leader"),
     "GBM": _panel("GBM"),
-    "LeaderGBM": _panel_mean(("Leader", "GBM")),
 }
 # What each model imports beyond numpy; a model whose library is missing is left out of "auto"
 # selections with a message (see `unavailable`), and refused by name.
@@ -247,14 +236,13 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "EWMA": ("statsforecast",), "AutoETS": ("statsforecast",), "MSTL": ("statsforecast",),
     "AutoARIMA": ("statsforecast",), "Ensemble": ("statsforecast",),
     "GBM": ("lightgbm", "mlforecast", "pandas"),
-    "LeaderGBM": ("lightgbm", "mlforecast", "pandas"),
 }
 # The default candidates: cheap enough for every series of a 50-region workload in seconds.
 # MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`): MSTL costs ~0.2 s
 # per series and fit (../shared/notes/forecasting.md), i.e. ~60 s for the 150 series of a
 # 50-region mixed workload, against a 10 s budget for all of them.
 DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader",
-                                   "GBM", "LeaderGBM")
+                                   "GBM")
 
 
 def is_panel(name: str) -> bool:
