@@ -215,9 +215,11 @@ def _horizon(world: World, arrays: RequestArrays) -> float:
 def _check_warmup(warmup_s: float, world: World) -> float:
     """The warm-up in seconds, checked: finite, >= 0 and a whole number of slots."""
     w = float(warmup_s)
+    if w == 0.0:
+        return 0.0
     slot_s = float(world.slot_s)
-    k = w / slot_s if slot_s > 0 else math.nan
-    if not (math.isfinite(w) and w >= 0.0 and abs(k - round(k)) <= 1e-9 * max(1.0, k)):
+    k = w / slot_s if slot_s > 0 and math.isfinite(slot_s) else math.nan
+    if not (math.isfinite(w) and w >= 0.0 and math.isfinite(k) and abs(k - round(k)) <= 1e-9 * max(1.0, k)):
         raise InputError("--warmup-hours", f"warmup_s = {warmup_s}; expected a finite number of seconds >= 0 "
                          f"that is a whole number of slots of {slot_s:g} s", field="warmup_s")
     return w
