@@ -44,8 +44,12 @@ class ExperimentCellConfig(dg.Config):
     experiment: str = "paper"
     batch: str = "paper-adhoc"
     role: str = "test"  # "test" | "validation"
-    hours: float = 0.25
+    hours: float = 24.0
     trace_hours: float = 1.0
+    warmup_h: float = 0.0  # unscored hours before a multi-day window
+    trace_warmup_h: float = 0.0  # an hour trace's unscored first hours (its validation window)
+    state_refresh_s: float = 0.0  # control-plane load reports (torta.sim.infomodel); 0 = instant state
+    export_dir: str = ""  # also write the cell's runs and per-slot rows here (committed: docs/data/<experiment>)
     skylb_threshold: float = 0.0  # 0: the policy's default (validation cells tune it first)
     skylb_candidates: list[float] = list(EVAL_PROTOCOL.skylb_candidates)
     command: str = ""  # how the batch was started (recorded in the runs rows, stated in RESULTS.md)
@@ -70,22 +74,31 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
     base = Cell.from_key(context.partition_key)
     cell = Cell(base.scenario, base.workload, base.seed, base.day, role=config.role)
     threshold, table = (config.skylb_threshold or None), []
-    inp = cell_input(cell, config.hours, config.trace_hours)
+    inp = cell_input(cell, config.hours, config.trace_hours, config.warmup_h, config.trace_warmup_h)
     if config.role == "validation" and "skylb" in config.policies:
-        threshold, table = tune_skylb(inp, tuple(config.skylb_candidates), context.log.info)
+        threshold, table = tune_skylb(inp, tuple(config.skylb_candidates), context.log.info,
+                                      state_refresh_s=config.state_refresh_s)
     res = run_cell(cell, tuple(config.policies), hours=config.hours, trace_hours=config.trace_hours,
-                   skylb_threshold=threshold, log=context.log.info, inp=inp)
+                   skylb_threshold=threshold, log=context.log.info, inp=inp, state_refresh_s=config.state_refresh_s)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     cell_wall_s = time.perf_counter() - t_cell  # the whole cell: input, tuning, every policy
-    slot_frames = []
+    slot_frames, resp_frames, rows = [], [], []
     run_uid = uuid.uuid4().hex  # views match slot_metrics rows to runs rows by (key, run_uid)
     for row in res.runs:
         key = run_key(config.experiment, cell, row["policy"])
         row.update(key=key, run_uid=run_uid, experiment=config.experiment, batch=config.batch, hours=config.hours,
-                   trace_hours=config.trace_hours, skylb_threshold=float(threshold or 0.0),
+                   trace_hours=config.trace_hours, warmup_h=config.warmup_h, trace_warmup_h=config.trace_warmup_h,
+                   protocol_state_refresh_s=config.state_refresh_s,
+                   skylb_threshold=float(threshold or 0.0),
                    skylb_tuning=str(table), dagster_run_id=context.run.run_id, finished_at=now,
                    cell_wall_s=cell_wall_s, run_command=config.command, workers=int(config.workers))
         wh.write_partition(db, "runs", key, pl.DataFrame([row]))
+        rows.append(row)
+        if res.response_slots.get(row["policy"]) is not None:
+            resp_frames.append(res.response_slots[row["policy"]].with_columns(
+                key=pl.lit(key), scenario=pl.lit(cell.scenario), workload=pl.lit(cell.workload),
+                policy=pl.lit(row["policy"]), seed=pl.lit(cell.seed, dtype=pl.Int64),
+                day=pl.lit(cell.day, dtype=pl.Int64), role=pl.lit(cell.role), batch=pl.lit(config.batch)))
         slot_frames.append(res.slots[row["policy"]].with_columns(
             key=pl.lit(key), scenario=pl.lit(cell.scenario), workload=pl.lit(cell.workload),
             policy=pl.lit(row["policy"]), seed=pl.lit(cell.seed, dtype=pl.Int64),
@@ -93,11 +106,84 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
     if slot_frames:
         wh.write_partition(db, "slot_metrics", f"{config.experiment}|{cell.key}",
                            pl.concat(slot_frames, how="diagonal_relaxed"))
+    resp = pl.concat(resp_frames, how="diagonal_relaxed") if resp_frames else None
+    if resp is not None:
+        wh.write_partition(db, "slot_response", f"{config.experiment}|{cell.key}", resp)
+    if config.export_dir:
+        export_cell(Path(config.export_dir), cell, pl.DataFrame(rows), resp)
     conserved = all(r["completed"] + r["dropped"] == r["requests"] for r in res.runs)
     return dg.MaterializeResult(
         metadata={"requests": res.requests, "policies": len(res.runs), "skylb_threshold": float(threshold or 0.0),
                   "best_response_mean_s": min((r["response_mean_s"] for r in res.runs), default=0.0)},
         check_results=[dg.AssetCheckResult(check_name="conservation", passed=bool(conserved))])
+
+
+def _file_key(cell: Cell) -> str:
+    return f"{cell.scenario}__{cell.workload}__s{cell.seed}__d{cell.day}__{cell.role}"
+
+
+def export_cell(folder: Path, cell: Cell, runs: pl.DataFrame, slot_response: pl.DataFrame | None) -> None:
+    """The cell's `runs` rows and per-slot response rows as small Parquet files under `folder`
+    (`runs/<cell>.parquet`, `slot_response/<cell>.parquet`), each written whole or not at all: what
+    a later session imports (`import_exported`) to resume the experiment and regenerate RESULTS.md."""
+    for table, frame in (("runs", runs), ("slot_response", slot_response)):
+        if frame is None:
+            continue
+        dest = folder / table / f"{_file_key(cell)}.parquet"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        frame.write_parquet(tmp, compression="zstd", statistics=False)
+        os.replace(tmp, dest)
+
+
+def import_exported(db: Path, folder: Path, experiment: str, log: Callable[[str], None]) -> int:
+    """Write the exported rows under `folder` into the warehouse where its partitions are missing (a
+    new machine resuming from the committed rows); returns the runs rows imported."""
+    n = 0
+    for table in ("runs", "slot_response"):
+        for f in sorted((folder / table).glob("*.parquet")):
+            frame = pl.read_parquet(f)
+            if frame.height == 0 or "experiment" in frame.columns and frame["experiment"][0] != experiment:
+                continue
+            if table == "runs":
+                for row in frame.iter_rows(named=True):
+                    if not wh.partition_files(db, "runs", row["key"]):
+                        wh.write_partition(db, "runs", row["key"], pl.DataFrame([row], schema=frame.schema))
+                        n += 1
+            else:
+                k = frame["key"][0].rsplit("|", 1)[0]
+                if not wh.partition_files(db, "slot_response", k):
+                    wh.write_partition(db, "slot_response", k, frame)
+    if n:
+        log(f"  imported {n} runs rows from {folder} (cells finished in an earlier session)")
+    return n
+
+
+def done_cells(db: Path, exp: Experiment, cells: list[Cell]) -> tuple[set[str], str | None]:
+    """Cells whose every policy has a runs row of this experiment made on the same protocol (window,
+    warm-up, S); and the batch they were made in (resumed batches keep their name)."""
+    try:
+        runs = wh.read_table(db, "runs")
+    except Exception:  # no runs table yet
+        return set(), None
+    if runs.height == 0 or "protocol_state_refresh_s" not in runs.columns:
+        return set(), None
+    runs = runs.filter((pl.col("experiment") == exp.name)
+                       & (pl.col("protocol_state_refresh_s") == float(exp.state_refresh_s))
+                       & (pl.col("warmup_h") == float(exp.warmup_h)))
+    done, batch = set(), None
+    for c in cells:
+        want = set(exp.policies) | (set(exp.reference_policies()) if c.role == "test" else set())
+        if c.role == "validation":
+            want = set(exp.baselines)
+        hours = exp.tune_hours if c.role == "validation" else exp.hours
+        g = runs.filter((pl.col("cell") == c.key) & (pl.col("role") == c.role))
+        if c.day != 0:
+            g = g.filter(pl.col("hours") == float(hours))
+        if want <= set(g["policy"].to_list()):
+            done.add(c.key + "|" + c.role)
+            batch = batch or g["batch"][0]
+    return done, batch
 
 
 experiment_job = dg.define_asset_job("experiment_paper", selection=dg.AssetSelection.assets("experiment_cell"))
@@ -176,8 +262,10 @@ def _run_config(cfg: dict) -> dict:
             "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 1) -> tuple[Experiment, dict]:
-    """Resolve the available policies, count the requests of one cell per workload, estimate the run time."""
+def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 1,
+                    done: set[str] | None = None) -> tuple[Experiment, dict]:
+    """Resolve the available policies, count the requests of one cell per workload, estimate the run
+    time of the cells not yet `done` ("<cell key>|<role>")."""
     from torta.runs.experiment.runner import available_policies, cell_input, estimate_s
 
     avail, dropped = available_policies(exp.scenarios, exp.policies)
@@ -187,29 +275,41 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
     counts = {}
     for c in exp.test_cells():
         if c.workload not in counts:
-            counts[c.workload] = int(cell_input(c, exp.hours, exp.trace_hours).requests.height)
-    est = estimate_s(exp, counts, workers)
+            counts[c.workload] = int(cell_input(c, exp.hours, exp.trace_hours, exp.warmup_h,
+                                                exp.trace_warmup_h).requests.height)
+    done = done or set()
+    keys = {c.key for c in exp.test_cells() + exp.validation_cells()
+            if f"{c.key}|{c.role}" in done}
+    est = estimate_s(exp, counts, workers, done=keys)
     cells = exp.test_cells()
     log(f"experiment {exp.name}: {len(exp.scenarios)} scenarios x ({len(exp.workloads)} multi-day workloads x "
         f"{len(exp.test_days)} test days + {len(exp.traces)} hour traces) x {exp.seeds} seeds = {len(cells)} "
         f"cells (+{len(exp.validation_cells())} validation), {len(exp.policies)} policies: "
-        f"{', '.join(exp.policies)}")
+        f"{', '.join(exp.policies)}" + (f"; reference {', '.join(exp.reference_policies())}"
+                                        if exp.reference_policies() else ""))
     for p, why in dropped.items():
         log(f"  left out {p}: {why}")
-    log("  requests per cell: " + ", ".join(f"{w} {n:,}" for w, n in counts.items())
-        + f"; {exp.hours:g} h of each test day, {exp.trace_hours:g} h of each trace")
+    log("  requests per cell (warm-up included): " + ", ".join(f"{w} {n:,}" for w, n in counts.items())
+        + f"; {exp.hours:g} h of each test day after {exp.warmup_h:g} h of warm-up, hour traces {exp.trace_hours:g} h "
+        f"with the first {exp.trace_warmup_h:g} h unscored; load reports every {exp.state_refresh_s:g} s")
+    if done:
+        log(f"  {len(done)} cells already in the warehouse (skipped)")
     log(f"  estimated run time {est / 60:.0f} min on this machine"
-        + (f" with {workers} workers" if workers > 1 else ""))
+        + (f" with {workers} workers" if workers > 1 else "") + " for the cells left")
     return exp, {"requests_per_cell": counts, "estimate_s": est, "left_out": dropped}
 
 
 def run_paper(exp: Experiment, database: str | None = None, batch: str | None = None,
               log: Callable[[str], None] | None = None, instance: dg.DagsterInstance | None = None,
-              workers: int = 1, command: str = "", progress: bool = False) -> dict:
+              workers: int = 1, command: str = "", progress: bool = False, export_dir: str | Path | None = None,
+              resume: bool = True) -> dict:
     """Run the experiment end to end through Dagster materializations into the warehouse (on
     `instance`, default the local instance under DAGSTER_HOME). `workers` > 1: that many cells at a
     time, in a pool of worker processes on the DAGSTER_HOME instance (`instance` must then be None).
-    `command`: how the batch was started, recorded in its runs rows."""
+    `command`: how the batch was started, recorded in its runs rows. `export_dir`: each finished cell's
+    rows are also written there (and, with `resume`, imported from there first). With `resume`, cells
+    whose every policy already has a row of this experiment on the same protocol are skipped and their
+    batch name is kept."""
     from pipelines.instance import dagster_home
 
     log = log or (lambda m: click.echo(m, err=True))
@@ -221,29 +321,42 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
         os.environ["TORTA_WAREHOUSE"] = database
     db = wh.warehouse_path(database)
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
-    batch = batch or f"{exp.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     t0 = time.perf_counter()
-    exp, info = plan_experiment(exp, log, workers)
+    if export_dir and resume:
+        import_exported(db, Path(export_dir), exp.name, log)
+    val_all, test_all = exp.validation_cells(), exp.test_cells()
+    done, done_batch = done_cells(db, exp, val_all + test_all) if resume else (set(), None)
+    batch = batch or done_batch or f"{exp.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    exp, info = plan_experiment(exp, log, workers, done)
     resources = {"warehouse": WarehouseResource(database=str(db))}
-    common = {"policies": list(exp.policies), "experiment": exp.name, "batch": batch,
+    common = {"experiment": exp.name, "batch": batch,
               "trace_hours": exp.trace_hours, "skylb_candidates": list(exp.skylb_candidates),
-              "command": command, "workers": int(workers)}
-    val, test = exp.validation_cells(), exp.test_cells()
-    thresholds: dict[str, float] = {}
+              "command": command, "workers": int(workers), "warmup_h": float(exp.warmup_h),
+              "trace_warmup_h": float(exp.trace_warmup_h) if exp.traces else 0.0,
+              "state_refresh_s": float(exp.state_refresh_s), "export_dir": str(export_dir or "")}
+    val = [c for c in exp.validation_cells() if f"{c.key}|{c.role}" not in done]
+    test = [c for c in exp.test_cells() if f"{c.key}|{c.role}" not in done]
+    thresholds: dict[tuple[str, str], float] = {}
+    for c in exp.validation_cells():  # thresholds of validation cells done earlier
+        if f"{c.key}|{c.role}" in done:
+            rows = wh.read_table(db, "runs", run_key(exp.name, c, exp.baselines[0]))
+            if rows.height:
+                thresholds[(c.scenario, c.workload)] = float(rows["skylb_threshold"][0])
     if workers > 1:
         log(f"  {workers} workers: cells run {workers} at a time (one process each)")
     with (contextlib.nullcontext(instance) if instance is not None else dg.DagsterInstance.get()) as instance, \
             (_worker_pool(workers, str(db)) if workers > 1 else contextlib.nullcontext()) as pool:
-        instance.add_dynamic_partitions("experiment_cells", [c.key for c in val + test])
-        by_key = {c.key: c for c in val + test}
+        instance.add_dynamic_partitions("experiment_cells", list(dict.fromkeys(c.key for c in val_all + test_all)))
+        by_key = {c.key: c for c in val}
         val_cfg = {**common, "role": "validation", "hours": exp.tune_hours,
                    "policies": [p for p in exp.policies if p in exp.baselines]}
 
         def val_done(i: int, key: str, cell_s: float) -> None:
             c = by_key[key]
             sky = wh.read_table(db, "runs", run_key(exp.name, c, exp.baselines[0]))
-            thresholds[c.scenario] = float(sky["skylb_threshold"][0])
-            log(f"[validation {i}/{len(val)}] {c.key}: skylb threshold {thresholds[c.scenario]:g} ({cell_s:.0f} s)")
+            thresholds[(c.scenario, c.workload)] = float(sky["skylb_threshold"][0])
+            log(f"[validation {i}/{len(val)}] {c.key}: skylb threshold {thresholds[(c.scenario, c.workload)]:g} "
+                f"({cell_s:.0f} s)")
 
         _run_cells([(c.key, _run_config(val_cfg)) for c in val], pool, instance, resources, log, val_done)
 
@@ -257,8 +370,11 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
                                            f"min, eta {el / i * (len(test) - i) / 60:.1f} min)")
             bar.step()
 
-        jobs = [(c.key, _run_config({**common, "role": "test", "hours": exp.hours,
-                                     "skylb_threshold": thresholds.get(c.scenario, 0.0)})) for c in test]
+        policies = [*exp.policies, *exp.reference_policies()]
+        jobs = [(c.key, _run_config({**common, "role": "test", "policies": policies,
+                                     "hours": exp.hours if c.day != 0 else exp.trace_hours,
+                                     "skylb_threshold": thresholds.get((c.scenario, c.workload), 0.0)}))
+                for c in test]
         try:
             _run_cells(jobs, pool, instance, resources, log, test_done)
         finally:
@@ -270,6 +386,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
     return {"experiment": exp.name, "batch": batch, "warehouse": str(db), "wall_s": wall, "workers": int(workers),
             "command": command,
             "estimate_s": info["estimate_s"], "cells": len(test), "validation_cells": len(val),
+            "skipped_cells": len(done),
             "policies": list(exp.policies), "left_out": info["left_out"],
             "requests_per_cell": info["requests_per_cell"]}
 
@@ -294,7 +411,13 @@ def write_results(database: str | None = None, experiment: str = "paper", batch:
 
     runs, batch = load_runs(database, experiment, batch)
     out = Path(out)
-    text = render_results(runs, batch=batch, figures_dir=Path(figures), md_dir=out.parent, wall_s=wall_s, note=note)
+    try:
+        slots = wh.read_table(wh.warehouse_path(database), "slot_response")
+        slots = slots.filter(pl.col("batch") == batch) if slots.height and "batch" in slots.columns else None
+    except Exception:  # no per-slot rows (batches from before they were recorded)
+        slots = None
+    text = render_results(runs, batch=batch, figures_dir=Path(figures), md_dir=out.parent, wall_s=wall_s, note=note,
+                          slot_response=slots)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from pipelines import warehouse as wh
+from torta.config import EVAL_PROTOCOL
 from pipelines.instance import dagster_home
 from torta.commands.options import StepBar
 
@@ -25,8 +26,8 @@ class MainConfig:
     policies: tuple[str, ...] = ()  # empty: every registered policy
     seeds: int = 2
     hours: float = 1.0  # replayed window of the first test day
-    warmup_hours: float = 0.0  # unscored warm-up before the window (multi-day workloads; torta.runs.inputs)
-    state_refresh_s: float = 0.0  # the control-plane information model (torta.sim.infomodel); 0 = oracle
+    warmup_hours: float = 1.0  # unscored warm-up before the window (multi-day workloads; torta.runs.inputs)
+    state_refresh_s: float = EVAL_PROTOCOL.state_refresh_s  # gateways' load reports (torta.sim.infomodel); 0 = oracle
     report: bool = True
     command: str = "torta run"  # tagged on every Dagster run of the batch
     batch: str = field(default_factory=lambda: f"main-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
@@ -126,8 +127,13 @@ def run_main(cfg: MainConfig, database: str | None = None, workers: int | None =
         n_workers = min(workers, len(keys))
         _log(f"[4/5 replay] {len(policies)} policies x {cfg.seeds} seeds, {cfg.hours:g} h of "
              f"{cfg.workload} on {cfg.scenario} (batch {cfg.batch}), {n_workers} at a time")
+        from torta.runs.inputs import is_multiday
+
+        warmup_h = cfg.warmup_hours if is_multiday(cfg.workload) else 0.0  # a trace has no hours before it
+        if warmup_h != cfg.warmup_hours:
+            _log(f"  {cfg.workload} is a trace: no warm-up (it has no hours before its start)")
         run_config = {"ops": {"replay_run": {"config": {"hours": cfg.hours, "batch": cfg.batch,
-                                                              "warmup_hours": cfg.warmup_hours,
+                                                              "warmup_hours": warmup_h,
                                                               "state_refresh_s": cfg.state_refresh_s}}}}
         t_rep = time.perf_counter()
         bar = StepBar(len(keys), "replays", progress)

@@ -13,14 +13,18 @@ from torta.runs.experiment.render import render_results
 def test_full_definition_meets_the_protocol():
     exp = paper_experiment()
     assert len(exp.scenarios) >= 3 and {"abilene", "geant"} <= set(exp.scenarios)
-    assert exp.seeds >= 5 and exp.test_days == (12, 13, 14) and exp.tune_day == 11
+    assert exp.seeds >= 1 and exp.test_days == (12, 13, 14) and exp.tune_day == 11
+    assert exp.hours == 24.0 and exp.tune_hours == 24.0  # whole days (issue 17)
+    assert exp.warmup_h == 2.0 and exp.state_refresh_s == 5.0 and exp.reference_policies() == ("least-loaded@S0",)
     assert {"azure-2023-conv", "azure-2023-code"} <= set(exp.traces) and "servegen-mix-14d" in exp.workloads
-    assert {"round-robin", "local-only", "least-loaded", "skylb", "myopic-ot", "acs"} <= set(exp.policies)
+    assert {"round-robin", "local-only", "least-loaded", "least-loaded-d2", "skylb", "myopic-ot", "acs"} <= set(exp.policies)
     assert {"torta", "torta-no-forecast", "ppo-only", "torta-no-micro", "torta-ot"} <= set(exp.policies)
     cells = exp.test_cells()
-    assert len(cells) == 3 * (3 + 2) * 5 and len(set(c.key for c in cells)) == len(cells)
+    assert len(cells) == 3 * (3 + 2) * exp.seeds and len(set(c.key for c in cells)) == len(cells)
     assert all(c.day in (12, 13, 14) for c in cells if c.day != TRACE_DAY)
-    assert [c.day for c in exp.validation_cells()] == [11, 11, 11]
+    val = exp.validation_cells()  # per topology AND workload (the hour traces' first 15 minutes)
+    assert [c.day for c in val] == [11] * 9 and len({(c.scenario, c.workload) for c in val}) == 9
+    assert not {c.key for c in val} & {c.key for c in cells}
 
 
 def test_windows_must_be_disjoint_and_sizes_valid():
@@ -74,8 +78,11 @@ def test_claims_and_paired_differences_from_a_small_frame():
     runs = _frame()
     test, val = runs.filter(pl.col("role") == "test"), runs.filter(pl.col("role") == "validation")
     best = strongest_baselines(val, test, ("least-loaded", "round-robin"))
-    assert best["abilene"][0] == "least-loaded" and "validation" in best["abilene"][1]
-    c = claims_table(test, best, "torta-ot").filter(pl.col("scenario") == "abilene")
+    k = ("abilene", "servegen-mix-14d")
+    assert best[k][0] == "least-loaded" and "validation" in best[k][1]
+    claims = claims_table(test, best, "torta-ot")
+    assert set(claims.filter(pl.col("scenario") == "abilene")["workload"]) == {"servegen-mix-14d", "all"}
+    c = claims.filter(pl.col("scenario") == "abilene", pl.col("workload") == "servegen-mix-14d")
     by = {r["claim"]: r for r in c.iter_rows(named=True)}
     assert by["response time"]["verdict"] == "reproduced"
     assert by["response time"]["diff_pct"] == pytest.approx(-10.0)
@@ -89,7 +96,7 @@ def test_claims_and_paired_differences_from_a_small_frame():
 
 def test_results_markdown_states_each_claim(tmp_path):
     md = render_results(_frame(), batch="paper-x", figures_dir=tmp_path / "figures", md_dir=tmp_path)
-    assert "batch `paper-x`" in md and "Strongest baseline per topology: abilene: `least-loaded`" in md
+    assert "batch `paper-x`" in md and "abilene/servegen-mix-14d: `least-loaded`" in md
     for claim, v in (("response time", "reproduced"), ("load balance", "not reproduced"),
                      ("operational cost", "inconclusive")):
         line = next(ln for ln in md.splitlines() if ln.startswith(f"| {claim} |") and "abilene /" in ln)
@@ -112,12 +119,15 @@ def test_reduced_experiment_end_to_end(warehouse_db, tmp_path):
     with dg.DagsterInstance.ephemeral() as inst:
         out = run_paper(exp, str(warehouse_db), batch="paper-reduced-test", log=logs.append, instance=inst)
     assert "estimated run time" in "\n".join(logs[:8])
-    assert out["cells"] == 2 and out["validation_cells"] == 1
+    assert out["cells"] == 2 and out["validation_cells"] == 2
     runs, batch = load_runs(str(warehouse_db), "paper-reduced")
     assert batch == "paper-reduced-test"
     assert set(runs.filter(pl.col("role") == "validation")["policy"]) == {"least-loaded", "skylb"}
     test = runs.filter(pl.col("role") == "test")
-    assert test.height == 2 * 3 and set(test["policy"]) == {"least-loaded", "skylb", "torta-ot-last"}
+    assert test.height == 2 * 4 and set(test["policy"]) == {"least-loaded", "skylb", "torta-ot-last",
+                                                             "least-loaded@S0"}
+    assert set(test["warmup_s"].to_list()) == {900.0} and set(test["state_refresh_s"]) == {5.0, 0.0}
+    assert set(test.filter(pl.col("policy") == "least-loaded@S0")["state_refresh_s"]) == {0.0}
     assert ((test["completed"] + test["dropped"]) == test["requests"]).all()
     # every policy of a cell saw the identical requests
     assert test.group_by("cell").agg(pl.col("requests").n_unique())["requests"].max() == 1
@@ -127,6 +137,32 @@ def test_reduced_experiment_end_to_end(warehouse_db, tmp_path):
     text = (tmp_path / "RESULTS.md").read_text()
     assert r["runs"] == runs.height and "## The paper's claims" in text
     assert "No TORTA policy in this batch" in text  # torta-ot-last is an ablation, not TORTA
+
+
+def test_a_resumed_experiment_skips_finished_cells_and_imports_exported_rows(warehouse_db, tmp_path):
+    """Resumable (issue 17 item 8): a second run materializes nothing; a new warehouse resumes from the
+    rows a first run exported (what a later session finds committed under docs/data/)."""
+    from pipelines.experiment import load_runs, run_paper
+
+    exp = paper_experiment(reduced=True, hours=0.02, seeds=1, traces=(), policies=("least-loaded", "torta-ot-last"))
+    export = tmp_path / "export"
+    with dg.DagsterInstance.ephemeral() as inst:
+        first = run_paper(exp, str(warehouse_db), log=lambda m: None, instance=inst, export_dir=export)
+    assert first["cells"] == 1 and first["validation_cells"] == 1
+    assert len(list((export / "runs").glob("*.parquet"))) == 2
+    logs = []
+    with dg.DagsterInstance.ephemeral() as inst:
+        again = run_paper(exp, str(warehouse_db), log=logs.append, instance=inst, export_dir=export)
+    assert again["cells"] == 0 and again["validation_cells"] == 0 and again["skipped_cells"] == 2
+    assert again["batch"] == first["batch"] and any("already in the warehouse" in m for m in logs)
+    other = tmp_path / "other" / "torta.duckdb"
+    with dg.DagsterInstance.ephemeral() as inst:
+        moved = run_paper(exp, str(other), log=lambda m: None, instance=inst, export_dir=export)
+    assert moved["cells"] == 0 and moved["skipped_cells"] == 2
+    a, _ = load_runs(str(warehouse_db), "paper-reduced")
+    b, _ = load_runs(str(other), "paper-reduced")
+    cols = ["key", "response_mean_s", "requests", "switches"]
+    assert a.select(cols).sort("key").equals(b.select(cols).sort("key"))
 
 
 @pytest.mark.slow
@@ -181,7 +217,7 @@ def test_workers_run_cells_in_parallel_processes_with_the_same_results(warehouse
         run_paper(exp, str(db1), batch="one", log=lambda m: None, instance=inst)
     two, _ = load_runs(str(warehouse_db), "paper-reduced", "two")
     one, _ = load_runs(str(db1), "paper-reduced", "one")
-    assert two.height == one.height == 2 + 2 * 3  # validation: 2 baselines; 2 test cells x 3 policies
+    assert two.height == one.height == 2 * 2 + 2 * 4  # validation: 2 cells x 2 baselines; 2 test cells x 4
     assert set(two["workers"].to_list()) == {2}
     assert set(two["run_command"].to_list()) == {"torta experiment paper --workers 2"}
     cols = ["cell", "role", "policy", "requests", "completed", "dropped", "response_mean_s", "cost_usd", "switches"]
@@ -202,15 +238,16 @@ def test_paper_command_passes_workers_and_the_command_line(monkeypatch):
 
     seen = {}
 
-    def fake_run_paper(exp, database, batch, workers=1, command="", progress=False):
-        seen.update(workers=workers, command=command, seeds=exp.seeds)
+    def fake_run_paper(exp, database, batch, workers=1, command="", progress=False, export_dir=None, resume=True):
+        seen.update(workers=workers, command=command, seeds=exp.seeds, export_dir=export_dir, resume=resume)
         return {"batch": "b", "cells": 1, "wall_s": 1.0, "workers": workers}
 
     monkeypatch.setattr(pe, "run_paper", fake_run_paper)
     r = CliRunner().invoke(cli, ["paper", "--workers", "2", "--seeds", "3", "--no-results", "--json"])
     assert r.exit_code == 0, r.output
     # rebuilt from the options given (`torta experiment paper ...` under the torta CLI; `cli` here)
-    assert seen == {"workers": 2, "command": "cli paper --seeds 3 --no-results --workers 2 --json", "seeds": 3}
+    assert seen == {"workers": 2, "command": "cli paper --seeds 3 --no-results --workers 2 --json", "seeds": 3,
+                    "export_dir": "docs/data/paper", "resume": True}  # resumable, rows exported by default
     assert json.loads(r.stdout)["workers"] == 2
     r = CliRunner().invoke(cli, ["paper", "--workers", "0"])
     assert r.exit_code != 0 and "--workers" in r.output

@@ -40,9 +40,20 @@ def cli() -> None:
 
 @cli.command("paper")
 @click.option("--reduced", is_flag=True, help="The CI-sized experiment (1 topology, 2 seeds, 3 policies, minutes).")
-@click.option("--seeds", type=click.IntRange(1), default=None, help="Seeds (default 5; reduced 2).")
+@click.option("--seeds", type=click.IntRange(1), default=None, help="Seeds per test day (default 1; reduced 2).")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Hours replayed of each test day (default 0.25; reduced 0.05).")
+              help="Scored hours of each test and validation day (default 24: the whole day; reduced 0.05).")
+@click.option("--warmup-hours", type=click.FloatRange(min=0), default=None,
+              help=f"Unscored hours before each window, through the same policy (default {EVAL_PROTOCOL.warmup_h:g}; "
+                   "reduced 0.25; whole 15-minute slots).")
+@click.option("--state-refresh-s", type=click.FloatRange(min=0), default=None,
+              help=f"Gateways' load-report interval, s (default {EVAL_PROTOCOL.state_refresh_s:g}; 0 = instant "
+                   "global state for every policy).")
+@click.option("--export", "export_dir", default=None,
+              help="Also write each finished cell's rows here, and import them from here when resuming "
+                   "(default docs/data/<name>; none for --reduced).")
+@click.option("--fresh", is_flag=True, help="Replay every cell, even those already in the warehouse "
+              "(default: resume, skipping cells whose every policy has a row on the same protocol).")
 @click.option("--days", type=click.IntRange(1, len(EVAL_PROTOCOL.test_days)), default=None,
               help=f"Test days from day {EVAL_PROTOCOL.first_test_day} (default {len(EVAL_PROTOCOL.test_days)}).")
 @click.option("--scenarios", default=None, help="Comma-separated topologies (default abilene,geant,chinanet).")
@@ -61,21 +72,24 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the run summary).")
 @progress_option
 @click.pass_context
-def paper(ctx, reduced, seeds, hours, days, scenarios, workloads, traces, policies, batch, name, results, out,
-          figures, database, workers, as_json, progress) -> None:
+def paper(ctx, reduced, seeds, hours, warmup_hours, state_refresh_s, export_dir, fresh, days, scenarios, workloads,
+          traces, policies, batch, name, results, out, figures, database, workers, as_json, progress) -> None:
     """Run the experiment end to end (Dagster materializations into the warehouse); prints the plan
     and a run-time estimate first, progress to stderr."""
     from pipelines.experiment import run_paper, write_results
     from torta.runs.experiment.definition import paper_experiment
 
     exp = paper_experiment(reduced=reduced, seeds=seeds, hours=hours, days=days, scenarios=_split(scenarios),
-                           workloads=_split(workloads), traces=_split(traces), policies=_split(policies))
+                           workloads=_split(workloads), traces=_split(traces), policies=_split(policies),
+                           warmup_h=warmup_hours, state_refresh_s=state_refresh_s)
     if name:
         from dataclasses import replace
 
         exp = replace(exp, name=name)
+    if export_dir is None and not reduced:
+        export_dir = f"docs/data/{exp.name}"
     summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx),
-                        progress=want_progress(progress))
+                        progress=want_progress(progress), export_dir=export_dir or None, resume=not fresh)
     if results:
         summary["results"] = write_results(database, exp.name, summary["batch"], out, figures,
                                            wall_s=summary["wall_s"])["results"]

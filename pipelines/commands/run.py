@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from torta.config import EVAL_PROTOCOL
+
 from pipelines import warehouse as wh
 from torta.commands.options import progress_option, want_progress
 
@@ -15,10 +17,13 @@ from torta.commands.options import progress_option, want_progress
 @click.option("--policies", default="", help="Comma-separated policies (default: every registered policy).")
 @click.option("--seeds", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--hours", default=1.0, show_default=True, type=float, help="Hours of the workload replayed.")
-@click.option("--warmup-hours", default=0.0, show_default=True, type=click.FloatRange(0.0),
-              help="Multi-day workloads: unscored warm-up hours before the window (0 = cold start).")
-@click.option("--state-refresh-s", default=0.0, show_default=True, type=click.FloatRange(0.0),
-              help="Control-plane information model: load-report interval (s); 0 = instant global state.")
+@click.option("--warmup-hours", default=1.0, show_default=True, type=click.FloatRange(0.0),
+              help="Multi-day workloads: unscored warm-up hours before the window, through the same policy "
+                   "(0 = cold start).")
+@click.option("--state-refresh-s", default=EVAL_PROTOCOL.state_refresh_s, show_default=True,
+              type=click.FloatRange(0.0),
+              help="Control-plane information model: each gateway's load-report interval (s); 0 = instant "
+                   "global state.")
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 @click.option("--workers", default=0, type=click.IntRange(0),
               help="Replays run at a time, one process each (default 0: one per core).")

@@ -138,16 +138,29 @@ class Policy(Protocol):
 class WarmLeastLoaded:
     """Built-in allocator: least expected backlog among servers that will hold the request's model
     (warm), unless a server that must load it (cold) would be free sooner even after the load time
-    `PerfModel.load_s`. Ties at zero backlog (several idle servers) go to the server in the region
-    nearest the origin when `latency_aware` (in region scope: the longest-idle server). Expected
-    backlog: see `torta.sim.cluster`. Cost O(log n) per request (heaps with lazy invalidation)."""
+    `PerfModel.load_s`; a model's last warm server in the scope is not taken while the request's
+    model has a warm server there (minReplicas = 1, see `torta.allocator.builtin`). Ties at zero
+    backlog (several idle servers) go to the server in the region nearest the origin when
+    `latency_aware` (in region scope: the longest-idle server). Expected backlog: see
+    `torta.sim.cluster`. Cost O(log n) per request (heaps with lazy invalidation)."""
 
     latency_aware: bool = True
 
 
 @dataclass(frozen=True)
+class PowerOfDLeastLoaded(WarmLeastLoaded):
+    """Built-in allocator: warm least-loaded whose fleet-wide choice is the least loaded of `d` warm
+    servers drawn at random (power of d choices, robust to old load reports; see
+    `torta.allocator.power_of_d`)."""
+
+    d: int = 2
+
+
+@dataclass(frozen=True)
 class RoundRobinAllocator:
-    """Built-in allocator: the next server (by id) able to load the model, cycling per scope."""
+    """Built-in allocator, warm-preferring: cycling per (scope, model), the next server that holds (or
+    will hold) the model and can start the request within the load time; when none can, the server
+    that can start it soonest, a load included (see `torta.allocator.builtin`)."""
 
 
 class BasePolicy:

@@ -1,18 +1,19 @@
-"""Baseline policies: round-robin, local-only, least-loaded."""
+"""Baseline policies: round-robin, local-only, least-loaded, least-loaded-d2."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from torta.policy.base import BasePolicy, RoundRobinAllocator, SlotState, WarmLeastLoaded
+from torta.policy.base import BasePolicy, PowerOfDLeastLoaded, RoundRobinAllocator, SlotState, WarmLeastLoaded
 
 
 class RoundRobin(BasePolicy):
-    """No plan; each request goes to the next server (by id) able to load its model, fleet-wide,
-    regardless of load or distance."""
+    """No plan; fleet-wide round robin, regardless of distance: each request goes to the next server
+    (by id) that holds its model and can start it within the model's load time; a model is loaded
+    only when none can (warm-preferring, as every baseline's allocator; issue 17)."""
 
     name = "round-robin"
-    description = "Cycle requests over all servers able to serve the model, ignoring load and distance."
+    description = "Cycle requests over the servers holding the model (load one only when none is near free), ignoring distance."
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,3 +58,19 @@ class LeastLoaded(BasePolicy):
     def __init__(self) -> None:
         super().__init__()
         self.allocator = WarmLeastLoaded(latency_aware=True)
+
+
+class LeastLoadedD2(BasePolicy):
+    """No plan; power of d = 2 choices: each origin's gateway sends a request to the less loaded of two
+    servers drawn at random among those holding its model (expected wait as least-loaded reads it,
+    remote servers as of the last load report), falling back to least-loaded's choice when neither can
+    start it within a load time. The herd-robust deployable form of least-loaded on old information
+    (`torta.allocator.power_of_d`); d chosen on validation day 11 (docs/data/tune-least-loaded-d.json)."""
+
+    name = "least-loaded-d2"
+    description = "Least loaded of 2 random warm servers (power of two choices), robust to stale load reports."
+    d = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.allocator = PowerOfDLeastLoaded(latency_aware=True, d=self.d)

@@ -19,6 +19,8 @@ the backlog change (the surrogate's definition). Checkpoints: `torta.rl.train.de
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -35,32 +37,46 @@ from torta.rl.fleet import fleet_from_world, seasonal_forecast
 
 
 class RoundRobinInRegion:
-    """Round robin over the servers of the region able to hold the request (KV capacity >= prompt),
-    one cycle per (region, model)."""
+    """Warm-preferring round robin over the servers of the region able to hold the request (KV
+    capacity >= prompt), one cycle per (region, model), the same rule as the built-in round-robin
+    (`torta.allocator.builtin.round_robin`): the next server whose tail model is the request's and
+    whose expected wait is at most the load time; when none, the server that can start the request
+    soonest, a load included where it must load the model."""
 
     def __init__(self) -> None:
         self._view_id = None
 
     def _setup(self, view: Any) -> None:
         t = view.tables
-        self._cands = [[[(s, t.types[t.stype[s][m]].kv_cap) for s in t.capable[r][m]] for m in range(t.n_models)]
-                       for r in range(t.n_regions)]
+        self._cands = [[[(s, t.types[t.stype[s][m]].kv_cap, t.types[t.stype[s][m]].load_s)
+                         for s in t.capable[r][m]] for m in range(t.n_models)] for r in range(t.n_regions)]
         self._next = [[0] * t.n_models for _ in range(t.n_regions)]
         self._view_id = id(view)
 
     def pick(self, view: Any, request: Any, region: int) -> int:
         if self._view_id != id(view):
             self._setup(view)
-        m = request.model
+        m, p = request.model, request.prompt_tokens
         c = self._cands[region][m]
         n = len(c)
         k = self._next[region][m]
         for step in range(n):
-            s, cap = c[(k + step) % n]
-            if cap >= request.prompt_tokens:
+            s, cap, load_s = c[(k + step) % n]
+            if cap >= p and view.tail_model(s) == m and view.backlog_s(s) <= load_s:
                 self._next[region][m] = (k + step + 1) % n
                 return s
-        return -1
+        tails = [view.tail_model(s) for s in view.tables.servers_in_region[region]]
+        warm = m in tails  # keep each model's last warm server in the region (minReplicas = 1), as the
+        best, bs = math.inf, -1  # built-in allocators do, unless no server of the region holds m
+        for s, cap, load_s in c:
+            if cap >= p:
+                tm = view.tail_model(s)
+                if tm != m and warm and tails.count(tm) < 2:
+                    continue
+                w = view.backlog_s(s) + (load_s if tm != m else 0.0)
+                if w < best:
+                    best, bs = w, s
+        return bs
 
 
 def check_state_dict(sd: dict, path: Path, want_obs: int, world) -> None:

@@ -95,6 +95,9 @@ class CompletionSink:
         self.ttft: list[np.ndarray] = []
         self.tpot: list[np.ndarray] = []
         self.resp: list[np.ndarray] = []
+        self.slot_s = float(world.slot_s)
+        self.slot_n = np.zeros(0, dtype=np.int64)  # scored requests completed per arrival slot of the window
+        self.slot_resp_sum = np.zeros(0)  # and their summed response times, s
         self.last_finish_s = 0.0
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
@@ -137,6 +140,7 @@ class CompletionSink:
             self.ttft.append(ttft[sel])
             self.tpot.append(tpot[sel])
             self.resp.append(resp[sel])
+            self._add_slots(arr[sel], resp[sel])
             self.last_finish_s = max(self.last_finish_s, float(np.nanmax(fn)))
         if self.path is None:
             return
@@ -162,6 +166,25 @@ class CompletionSink:
         self.pending_rows += table.num_rows
         while self.pending_rows >= ROW_GROUP_ROWS:
             self._write_rows(ROW_GROUP_ROWS)
+
+    def _add_slots(self, arrival_s: np.ndarray, response_s: np.ndarray) -> None:
+        k = ((arrival_s - self.warmup_s) // self.slot_s).astype(np.int64)
+        n = int(k.max()) + 1 if len(k) else 0
+        if n > len(self.slot_n):
+            self.slot_n = np.pad(self.slot_n, (0, n - len(self.slot_n)))
+            self.slot_resp_sum = np.pad(self.slot_resp_sum, (0, n - len(self.slot_resp_sum)))
+        self.slot_n += np.bincount(k, minlength=len(self.slot_n))
+        self.slot_resp_sum += np.bincount(k, weights=response_s, minlength=len(self.slot_n))
+
+    def response_by_slot(self):
+        """Per slot of the scored window (by arrival; slot 0 starts at the window's start): completed
+        requests and their mean response time, s (a polars frame)."""
+        import polars as pl
+
+        n = self.slot_n
+        mean = np.divide(self.slot_resp_sum, n, out=np.full(len(n), np.nan), where=n > 0)
+        return pl.DataFrame({"slot": np.arange(len(n), dtype=np.int64), "t_start_s": np.arange(len(n)) * self.slot_s,
+                             "completed": n, "response_mean_s": mean})
 
     def _write_rows(self, k: int) -> None:
         """Write the first `k` pending rows as one row group."""

@@ -4,13 +4,19 @@ Everything the hot loop needs is resolved here into plain lists indexed by serve
 "type" id (one type per distinct (model, gpu, tp)), so the loop never calls the PerfModel with
 strings except through the memoised `TypePerf` below.
 
-Expected backlog (used by least-loaded allocators and reported to planners) is an estimate of the
-server-seconds of work a request brings: `prompt_tokens * c_prefill_s + output_tokens * c_decode_s`,
-where `c_prefill_s = prefill_ms(REF_CONTEXT) / REF_CONTEXT / 1000` and `c_decode_s` is one decode
-iteration at the reference batch divided by that batch (each request's share of a full batch's
-iteration). The reference batch is `min(max_batch, kv_capacity // REF_CONTEXT)`. A server's
-expected busy-until time is `max(busy_until, now) + work` at each assignment and is reset to `now`
-when the server drains (so the estimate never drifts upward past an idle server).
+Expected backlog (used by least-loaded allocators, reported to gateways and planners) is an estimate
+of the server-seconds of work a request brings, `TypePerf.work_s(prompt, output)`:
+`prompt_tokens * c_prefill_s + output_tokens * (one decode iteration / batch)`, where the batch is the
+one the server really reaches with such requests: KV memory reserved per request at admission
+(prompt + output tokens) bounds it at `kv_capacity / (prompt + output)`, capped by `max_batch`, and the
+iteration is taken at the request's mean decode context. `c_prefill_s = prefill_ms(REF_CONTEXT) /
+REF_CONTEXT / 1000`. A server's expected busy-until time is `max(busy_until, now) + work` at each
+assignment (queued and travelling requests are counted from the moment they are assigned) and is reset
+to `now` when the server drains (so the estimate never drifts upward past an idle server). On a KV-bound
+server with hundreds queued it is within a few % of the next request's wait (tests/test_load_signal.py);
+the reference-batch figure it replaced (`c_decode_s`: one iteration at `min(max_batch, kv_capacity //
+REF_CONTEXT)` divided by that batch) said 23 % too little there, and stays the per-token cost of the
+slot accounting's work figure and the planners' mean-work estimates.
 """
 
 from __future__ import annotations
@@ -32,13 +38,14 @@ class TypePerf:
     """Memoised latency of one (model, gpu, tp) replica, in seconds."""
 
     __slots__ = ("model", "gpu", "tp", "perf", "pre_cache", "quant_cache", "dec_cache", "kv_cap", "max_batch",
-                 "load_s", "c_prefill_s", "c_decode_s")
+                 "load_s", "c_prefill_s", "c_decode_s", "tok_cache")
 
     def __init__(self, perf, model: str, gpu: str, tp: int) -> None:
         self.model, self.gpu, self.tp, self.perf = model, gpu, tp, perf
         self.pre_cache: dict = {}
         self.quant_cache: dict = {}
         self.dec_cache: dict = {}
+        self.tok_cache: dict = {}
         self.kv_cap = int(perf.kv_capacity_tokens(model, gpu, tp))
         self.max_batch = max(1, int(perf.max_batch(model, gpu, tp, MAX_BATCH_CONTEXT_TOKENS))) if self.kv_cap > 0 else 0
         if self.max_batch >= 1 << 16:
@@ -50,6 +57,27 @@ class TypePerf:
             self.c_decode_s = float(perf.decode_ms_per_iter(model, gpu, tp, b_ref, REF_CONTEXT_TOKENS)) / 1000.0 / b_ref
         else:
             self.c_prefill_s = self.c_decode_s = math.inf
+
+    def work_s(self, prompt_tokens: int, output_tokens: int) -> float:
+        """Expected server-seconds a request brings (the backlog estimate's unit): its prompt at
+        `c_prefill_s` a token, and each output token's share of a decode iteration at the batch the
+        server really reaches with such requests, `kv_cap / (prompt + output)` (the KV reserved per
+        request at admission, `torta.sim.servers`) capped by `max_batch`, at the request's mean
+        decode context. Memoised per 64-token bucket of (prompt + output, prompt + output / 2)."""
+        ctx = prompt_tokens + output_tokens
+        key = ((ctx >> DECODE_CTX_BUCKET_SHIFT) << 16) | ((prompt_tokens + (output_tokens >> 1)) >> DECODE_CTX_BUCKET_SHIFT)
+        c = self.tok_cache.get(key)
+        if c is None:
+            if self.kv_cap <= 0:
+                return math.inf
+            half = 1 << (DECODE_CTX_BUCKET_SHIFT - 1)
+            reserved = ((ctx >> DECODE_CTX_BUCKET_SHIFT) << DECODE_CTX_BUCKET_SHIFT) + half
+            batch = min(float(self.max_batch), max(1.0, self.kv_cap / min(reserved, self.kv_cap)))
+            mean_ctx = ((key & 0xFFFF) << DECODE_CTX_BUCKET_SHIFT) + half
+            b = max(1, int(batch))
+            c = self.tok_cache[key] = float(self.perf.decode_ms_per_iter(self.model, self.gpu, self.tp, b, mean_ctx)) \
+                / 1000.0 / batch
+        return prompt_tokens * self.c_prefill_s + output_tokens * c
 
     def prefill_s(self, tokens: int, sum_sq: float) -> float:
         """Prefill time of a batch, memoised: batch tokens are rounded to 10 significant bits (exact

@@ -55,7 +55,8 @@ from typing import Callable
 import numpy as np
 
 from torta.allocator.builtin import round_robin, warm_least_loaded
-from torta.policy.base import RoundRobinAllocator, SlotState, WarmLeastLoaded, validate_plan
+from torta.allocator.power_of_d import power_of_d
+from torta.policy.base import PowerOfDLeastLoaded, RoundRobinAllocator, SlotState, WarmLeastLoaded, validate_plan
 from torta.sim.cluster import FleetTables
 from torta.sim.infomodel import ControlPlane, GatewayView, gateway_least_loaded
 from torta.sim.routing import python_allocator, routing_handlers
@@ -271,7 +272,7 @@ class FleetView:
     def work_s(self, server: int, model: int, prompt_tokens: int, output_tokens: int) -> float:
         """Expected server-seconds of work for a request (the backlog estimate's unit)."""
         ty = self.tables.types[self.tables.stype[server][model]]
-        return prompt_tokens * ty.c_prefill_s + output_tokens * ty.c_decode_s
+        return ty.work_s(prompt_tokens, output_tokens)
 
     def load_s(self, server: int, model: int) -> float:
         return self.tables.types[self.tables.stype[server][model]].load_s
@@ -359,11 +360,14 @@ class Engine:
         alloc = self.policy.allocator
         self.builtin_alloc = isinstance(alloc, (WarmLeastLoaded, RoundRobinAllocator))
         if isinstance(alloc, WarmLeastLoaded):
-            self.alloc = warm_least_loaded(f, T, self.world, bool(getattr(alloc, "latency_aware", True)))
+            self.alloc = base = warm_least_loaded(f, T, self.world, bool(getattr(alloc, "latency_aware", True)))
             if cp is not None:
                 self.alloc = gateway_least_loaded(self.alloc, f, T, cp)
+            if isinstance(alloc, PowerOfDLeastLoaded):  # d random warm candidates, the least loaded wins
+                seed = int(np.random.default_rng([*np.atleast_1d(self.seed).tolist(), 17]).integers(1 << 62))
+                self.alloc = power_of_d(base, self.alloc.choose, f, T, cp, alloc.d, seed)
         elif isinstance(alloc, RoundRobinAllocator):
-            self.alloc = round_robin(f, T)  # reads no state
+            self.alloc = round_robin(f, T, cp)  # warm-preferring; remote state as the gateway perceives it
         else:
             self.alloc = python_allocator(self, alloc)
         # batch-window allocators (torta.policy.base.BatchAllocator, torta.sim.routing)

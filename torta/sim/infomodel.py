@@ -227,6 +227,7 @@ def gateway_least_loaded(ops, fleet, tables, cp: ControlPlane):
     bu, tailm = fleet.busy_until_s, fleet.tail_model
     own_n, own_tail = cp.own_n, cp.own_tail
     seen, busy_until, inner_choose, book = cp.seen, cp.busy_until, ops.choose, ops.book
+    nwarm = ops.state.nwarm[tables.n_regions]  # servers fleet-wide per tail model (live)
 
     def choose(rid, o, m, p, out, arr, scope, now):
         if scope is not None:
@@ -234,6 +235,7 @@ def gateway_least_loaded(ops, fleet, tables, cp: ControlPlane):
         on, ot, lo = own_n[o], own_tail[o], lat[o]
         reps: dict = {}
         best, bl, bs = math.inf, math.inf, -1
+        lbest, lbl, ls, any_warm = math.inf, math.inf, -1, False
         for s, r, cap, load in cands[m]:
             if cap < p:
                 continue
@@ -249,9 +251,17 @@ def gateway_least_loaded(ops, fleet, tables, cp: ControlPlane):
             if w < 0.0:
                 w = 0.0
             if tm != m:
+                if nwarm[tailm[s]] < 2:  # minReplicas = 1 (as the built-in): a model's last warm server
+                    if w + load < lbest or (w + load == lbest and lo[r] < lbl):
+                        lbest, lbl, ls = w + load, lo[r], s
+                    continue
                 w += load
+            else:
+                any_warm = True
             if w < best or (w == best and lo[r] < bl):
                 best, bl, bs = w, lo[r], s
+        if not any_warm and ls >= 0 and (lbest < best or (lbest == best and lat[o][region[ls]] < bl)):
+            bs = ls  # no warm server of m anywhere: a last warm server of another model may load it
         if bs < 0:
             raise ValueError(f"no server can hold request {rid} (model {m}, {p} prompt tokens)")
         b0 = bu[bs] if bu[bs] > now else now

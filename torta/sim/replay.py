@@ -74,6 +74,7 @@ class ReplayResult:
     slots: pl.DataFrame
     cost: dict[str, float] = field(default_factory=dict)
     event_log: list = field(default_factory=list)  # filled in debug mode only
+    response_slots: pl.DataFrame | None = None  # per slot of the scored window: completed, response_mean_s
 
 
 def scale_load(requests: pl.DataFrame, load_factor: float, load_mode: str, seed: int) -> pl.DataFrame:
@@ -474,7 +475,7 @@ def _result(run: ReplayRun, stats) -> ReplayResult:
         _write_outputs(out, slot_df, summary, manifest)
         path = Path(run.out_dir).absolute() / "completions.parquet"
     return ReplayResult(summary=summary, completions_path=path, slots=slot_df, cost=cost,
-                        event_log=stats.event_log)
+                        event_log=stats.event_log, response_slots=run.sink.response_by_slot())
 
 
 def replay(world: World, requests: pl.DataFrame, policy, *, seed: int, out_dir: str | os.PathLike | None = None,

@@ -69,31 +69,32 @@ def policy_table(runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def strongest_baselines(validation: pl.DataFrame | None, test: pl.DataFrame,
-                        baselines: tuple[str, ...]) -> dict[str, tuple[str, str]]:
-    """scenario -> (baseline, how chosen): lowest mean response time on the validation day; where a
-    scenario has no validation runs, the lowest mean response time over its test runs (said so)."""
-    out: dict[str, tuple[str, str]] = {}
-    for sc in test["scenario"].unique(maintain_order=True).to_list():
-        for frame, how in ((validation, "validation day 11, mean response time"),
+                        baselines: tuple[str, ...]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(scenario, workload) -> (baseline, how chosen): lowest mean response time on that workload's
+    validation window on that topology (day 11 of a multi-day workload, the first minutes of an hour
+    trace); where there is none, the lowest mean response time over its test runs (said so)."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for sc, wl in test.select("scenario", "workload").unique(maintain_order=True).iter_rows():
+        for frame, how in ((validation, "validation window, mean response time"),
                            (test, "test runs, mean response time (no validation runs)")):
             if frame is None or frame.height == 0:
                 continue
-            g = frame.filter(pl.col("scenario") == sc, pl.col("policy").is_in(list(baselines)))
+            g = frame.filter(pl.col("scenario") == sc, pl.col("workload") == wl, pl.col("policy").is_in(list(baselines)))
             if g.height:
                 best = g.group_by("policy").agg(pl.col("response_mean_s").mean()).sort("response_mean_s", "policy")
-                out[sc] = (best["policy"][0], how)
+                out[(sc, wl)] = (best["policy"][0], how)
                 break
     return out
 
 
-def paired_table(test: pl.DataFrame, baseline_of: dict[str, tuple[str, str]]) -> pl.DataFrame:
+def paired_table(test: pl.DataFrame, baseline_of: dict[tuple[str, str], tuple[str, str]]) -> pl.DataFrame:
     """Per scenario, workload and policy: paired per-(seed, day) differences policy - strongest baseline,
     absolute and relative (percent of the baseline), mean and 95 % half-width."""
     rows = []
     for (sc, wl), g in test.group_by("scenario", "workload", maintain_order=True):
-        if sc not in baseline_of:
+        if (sc, wl) not in baseline_of:
             continue
-        base_name = baseline_of[sc][0]
+        base_name = baseline_of[(sc, wl)][0]
         base = g.filter(pl.col("policy") == base_name)
         for pol in g["policy"].unique(maintain_order=True).to_list():
             mine = g.filter(pl.col("policy") == pol)
@@ -110,19 +111,21 @@ def paired_table(test: pl.DataFrame, baseline_of: dict[str, tuple[str, str]]) ->
     return pl.DataFrame(rows) if rows else pl.DataFrame()
 
 
-def claims_table(test: pl.DataFrame, baseline_of: dict[str, tuple[str, str]], policy: str) -> pl.DataFrame:
+def claims_table(test: pl.DataFrame, baseline_of: dict[tuple[str, str], tuple[str, str]], policy: str
+                 ) -> pl.DataFrame:
     """The three claims for `policy` vs the strongest baseline: per scenario x workload and pooled over
     all pairs ('all'): relative difference (percent), 95 % interval, verdict, magnitude."""
     rows = []
     groups = [(sc, wl, g) for (sc, wl), g in test.group_by("scenario", "workload", maintain_order=True)]
+    groups += [(sc, "all", g) for (sc,), g in test.group_by("scenario", maintain_order=True)]
     groups.append(("all", "all", test))
     for sc, wl, g in groups:
         pairs = []
-        for (s2,), gs in g.group_by("scenario", maintain_order=True):
-            if s2 not in baseline_of:
+        for (s2, w2), gs in g.group_by("scenario", "workload", maintain_order=True):
+            if (s2, w2) not in baseline_of:
                 continue
             mine = gs.filter(pl.col("policy") == policy)
-            base = gs.filter(pl.col("policy") == baseline_of[s2][0])
+            base = gs.filter(pl.col("policy") == baseline_of[(s2, w2)][0])
             pairs.append(mine.join(base, on=list(UNIT), suffix="_base"))
         j = pl.concat(pairs) if pairs else pl.DataFrame()
         for c in CLAIMS:

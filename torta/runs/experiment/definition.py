@@ -1,11 +1,21 @@
 """The paper-reproduction experiment as frozen dataclasses (no I/O).
 
 DESIGN.md, Evaluation protocol: multi-day workloads are tested on days 12-14 (`test_days`), one
-*cell* per (scenario, workload, seed, day) in which every policy replays the identical requests; the
-validation day 11 (`tune_day`) tunes SkyLB's threshold and picks the strongest baseline (by mean
-response time); PPO checkpoints are trained on days 1-10 by `torta train` (another command): the
-windows are disjoint. The Azure 2023 hour traces have no days: one cell per (scenario, trace, seed),
-the same requests for every seed, origins drawn per seed by the replay.
+*cell* per (scenario, workload, seed, day) in which every policy replays the identical requests: the
+whole day (`hours` = 24), after `warmup_h` unscored hours through the same policy (the end of the day
+before), with every gateway on the control-plane information model at `state_refresh_s` (issue 17).
+The validation day 11 (`tune_day`, also whole and warm-started) tunes SkyLB's threshold and picks the
+strongest deployable baseline (by mean response time) per scenario AND workload; PPO checkpoints are
+trained on days 1-10 by `torta train` (another command): the windows are disjoint.
+
+The Azure 2023 hour traces have no days: one cell per (scenario, trace, seed), the same requests for
+every seed, origins drawn per seed by the replay. Their first `trace_warmup_h` hours are both their
+validation window (a cell of day `tune_day`, cold-started, where the baseline is picked for the trace)
+and the test cells' unscored warm-up; the test scores the rest of the trace, so what is tuned on is
+never scored.
+
+`references`: policies replayed a second time in every cell at S = 0 (instant global state, the
+oracle no deployment has), recorded as `<policy>@S0`: a reference line, never a claim's baseline.
 """
 
 from __future__ import annotations
@@ -14,7 +24,9 @@ from dataclasses import dataclass, replace
 
 from torta.config import EVAL_PROTOCOL
 
-BASELINES = ("round-robin", "local-only", "least-loaded", "skylb", "myopic-ot", "acs")
+BASELINES = ("round-robin", "local-only", "least-loaded", "least-loaded-d2", "skylb", "myopic-ot", "acs")
+REFERENCES = ("least-loaded",)  # replayed again at S = 0 in every cell (the oracle reference line)
+ORACLE_SUFFIX = "@S0"
 # TORTA and its ablations, most complete first. PPO ones need a checkpoint per scenario.
 TORTA_FAMILY = ("torta", "torta-no-forecast", "ppo-only", "torta-no-micro",
                 "torta-ot", "torta-ot-last", "torta-ot-oracle", "torta-ot-hungarian")
@@ -54,12 +66,16 @@ class Experiment:
     traces: tuple[str, ...] = ("azure-2023-conv", "azure-2023-code")  # the Azure 2023 hour traces
     baselines: tuple[str, ...] = BASELINES
     torta: tuple[str, ...] = TORTA_FAMILY
-    seeds: int = 5
+    seeds: int = 1
     test_days: tuple[int, ...] = EVAL_PROTOCOL.test_days
-    hours: float = 0.25  # replayed window of each test day (first `hours` hours)
+    hours: float = 24.0  # scored window of each test day (its first `hours` hours: the whole day)
     trace_hours: float = 1.0  # of each hour trace (the whole trace)
     tune_day: int = EVAL_PROTOCOL.validation_day
-    tune_hours: float = 0.25  # SkyLB tuning and baseline selection window on the validation day
+    tune_hours: float = 24.0  # SkyLB tuning and baseline selection window on the validation day
+    warmup_h: float = EVAL_PROTOCOL.warmup_h  # unscored hours before each multi-day window
+    trace_warmup_h: float = 0.25  # an hour trace's first hours: its validation window and unscored warm-up
+    state_refresh_s: float = EVAL_PROTOCOL.state_refresh_s  # control-plane load-report interval (infomodel)
+    references: tuple[str, ...] = REFERENCES
     skylb_candidates: tuple[float, ...] = EVAL_PROTOCOL.skylb_candidates
     train_days: tuple[int, int] = EVAL_PROTOCOL.train_days  # PPO training window (torta train), recorded only
 
@@ -68,6 +84,10 @@ class Experiment:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.hours <= 0 or self.trace_hours <= 0 or self.tune_hours <= 0:
             raise ValueError("hours, trace_hours and tune_hours must be > 0")
+        if self.warmup_h < 0 or self.state_refresh_s < 0:
+            raise ValueError(f"warmup_h ({self.warmup_h}) and state_refresh_s ({self.state_refresh_s}) must be >= 0")
+        if self.traces and not 0 < self.trace_warmup_h < self.trace_hours:
+            raise ValueError(f"trace_warmup_h {self.trace_warmup_h} must be in (0, trace_hours = {self.trace_hours})")
         if not self.scenarios or not (self.workloads or self.traces):
             raise ValueError("an experiment needs at least one scenario and one workload or trace")
         if self.tune_day in self.test_days:
@@ -87,10 +107,16 @@ class Experiment:
         return out
 
     def validation_cells(self) -> list[Cell]:
-        """Day 11, seed 0, per scenario: SkyLB tuning and the strongest baseline. Hour traces have no
-        validation day: they use the choice made on the scenario's first multi-day workload."""
-        wl = self.workloads[0] if self.workloads else None
-        return [Cell(sc, wl, 0, self.tune_day, role="validation") for sc in self.scenarios] if wl else []
+        """Seed 0, per scenario and workload: day 11 of a multi-day workload, the first `trace_warmup_h`
+        of an hour trace (key day `tune_day`): SkyLB tuning and the strongest baseline."""
+        return [Cell(sc, wl, 0, self.tune_day, role="validation") for sc in self.scenarios
+                for wl in (*self.workloads, *self.traces)]
+
+    def reference_policies(self) -> tuple[str, ...]:
+        """The S = 0 oracle runs of every cell (`<policy>@S0`); none when the experiment runs at S = 0."""
+        if self.state_refresh_s == 0:
+            return ()
+        return tuple(f"{p}{ORACLE_SUFFIX}" for p in self.references if p in self.baselines)
 
     def with_policies(self, available: set[str]) -> "Experiment":
         """Drop the policies that are not available (unregistered, or PPO without a checkpoint)."""
@@ -104,13 +130,15 @@ class Experiment:
 def paper_experiment(*, reduced: bool = False, seeds: int | None = None, hours: float | None = None,
                      scenarios: tuple[str, ...] | None = None, workloads: tuple[str, ...] | None = None,
                      traces: tuple[str, ...] | None = None, policies: tuple[str, ...] | None = None,
-                     days: int | None = None) -> Experiment:
+                     days: int | None = None, warmup_h: float | None = None,
+                     state_refresh_s: float | None = None) -> Experiment:
     """The full experiment, or with `reduced` the CI-sized one (1 topology, 2 seeds, 3 policies, a
     few minutes of one test day and of one hour trace). Options override either."""
     if reduced:
         exp = Experiment(name="paper-reduced", scenarios=("abilene",), traces=("azure-2023-code",), seeds=2,
-                         test_days=(12,), hours=0.05, trace_hours=0.05, tune_hours=0.05,
-                         baselines=("least-loaded", "skylb"), torta=("torta-ot",), skylb_candidates=(1.0, 4.0))
+                         test_days=(12,), hours=0.05, trace_hours=0.5, tune_hours=0.05, warmup_h=0.25,
+                         trace_warmup_h=0.25, baselines=("least-loaded", "skylb"), torta=("torta-ot",),
+                         skylb_candidates=(1.0, 4.0))
     else:
         exp = Experiment()
     changes: dict = {}
@@ -118,6 +146,11 @@ def paper_experiment(*, reduced: bool = False, seeds: int | None = None, hours: 
         changes["seeds"] = seeds
     if hours is not None:
         changes["hours"] = hours
+        changes["tune_hours"] = hours
+    if warmup_h is not None:
+        changes["warmup_h"] = warmup_h
+    if state_refresh_s is not None:
+        changes["state_refresh_s"] = state_refresh_s
     if scenarios:
         changes["scenarios"] = tuple(scenarios)
     if workloads is not None:
@@ -138,5 +171,5 @@ def paper_experiment(*, reduced: bool = False, seeds: int | None = None, hours: 
     return replace(exp, **changes) if changes else exp
 
 
-__all__ = ["BASELINES", "TORTA_FAMILY", "PPO_POLICIES", "CLAIM_CANDIDATES", "TRACE_DAY", "Cell", "Experiment",
+__all__ = ["BASELINES", "REFERENCES", "ORACLE_SUFFIX", "TORTA_FAMILY", "PPO_POLICIES", "CLAIM_CANDIDATES", "TRACE_DAY", "Cell", "Experiment",
            "paper_experiment"]

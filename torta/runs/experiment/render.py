@@ -43,8 +43,111 @@ def _first_str(runs: pl.DataFrame, col: str) -> str:
     return vals[0] if len(vals) == 1 else ""
 
 
+FORESIGHT = ("torta-ot-oracle", "torta-ot", "torta-ot-last")  # perfect, forecast, persistence
+
+
+def _protocol_lines(test: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
+    """The protocol at the top of the file: warm-up, window, S, seeds, command, wall time."""
+    def vals(col, frame=test):
+        return sorted({v for v in frame[col].to_list() if v is not None}) if col in frame.columns else []
+
+    multi = test.filter(pl.col("day") != TRACE_DAY)
+    trace = test.filter(pl.col("day") == TRACE_DAY)
+    warm = vals("warmup_h", multi)
+    S = vals("protocol_state_refresh_s")
+    parts = [f"**Protocol.** Window: {', '.join(_f(h, 2) for h in vals('hours', multi)) or '-'} h of each test day"
+             f" after {', '.join(_f(h, 2) for h in warm) or '0'} h of unscored warm-up through the same policy"]
+    if trace.height:
+        parts.append(f"hour traces: {', '.join(_f(h, 2) for h in vals('trace_hours', trace))} h, the first "
+                     f"{', '.join(_f(h, 2) for h in vals('trace_warmup_h', trace)) or '0'} h unscored")
+    parts.append(f"load reports every {', '.join(_f(x, 1) for x in S) or '0'} s (each origin's gateway sees "
+                 "other regions as of the last report; `torta/sim/infomodel.py`)")
+    parts.append(f"seeds per test day: {test['seed'].n_unique()}")
+    cmd = _first_str(runs, "run_command")
+    if cmd:
+        parts.append(f"command: `{cmd}`")
+    if "cell_wall_s" in runs.columns and runs["cell_wall_s"].null_count() == 0:
+        per_cell = runs.group_by("cell", "role").agg(pl.col("cell_wall_s").first())
+        parts.append(f"measured wall time: {float(per_cell['cell_wall_s'].sum()) / 3600:.1f} h summed over "
+                     f"{per_cell.height} cells")
+    return ["; ".join(parts) + ".", "",
+            "**Definitions changed (issue 17).** Compared with RESULTS.md before December 2026: whole test days "
+            "after a warm-up instead of the first 15 minutes after a cold start; every routing decision on "
+            "the control-plane information model (stale remote state) instead of free instant global state; "
+            "`round-robin`, `local-only` and `torta-no-micro` prefer warm servers (a model is loaded only "
+            "when no server holding it can start the request within the load time, and each model keeps its "
+            "last warm server in a scope); the backlog every policy reads counts queued work at the batch "
+            "KV memory really allows; the herd-robust `least-loaded-d2` (power of two choices) joined the "
+            "baselines; the strongest baseline is picked per topology AND workload on its validation window. "
+            "`least-loaded@S0` is least-loaded on instant global state: the oracle reference line, never a "
+            "claim's baseline. Numbers from before are not comparable.", ""]
+
+
+def _foresight_lines(test: pl.DataFrame) -> list[str]:
+    """Value of foresight: paired differences among perfect, forecast and persistence OT planning."""
+    have = [p for p in FORESIGHT if p in set(test["policy"].to_list())]
+    if len(have) < 2:
+        return []
+    L = ["## Value of foresight", "",
+         "The same OT planner fed perfect knowledge of the slot's demand (`torta-ot-oracle`), the forecast "
+         "(`torta-ot`) or the last slot's demand (`torta-ot-last`, persistence). Paired per unit, mean response "
+         "time: difference in percent of the second policy, mean [95 % CI] (pairs).", ""]
+    rows = []
+    for (sc, wl), g in test.group_by("scenario", "workload", maintain_order=True):
+        for a, b in (("torta-ot-oracle", "torta-ot-last"), ("torta-ot", "torta-ot-last"),
+                     ("torta-ot-oracle", "torta-ot")):
+            ga, gb = g.filter(pl.col("policy") == a), g.filter(pl.col("policy") == b)
+            if not ga.height or not gb.height:
+                continue
+            j = ga.join(gb, on=["seed", "day"], suffix="_b")
+            rel = ((j["response_mean_s"] - j["response_mean_s_b"]) / j["response_mean_s_b"] * 100.0).to_numpy()
+            from torta.runs.compare import t_interval
+
+            mu, h = t_interval(rel)
+            rows.append([f"{sc} / {wl}", f"`{a}` vs `{b}`", f"{mu:+.1f} [{mu - h:+.1f}, {mu + h:+.1f}] ({len(rel)})",
+                         f"{_f(float(ga['response_mean_s'].mean()))} / {_f(float(gb['response_mean_s'].mean()))}"])
+    return L + [_md_table(["scope", "pair", "diff % [95 % CI] (pairs)", "mean resp s (first / second)"], rows), ""]
+
+
+def _slot_figures(slot_response: pl.DataFrame | None, lines: dict, figures_dir: Path, md_dir: Path | None
+                  ) -> dict[str, str]:
+    """Response time per 15-minute slot over the day for the claim's policy, the strongest baseline and
+    the oracle reference, one figure per topology (multi-day workloads, mean over units)."""
+    if slot_response is None or slot_response.height == 0:
+        return {}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    data = slot_response.filter((pl.col("day") != TRACE_DAY) & (pl.col("role") == "test"))
+    for (sc,), g in data.group_by("scenario", maintain_order=True):
+        fig, ax = plt.subplots(figsize=(10, 3.4))
+        for pol in lines.get(sc, ()):
+            h = (g.filter(pl.col("policy") == pol).group_by("slot").agg(pl.col("response_mean_s").mean())
+                 .sort("slot"))
+            if h.height:
+                ax.plot((h["slot"] * 0.25).to_list(), h["response_mean_s"].to_list(), label=pol, lw=1.2)
+        ax.set_yscale("log")
+        ax.set_xlabel("hour of the test day (15-minute slots)")
+        ax.set_ylabel("mean response s (log)")
+        ax.set_title(f"{sc}: response time per slot, mean over test days")
+        ax.legend(fontsize=8)
+        name = f"slots__{sc}.png"
+        path = figures_dir / name
+        tmp = path.with_name(f".{name}.tmp.png")
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        os.replace(tmp, path)
+        out[sc] = os.path.relpath(path, md_dir) if md_dir is not None else str(path)
+    return out
+
+
 def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None = None,
-                   md_dir: Path | None = None, wall_s: float | None = None, note: str = "") -> str:
+                   md_dir: Path | None = None, wall_s: float | None = None, note: str = "",
+                   slot_response: pl.DataFrame | None = None) -> str:
     if runs.height == 0:
         raise ValueError("no runs to render")
     test = runs.filter(pl.col("role") == "test")
@@ -68,6 +171,7 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
     L = ["# Reproducing TORTA (arXiv:2507.10259): results", "",
          "Generated by `torta experiment results` from the warehouse (`runs` rows of experiment "
          f"`{runs['experiment'][0]}`, batch `{batch}`). Do not edit by hand: rerun the command.", ""]
+    L += _protocol_lines(test, runs)
     L += ["## What ran", ""]
     span = ""
     if "finished_at" in runs.columns and runs["finished_at"].dtype != pl.String:
@@ -113,8 +217,8 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
         th = val.group_by("scenario").agg(pl.col("skylb_threshold").first()).sort("scenario")
         L.append("- SkyLB threshold (pending requests per server, tuned on day 11): "
                  + ", ".join(f"{s} {_f(t, 1)}" for s, t in th.iter_rows()) + ".")
-    L.append("- Strongest baseline per topology: " + ", ".join(f"{s}: `{b}` ({how})" for s, (b, how) in best.items())
-             + ". The hour traces use their topology's choice.")
+    L.append("- Strongest deployable baseline per topology and workload (the claims' reference): "
+             + ", ".join(f"{s}/{w}: `{b}` ({how})" for (s, w), (b, how) in best.items()) + ".")
     cmd = _first_str(runs, "run_command")
     if cmd:
         w = int(runs["workers"].max()) if "workers" in runs.columns and runs["workers"].null_count() == 0 else 1
@@ -169,6 +273,19 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
     else:
         L += ["No TORTA policy in this batch: the claims cannot be checked.", ""]
 
+    L += _foresight_lines(test)
+    oracle = [p for p in policies if p.endswith("@S0")]
+    lines = {}
+    for (sc, wl), (b, _) in best.items():
+        if sc not in lines:
+            lines[sc] = [p for p in (claim_pol, b, *oracle) if p]
+    sfig = _slot_figures(slot_response, lines, figures_dir, md_dir) if figures_dir is not None else {}
+    if sfig:
+        L += ["## Over the day", "",
+              "Mean response time per 15-minute slot of the test days (by arrival), for the claims' policy, the "
+              "strongest deployable baseline and the oracle reference, per topology.", ""]
+        for sc, f in sfig.items():
+            L += [f"![{sc} per slot]({f})", ""]
     L += ["## Per topology and workload", "",
           "Mean over paired units ± 95 % t-interval half-width. Cost = energy + transfer + switching (USD "
           "for the replayed window).", ""]
@@ -206,8 +323,7 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
           "fleets and traces are not known, so a difference in magnitude is expected. Ours: "
           "the shipped scenarios, the ServeGen-shaped multi-day workload with Azure 2023 token lengths and the "
           "Azure 2023 hour traces, replayed by TORTA's simulator.",
-          "- Windows are short (see What ran) so the whole experiment fits a 2-core machine; a longer window "
-          "(`torta experiment paper --hours H`) gives each planner more slots to act on (slots are 15 min).",
+          "- Windows: see the protocol at the top; `torta experiment paper --hours H --warmup-hours W` changes them.",
           "- Reproduce: `torta experiment paper` (add `--reduced` for the CI-sized run), then "
           "`torta experiment results`; the runs stay queryable with "
           "`torta sql \"select * from runs where experiment = 'paper'\"`.",

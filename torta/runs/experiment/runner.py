@@ -10,7 +10,7 @@ from typing import Callable
 
 import polars as pl
 
-from torta.runs.experiment.definition import PPO_POLICIES, TRACE_DAY, Cell, Experiment
+from torta.runs.experiment.definition import ORACLE_SUFFIX, PPO_POLICIES, TRACE_DAY, Cell, Experiment
 
 # Rough replay cost per request and policy for the run-time estimate (s): replay wall time over requests
 # of the multi-day test runs (abilene, geant and chinanet pooled; they differ by < 10 % except torta-ot)
@@ -18,7 +18,7 @@ from torta.runs.experiment.definition import PPO_POLICIES, TRACE_DAY, Cell, Expe
 # average about 2: the two workers alone), rounded up. torta-ot refits its forecaster as it plans: 0.10
 # ms (abilene) to 0.27 ms (chinanet) per request. Earlier figures (batch paper-20261128T043818, before
 # the engine's speed-ups, load 5-9) were 3-6x these: scale up on a busier machine.
-COST_S_PER_REQUEST = {"round-robin": 1.4e-5, "local-only": 1.4e-5, "least-loaded": 1.6e-5, "skylb": 2.5e-5,
+COST_S_PER_REQUEST = {"round-robin": 1.4e-5, "local-only": 1.4e-5, "least-loaded": 1.6e-5, "least-loaded-d2": 2.0e-5, "skylb": 2.5e-5,
                       "myopic-ot": 2e-5, "acs": 2.3e-5, "torta-ot": 1.8e-4, "torta-ot-last": 2.8e-5,
                       "torta-ot-oracle": 2.7e-5, "torta": 2.9e-5, "torta-no-forecast": 2.8e-5,
                       "ppo-only": 2.9e-5, "torta-no-micro": 1.9e-5,
@@ -55,16 +55,24 @@ def available_policies(scenarios: tuple[str, ...], wanted: tuple[str, ...] = PPO
     return names, dropped
 
 
-def cell_input(cell: Cell, exp_hours: float, trace_hours: float):
-    """The cell's input (torta.runs.inputs.SeedInput): the first `exp_hours` of its day, or the first
-    `trace_hours` of its hour trace."""
+def cell_input(cell: Cell, exp_hours: float, trace_hours: float, warmup_h: float = 0.0,
+               trace_warmup_h: float = 0.0):
+    """The cell's input (torta.runs.inputs.SeedInput): the first `exp_hours` of its day after `warmup_h`
+    unscored hours (the end of the day before); of an hour trace, the first `trace_hours` with the first
+    `trace_warmup_h` of them unscored, or for its validation cell (any day other than TRACE_DAY) only
+    those first `trace_warmup_h` hours, scored from a cold start."""
+    import dataclasses
+
     from torta.fleet.scenario import load_scenario
-    from torta.runs.inputs import multiday_input, trace_input
+    from torta.runs.inputs import is_multiday, multiday_input, trace_input
 
     world = load_scenario(cell.scenario)
-    if cell.day == TRACE_DAY:
-        return trace_input(cell.workload, world, cell.seed, None, trace_hours, {})
-    return multiday_input(cell.workload, cell.scenario, world, cell.seed, 1, exp_hours, cell.day)
+    if not is_multiday(cell.workload):
+        if cell.day != TRACE_DAY:  # the trace's validation window
+            return trace_input(cell.workload, world, cell.seed, None, trace_warmup_h or trace_hours, {})
+        inp = trace_input(cell.workload, world, cell.seed, None, trace_hours, {})
+        return dataclasses.replace(inp, warmup_s=float(trace_warmup_h) * 3600.0) if trace_warmup_h else inp
+    return multiday_input(cell.workload, cell.scenario, world, cell.seed, 1, exp_hours, cell.day, warmup_h=warmup_h)
 
 
 @dataclass
@@ -72,21 +80,25 @@ class CellResult:
     runs: list[dict]  # one summary row per policy
     slots: dict[str, pl.DataFrame]  # policy -> slot metrics
     requests: int
+    response_slots: dict = None  # policy -> per-slot completed and response_mean_s of the scored window
 
 
 def run_cell(cell: Cell, policies: tuple[str, ...], *, hours: float, trace_hours: float,
              skylb_threshold: float | None = None, log: Callable[[str], None] | None = None,
-             inp=None) -> CellResult:
-    """Replay every policy on the cell's requests (identical for all of them); `inp`: the cell's
-    input (torta.runs.inputs.SeedInput) when already built."""
+             inp=None, state_refresh_s: float = 0.0) -> CellResult:
+    """Replay every policy on the cell's requests (identical for all of them), gateways on the
+    information model at `state_refresh_s`; a name `<policy>@S0` replays `policy` at S = 0 (the oracle
+    reference). `inp`: the cell's input (torta.runs.inputs.SeedInput) when already built."""
     from torta.runs.execute import run_policy
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     inp = inp if inp is not None else cell_input(cell, hours, trace_hours)
-    runs, slots = [], {}
+    runs, slots, resp = [], {}, {}
     for name in policies:
         t0 = time.perf_counter()
-        run = run_policy(name, inp, skylb_threshold=skylb_threshold)
+        base, oracle = (name[:-len(ORACLE_SUFFIX)], True) if name.endswith(ORACLE_SUFFIX) else (name, False)
+        run = run_policy(base, inp, skylb_threshold=skylb_threshold,
+                         state_refresh_s=0.0 if oracle else float(state_refresh_s))
         res = run.result
         s = {k: v for k, v in res.summary.items() if not isinstance(v, (dict, list))}
         s.update({f"dropped_{k}": v for k, v in res.summary.get("dropped_reasons", {}).items()})
@@ -94,19 +106,26 @@ def run_cell(cell: Cell, policies: tuple[str, ...], *, hours: float, trace_hours
                  role=cell.role, cell=cell.key, key=f"{cell.key}|{name}", policy_params=str(run.params))
         runs.append(s)
         slots[name] = res.slots
+        resp[name] = res.response_slots
         log(f"  {cell.key} {name}: response_mean_s {s['response_mean_s']:.3f} cost_usd {s['cost_usd']:.3f} "
-            f"({time.perf_counter() - t0:.1f} s)")
-    return CellResult(runs, slots, int(inp.requests.height))
+            f"switches {s.get('switches', 0):.0f} ({time.perf_counter() - t0:.1f} s)")
+    return CellResult(runs, slots, int(inp.requests.height), resp)
 
 
-def estimate_s(exp: Experiment, requests_per_cell: dict[str, int], workers: int = 1) -> float:
-    """Run-time estimate: per cell, requests x per-policy cost + overhead, divided by `workers` (cells
-    run that many at a time; assumes a core each). `requests_per_cell` maps a workload name to the
-    request count of one of its cells (measured on the first cell)."""
-    per_req = sum(COST_S_PER_REQUEST.get(p, DEFAULT_COST_S_PER_REQUEST) for p in exp.policies)
+def estimate_s(exp: Experiment, requests_per_cell: dict[str, int], workers: int = 1,
+               done: set[str] | None = None) -> float:
+    """Run-time estimate: per cell not yet `done` (cell keys), requests x per-policy cost + overhead,
+    divided by `workers` (cells run that many at a time; assumes a core each). `requests_per_cell` maps
+    a workload name to the request count of one of its test cells, warm-up included (measured on the
+    first cell); validation cells are taken as the same size."""
+    names = (*exp.policies, *exp.reference_policies())
+    per_req = sum(COST_S_PER_REQUEST.get(p.removesuffix(ORACLE_SUFFIX), DEFAULT_COST_S_PER_REQUEST) for p in names)
+    base_req = sum(COST_S_PER_REQUEST.get(p, DEFAULT_COST_S_PER_REQUEST) for p in exp.baselines)
     total = 0.0
     for c in exp.test_cells() + exp.validation_cells():
+        if done and c.key in done:
+            continue
         n = requests_per_cell.get(c.workload, 0)
-        k = per_req if c.role == "test" else per_req + len(exp.skylb_candidates) * COST_S_PER_REQUEST["skylb"]
+        k = per_req if c.role == "test" else base_req + len(exp.skylb_candidates) * COST_S_PER_REQUEST["skylb"]
         total += n * k + CELL_OVERHEAD_S
     return total / max(1, int(workers))
