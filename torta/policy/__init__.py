@@ -2,10 +2,10 @@
 
 from torta.policy.base import (BasePolicy, MicroAllocator, Policy, RequestInfo, RoundRobinAllocator,
                                SlotState, WarmLeastLoaded, validate_plan)
-from torta.policy.baselines import LeastLoaded, LeastLoadedD2, LocalOnly, RoundRobin
+from torta.policy.baselines import LeastLoaded, LeastLoadedD2, LeastLoadedD4, LocalOnly, RoundRobin
 from torta.policy.registry import get_policy, list_policies, register
 
-for _cls in (RoundRobin, LocalOnly, LeastLoaded, LeastLoadedD2):
+for _cls in (RoundRobin, LocalOnly, LeastLoaded, LeastLoadedD2, LeastLoadedD4):
     register(_cls.name, _cls, _cls.description)
 
 __all__ = ["BasePolicy", "MicroAllocator", "Policy", "RequestInfo", "RoundRobinAllocator", "SlotState",

@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 
 from torta.config import EVAL_PROTOCOL
 
-BASELINES = ("round-robin", "local-only", "least-loaded", "least-loaded-d2", "skylb", "myopic-ot", "acs")
+BASELINES = ("round-robin", "local-only", "least-loaded", "least-loaded-d2", "least-loaded-d4", "skylb", "myopic-ot",
+             "acs")
 REFERENCES = ("least-loaded",)  # replayed again at S = 0 in every cell (the oracle reference line)
 ORACLE_SUFFIX = "@S0"
 # TORTA and its ablations, most complete first. PPO ones need a checkpoint per scenario.

@@ -18,7 +18,8 @@ from torta.runs.experiment.definition import ORACLE_SUFFIX, PPO_POLICIES, TRACE_
 # average about 2: the two workers alone), rounded up. torta-ot refits its forecaster as it plans: 0.10
 # ms (abilene) to 0.27 ms (chinanet) per request. Earlier figures (batch paper-20261128T043818, before
 # the engine's speed-ups, load 5-9) were 3-6x these: scale up on a busier machine.
-COST_S_PER_REQUEST = {"round-robin": 1.4e-5, "local-only": 1.4e-5, "least-loaded": 1.6e-5, "least-loaded-d2": 2.0e-5, "skylb": 2.5e-5,
+COST_S_PER_REQUEST = {"round-robin": 1.4e-5, "local-only": 1.4e-5, "least-loaded": 1.6e-5,
+                      "least-loaded-d2": 2.0e-5, "least-loaded-d4": 2.2e-5, "skylb": 2.5e-5,
                       "myopic-ot": 2e-5, "acs": 2.3e-5, "torta-ot": 1.8e-4, "torta-ot-last": 2.8e-5,
                       "torta-ot-oracle": 2.7e-5, "torta": 2.9e-5, "torta-no-forecast": 2.8e-5,
                       "ppo-only": 2.9e-5, "torta-no-micro": 1.9e-5,
