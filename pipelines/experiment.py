@@ -34,7 +34,7 @@ from pipelines import warehouse as wh
 from pipelines.lineage import REPLAY_INPUTS
 from pipelines.resources import WarehouseResource
 from torta.config import EVAL_PROTOCOL
-from torta.runs.experiment.definition import Cell, Experiment
+from torta.runs.experiment.definition import TRACE_DAY, Cell, Experiment
 
 experiment_partitions = dg.DynamicPartitionsDefinition(name="experiment_cells")
 
@@ -178,7 +178,7 @@ def done_cells(db: Path, exp: Experiment, cells: list[Cell]) -> tuple[set[str], 
             want = set(exp.baselines)
         hours = exp.tune_hours if c.role == "validation" else exp.hours
         g = runs.filter((pl.col("cell") == c.key) & (pl.col("role") == c.role))
-        if c.day != 0:
+        if c.day != TRACE_DAY:
             g = g.filter(pl.col("hours") == float(hours))
         if want <= set(g["policy"].to_list()):
             done.add(c.key + "|" + c.role)
@@ -372,7 +372,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
 
         policies = [*exp.policies, *exp.reference_policies()]
         jobs = [(c.key, _run_config({**common, "role": "test", "policies": policies,
-                                     "hours": exp.hours if c.day != 0 else exp.trace_hours,
+                                     "hours": exp.hours if c.day != TRACE_DAY else exp.trace_hours,
                                      "skylb_threshold": thresholds.get((c.scenario, c.workload), 0.0)}))
                 for c in test]
         try:

@@ -18,8 +18,10 @@ request's (warm); a server that must load the model (cold) wins only if its wait
 smaller, and never the last server of the scope whose tail is its model while the request's model has
 a warm server there: each model in use keeps one replica per scope, like an autoscaler's
 `minReplicas: 1` (an InferenceService's `minReplicas` in KServe,
-https://kserve.github.io/website/docs/model-serving/predictive-inference/autoscaling/hpa-autoscaler). Without it a small region whose models each have one server ping-pongs them
-(measured, issue 17: local-only reloaded 20,738 times in an hour on abilene, 1,826 with it). Heaps of (busy_until_s, server, version) per scope (regions 0..R-1, the whole fleet = R) and
+https://kserve.github.io/website/docs/model-serving/predictive-inference/autoscaling/hpa-autoscaler).
+Without it a small region whose models each have one server ping-pongs them (measured, issue 17:
+local-only reloaded 20,738 times in an hour on abilene, 1,826 with it). Heaps of (busy_until_s,
+server, version) per scope (regions 0..R-1, the whole fleet = R) and
 model, lazily invalidated by a per-server version: O(log n) per request, no scan. `wheap[k][m]` holds
 the servers of scope k whose tail model is m; `cheap[k][m]` (multi-model fleets, built once a request
 for m looks for a server) those able to load m whose tail is another model. Fleet-wide heaps are kept
@@ -89,7 +91,7 @@ def generic_drained(fleet) -> Callable:
 def round_robin(fleet, tables, cp=None) -> AllocatorOps:
     """`RoundRobinAllocator` over the fleet (see the module docstring). `cp`: the control plane
     (`torta.sim.infomodel.ControlPlane`) whose gateway takes fleet-wide choices on perceived state."""
-    stype, types, capable, region = tables.stype, tables.types, tables.capable, tables.region
+    stype, types, capable = tables.stype, tables.types, tables.capable
     servers_in = tables.servers_in_region
     glob_capable = [[s for s in range(tables.n_servers) if stype[s][m] >= 0] for m in range(tables.n_models)]
     ptr: dict = {}
@@ -97,8 +99,8 @@ def round_robin(fleet, tables, cp=None) -> AllocatorOps:
     bu, tailm = fleet.busy_until_s, fleet.tail_model
 
     def state(s, o, remote, now):
-        """(tail model, busy-until) of s as the deciding gateway sees it."""
-        if remote and region[s] != o:
+        """(tail model, busy-until) of s as the deciding gateway sees it (its own region live)."""
+        if remote:
             return cp.tail_model(o, s, now), cp.busy_until(o, s, now)
         return tailm[s], bu[s]
 
@@ -120,12 +122,7 @@ def round_robin(fleet, tables, cp=None) -> AllocatorOps:
         else:  # none: the server that can start it soonest, a load included where it must load m,
             # keeping each model's last warm server in the scope (as warm least-loaded does)
             best, s = INF, -1
-            warm = False
-            nw = {}
-            for c in (range(len(tailm)) if scope is None else servers_in[scope]):
-                tc = tailm[c]
-                nw[tc] = nw.get(tc, 0) + 1
-                warm = warm or tc == m
+            nw = None  # servers of the scope per tail model, counted once a cold candidate shows up
             for c in cands:
                 ty = types[stype[c][m]]
                 if ty.kv_cap < p:
@@ -135,7 +132,11 @@ def round_robin(fleet, tables, cp=None) -> AllocatorOps:
                 if w < 0.0:
                     w = 0.0
                 if tm != m:
-                    if warm and nw.get(tailm[c], 0) < 2:
+                    if nw is None:
+                        nw = {}
+                        for x in (range(len(tailm)) if scope is None else servers_in[scope]):
+                            nw[tailm[x]] = nw.get(tailm[x], 0) + 1
+                    if m in nw and nw.get(tailm[c], 0) < 2:
                         continue
                     w += ty.load_s
                 if w < best:

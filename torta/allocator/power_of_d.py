@@ -11,8 +11,8 @@ deployed form).
 A fleet-wide choice here: up to `d` servers drawn at random (the run's seeded stream, so replays are
 reproducible) among the servers able to hold the request whose tail model, as the origin's gateway
 perceives it, is the request's (warm); the earliest expected finish among them wins (perceived wait
-plus the request's own expected work on that server: the fleet's GPUs differ up to 20-fold in speed). A model is loaded
-only as the built-in warm least-loaded would load it: when no warm server was drawn, or the best drawn
+plus the request's own expected work on that server: the fleet's GPUs differ up to 20-fold in speed).
+A model is loaded only as the built-in warm least-loaded would load it: when no warm server was drawn, or the best drawn
 one cannot start the request within the model's shortest load time, the gateway's full choice decides
 (`torta.sim.infomodel.gateway_least_loaded`, or the built-in's on live state at S = 0). Region-scoped
 choices are the built-in's. Every fleet-wide assignment is counted as the gateway's own.
@@ -35,7 +35,7 @@ def power_of_d(ops: AllocatorOps, full_choose, fleet, tables, cp, d: int, seed: 
         raise ValueError(f"power-of-d: d = {d}; expected an integer >= 1")
     d = int(d)
     S, M = tables.n_servers, tables.n_models
-    stype, types, region = tables.stype, tables.types, tables.region
+    stype, types = tables.stype, tables.types
     cands = [[s for s in range(S) if stype[s][m] >= 0 and types[stype[s][m]].kv_cap > 0] for m in range(M)]
     min_load = [min((types[stype[s][m]].load_s for s in cands[m]), default=0.0) for m in range(M)]
     bu, tailm = fleet.busy_until_s, fleet.tail_model
@@ -48,12 +48,13 @@ def power_of_d(ops: AllocatorOps, full_choose, fleet, tables, cp, d: int, seed: 
             return ops.choose(rid, o, m, p, out, arr, scope, now)
         cm = cands[m]
         n = len(cm)
-        best, bs, got = float("inf"), -1, 0
+        best, bs, wait, got = float("inf"), -1, 0.0, 0
         for _ in range(DRAWS_PER_CANDIDATE * d):
             s = cm[draw(n)]
-            if types[stype[s][m]].kv_cap < p:
+            ty = types[stype[s][m]]
+            if ty.kv_cap < p:
                 continue
-            if cp is not None and region[s] != o:
+            if cp is not None:  # the gateway's view (its own region live)
                 tm, b = cp.tail_model(o, s, now), cp.busy_until(o, s, now)
             else:
                 tm, b = tailm[s], bu[s]
@@ -62,13 +63,13 @@ def power_of_d(ops: AllocatorOps, full_choose, fleet, tables, cp, d: int, seed: 
             w = b - now
             if w < 0.0:
                 w = 0.0
-            w += types[stype[s][m]].work_s(p, out)  # heterogeneous GPUs: the expected finish, not the wait
-            if w < best:
-                best, bs = w, s
+            f = w + ty.work_s(p, out)  # heterogeneous GPUs: the expected finish, not the wait
+            if f < best:
+                best, bs, wait = f, s, w
             got += 1
             if got == d:
                 break
-        if bs < 0 or best - types[stype[bs][m]].work_s(p, out) > min_load[m]:
+        if bs < 0 or wait > min_load[m]:
             return full_choose(rid, o, m, p, out, arr, scope, now)
         b0 = bu[bs] if bu[bs] > now else now
         book(bs, m, p, out, now)
