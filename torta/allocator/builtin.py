@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from heapq import heapify, heappop, heappush, heapreplace
 from typing import Callable
 
+from torta.sim.cluster import DECODE_CTX_BUCKET_SHIFT as SHIFT  # TypePerf.work_s's memo key
+
 INF = float("inf")
 
 
@@ -71,7 +73,8 @@ def generic_book(fleet, tables) -> Callable:
         b = bu[s]
         if b < now:
             b = now
-        b += ty.work_s(p, out)
+        c = ty.tok_cache.get((((p + out) >> SHIFT) << 16) | ((p + (out >> 1)) >> SHIFT))  # TypePerf.work_s inline
+        b += p * ty.c_prefill_s + out * c if c is not None else ty.work_s(p, out)
         if tailm[s] != m:
             b += ty.load_s
             tailm[s] = m
@@ -449,7 +452,9 @@ def _choices(st: WarmLeastLoadedState, build_cold, push, book):
             return -1
         ty = tyof[s][m]
         # book(): busy from max(busy-until, now); the tail model is m (s came from m's warm heap)
-        b = (e[0] if w > 0.0 else now) + ty.work_s(p, out)
+        # TypePerf.work_s inline (the same memo key and expression): the fleet-wide hot path
+        c = ty.tok_cache.get((((p + out) >> SHIFT) << 16) | ((p + (out >> 1)) >> SHIFT))
+        b = (e[0] if w > 0.0 else now) + (p * ty.c_prefill_s + out * c if c is not None else ty.work_s(p, out))
         bu[s] = b
         v = hv[s] + 1
         hv[s] = v
