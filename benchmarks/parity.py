@@ -15,6 +15,12 @@ line per replay, exit 1 on any difference. `--set quick` is the reduced subset t
 - `bench-<case>`: the three `torta bench replay` cases (normal, overloaded, large-fleet) at 100,000
   requests, built as `torta.sim.bench.run_case` builds them.
 
+`--set protocol`: the evaluation protocol's mechanisms on (issue 17), so that a refactor of the
+information model or of an allocator's perceived-state reads is checked too: `proto-day12-<policy>`,
+1 h of day 12 after 0.5 h of warm-up, load reports every 5 s, for the day12 policies and `torta` (PPO).
+The quick set has four short ones (`quick-proto-day12-*`: 0.1 h after 0.25 h). `--set all` is
+full + quick + protocol.
+
 Each replay writes `completions.parquet` and `slots.parquet` (`torta.sim.replay.replay`, `out_dir`)
 and the hashes are of those files' bytes: byte-identical outputs, not merely equal summaries.
 `benchmarks/parity_ref.json` holds the reference of the engine the set was last accepted on
@@ -37,6 +43,9 @@ DAY12_POLICIES = ("least-loaded", "round-robin", "local-only", "skylb", "acs", "
                   "torta-ot-hungarian")
 SKYLB_THRESHOLD = 2.0  # pending requests per server: fixed (one of SKYLB_CANDIDATES) so no tuning runs
 BENCH_CASES = ("normal", "overloaded", "large-fleet")
+PROTOCOL_POLICIES = DAY12_POLICIES + ("torta",)
+PROTOCOL_STATE_REFRESH_S = 5.0
+PROTOCOL_WARMUP_H = 0.5
 DEFAULT_REF = Path(__file__).with_name("parity_ref.json")
 
 
@@ -59,8 +68,14 @@ def cases(which: str) -> list[dict]:
                  for p in ("least-loaded", "round-robin", "skylb", "torta-ot", "torta-ot-hungarian")]
                 + [dict(name="quick-azure-2023-code-least-loaded", kind="trace", trace="azure-2023-code",
                         policy="least-loaded", hours=0.25),
-                   dict(name="quick-bench-large-fleet", kind="bench", case="large-fleet", requests=20_000)])
-    raise ValueError(f"unknown parity set {which!r}; expected 'full' or 'quick'")
+                   dict(name="quick-bench-large-fleet", kind="bench", case="large-fleet", requests=20_000)]
+                + [dict(name=f"quick-proto-day12-{p}", kind="day", policy=p, hours=0.1, warmup_h=0.25,
+                        state_refresh_s=PROTOCOL_STATE_REFRESH_S)
+                   for p in ("least-loaded", "skylb", "torta-ot", "torta-ot-hungarian")])
+    if which == "protocol":
+        return [dict(name=f"proto-day12-{p}", kind="day", policy=p, hours=1.0, warmup_h=PROTOCOL_WARMUP_H,
+                     state_refresh_s=PROTOCOL_STATE_REFRESH_S) for p in PROTOCOL_POLICIES]
+    raise ValueError(f"unknown parity set {which!r}; expected 'full', 'quick' or 'protocol'")
 
 
 def _sha256(path: Path) -> str:
@@ -68,18 +83,19 @@ def _sha256(path: Path) -> str:
 
 
 def _inputs(case: dict):
-    """(world, requests, policy) of one case."""
+    """(world, requests, policy, warm-up s) of one case."""
     from torta.fleet.scenario import load_scenario
     from torta.runs.execute import prepare_policy as prepared_policy
     from torta.runs.inputs import multiday_input, trace_input
 
     world = load_scenario("abilene")
     if case["kind"] == "day":
-        inp = multiday_input("servegen-mix-14d", "abilene", world, 0, 1, case["hours"], 12)
-        return inp.world, inp.requests, prepared_policy(case["policy"], inp, SKYLB_THRESHOLD)
+        inp = multiday_input("servegen-mix-14d", "abilene", world, 0, 1, case["hours"], 12,
+                             warmup_h=case.get("warmup_h", 0.0))
+        return inp.world, inp.requests, prepared_policy(case["policy"], inp, SKYLB_THRESHOLD), inp.warmup_s
     if case["kind"] == "trace":
         inp = trace_input(case["trace"], world, 0, None, case.get("hours"), {})
-        return inp.world, inp.requests, prepared_policy(case["policy"], inp, SKYLB_THRESHOLD)
+        return inp.world, inp.requests, prepared_policy(case["policy"], inp, SKYLB_THRESHOLD), 0.0
     if case["kind"] == "bench":
         from torta.sim.bench import CASES, big_fleet
         from torta.sim.cluster import build_tables, capacity_rps
@@ -95,7 +111,7 @@ def _inputs(case: dict):
         cap = capacity_rps(build_tables(world), float(base["prompt_tokens"].mean()),
                            float(base["output_tokens"].mean()))
         # the bench compresses time inside replay (load_factor); done here the same way
-        return world, reqs, ("least-loaded", spec["load"] * cap / (reqs.height / span))
+        return world, reqs, ("least-loaded", spec["load"] * cap / (reqs.height / span)), 0.0
     raise ValueError(f"unknown case kind {case['kind']!r}")
 
 
@@ -105,7 +121,11 @@ def run_case(case: dict, keep: Path | None = None, **replay_kw) -> dict:
     switched off explicitly must reproduce the reference)."""
     from torta.sim.replay import replay
 
-    world, reqs, policy = _inputs(case)
+    world, reqs, policy, warmup_s = _inputs(case)
+    if warmup_s:
+        replay_kw = {"warmup_s": warmup_s, **replay_kw}
+    if case.get("state_refresh_s"):
+        replay_kw = {"state_refresh_s": case["state_refresh_s"], **replay_kw}
     factor = 1.0
     if isinstance(policy, tuple):
         policy, factor = policy
@@ -149,7 +169,7 @@ def _commit() -> str:
               help="Replay the set and write the hashes to this JSON file (or DIR/parity_ref.json).")
 @click.option("--check", "check", type=click.Path(), default=None,
               help="Replay the set and compare with this reference (file or directory).")
-@click.option("--set", "which", type=click.Choice(["full", "quick", "all"]), default="full", show_default=True)
+@click.option("--set", "which", type=click.Choice(["full", "quick", "protocol", "all"]), default="full", show_default=True)
 @click.option("--only", multiple=True, help="Only these case names.")
 @click.option("--keep", type=click.Path(file_okay=False), default=None,
               help="Keep each replay's outputs under this directory (for diffing).")
@@ -157,7 +177,7 @@ def cli(write_ref: str | None, check: str | None, which: str, only: tuple[str, .
     """Replay the parity set; write or check the reference hashes."""
     if (write_ref is None) == (check is None):
         raise click.UsageError("give exactly one of --write-ref PATH or --check PATH")
-    todo = cases("full") + cases("quick") if which == "all" else cases(which)
+    todo = cases("full") + cases("quick") + cases("protocol") if which == "all" else cases(which)
     if only:
         unknown = sorted(set(only) - {c["name"] for c in todo})
         if unknown:

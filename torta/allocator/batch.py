@@ -127,7 +127,11 @@ class HungarianPlannedAllocator(PlannedAllocator):
         `delay_s` later, counting the work routed there and not yet assigned, and the spread term scaled
         by `sf` (0: none, as `TortaAllocator.cost_in` for spill-over candidates); (inf, -1, 0) if none."""
         m, p, o = request.model, request.prompt_tokens, request.output_tokens
-        bu, tailm, nact, pend, rec, pt = self._bu, self._tailm, self._nact, self._pend, self._recent, self._ptail
+        pend, rec, pt = self._pend, self._recent, self._ptail
+        if self._state is not None:  # a gateway's perception: one report lookup for the region
+            bu, tailm, nact = self._state(region)
+        else:
+            bu, tailm, nact = self._bu, self._tailm, self._nact
         best, bs, bw = math.inf, -1, 0.0
         for s, _, pre, tpot, mb, cold, cap, wp, wo, load in self._cands[region][m]:
             if cap < p:
@@ -156,6 +160,7 @@ class HungarianPlannedAllocator(PlannedAllocator):
         t = view.tables
         inner = self.inner
         self._bu, self._tailm, self._nact = inner._bu, inner._tailm, inner._nact  # noqa: SLF001
+        self._state = inner._state  # noqa: SLF001
         self._sir = inner._sir  # noqa: SLF001
         self._load_of = inner._load_of  # noqa: SLF001
         self._col = [{s: j for j, s in enumerate(srv)} for srv in t.servers_in_region]
@@ -198,7 +203,8 @@ class HungarianPlannedAllocator(PlannedAllocator):
         """Per request, the lists of base cost and work over the region's servers (id order), given the
         servers' busy-until times and tail models."""
         ns = len(self._sir[region])
-        nact, rec, pend = self._nact, self._recent, self._pend
+        nact = self._state(region)[2] if self._state is not None else self._nact
+        rec, pend = self._recent, self._pend
         cands = self._cands[region]
         bases, works = [], []
         for rq in requests:
@@ -281,14 +287,21 @@ class HungarianPlannedAllocator(PlannedAllocator):
                 if inc:
                     inc *= math.exp(-(self._t_ref - t_ref) / tau)  # counts rescaled since routing
                     rec[s] = rec[s] - inc if rec[s] - inc > 0.0 else 0.0
-        bu, tailm, pt = self._bu, self._tailm, self._ptail
+        if self._state is not None:  # the region's gateway decides: live state of its own servers
+            bu, tailm, _ = self._state(region)
+        else:
+            bu, tailm = self._bu, self._tailm
+        pt = self._ptail
         models = list(dict.fromkeys(rq.model for rq in requests))
         if len(models) == 1:
             bases, works = self._rows(now, requests, region, bu, tailm, pt, sf)
             self._limit_switches(region, models[0], bases, tailm, pt)
             out = self._solve(requests, region, bases, works)
-        else:  # virtual copies: busy-until, tails (pending ones folded in)
-            bu, tailm, pt = list(bu), [p if p >= 0 else t for p, t in zip(pt, tailm)], self._no_ptail
+        else:  # virtual copies of the region's servers: busy-until, tails (pending ones folded in)
+            srv = self._sir[region]
+            bu = {s: bu[s] for s in srv}
+            tailm = {s: (pt[s] if pt[s] >= 0 else tailm[s]) for s in srv}
+            pt = self._no_ptail
             col = self._col[region]
             out = []
             for m in models:

@@ -37,6 +37,13 @@ def live_lists(view: Any) -> tuple[list, list, list, Any]:
     return view.busy_until_s, view.tail_models, view.batch_sizes, view.queue_len
 
 
+def region_reader(view: Any) -> Any:
+    """`view.region_state` where the view is a gateway's perception (`torta.sim.infomodel.GatewayView`:
+    one report lookup per region scanned instead of one per server and field), else None (the live lists
+    serve every region as they are)."""
+    return view.region_state if getattr(view, "per_gateway", False) else None
+
+
 def spread_scale(alloc: Any, now: float) -> float:
     """The spread term's scale factor at `now` for an allocator keeping decayed per-server assignment
     counts as `alloc._recent` relative to `alloc._t_ref` (a count of 1 added at t is stored as
@@ -63,6 +70,7 @@ class TortaAllocator:
         t = view.tables
         cfg = self.config
         self._bu, self._tailm, self._nact, _ = live_lists(view)
+        self._state = region_reader(view)
         # cands[r][m] = list of (server, prefill_s_per_token, tpot_by_batch, cold_s, kv_cap)
         self._cands = []
         for r in range(t.n_regions):
@@ -109,6 +117,7 @@ class TortaAllocator:
         tau = self.config.spread_tau_s
         sf = spread_scale(self, now)
         bu, tailm, nact, rec = self._bu, self._tailm, self._nact, self._recent
+        state = self._state
         if region is None:
             regions = self._near[request.origin][m]
             lat = self._lat[request.origin]
@@ -120,6 +129,8 @@ class TortaAllocator:
             d = lat[r] if lat is not None else 0.0
             if d >= best:
                 break
+            if state is not None:
+                bu, tailm, nact = state(r)
             for s, pre, tpot, mb, cold, cap in self._cands[r][m]:
                 if cap < p:
                     continue
@@ -144,7 +155,10 @@ class TortaAllocator:
         """Cost and server in `region` for a request that reaches it `delay_s` later (no side effects)."""
         now = view.now_s
         m, p, o = request.model, request.prompt_tokens, request.output_tokens
-        bu, tailm, nact = self._bu, self._tailm, self._nact
+        if self._state is not None:
+            bu, tailm, nact = self._state(region)
+        else:
+            bu, tailm, nact = self._bu, self._tailm, self._nact
         best, bs = math.inf, -1
         for s, pre, tpot, mb, cold, cap in self._cands[region][m]:
             if cap < p:
@@ -189,6 +203,7 @@ class WarmLeastLoadedScan:
     def setup(self, view: Any) -> None:
         t = view.tables
         self._bu, self._tailm, self._nact, _ = live_lists(view)
+        self._state = region_reader(view)
         self._cands = [[[(s, t.types[t.stype[s][m]].load_s, t.types[t.stype[s][m]].kv_cap)
                          for s in t.capable[r][m]] for m in range(t.n_models)] for r in range(t.n_regions)]
         self._sir = t.servers_in_region
@@ -204,7 +219,10 @@ class WarmLeastLoadedScan:
         if self._view_id != id(view):
             self.setup(view)
         now = view.now_s
-        bu, tailm = self._bu, self._tailm
+        if self._state is not None:
+            bu, tailm, _ = self._state(region)
+        else:
+            bu, tailm = self._bu, self._tailm
         guard = self.switch_guard_s
         best, bs = math.inf, -1
         for s, load, cap in self._cands[region][model]:

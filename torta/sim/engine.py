@@ -262,6 +262,11 @@ class FleetView:
     def batch(self, server: int) -> int:
         return self._batch[server]
 
+    def region_state(self, region: int) -> tuple:
+        """(busy_until_s, tail_models, batch_sizes) as seen for `region`'s servers: live state here, the
+        current gateway's perception under the information model (`torta.sim.infomodel.GatewayView`)."""
+        return self._busy_until_s, self._tail, self._batch
+
     def kv_used_tokens(self, server: int) -> int:
         return int(self._kv[server])
 

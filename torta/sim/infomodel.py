@@ -60,12 +60,15 @@ class ControlPlane:
         self.fleet, self.tables, self.refresh_s = fleet, tables, float(refresh_s)
         S, R = tables.n_servers, tables.n_regions
         self.region = tables.region
+        self.sir = tables.servers_in_region
         self.lat = tables.latency_s
         self.max_lat_s = max((max(row) for row in self.lat), default=0.0)
         self.own_work = [[0.0] * S for _ in range(R)]  # expected work booked by gateway g on s (cumulative)
         self.own_n = [[0] * S for _ in range(R)]  # assignments of gateway g to s (cumulative)
         self.own_tail = [[-1] * S for _ in range(R)]  # model of g's last assignment to s
         self.own_bu = [[0.0] * S for _ in range(R)]  # busy-until g perceived for s after its last assignment
+        self.own_ver = [[0] * R for _ in range(R)]  # assignments of gateway g into region r (cumulative)
+        self._rs: list[list] = [[None] * R for _ in range(R)]  # region_state's (report, own_ver, state)
         self.reports: list[Report] = []  # newest last; old ones dropped once every gateway has a newer one
         self.gateway = 0  # the gateway taking the current decision (set by the engine before each call)
         self.now_s = 0.0
@@ -106,6 +109,7 @@ class ControlPlane:
             self.own_bu[g][s] = (b if b > now else now) + work_s
         self.own_work[g][s] += work_s
         self.own_n[g][s] += 1
+        self.own_ver[g][self.region[s]] += 1
         self.own_tail[g][s] = model
 
     # what gateway g perceives of server s at `now` --------------------------------------------------
@@ -134,6 +138,43 @@ class ControlPlane:
         if self.region[s] == g:
             return self.fleet.batch_size[s]
         return self.seen(g, self.region[s], now).nact[s]
+
+    def region_state(self, g: int, r: int, now: float) -> tuple:
+        """(busy-until, tail model, batch size) of region r's servers as gateway g perceives them at
+        `now`, indexed by server id: the live lists where r is g's own region, else dicts over r's servers
+        with exactly the values of `busy_until`, `tail_model` and `batch_size` (one report lookup for the
+        region instead of one per server and field: the allocators' per-region scans read these). A
+        remote perception changes only with the report g has of r and g's own assignments into r, so it
+        is computed once per (report, assignment count); callers must not modify it."""
+        f = self.fleet
+        if r == g:
+            return f.busy_until_s, f.tail_model, f.batch_size
+        rep = self.seen(g, r, now)
+        v = self.own_ver[g][r]
+        hit = self._rs[g][r]
+        if hit is not None and hit[0] is rep and hit[1] == v:
+            return hit[2]
+        t, rbu, rtail, rnact = rep.t_s, rep.bu, rep.tail, rep.nact
+        on, ow, obu, ot = self.own_n[g], self.own_work[g], self.own_bu[g], self.own_tail[g]
+        ron, row = rep.own_n[g], rep.own_work[g]
+        bu, tail, nact = {}, {}, {}
+        for s in self.sir[r]:
+            b = rbu[s]
+            if b < t:
+                b = t
+            if on[s] == ron[s]:
+                tail[s] = rtail[s]
+            else:
+                b += ow[s] - row[s]
+                c = obu[s]
+                if c > b:
+                    b = c
+                tail[s] = ot[s]
+            bu[s] = b
+            nact[s] = rnact[s]
+        state = (bu, tail, nact)
+        self._rs[g][r] = (rep, v, state)
+        return state
 
     def queue_len(self, g: int, s: int, now: float, live_len) -> int:
         if self.region[s] == g:
@@ -197,6 +238,12 @@ class GatewayView:
     def loaded_model(self, server: int) -> int:
         return self._live.loaded_model(server)
 
+    def region_state(self, region: int) -> tuple:
+        """(busy_until_s, tail_models, batch_sizes) of `region`'s servers as the current gateway perceives
+        them now, indexed by server id (`ControlPlane.region_state`)."""
+        cp = self._cp
+        return cp.region_state(cp.gateway, region, cp.now_s)
+
     def tail_model(self, server: int) -> int:
         return self.tail_models[server]
 
@@ -225,15 +272,14 @@ def gateway_least_loaded(ops, fleet, tables, cp: ControlPlane):
     cands = [[(s, region[s], types[stype[s][m]].kv_cap, types[stype[s][m]].load_s)
               for s in range(S) if stype[s][m] >= 0] for m in range(M)]
     bu, tailm = fleet.busy_until_s, fleet.tail_model
-    own_n, own_tail = cp.own_n, cp.own_tail
-    seen, busy_until, inner_choose, book = cp.seen, cp.busy_until, ops.choose, ops.book
+    region_state, inner_choose, book = cp.region_state, ops.choose, ops.book
     nwarm = ops.state.nwarm[tables.n_regions]  # servers fleet-wide per tail model (live)
 
     def choose(rid, o, m, p, out, arr, scope, now):
         if scope is not None:
             return inner_choose(rid, o, m, p, out, arr, scope, now)
-        on, ot, lo = own_n[o], own_tail[o], lat[o]
-        reps: dict = {}
+        lo = lat[o]
+        seen_of: dict = {}  # region -> (busy-until, tail model) as gateway o perceives them now
         best, bl, bs = math.inf, math.inf, -1
         lbest, lbl, ls, any_warm = math.inf, math.inf, -1, False
         for s, r, cap, load in cands[m]:
@@ -243,11 +289,11 @@ def gateway_least_loaded(ops, fleet, tables, cp: ControlPlane):
                 w = bu[s] - now
                 tm = tailm[s]
             else:
-                rep = reps.get(r)
-                if rep is None:
-                    rep = reps[r] = seen(o, r, now)
-                w = busy_until(o, s, now) - now
-                tm = ot[s] if on[s] != rep.own_n[o][s] else rep.tail[s]
+                st = seen_of.get(r)
+                if st is None:
+                    st = seen_of[r] = region_state(o, r, now)
+                w = st[0][s] - now
+                tm = st[1][s]
             if w < 0.0:
                 w = 0.0
             if tm != m:
