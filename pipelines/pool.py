@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -21,6 +22,8 @@ import dagster as dg
 # Exported while the pool lives, so spawned workers see them before importing those libraries.
 WORKER_ENV = {v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                "POLARS_MAX_THREADS", "RAYON_NUM_THREADS")}
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # progress lines are ours
 
@@ -32,13 +35,33 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _die_with_parent(parent_pid: int, initializer: Callable | None, initargs: tuple) -> None:
+    """Worker start-up: on Linux, ask the kernel to SIGTERM this worker when the process that started it
+    dies (PR_SET_PDEATHSIG), so that a killed `torta experiment paper` or `torta run` leaves no orphan
+    still replaying a cell (a cell's rows are written only when it finishes: nothing half-written
+    remains). Then the pool's own initializer."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: workers then end when their current cell does
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 @contextlib.contextmanager
 def worker_pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[cf.Executor]:
+    """A pool of `workers` spawned processes with one compute thread each (`WORKER_ENV`) that die with
+    this process (`_die_with_parent`)."""
     saved = {k: os.environ.get(k) for k in WORKER_ENV}
     os.environ.update(WORKER_ENV)
     try:
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                    initializer=initializer, initargs=initargs) as pool:
+                                    initializer=_die_with_parent,
+                                    initargs=(os.getpid(), initializer, initargs)) as pool:
             yield pool
     finally:
         for k, v in saved.items():
