@@ -60,7 +60,28 @@ def run_key(experiment: str, cell: Cell, policy: str) -> str:
     return f"{experiment}|{cell.key}|{policy}"
 
 
+def _die_with_parent() -> None:
+    """In a step process the sweep's multiprocess executor spawned (`TORTA_DIE_WITH_PARENT` = the driver's
+    pid): end with the driver (pipelines.pool's PR_SET_PDEATHSIG), so a killed sweep leaves no orphan."""
+    import multiprocessing as mp
+
+    driver = os.environ.get("TORTA_DIE_WITH_PARENT")
+    parent = mp.parent_process()
+    if driver and parent is not None and parent.pid == int(driver):
+        from pipelines.pool import _die_with_parent as die
+
+        die(int(driver), None, ())
+
+
+# Retries (issue 19): a step that fails or whose process is killed (multiprocess executor) is retried by
+# Dagster; on Dask, a task whose worker died is rescheduled by Dask's scheduler. A retried cell rewrites the
+# same partition files with the same rows (deterministic replay, a run_uid derived from its inputs), so
+# the warehouse holds one set of rows per cell, whoever wrote last.
+CELL_RETRY = dg.RetryPolicy(max_retries=2)
+
+
 @dg.asset(partitions_def=experiment_partitions, group_name="replay", kinds={"parquet"}, deps=REPLAY_INPUTS,
+          retry_policy=CELL_RETRY,
           check_specs=[dg.AssetCheckSpec("conservation", asset="experiment_cell", partitions_def=experiment_partitions,
                                          description="completed + dropped = requests for every policy")])
 def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellConfig,
@@ -69,8 +90,9 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
     from torta.runs.execute import tune_skylb
     from torta.runs.experiment.runner import cell_input, run_cell
 
+    _die_with_parent()
     t_cell = time.perf_counter()
-    db = warehouse.db_path
+    db, storage = warehouse.db_path, warehouse.storage_url
     base = Cell.from_key(context.partition_key)
     cell = Cell(base.scenario, base.workload, base.seed, base.day, role=config.role)
     threshold, table = (config.skylb_threshold or None), []
@@ -83,7 +105,7 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     cell_wall_s = time.perf_counter() - t_cell  # the whole cell: input, tuning, every policy
     slot_frames, resp_frames, rows = [], [], []
-    run_uid = uuid.uuid4().hex  # views match slot_metrics rows to runs rows by (key, run_uid)
+    run_uid = cell_run_uid(cell, config)  # views match slot_metrics rows to runs rows by (key, run_uid)
     for row in res.runs:
         key = run_key(config.experiment, cell, row["policy"])
         row.update(key=key, run_uid=run_uid, experiment=config.experiment, batch=config.batch, hours=config.hours,
@@ -92,7 +114,7 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
                    skylb_threshold=float(threshold or 0.0),
                    skylb_tuning=str(table), dagster_run_id=context.run.run_id, finished_at=now,
                    cell_wall_s=cell_wall_s, run_command=config.command, workers=int(config.workers))
-        wh.write_partition(db, "runs", key, pl.DataFrame([row]))
+        wh.write_partition(db, "runs", key, pl.DataFrame([row]), storage=storage)
         rows.append(row)
         if res.response_slots.get(row["policy"]) is not None:
             resp_frames.append(res.response_slots[row["policy"]].with_columns(
@@ -105,10 +127,10 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
             day=pl.lit(cell.day, dtype=pl.Int64), batch=pl.lit(config.batch), run_uid=pl.lit(run_uid)))
     if slot_frames:
         wh.write_partition(db, "slot_metrics", f"{config.experiment}|{cell.key}",
-                           pl.concat(slot_frames, how="diagonal_relaxed"))
+                           pl.concat(slot_frames, how="diagonal_relaxed"), storage=storage)
     resp = pl.concat(resp_frames, how="diagonal_relaxed") if resp_frames else None
     if resp is not None:
-        wh.write_partition(db, "slot_response", f"{config.experiment}|{cell.key}", resp)
+        wh.write_partition(db, "slot_response", f"{config.experiment}|{cell.key}", resp, storage=storage)
     if config.export_dir:
         export_cell(Path(config.export_dir), cell, pl.DataFrame(rows), resp)
     conserved = all(r["completed"] + r["dropped"] == r["requests"] for r in res.runs)
@@ -116,6 +138,17 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
         metadata={"requests": res.requests, "policies": len(res.runs), "skylb_threshold": float(threshold or 0.0),
                   "best_response_mean_s": min((r["response_mean_s"] for r in res.runs), default=0.0)},
         check_results=[dg.AssetCheckResult(check_name="conservation", passed=bool(conserved))])
+
+
+def cell_run_uid(cell: Cell, config: ExperimentCellConfig) -> str:
+    """The cell's run uid, from what decides its rows (cell, role, policies, window, protocol, threshold):
+    a retried or raced cell writes the same uid, so its runs and slot rows always match."""
+    import hashlib
+    import json
+
+    what = config.model_dump(exclude={"batch", "command", "workers", "export_dir"})
+    blob = json.dumps({"cell": cell.key, "role": cell.role, **what}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def _file_key(cell: Cell) -> str:
@@ -189,71 +222,107 @@ def done_cells(db: Path, exp: Experiment, cells: list[Cell]) -> tuple[set[str], 
 experiment_job = dg.define_asset_job("experiment_paper", selection=dg.AssetSelection.assets("experiment_cell"))
 
 
-def _materialize_cell(instance, resources, key: str, run_config: dict) -> tuple[str | None, list[str]]:
-    """One run of job `experiment_paper` for one cell, tagged with its batch and command: (error
-    message or None, warnings). `resources` binds the warehouse (the job's own resource otherwise)."""
-    from pipelines.pool import run_job
+class _Sweep:
+    """Launches the sweep's runs, one run of job `experiment_paper` per cell (the runs a Dagster multi-run
+    backfill launches), through the chosen executor: `in_process` (here, one after another, on the given
+    instance: tests and `--workers 1` without an executor flag keep this), `multiprocess` (each run's step
+    in a spawned process, Dagster's multiprocess executor; `concurrency` runs in flight) or `dask` (each
+    run's step a task on the Dask cluster at `scheduler`). Runs are tagged with the batch, the command and
+    the sweep id (`torta/sweep`): the UI's Runs page filters a sweep by that tag, the asset's Partitions
+    tab shows which cells are materialized."""
 
-    cfg = run_config["ops"]["experiment_cell"]["config"]
-    return run_job("experiment_paper", instance, partition_key=key, run_config=run_config,
-                   tags={"batch": cfg["batch"], "command": cfg.get("command") or "torta experiment paper"},
-                   resources=resources)
+    def __init__(self, executor: str, concurrency: int, instance, db: str, storage: str = "", scheduler: str = "",
+                 sweep_id: str = ""):
+        self.executor, self.concurrency, self.instance = executor, max(1, int(concurrency)), instance
+        self.db, self.storage, self.scheduler, self.sweep_id = db, storage, scheduler, sweep_id
+        self.resources = {"warehouse": WarehouseResource(database=db, storage=storage)}
+
+    def tags(self, key: str, cfg: dict) -> dict[str, str]:
+        return {"batch": cfg["batch"], "command": cfg.get("command") or "torta experiment paper",
+                "torta/sweep": self.sweep_id, "torta/executor": self.executor, "dagster/partition": key}
+
+    def _one(self, key: str, run_config: dict) -> tuple[str, str | None, list[str], float]:
+        t = time.perf_counter()
+        tags = self.tags(key, run_config["ops"]["experiment_cell"]["config"])
+        if self.executor == "in_process":
+            from pipelines.pool import run_job
+
+            tags.pop("dagster/partition")
+            err, warnings = run_job("experiment_paper", self.instance, partition_key=key, run_config=run_config,
+                                    tags=tags, resources=self.resources)
+            return key, err, warnings, time.perf_counter() - t
+        recon = dg.build_reconstructable_job("pipelines.experiment", "cell_job", reconstructable_kwargs={
+            "executor": self.executor, "scheduler": self.scheduler, "database": self.db, "storage": self.storage})
+        with dg.DagsterInstance.get() as inst, dg.execute_job(recon, instance=inst, run_config=run_config,
+                                                               tags=tags) as result:
+            warnings = [f"warning: check {ev.check_name} failed on {ev.asset_key.to_user_string()} [{key}]"
+                        for ev in result.get_asset_check_evaluations() if not ev.passed]
+            err = None
+            if not result.success:
+                failed = [e.message for e in result.all_events if e.is_failure]
+                err = f"experiment_paper [{key}] failed: {failed[-1] if failed else '?'}"
+        return key, err, warnings, time.perf_counter() - t
+
+    def run(self, jobs: list[tuple[str, dict]], log: Callable[[str], None],
+            on_done: Callable[[int, str, float], None]) -> None:
+        """Run `jobs` (key, run_config), `concurrency` at a time (in_process: one after another). Stops
+        launching at the first failure (runs in flight finish; their rows are whole) and raises it."""
+        if self.executor == "in_process" or self.concurrency == 1:
+            for i, (key, rc) in enumerate(jobs, 1):
+                key, err, warnings, secs = self._one(key, rc)
+                for w in warnings:
+                    log(w)
+                if err:
+                    raise click.ClickException(err)
+                on_done(i, key, secs)
+            return
+        with cf.ThreadPoolExecutor(self.concurrency, thread_name_prefix="torta-sweep") as pool:
+            futures = [pool.submit(self._one, key, rc) for key, rc in jobs]
+            try:
+                for i, fut in enumerate(cf.as_completed(futures), 1):
+                    key, err, warnings, secs = fut.result()
+                    for w in warnings:
+                        log(w)
+                    if err:
+                        raise click.ClickException(err)
+                    on_done(i, key, secs)
+            finally:
+                for f in futures:
+                    f.cancel()
 
 
-def _materialize(instance, resources, key: str, run_config: dict) -> None:
-    err, warnings = _materialize_cell(instance, resources, key, run_config)
-    for w in warnings:
-        click.echo(w, err=True)
-    if err:
-        raise click.ClickException(err)
+@contextlib.contextmanager
+def _one_thread_children(on: bool):
+    """While the sweep runs: children spawned by the multiprocess executor get one compute thread each and
+    die with this process (pipelines.pool.WORKER_ENV, `TORTA_DIE_WITH_PARENT`), as the pool's workers do."""
+    from pipelines.pool import WORKER_ENV
 
-
-_WORKER: dict = {}  # per worker process: the Dagster instance and resources, made once
-
-
-def _worker_pool(workers: int, db: str):
-    from pipelines.pool import worker_pool  # one compute thread per worker (see pipelines/pool.py)
-
-    return worker_pool(workers, _worker_init, (db,))
-
-
-def _worker_init(db: str) -> None:
-    _WORKER["instance"] = dg.DagsterInstance.get()  # DAGSTER_HOME, inherited from the parent
-    _WORKER["resources"] = {"warehouse": WarehouseResource(database=db)}
-
-
-def _worker_cell(key: str, run_config: dict) -> tuple[str, str | None, list[str], float]:
-    import torch
-
-    torch.set_num_threads(1)
-    t = time.perf_counter()
-    err, warnings = _materialize_cell(_WORKER["instance"], _WORKER["resources"], key, run_config)
-    return key, err, warnings, time.perf_counter() - t
-
-
-def _run_cells(jobs: list[tuple[str, dict]], pool, instance, resources, log: Callable[[str], None],
-               on_done: Callable[[int, str, float], None]) -> None:
-    """Materialize `jobs` (key, run_config): in this process one after another (pool None) or on the
-    pool, in order of submission, as many at a time as it has workers. Stops at the first failure."""
-    if pool is None:
-        for i, (key, rc) in enumerate(jobs, 1):
-            t = time.perf_counter()
-            _materialize(instance, resources, key, rc)
-            on_done(i, key, time.perf_counter() - t)
-        return
-    futures = [pool.submit(_worker_cell, key, rc) for key, rc in jobs]
+    env = {**WORKER_ENV, "TORTA_DIE_WITH_PARENT": str(os.getpid())} if on else {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        for i, fut in enumerate(cf.as_completed(futures), 1):
-            key, err, warnings, cell_s = fut.result()
-            for w in warnings:
-                log(w)
-            if err:
-                raise click.ClickException(err)
-            on_done(i, key, cell_s)
-    except BaseException:
-        for f in futures:
-            f.cancel()
-        raise
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def cell_job(executor: str = "multiprocess", scheduler: str = "", database: str = "", storage: str = ""):
+    """Job `experiment_paper` on `executor` with the warehouse bound to `database` / `storage`: what the
+    sweep's runs execute (rebuilt by name in each step process and on each Dask worker:
+    `dg.build_reconstructable_job("pipelines.experiment", "cell_job", ...)`)."""
+    from pipelines.definitions import defs
+    from pipelines.executors import executor_def
+
+    job = dg.define_asset_job("experiment_paper", selection=dg.AssetSelection.assets("experiment_cell"),
+                              executor_def=executor_def(executor, scheduler))
+    d = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job],
+                       resources={**(defs.resources or {}),
+                                  "warehouse": WarehouseResource(database=database, storage=storage)})
+    return d.resolve_job_def("experiment_paper")
 
 
 def _run_config(cfg: dict) -> dict:
@@ -302,24 +371,42 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
 def run_paper(exp: Experiment, database: str | None = None, batch: str | None = None,
               log: Callable[[str], None] | None = None, instance: dg.DagsterInstance | None = None,
               workers: int = 1, command: str = "", progress: bool = False, export_dir: str | Path | None = None,
-              resume: bool = True) -> dict:
+              resume: bool = True, executor: str | None = None, scheduler: str = "", storage: str | None = None
+              ) -> dict:
     """Run the experiment end to end through Dagster materializations into the warehouse (on
     `instance`, default the local instance under DAGSTER_HOME). `workers` > 1: that many cells at a
     time, in a pool of worker processes on the DAGSTER_HOME instance (`instance` must then be None).
     `command`: how the batch was started, recorded in its runs rows. `export_dir`: each finished cell's
     rows are also written there (and, with `resume`, imported from there first). With `resume`, cells
     whose every policy already has a row of this experiment on the same protocol are skipped and their
-    batch name is kept."""
+    batch name is kept.
+    `executor`: `multiprocess` (Dagster's multiprocess executor, `workers` cells at a time) or `dask` (the
+    Dask cluster at `scheduler`, as many cells at a time as it has worker threads, or `workers` if > 1);
+    default: `multiprocess` with `workers` > 1, else one cell after another in this process. `storage`: a
+    directory or `s3://bucket/prefix` URL for the warehouse's partitions (pipelines.warehouse)."""
     from pipelines.instance import dagster_home
+
+    from pipelines.executors import EXECUTORS, check_scheduler
 
     log = log or (lambda m: click.echo(m, err=True))
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers > 1 and instance is not None:
+    if (workers > 1 or executor) and instance is not None:
         raise ValueError("workers > 1 run on the Dagster instance under DAGSTER_HOME: pass no instance")
+    if executor is not None and executor not in EXECUTORS:
+        raise ValueError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+    if executor != "dask" and scheduler:
+        raise ValueError("--scheduler is for --executor dask")
+    executor = executor or ("multiprocess" if workers > 1 else "in_process")
+    concurrency = workers
+    if executor == "dask":
+        threads = check_scheduler(scheduler)
+        concurrency = workers if workers > 1 else max(1, threads)
     if database:
         os.environ["TORTA_WAREHOUSE"] = database
     db = wh.warehouse_path(database)
+    if storage:
+        wh.set_storage(db, storage)
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
     t0 = time.perf_counter()
     if export_dir and resume:
@@ -328,7 +415,6 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
     done, done_batch = done_cells(db, exp, val_all + test_all) if resume else (set(), None)
     batch = batch or done_batch or f"{exp.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     exp, info = plan_experiment(exp, log, workers, done)
-    resources = {"warehouse": WarehouseResource(database=str(db))}
     common = {"experiment": exp.name, "batch": batch,
               "trace_hours": exp.trace_hours, "skylb_candidates": list(exp.skylb_candidates),
               "command": command, "workers": int(workers), "warmup_h": float(exp.warmup_h),
@@ -342,10 +428,14 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
             rows = wh.read_table(db, "runs", run_key(exp.name, c, exp.baselines[0]))
             if rows.height:
                 thresholds[(c.scenario, c.workload)] = float(rows["skylb_threshold"][0])
-    if workers > 1:
-        log(f"  {workers} workers: cells run {workers} at a time (one process each)")
+    if executor == "multiprocess":
+        log(f"  {workers} workers: cells run {workers} at a time (one process each; Dagster's multiprocess executor)")
+    elif executor == "dask":
+        log(f"  Dask cluster {scheduler}: cells run {concurrency} at a time on its workers")
+    sweep_id = uuid.uuid4().hex[:12]
     with (contextlib.nullcontext(instance) if instance is not None else dg.DagsterInstance.get()) as instance, \
-            (_worker_pool(workers, str(db)) if workers > 1 else contextlib.nullcontext()) as pool:
+            _one_thread_children(executor == "multiprocess"):
+        sweep = _Sweep(executor, concurrency, instance, str(db), wh.storage_url(db) or "", scheduler, sweep_id)
         instance.add_dynamic_partitions("experiment_cells", list(dict.fromkeys(c.key for c in val_all + test_all)))
         by_key = {c.key: c for c in val}
         val_cfg = {**common, "role": "validation", "hours": exp.tune_hours,
@@ -358,7 +448,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
             log(f"[validation {i}/{len(val)}] {c.key}: skylb threshold {thresholds[(c.scenario, c.workload)]:g} "
                 f"({cell_s:.0f} s)")
 
-        _run_cells([(c.key, _run_config(val_cfg)) for c in val], pool, instance, resources, log, val_done)
+        sweep.run([(c.key, _run_config(val_cfg)) for c in val], log, val_done)
 
         from torta.commands.options import StepBar
 
@@ -367,7 +457,8 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
         def test_done(i: int, key: str, cell_s: float) -> None:
             el = time.perf_counter() - t0
             (bar.log if progress else log)(f"[test {i}/{len(test)}] {key} ({cell_s:.0f} s; elapsed {el / 60:.1f} "
-                                           f"min, eta {el / i * (len(test) - i) / 60:.1f} min)")
+                                           f"min, eta {el / i * (len(test) - i) / 60:.1f} min; "
+                                           f"cells done {i + len(done)}/{len(test) + len(val) + len(done)})")
             bar.step()
 
         policies = [*exp.policies, *exp.reference_policies()]
@@ -376,7 +467,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
                                      "skylb_threshold": thresholds.get((c.scenario, c.workload), 0.0)}))
                 for c in test]
         try:
-            _run_cells(jobs, pool, instance, resources, log, test_done)
+            sweep.run(jobs, log, test_done)
         finally:
             bar.close()
     wh.refresh_views(db)
@@ -384,6 +475,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
     log(f"experiment {exp.name} done in {wall / 60:.1f} min (estimate was {info['estimate_s'] / 60:.0f} min); "
         f"batch {batch}")
     return {"experiment": exp.name, "batch": batch, "warehouse": str(db), "wall_s": wall, "workers": int(workers),
+            "executor": executor, "scheduler": scheduler, "storage": wh.storage_url(db) or "", "sweep": sweep_id,
             "command": command,
             "estimate_s": info["estimate_s"], "cells": len(test), "validation_cells": len(val),
             "skipped_cells": len(done),

@@ -13,10 +13,15 @@ class WarehouseResource(dg.ConfigurableResource):
     """Where results go. `database` empty -> `warehouse_path()` ($TORTA_WAREHOUSE, else the checkout's warehouse/torta.duckdb)."""
 
     database: str = ""
+    storage: str = ""  # where partitions go (a directory or s3://bucket/prefix); "" = as recorded for the warehouse
 
     @property
     def db_path(self) -> Path:
         return wh.warehouse_path(self.database or None)
+
+    @property
+    def storage_url(self) -> str | None:
+        return self.storage or None
 
     def write(self, table: str, key: str, frame: pl.DataFrame) -> Path:
         return wh.write_partition(self.db_path, table, key, frame)

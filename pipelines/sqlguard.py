@@ -82,9 +82,10 @@ def check_statement(sql: str) -> str:
     return sql
 
 
-def lock_down(con: duckdb.DuckDBPyConnection, readable_dir: Path) -> None:
-    """Limit `con` to reading files under `readable_dir`, no extensions, settings locked."""
-    folder = readable_dir.as_posix().rstrip("/") + "/"
+def lock_down(con: duckdb.DuckDBPyConnection, readable_dir: Path | str) -> None:
+    """Limit `con` to reading files under `readable_dir` (a folder, or an `s3://` prefix read through
+    a registered fsspec filesystem), no extensions, settings locked."""
+    folder = (readable_dir if isinstance(readable_dir, str) else readable_dir.as_posix()).rstrip("/") + "/"
     con.execute("SET allowed_directories = [$d]", {"d": folder})
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")

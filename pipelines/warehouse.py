@@ -8,6 +8,14 @@ The `.duckdb` file only holds views: one per table over its Parquet files (DDL i
 Views are refreshed by short-lived connections with a retry on the file lock; readers
 (`torta sql`) open the file read-only.
 
+Storage URL (`torta experiment paper --storage URL`, docs/SCALE-OUT.md): the partitions can live elsewhere
+than `<warehouse dir>/parquet`: another (shared) directory, or S3-compatible object storage
+(`s3://bucket/prefix`, through fsspec / s3fs; an object PUT is whole or absent, as the rename is). The
+URL is recorded beside the `.duckdb` file (`<name>.storage`) so every later command finds it; DuckDB reads
+`s3://` through the fsspec filesystem registered on each connection (its httpfs extension is not used).
+The endpoint and credentials come from the usual AWS settings (`AWS_ENDPOINT_URL`,
+`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, or ~/.aws).
+
 Versioned partitions (replays): a replay writes its completions, slot metrics and plans under a new
 version (`<key>@<run_uid>.parquet`, rows carrying `run_uid`), then replaces its `runs` row (the switch:
 views show only rows whose (key, run_uid) has a `runs` row), then removes the older versions. A killed
@@ -16,6 +24,7 @@ replay leaves the previous result visible and whole; the next one removes its un
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -72,38 +81,116 @@ class WarehouseError(TortaError):
     """The warehouse file is locked, corrupt or missing."""
 
 
-def parquet_root(db_path: Path) -> Path:
-    return db_path.parent / "parquet"
+STORAGE_SCHEMES = ("s3://", "file://")
+
+
+def check_storage_url(url: str) -> str:
+    """A directory path, `file:///DIR` or `s3://BUCKET[/PREFIX]`; anything else is a ValueError naming it."""
+    url = url.strip()
+    if "://" in url and not url.startswith(STORAGE_SCHEMES):
+        raise ValueError(f"--storage {url!r}: unsupported scheme {url.split('://')[0]!r}; expected a directory, "
+                         "file:///DIR or s3://BUCKET/PREFIX")
+    if url.startswith("s3://") and not url[5:].strip("/"):
+        raise ValueError(f"--storage {url!r}: expected s3://BUCKET/PREFIX")
+    if not url or url == "file://":
+        raise ValueError(f"--storage {url!r}: empty location")
+    return url
+
+
+def _marker(db_path: Path) -> Path:
+    return db_path.with_name(db_path.stem + ".storage")
+
+
+def storage_url(db_path: Path) -> str | None:
+    """The storage URL recorded for this warehouse (None: `<warehouse dir>/parquet`)."""
+    m = _marker(db_path)
+    return m.read_text().strip() or None if m.is_file() else None
+
+
+def set_storage(db_path: Path, url: str) -> None:
+    """Record `url` as this warehouse's partition storage (checked; a directory is made absolute)."""
+    url = check_storage_url(url)
+    if "://" not in url:
+        url = str(Path(url).resolve())
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    if storage_url(db_path) != url:
+        with atomic_file(_marker(db_path)) as tmp:
+            Path(tmp).write_text(url + "\n")
+
+
+def parquet_root(db_path: Path, storage: str | None = None) -> Path | str:
+    """Where the partitions live: `storage` (a URL), else the one recorded for the warehouse, else
+    `<warehouse dir>/parquet`. An `s3://` root is returned as a string (no trailing slash)."""
+    url = storage or storage_url(db_path)
+    if not url:
+        return db_path.parent / "parquet"
+    if url.startswith("s3://"):
+        return url.rstrip("/")
+    return Path(url.removeprefix("file://"))
+
+
+def _remote(root: Path | str) -> bool:
+    return isinstance(root, str)
+
+
+def object_fs():
+    """The fsspec filesystem of `s3://` roots (s3fs; listings uncached: other processes write)."""
+    import fsspec
+
+    return fsspec.filesystem("s3", use_listings_cache=False, skip_instance_cache=True)
+
+
+def _join(root: Path | str, *parts: str) -> Path | str:
+    return "/".join([root, *parts]) if _remote(root) else root.joinpath(*parts)
 
 
 def _safe(key: str) -> str:
     return _SAFE_KEY.sub("_", key.replace("|", "__")) or "all"
 
 
-def partition_file(db_path: Path, table: str, key: str, version: str | None = None) -> Path:
+def partition_file(db_path: Path, table: str, key: str, version: str | None = None,
+                   storage: str | None = None) -> Path | str:
     """`<table>/<key>.parquet`, or `<table>/<key>@<version>.parquet` for a versioned partition."""
     tail = f"@{version}" if version else ""
-    return parquet_root(db_path) / table / f"{_safe(key)}{tail}.parquet"
+    return _join(parquet_root(db_path, storage), table, f"{_safe(key)}{tail}.parquet")
 
 
-def partition_files(db_path: Path, table: str, key: str) -> list[Path]:
+def _glob(root: Path | str, table: str, pattern: str) -> list:
+    if _remote(root):
+        return sorted("s3://" + p for p in object_fs().glob(f"{root}/{table}/{pattern}"))
+    folder = root / table
+    return sorted(folder.glob(pattern)) if folder.is_dir() else []
+
+
+def _exists(f: Path | str) -> bool:
+    return object_fs().exists(f) if isinstance(f, str) else f.exists()
+
+
+def partition_files(db_path: Path, table: str, key: str, storage: str | None = None) -> list:
     """Every file of one partition: the plain one and each version."""
-    folder = parquet_root(db_path) / table
-    plain = partition_file(db_path, table, key)
-    out = sorted(folder.glob(f"{_safe(key)}@*.parquet")) if folder.is_dir() else []
-    return ([plain] if plain.exists() else []) + out
+    root = parquet_root(db_path, storage)
+    plain = partition_file(db_path, table, key, storage=storage)
+    out = _glob(root, table, f"{_safe(key)}@*.parquet")
+    return ([plain] if _exists(plain) else []) + out
 
 
-def _atomic_write(dest: Path, write) -> Path:
-    """Call `write(tmp_path)` on a unique temporary file beside `dest`, then rename it onto `dest`."""
+def _atomic_write(dest: Path | str, write) -> Path | str:
+    """Call `write(tmp_path)` on a unique temporary file beside `dest`, then rename it onto `dest`; for
+    an object store, one PUT of the whole file."""
+    if isinstance(dest, str):
+        buf = io.BytesIO()
+        write(buf)
+        object_fs().pipe_file(dest, buf.getvalue())
+        return dest
     with atomic_file(dest) as tmp:
         write(tmp)
     return dest
 
 
-def write_partition(db_path: Path, table: str, key: str, frame: pl.DataFrame, version: str | None = None) -> Path:
+def write_partition(db_path: Path, table: str, key: str, frame: pl.DataFrame, version: str | None = None,
+                    storage: str | None = None) -> Path | str:
     """Write one partition of `table` atomically (temp file in the same folder, then rename)."""
-    return _atomic_write(partition_file(db_path, table, key, version), frame.write_parquet)
+    return _atomic_write(partition_file(db_path, table, key, version, storage), frame.write_parquet)
 
 
 def sink_partition(db_path: Path, table: str, key: str, frame: pl.LazyFrame, version: str | None = None) -> Path:
@@ -112,7 +199,11 @@ def sink_partition(db_path: Path, table: str, key: str, frame: pl.LazyFrame, ver
 
 
 def delete_partition(db_path: Path, table: str, key: str) -> None:
-    partition_file(db_path, table, key).unlink(missing_ok=True)
+    f = partition_file(db_path, table, key)
+    if isinstance(f, str):
+        object_fs().rm_file(f) if _exists(f) else None
+    else:
+        f.unlink(missing_ok=True)
 
 
 def drop_other_versions(db_path: Path, table: str, key: str, keep: str) -> None:
@@ -123,24 +214,35 @@ def drop_other_versions(db_path: Path, table: str, key: str, keep: str) -> None:
             f.unlink(missing_ok=True)
 
 
-def read_table(db_path: Path, table: str, key: str | None = None) -> pl.DataFrame:
+def _read(f: Path | str) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(object_fs().cat_file(f))) if isinstance(f, str) else pl.read_parquet(f)
+
+
+def read_table(db_path: Path, table: str, key: str | None = None, storage: str | None = None) -> pl.DataFrame:
     """Read a table (all partitions) or one partition straight from Parquet, no DuckDB lock. A versioned
     partition reads the version its `runs` row names."""
     if key is not None:
-        files = partition_files(db_path, table, key)
+        files = partition_files(db_path, table, key, storage)
         if not files:
-            f = partition_file(db_path, table, key)
+            f = partition_file(db_path, table, key, storage=storage)
             raise WarehouseError(f"table {table!r} has no partition {key!r} ({f}); materialize it first")
         if len(files) > 1 and table != "runs":
-            runs = partition_file(db_path, "runs", key)
-            uid = pl.read_parquet(runs).to_dicts()[0].get("run_uid") if runs.exists() else None
-            want = partition_file(db_path, table, key, uid) if uid else None
+            runs = partition_file(db_path, "runs", key, storage=storage)
+            uid = _read(runs).to_dicts()[0].get("run_uid") if _exists(runs) else None
+            want = partition_file(db_path, table, key, uid, storage) if uid else None
             files = [want] if want in files else files[-1:]
-        return pl.read_parquet(files[0])
-    files = sorted((parquet_root(db_path) / table).glob("*.parquet"))
+        return _read(files[0])
+    root = parquet_root(db_path, storage)
+    files = _glob(root, table, "*.parquet")
     if not files:
-        raise WarehouseError(f"table {table!r} is empty in {parquet_root(db_path)}; materialize it first")
-    return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        raise WarehouseError(f"table {table!r} is empty in {root}; materialize it first")
+    return pl.concat([_read(f) for f in files], how="diagonal_relaxed")
+
+
+def register_storage(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    """Give `con` the fsspec filesystem of an `s3://` storage root (no-op for a directory)."""
+    if _remote(parquet_root(db_path)):
+        con.register_filesystem(object_fs())
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -206,17 +308,19 @@ def refresh_views(db_path: Path) -> dict[str, str]:
     root = parquet_root(db_path)
     status: dict[str, str] = {}
     with connect(db_path) as con:
+        register_storage(con, db_path)
         pending = _sql_files(DDL_DIR / "tables")
         for _ in range(len(pending) + 1):  # views over other views (completions -> runs): retry in passes
             failed = []
             for ddl in pending:
                 table = ddl.stem
-                files = list((root / table).glob("*.parquet"))
+                files = _glob(root, table, "*.parquet")
                 if not files:
                     _empty_view(con, ddl)
                     status[table] = "empty"
                     continue
-                glob = (root / table / "*.parquet").as_posix().replace("'", "''")
+                pattern = _join(root, table, "*.parquet")
+                glob = (pattern if _remote(root) else pattern.as_posix()).replace("'", "''")
                 try:
                     con.execute(ddl.read_text().replace("{parquet_glob}", glob))
                     status[table] = "ok"
@@ -243,6 +347,7 @@ def query(db_path: Path, sql: str, params: dict | list | None = None) -> pl.Data
     never pasted into the SQL. The connection reads only the warehouse's own Parquet files."""
     sql = sqlguard.check_statement(sql)
     with connect(db_path, read_only=True) as con:
+        register_storage(con, db_path)
         sqlguard.lock_down(con, parquet_root(db_path))
         try:
             rel = con.execute(sql, params) if params else con.execute(sql)

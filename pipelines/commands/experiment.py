@@ -38,6 +38,19 @@ def cli() -> None:
     """Reproduce the TORTA paper's comparison (arXiv:2507.10259) and publish the results."""
 
 
+def _check_placement(executor: str | None, scheduler: str, storage: str | None) -> None:
+    """Bad executor / scheduler / storage flags fail before anything runs (exit 2, one line)."""
+    from pipelines import warehouse
+    from pipelines.executors import check_scheduler
+
+    if storage is not None:
+        warehouse.check_storage_url(storage)
+    if scheduler and executor != "dask":
+        raise ValueError("--scheduler is for --executor dask")
+    if executor == "dask":
+        check_scheduler(scheduler)
+
+
 @cli.command("paper")
 @click.option("--reduced", is_flag=True, help="The CI-sized experiment (1 topology, 2 seeds, 3 policies, minutes).")
 @click.option("--seeds", type=click.IntRange(1), default=None, help="Seeds per test day (default 1; reduced 2).")
@@ -69,15 +82,26 @@ def cli() -> None:
 @click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Cells run this many at a time, one worker process each (e.g. 2 on a 2-core machine).")
+@click.option("--executor", type=click.Choice(["multiprocess", "dask"]), default=None,
+              help="Where the cells' runs execute: multiprocess (Dagster's multiprocess executor, --workers at a "
+                   "time; the default with --workers > 1, else one after another in this process) or dask (the "
+                   "Dask cluster at --scheduler; docs/SCALE-OUT.md).")
+@click.option("--scheduler", default="", help="Dask scheduler address for --executor dask, tcp://HOST:PORT.")
+@click.option("--storage", default=None,
+              help="Where the warehouse's partitions go: a (shared) directory, file:///DIR or s3://BUCKET/PREFIX "
+                   "(recorded beside the warehouse file; default <warehouse dir>/parquet).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the run summary).")
 @progress_option
 @click.pass_context
 def paper(ctx, reduced, seeds, hours, warmup_hours, state_refresh_s, export_dir, fresh, days, scenarios, workloads,
-          traces, policies, batch, name, results, out, figures, database, workers, as_json, progress) -> None:
+          traces, policies, batch, name, results, out, figures, database, workers, executor, scheduler, storage,
+          as_json, progress) -> None:
     """Run the experiment end to end (Dagster materializations into the warehouse); prints the plan
     and a run-time estimate first, progress to stderr."""
     from pipelines.experiment import run_paper, write_results
     from torta.runs.experiment.definition import paper_experiment
+
+    _check_placement(executor, scheduler, storage)
 
     exp = paper_experiment(reduced=reduced, seeds=seeds, hours=hours, days=days, scenarios=_split(scenarios),
                            workloads=_split(workloads), traces=_split(traces), policies=_split(policies),
@@ -88,8 +112,10 @@ def paper(ctx, reduced, seeds, hours, warmup_hours, state_refresh_s, export_dir,
         exp = replace(exp, name=name)
     if export_dir is None and not reduced:
         export_dir = f"docs/data/{exp.name}"
+    placement = {k: v for k, v in (("executor", executor), ("scheduler", scheduler), ("storage", storage)) if v}
     summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx),
-                        progress=want_progress(progress), export_dir=export_dir or None, resume=not fresh)
+                        progress=want_progress(progress), export_dir=export_dir or None, resume=not fresh,
+                        **placement)
     if results:
         summary["results"] = write_results(database, exp.name, summary["batch"], out, figures,
                                            wall_s=summary["wall_s"])["results"]
