@@ -17,7 +17,6 @@ are atomic per file, so concurrent cells never clash).
 """
 
 
-import concurrent.futures as cf
 import contextlib
 import os
 import time
@@ -61,16 +60,16 @@ def run_key(experiment: str, cell: Cell, policy: str) -> str:
 
 
 def _die_with_parent() -> None:
-    """In a step process the sweep's multiprocess executor spawned (`TORTA_DIE_WITH_PARENT` = the driver's
-    pid): end with the driver (pipelines.pool's PR_SET_PDEATHSIG), so a killed sweep leaves no orphan."""
+    """In a step process the sweep's multiprocess executor spawned (`TORTA_DIE_WITH_PARENT` set by the
+    driver): end with the run process that spawned it (pipelines.pool's PR_SET_PDEATHSIG), which ends
+    with the driver, so a killed sweep leaves no orphan replaying a cell."""
     import multiprocessing as mp
 
-    driver = os.environ.get("TORTA_DIE_WITH_PARENT")
     parent = mp.parent_process()
-    if driver and parent is not None and parent.pid == int(driver):
+    if os.environ.get("TORTA_DIE_WITH_PARENT") and parent is not None:
         from pipelines.pool import _die_with_parent as die
 
-        die(int(driver), None, ())
+        die(parent.pid, None, ())
 
 
 # Retries (issue 19): a step that fails or whose process is killed (multiprocess executor) is retried by
@@ -225,11 +224,14 @@ experiment_job = dg.define_asset_job("experiment_paper", selection=dg.AssetSelec
 class _Sweep:
     """Launches the sweep's runs, one run of job `experiment_paper` per cell (the runs a Dagster multi-run
     backfill launches), through the chosen executor: `in_process` (here, one after another, on the given
-    instance: tests and `--workers 1` without an executor flag keep this), `multiprocess` (each run's step
-    in a spawned process, Dagster's multiprocess executor; `concurrency` runs in flight) or `dask` (each
-    run's step a task on the Dask cluster at `scheduler`). Runs are tagged with the batch, the command and
-    the sweep id (`torta/sweep`): the UI's Runs page filters a sweep by that tag, the asset's Partitions
-    tab shows which cells are materialized."""
+    instance: tests, and `--workers 1` without `--executor`), `multiprocess` (Dagster's multiprocess
+    executor: each run's step in its own spawned process, retried by the asset's retry policy if it dies)
+    or `dask` (each run's step a task on the Dask cluster at `scheduler`, rescheduled by Dask if its worker
+    dies). Out of process, each run is launched as Dagster's run launcher does, `dagster api execute_run`
+    in a child process that dies with this one, `concurrency` runs in flight (the limit a queued run
+    coordinator would apply). Runs are tagged with the batch, the command and the sweep id
+    (`torta/sweep`): the UI's Runs page filters a sweep by that tag; the asset's Partitions tab shows which
+    cells are materialized."""
 
     def __init__(self, executor: str, concurrency: int, instance, db: str, storage: str = "", scheduler: str = "",
                  sweep_id: str = ""):
@@ -239,56 +241,97 @@ class _Sweep:
 
     def tags(self, key: str, cfg: dict) -> dict[str, str]:
         return {"batch": cfg["batch"], "command": cfg.get("command") or "torta experiment paper",
-                "torta/sweep": self.sweep_id, "torta/executor": self.executor, "dagster/partition": key}
+                "torta/sweep": self.sweep_id, "torta/executor": self.executor}
 
-    def _one(self, key: str, run_config: dict) -> tuple[str, str | None, list[str], float]:
-        t = time.perf_counter()
-        tags = self.tags(key, run_config["ops"]["experiment_cell"]["config"])
-        if self.executor == "in_process":
-            from pipelines.pool import run_job
+    def _launch(self, key: str, run_config: dict):
+        """Create the cell's run on the instance and start `dagster api execute_run` for it."""
+        import subprocess
+        import sys
 
-            tags.pop("dagster/partition")
-            err, warnings = run_job("experiment_paper", self.instance, partition_key=key, run_config=run_config,
-                                    tags=tags, resources=self.resources)
-            return key, err, warnings, time.perf_counter() - t
+        from dagster._grpc.types import ExecuteRunArgs
+        from dagster_shared.serdes import serialize_value
+
         recon = dg.build_reconstructable_job("pipelines.experiment", "cell_job", reconstructable_kwargs={
             "executor": self.executor, "scheduler": self.scheduler, "database": self.db, "storage": self.storage})
-        with dg.DagsterInstance.get() as inst, dg.execute_job(recon, instance=inst, run_config=run_config,
-                                                               tags=tags) as result:
-            warnings = [f"warning: check {ev.check_name} failed on {ev.asset_key.to_user_string()} [{key}]"
-                        for ev in result.get_asset_check_evaluations() if not ev.passed]
-            err = None
-            if not result.success:
-                failed = [e.message for e in result.all_events if e.is_failure]
-                err = f"experiment_paper [{key}] failed: {failed[-1] if failed else '?'}"
-        return key, err, warnings, time.perf_counter() - t
+        tags = {**self.tags(key, run_config["ops"]["experiment_cell"]["config"]), "dagster/partition": key}
+        run = self.instance.create_run_for_job(job_def=recon.get_definition(), run_config=run_config, tags=tags,
+                                               job_code_origin=recon.get_python_origin())
+        args = ExecuteRunArgs(job_origin=recon.get_python_origin(), run_id=run.run_id,
+                              instance_ref=self.instance.get_ref(), set_exit_code_on_failure=True)
+        proc = subprocess.Popen([sys.executable, "-m", "dagster", "api", "execute_run", serialize_value(args)],
+                                stdout=subprocess.DEVNULL, preexec_fn=_pdeathsig,
+                                # the run's events are in the instance (a failure's message is reported);
+                                # TORTA_DAGSTER_LOG=DEBUG shows the run process's own log lines
+                                stderr=None if os.environ.get("TORTA_DAGSTER_LOG") else subprocess.DEVNULL)
+        return proc, run.run_id
+
+    def _outcome(self, key: str, run_id: str) -> tuple[str | None, list[str]]:
+        from dagster import DagsterEventType, DagsterRunStatus
+
+        run = self.instance.get_run_by_id(run_id)
+        checks = self.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        warnings = [f"warning: check {ev.dagster_event.event_specific_data.check_name} failed on "
+                    f"experiment_cell [{key}]" for ev in checks if not ev.dagster_event.event_specific_data.passed]
+        if run is not None and run.status == DagsterRunStatus.SUCCESS:
+            return None, warnings
+        failed = [e.message for e in self.instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_failure]
+        return (f"experiment_paper [{key}] failed (run {run_id}): {failed[-1] if failed else 'the run process died'}",
+                warnings)
 
     def run(self, jobs: list[tuple[str, dict]], log: Callable[[str], None],
             on_done: Callable[[int, str, float], None]) -> None:
         """Run `jobs` (key, run_config), `concurrency` at a time (in_process: one after another). Stops
-        launching at the first failure (runs in flight finish; their rows are whole) and raises it."""
-        if self.executor == "in_process" or self.concurrency == 1:
+        launching at the first failure (runs in flight are ended; rows are written whole or not at
+        all) and raises it."""
+        if self.executor == "in_process":
+            from pipelines.pool import run_job
+
             for i, (key, rc) in enumerate(jobs, 1):
-                key, err, warnings, secs = self._one(key, rc)
+                t = time.perf_counter()
+                err, warnings = run_job("experiment_paper", self.instance, partition_key=key, run_config=rc,
+                                        tags=self.tags(key, rc["ops"]["experiment_cell"]["config"]),
+                                        resources=self.resources)
                 for w in warnings:
                     log(w)
                 if err:
                     raise click.ClickException(err)
-                on_done(i, key, secs)
+                on_done(i, key, time.perf_counter() - t)
             return
-        with cf.ThreadPoolExecutor(self.concurrency, thread_name_prefix="torta-sweep") as pool:
-            futures = [pool.submit(self._one, key, rc) for key, rc in jobs]
-            try:
-                for i, fut in enumerate(cf.as_completed(futures), 1):
-                    key, err, warnings, secs = fut.result()
+        pending, running, i = list(jobs), {}, 0
+        try:
+            while pending or running:
+                while pending and len(running) < self.concurrency:
+                    key, rc = pending.pop(0)
+                    proc, run_id = self._launch(key, rc)
+                    running[proc] = (key, run_id, time.perf_counter())
+                time.sleep(0.2)
+                for proc in [p for p in running if p.poll() is not None]:
+                    key, run_id, t = running.pop(proc)
+                    err, warnings = self._outcome(key, run_id)
                     for w in warnings:
                         log(w)
                     if err:
                         raise click.ClickException(err)
-                    on_done(i, key, secs)
-            finally:
-                for f in futures:
-                    f.cancel()
+                    i += 1
+                    on_done(i, key, time.perf_counter() - t)
+        finally:
+            for proc in running:
+                proc.terminate()
+            for proc in running:
+                proc.wait()
+
+
+def _pdeathsig() -> None:
+    """In a launched run process: SIGTERM when the sweep's driver dies (pipelines.pool's PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        import signal
+
+        from pipelines.pool import PR_SET_PDEATHSIG
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 @contextlib.contextmanager
@@ -297,7 +340,7 @@ def _one_thread_children(on: bool):
     die with this process (pipelines.pool.WORKER_ENV, `TORTA_DIE_WITH_PARENT`), as the pool's workers do."""
     from pipelines.pool import WORKER_ENV
 
-    env = {**WORKER_ENV, "TORTA_DIE_WITH_PARENT": str(os.getpid())} if on else {}
+    env = {**WORKER_ENV, "TORTA_DIE_WITH_PARENT": "1"} if on else {}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -328,7 +371,7 @@ def cell_job(executor: str = "multiprocess", scheduler: str = "", database: str 
 def _run_config(cfg: dict) -> dict:
     # Dagster's per-event console lines would drown the progress lines: warnings and errors only.
     return {"ops": {"experiment_cell": {"config": cfg}},
-            "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+            "loggers": {"console": {"config": {"log_level": os.environ.get("TORTA_DAGSTER_LOG", "WARNING")}}}}
 
 
 def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 1,
@@ -434,7 +477,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
         log(f"  Dask cluster {scheduler}: cells run {concurrency} at a time on its workers")
     sweep_id = uuid.uuid4().hex[:12]
     with (contextlib.nullcontext(instance) if instance is not None else dg.DagsterInstance.get()) as instance, \
-            _one_thread_children(executor == "multiprocess"):
+            _one_thread_children(executor != "in_process"):
         sweep = _Sweep(executor, concurrency, instance, str(db), wh.storage_url(db) or "", scheduler, sweep_id)
         instance.add_dynamic_partitions("experiment_cells", list(dict.fromkeys(c.key for c in val_all + test_all)))
         by_key = {c.key: c for c in val}

@@ -43,6 +43,10 @@ def _check_placement(executor: str | None, scheduler: str, storage: str | None) 
     from pipelines import warehouse
     from pipelines.executors import check_scheduler
 
+    from pipelines.executors import EXECUTORS
+
+    if executor is not None and executor not in EXECUTORS:
+        raise ValueError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     if storage is not None:
         warehouse.check_storage_url(storage)
     if scheduler and executor != "dask":
@@ -82,7 +86,7 @@ def _check_placement(executor: str | None, scheduler: str, storage: str | None) 
 @click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Cells run this many at a time, one worker process each (e.g. 2 on a 2-core machine).")
-@click.option("--executor", type=click.Choice(["multiprocess", "dask"]), default=None,
+@click.option("--executor", default=None, metavar="multiprocess|dask",
               help="Where the cells' runs execute: multiprocess (Dagster's multiprocess executor, --workers at a "
                    "time; the default with --workers > 1, else one after another in this process) or dask (the "
                    "Dask cluster at --scheduler; docs/SCALE-OUT.md).")
