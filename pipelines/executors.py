@@ -9,10 +9,17 @@ dagster-ray 0.4.x is a separately versioned community package whose executor nee
 its job-submission API; Dask's scheduler and workers are two plain commands (`dask scheduler`, `dask
 worker`) and dask-jobqueue / dask-kubernetes bring them up on Slurm and Kubernetes.
 
-`CellDaskExecutor` differs from dagster-dask's `DaskExecutor` in one thing: the Dask task key. dagster-dask
-names a step's task `<job>.<step>`; Dask treats tasks with one key as one task, so the sweep's
-concurrent runs of one job (one run per cell, each with the single step `experiment_cell`) would
-collapse onto one task on a shared scheduler. Here the key carries the run id, and the task is impure.
+`CellDaskExecutor` differs from dagster-dask's `DaskExecutor` in two things, both found here with
+dagster-dask 0.29.27 on distributed 2026.8.0:
+- the Dask task key. dagster-dask names a step's task `<job>.<step>`; Dask treats tasks with one key as
+  one task, so the sweep's concurrent runs of one job (one run per cell, each with the single step
+  `experiment_cell`) would collapse onto one task on a shared scheduler. Here the key carries the run id,
+  and the task is impure;
+- the arguments travel wrapped (`_Args`). Dask's task spec walks tuples in a task's arguments, and a
+  `DagsterRun` is a NamedTuple: on a partitioned run that walk reaches a partitions subset record and
+  fails ("Iteration is not allowed on `@record` KeyRangesPartitionsSubset"), so dagster-dask's executor
+  as released cannot run a partition of an asset.
+The step itself runs on the worker through dagster-dask's own `query_on_dask_worker`.
 """
 
 from __future__ import annotations
@@ -29,6 +36,17 @@ from dagster_dask.executor import DaskExecutor, get_dask_resource_requirements, 
 EXECUTORS = ("multiprocess", "dask")
 
 
+class _Args:
+    """A task's arguments as one opaque object (Dask does not walk into it)."""
+
+    def __init__(self, *args):
+        self.args = args
+
+
+def _step_on_worker(dependencies, args: _Args):
+    return query_on_dask_worker(dependencies, *args.args)
+
+
 class CellDaskExecutor(DaskExecutor):
     """dagster-dask's executor on an existing scheduler, one Dask task per step keyed by run id."""
 
@@ -41,10 +59,10 @@ class CellDaskExecutor(DaskExecutor):
             for level in execution_plan.get_steps_to_execute_by_level():
                 for step in level:
                     deps = [futures[k] for si in step.step_inputs for k in si.dependency_keys]
+                    args = _Args(plan_context.reconstructable_job, plan_context.dagster_run, plan_context.run_config,
+                                 [step.key], plan_context.instance.get_ref(), execution_plan.known_state)
                     futures[step.key] = client.submit(
-                        query_on_dask_worker, deps, plan_context.reconstructable_job, plan_context.dagster_run,
-                        plan_context.run_config, [step.key], plan_context.instance.get_ref(),
-                        execution_plan.known_state, key=f"{plan_context.job_name}.{step.key}.{run_id}",
+                        _step_on_worker, deps, args, key=f"{plan_context.job_name}.{step.key}.{run_id}",
                         pure=False, resources=get_dask_resource_requirements(step.tags))
             done = dask.distributed.as_completed(list(futures.values()), with_results=True)
             for _future, events in iterate_with_context(raise_execution_interrupts, done):

@@ -274,8 +274,12 @@ class _Sweep:
                     f"experiment_cell [{key}]" for ev in checks if not ev.dagster_event.event_specific_data.passed]
         if run is not None and run.status == DagsterRunStatus.SUCCESS:
             return None, warnings
-        failed = [e.message for e in self.instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_failure]
-        return (f"experiment_paper [{key}] failed (run {run_id}): {failed[-1] if failed else 'the run process died'}",
+        failed = []
+        for e in self.instance.all_logs(run_id):
+            if e.dagster_event and e.dagster_event.is_failure:
+                error = getattr(e.dagster_event.event_specific_data, "error", None)
+                failed.append((error.message.strip().splitlines() or [""])[0] if error else e.message)
+        return (f"experiment_paper [{key}] failed (run {run_id}): {failed[0] if failed else 'the run process died'}",
                 warnings)
 
     def run(self, jobs: list[tuple[str, dict]], log: Callable[[str], None],
