@@ -9,10 +9,12 @@ config role `validation`) first tunes SkyLB's threshold. Completions are not sto
 rows per cell; the per-run summaries carry the metrics).
 
 `run_paper(exp, ...)` is the flow: plan and estimate, validation cells, strongest baseline and SkyLB
-threshold per scenario read back from the warehouse, test cells, views refreshed. With `workers` N > 1
-the cells run N at a time, each a materialization in a pool of N worker processes (spawned; each
-materializes on the Dagster instance under DAGSTER_HOME and writes its own warehouse partitions, which
-are atomic per file, so concurrent cells never clash).
+threshold per scenario read back from the warehouse, test cells, views refreshed. Each cell is one run of
+job `experiment_paper` for its partition (`_Sweep`): in this process one after another, or on Dagster's
+multiprocess executor N at a time, or on a Dask cluster (`--executor dask --scheduler tcp://HOST:PORT`,
+pipelines/executors.py). Every run writes its own warehouse partitions, whole or not at all, to the
+warehouse's storage (a directory or an `s3://` URL), so concurrent, retried or racing cells never clash
+nor duplicate rows; cells already in the warehouse are skipped (a killed sweep resumes). docs/SCALE-OUT.md.
 `write_results(...)` renders docs/RESULTS.md and the figures from the warehouse.
 """
 
