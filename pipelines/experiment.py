@@ -391,11 +391,12 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
     if not exp.baselines or not exp.torta:
         raise click.ClickException(f"experiment needs a baseline and a TORTA policy; left out: {dropped}")
     counts = {}
-    for c in exp.test_cells():
-        if c.workload not in counts:
+    done = done or set()
+    left = {c.workload for c in exp.test_cells() + exp.validation_cells() if f"{c.key}|{c.role}" not in done}
+    for c in exp.test_cells():  # a workload whose cells are all done is not built (a finished sweep: seconds)
+        if c.workload not in counts and c.workload in left:
             counts[c.workload] = int(cell_input(c, exp.hours, exp.trace_hours, exp.warmup_h,
                                                 exp.trace_warmup_h).requests.height)
-    done = done or set()
     keys = {c.key for c in exp.test_cells() + exp.validation_cells()
             if f"{c.key}|{c.role}" in done}
     est = estimate_s(exp, counts, workers, done=keys)
@@ -507,7 +508,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
             el = time.perf_counter() - t0
             (bar.log if progress else log)(f"[test {i}/{len(test)}] {key} ({cell_s:.0f} s; elapsed {el / 60:.1f} "
                                            f"min, eta {el / i * (len(test) - i) / 60:.1f} min; "
-                                           f"cells done {i + len(done)}/{len(test) + len(val) + len(done)})")
+                                           f"cells done {len(done) + len(val) + i}/{len(done) + len(val) + len(test)})")
             bar.step()
 
         policies = [*exp.policies, *exp.reference_policies()]
