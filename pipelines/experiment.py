@@ -467,7 +467,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
     exp, info = plan_experiment(exp, log, workers, done)
     common = {"experiment": exp.name, "batch": batch,
               "trace_hours": exp.trace_hours, "skylb_candidates": list(exp.skylb_candidates),
-              "command": command, "workers": int(workers), "warmup_h": float(exp.warmup_h),
+              "command": command, "workers": int(concurrency if executor == "dask" else workers), "warmup_h": float(exp.warmup_h),
               "trace_warmup_h": float(exp.trace_warmup_h) if exp.traces else 0.0,
               "state_refresh_s": float(exp.state_refresh_s), "export_dir": str(export_dir or "")}
     val = [c for c in exp.validation_cells() if f"{c.key}|{c.role}" not in done]
