@@ -115,6 +115,20 @@ def test_a_placement_held_over_the_horizon_is_charged_one_switch():
     assert dear.objective - p.objective == pytest.approx(10.0 * moved, rel=1e-6)
 
 
+def test_blocks_plan_the_same_horizon_on_fewer_rows_and_charge_a_switch_once():
+    dem = np.zeros((6, 1, 2))
+    dem[:, 0, 1] = 800.0
+    p = solve_horizon(_inputs(dem, [2], [[2, 0]]), HorizonConfig(horizon_slots=6, blocks=(1, 2, 3)))
+    assert p.status == 0 and p.placement.shape == (3, 1, 2)
+    assert p.switches[0, 0, 1] == pytest.approx(p.placement[0, 0, 1], abs=1e-6) and p.switches[1:].sum() < 1e-6
+    # a ramp inside the last block still loads its model within the horizon, not after
+    ramp = np.zeros((6, 1, 2))
+    ramp[:, 0, 0] = 800.0
+    ramp[4:, 0, 1] = 1000.0
+    q = solve_horizon(_inputs(ramp, [4], [[4, 0]]), HorizonConfig(horizon_slots=6, blocks=(1, 2, 3)))
+    assert q.placement[2, 0, 1] >= (2 / 3) * 1000.0 / PER_SERVER - 1e-6  # the block's mean demand of B
+
+
 def test_round_placement_fills_each_region_and_prefers_todays_placement():
     n = np.array([[1.5, 1.5, 1.0], [0.2, 0.3, 0.5]])
     out = round_placement(n, current=np.array([[1, 2, 1], [0, 0, 1]]), capable=np.full((2, 3), 4.0),
@@ -123,7 +137,8 @@ def test_round_placement_fills_each_region_and_prefers_todays_placement():
 
 
 @pytest.mark.parametrize("field,value", [("horizon_slots", 0), ("k_nearest", 0), ("switch_cost", -1.0),
-                                         ("defer_cost", 1.0), ("max_utilisation", 1.5), ("tier_edges", (0.5, 1.0))])
+                                         ("defer_cost", 1.0), ("max_utilisation", 1.5), ("tier_edges", (0.5, 1.0)),
+                                         ("blocks", (2, 6)), ("k_nearest_ahead", 9)])
 def test_config_errors_name_the_value(field, value):
     with pytest.raises(ValueError, match=f"HorizonConfig.{field}"):
         HorizonConfig(**{field: value})

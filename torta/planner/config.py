@@ -83,7 +83,11 @@ class HorizonConfig:
     horizon_slots: int = 8
     """H: slots planned jointly (8 x 15 min = 2 h; the issue's default range is 2-3 h)."""
     k_nearest: int = 4
-    """Each origin's flows of a model may go to its k nearest regions able to serve it (by latency)."""
+    """Each origin's flows of a model may go to its k nearest regions able to serve it (by latency), in
+    slot 0 (the one applied)."""
+    k_nearest_ahead: int = 4
+    """The same for the slots ahead (h >= 1), whose flows only shape the placement: fewer columns, a faster
+    solve (`torta bench plan`); at most `k_nearest`."""
     switch_cost: float = 40.0
     """Charge per model switch (one server loading a model), on top of the lost service (the load time
     taken off the slot's capacity): the load's queueing and reload energy, worth 4 deferred requests."""
@@ -101,12 +105,19 @@ class HorizonConfig:
     """Queueing delay (s) mapping to 1.0 in the normalised queue term."""
     discount: float = 1.0
     """Weight of slot h in the objective is discount ** h (1: every slot counts fully)."""
+    blocks: tuple | None = None
+    """Slots per LP row, first 1 (the slot applied), summing to `horizon_slots`: e.g. (1, 1, 2, 4, 4) plans 12
+    slots on 5 rows, each later row the mean demand and price of its slots (a faster solve, coarser far
+    ahead; `torta bench plan`). None: one row per slot."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.horizon_slots, int) and 1 <= self.horizon_slots <= 96):
             raise ValueError(f"HorizonConfig.horizon_slots must be an int in 1..96, got {self.horizon_slots!r}")
         if not (isinstance(self.k_nearest, int) and self.k_nearest >= 1):
             raise ValueError(f"HorizonConfig.k_nearest must be an int >= 1, got {self.k_nearest!r}")
+        if not (isinstance(self.k_nearest_ahead, int) and 1 <= self.k_nearest_ahead <= self.k_nearest):
+            raise ValueError(f"HorizonConfig.k_nearest_ahead must be an int in 1..k_nearest ({self.k_nearest}), "
+                             f"got {self.k_nearest_ahead!r}")
         if not self.switch_cost >= 0:
             raise ValueError(f"HorizonConfig.switch_cost must be >= 0, got {self.switch_cost!r}")
         w = self.weights
@@ -123,5 +134,11 @@ class HorizonConfig:
             raise ValueError(f"HorizonConfig.capacity_derate must be in (0, 1], got {self.capacity_derate!r}")
         if not self.queue_ref_s > 0:
             raise ValueError(f"HorizonConfig.queue_ref_s must be > 0, got {self.queue_ref_s!r}")
+        if self.blocks is not None:
+            b = tuple(self.blocks)
+            if not (b and b[0] == 1 and all(isinstance(x, int) and x >= 1 for x in b)
+                    and sum(b) == self.horizon_slots):
+                raise ValueError(f"HorizonConfig.blocks must be positive ints starting with 1 and summing to "
+                                 f"horizon_slots ({self.horizon_slots}), got {self.blocks!r}")
         if not 0 < self.discount <= 1:
             raise ValueError(f"HorizonConfig.discount must be in (0, 1], got {self.discount!r}")

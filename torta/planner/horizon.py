@@ -31,6 +31,7 @@ servers, and only slot 0's rounded placement is ever applied.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -133,7 +134,7 @@ class HorizonLP:
         self.pj, self.pm, self.p_n = pj, pm, pj.size
         pair_of = np.full((r_n, m_n), -1, dtype=np.int64)
         pair_of[pj, pm] = np.arange(pj.size)
-        fo, fm, fj = [], [], []
+        fo, fm, fj, rank = [], [], [], []
         nearest = np.full((m_n, r_n), -1, dtype=np.int64)
         for m in range(m_n):
             cols = np.flatnonzero(cap[:, m] > 0)
@@ -143,10 +144,12 @@ class HorizonLP:
                 order = cols[np.lexsort((cols, lat[o, cols]))][:config.k_nearest]
                 nearest[m, o] = order[0]
                 fo.extend([o] * order.size)
+                rank.extend(range(order.size))
                 fm.extend([m] * order.size)
                 fj.extend(order.tolist())
         self.nearest = nearest
         self.fo, self.fm, self.fj = (np.asarray(a, dtype=np.int64) for a in (fo, fm, fj))
+        self.far = np.asarray(rank, dtype=np.int64) >= config.k_nearest_ahead  # closed beyond slot 0
         self.fp = pair_of[self.fj, self.fm] if self.fj.size else np.zeros(0, dtype=np.int64)
         self.f_n = self.fo.size
         self.lat_norm = lat[self.fo, self.fj] / max(float(lat.max()), 1e-12) if self.f_n else np.zeros(0)
@@ -211,6 +214,8 @@ class HorizonLP:
 
     def solve(self, inp: HorizonInputs) -> HorizonPlan:
         t0 = time.perf_counter()
+        if self.config.blocks is not None and inp.slot_weight is None:
+            inp = blocked(inp, self.config.blocks)
         cfg, w = self.config, self.config.weights
         dem = np.asarray(inp.demand, dtype=float)
         h_n, r_n, m_n = dem.shape
@@ -271,6 +276,7 @@ class HorizonLP:
         b_ub.reshape(h_n, -1)[0, p_n * (1 + k_n):] = n0
         hi = np.full(h_n * b, np.inf)
         hi.reshape(h_n, b)[:, on:ou] = np.asarray(inp.capable_rm, dtype=float)[pj, pm][None, :]
+        hi.reshape(h_n, b)[1:, :f_n][:, self.far] = 0.0  # slots ahead: flows to the k_nearest_ahead only
         bounds = np.stack([np.zeros(h_n * b), hi], axis=1)
         res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
         flow = np.zeros((h_n, m_n, r_n, r_n))
@@ -296,6 +302,22 @@ class HorizonLP:
         return HorizonPlan(flow=flow, defer=defer, placement=place, switches=sw, targets=targets,
                            nearest=self.nearest, objective=obj, status=int(res.status),
                            solve_ms=(time.perf_counter() - t0) * 1000.0)
+
+
+def blocked(inp: HorizonInputs, blocks: tuple) -> HorizonInputs:
+    """The same call on one row per block of slots: each row the mean demand and price of its slots,
+    weighted by its length (HorizonInputs.slot_weight)."""
+    b = np.asarray(blocks, dtype=np.int64)
+    if int(b.sum()) != np.asarray(inp.demand).shape[0]:
+        raise ValueError(f"blocks {tuple(blocks)} sum to {int(b.sum())}, the demand has "
+                         f"{np.asarray(inp.demand).shape[0]} slots")
+    edges = np.concatenate([[0], np.cumsum(b)])
+
+    def mean_rows(a: np.ndarray) -> np.ndarray:
+        return np.stack([np.asarray(a)[edges[i]:edges[i + 1]].mean(axis=0) for i in range(b.size)])
+
+    return dataclasses.replace(inp, demand=mean_rows(inp.demand), price_usd_per_mwh=mean_rows(inp.price_usd_per_mwh),
+                               slot_weight=b.astype(float))
 
 
 def round_placement(n: np.ndarray, current: np.ndarray, capable: np.ndarray, servers: np.ndarray) -> np.ndarray:
