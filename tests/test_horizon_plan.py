@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -113,6 +115,19 @@ def test_a_placement_held_over_the_horizon_is_charged_one_switch():
     # the objective carries the switch charge once: a dearer switch raises it by moved x the difference
     dear = solve_horizon(_inputs(dem, [2], [[2, 0]]), HorizonConfig(horizon_slots=6, switch_cost=50.0))
     assert dear.objective - p.objective == pytest.approx(10.0 * moved, rel=1e-6)
+
+
+def test_gpu_seconds_of_a_load_are_charged_per_switch():
+    dem = np.zeros((4, 1, 2))
+    dem[:, 0, 1] = 800.0
+    base = _inputs(dem, [2], [[2, 0]])
+    gpu_s = np.array([[0.0, 30.0]])  # loading b takes 30 GPU-seconds
+    plain = solve_horizon(base, HorizonConfig(horizon_slots=4, switch_cost_per_gpu_s=0.5))  # no GPU-seconds given
+    dear = solve_horizon(dataclasses.replace(base, switch_gpu_s_rm=gpu_s),
+                         HorizonConfig(horizon_slots=4, switch_cost_per_gpu_s=0.5))
+    moved = dear.switches.sum()
+    assert moved == pytest.approx(plain.switches.sum(), abs=1e-6)  # b is worth loading either way
+    assert dear.objective - plain.objective == pytest.approx(0.5 * 30.0 * moved, rel=1e-6)
 
 
 def test_blocks_plan_the_same_horizon_on_fewer_rows_and_charge_a_switch_once():

@@ -91,6 +91,9 @@ class HorizonConfig:
     switch_cost: float = 40.0
     """Charge per model switch (one server loading a model), on top of the lost service (the load time
     taken off the slot's capacity): the load's queueing and reload energy, worth 4 deferred requests."""
+    switch_cost_per_gpu_s: float = 0.0
+    """Charge per GPU-second a switch spends loading (HorizonInputs.switch_gpu_s_rm), on top of
+    `switch_cost`: moving a 70B model on 8 GPUs (21 s) costs the replay ~80x the GPU-hours of a 7B one."""
     defer_cost: float = 10.0
     """Per request of a slot's demand the plan cannot place (above every flow + congestion cost)."""
     max_utilisation: float = 0.6
@@ -118,8 +121,9 @@ class HorizonConfig:
         if not (isinstance(self.k_nearest_ahead, int) and 1 <= self.k_nearest_ahead <= self.k_nearest):
             raise ValueError(f"HorizonConfig.k_nearest_ahead must be an int in 1..k_nearest ({self.k_nearest}), "
                              f"got {self.k_nearest_ahead!r}")
-        if not self.switch_cost >= 0:
-            raise ValueError(f"HorizonConfig.switch_cost must be >= 0, got {self.switch_cost!r}")
+        for name in ("switch_cost", "switch_cost_per_gpu_s"):
+            if not (getattr(self, name) >= 0 and getattr(self, name) < float("inf")):
+                raise ValueError(f"HorizonConfig.{name} must be finite and >= 0, got {getattr(self, name)!r}")
         w = self.weights
         worst = w.latency + w.energy + 2 * w.queue + w.transfer
         if not self.defer_cost > worst:

@@ -61,6 +61,7 @@ class HorizonInputs:
     queue_delay_s: np.ndarray | None = None  # (R,) today's queueing delay per server, slot 0's cost (None: 0)
     transfer_usd_per_request: float = 0.0
     slot_weight: np.ndarray | None = None  # (H,) slots each row stands for (a block of the horizon); None: 1
+    switch_gpu_s_rm: np.ndarray | None = None  # (R, M) GPU-seconds one load of m takes on r's servers (None: 0)
 
     def __post_init__(self) -> None:
         d = np.asarray(self.demand)
@@ -69,7 +70,8 @@ class HorizonInputs:
         h, r, m = d.shape
         shapes = {"latency_ms": (r, r), "price_usd_per_mwh": (h, r), "energy_kwh_rm": (r, m),
                   "server_rps_rm": (r, m), "service_s_rm": (r, m), "load_s_rm": (r, m), "capable_rm": (r, m),
-                  "servers": (r,), "placement": (r, m), "free_share": (r,), "queue_delay_s": (r,), "slot_weight": (h,)}
+                  "servers": (r,), "placement": (r, m), "free_share": (r,), "queue_delay_s": (r,), "slot_weight": (h,),
+                  "switch_gpu_s_rm": (r, m)}
         for name, shape in shapes.items():
             v = getattr(self, name)
             if v is None:
@@ -254,7 +256,10 @@ class HorizonLP:
         cv = c.reshape(h_n, b)
         cv[:, :f_n] = fc * disc[:, None]
         cv[:, od:on] = cfg.defer_cost * disc[:, None]
-        cv[:, ou:ot] = cfg.switch_cost * start[:, None]
+        sw_cost = np.full(p_n, cfg.switch_cost)
+        if inp.switch_gpu_s_rm is not None:
+            sw_cost = sw_cost + cfg.switch_cost_per_gpu_s * np.asarray(inp.switch_gpu_s_rm, dtype=float)[pj, pm]
+        cv[:, ou:ot] = sw_cost[None, :] * start[:, None]
         cv[:, ot:] = disc[:, None]
         # equalities: demand (h, m, o) = x + d; servers per region = sum of n
         eq_vals = np.concatenate([np.ones(h_n * f_n), np.ones(h_n * m_n * r_n), np.ones(h_n * p_n)])

@@ -46,6 +46,7 @@ class TortaHorizon(TortaOT):
         self.allocator.spill_regions = self.micro.spill_regions
         capable = np.zeros((r_n, m_n))
         load = np.zeros((r_n, m_n))
+        gpu_s = np.zeros((r_n, m_n))
         servers = np.zeros(r_n)
         for r in range(r_n):
             for m in range(m_n):
@@ -53,8 +54,9 @@ class TortaHorizon(TortaOT):
                 capable[r, m] = len(ss)
                 if ss:
                     load[r, m] = float(np.mean([tables.types[tables.stype[s][m]].load_s for s in ss]))
+                    gpu_s[r, m] = float(np.mean([tables.types[tables.stype[s][m]].load_s * tables.tp[s] for s in ss]))
             servers[r] = sum(1 for s in tables.servers_in_region[r] if any(t >= 0 for t in tables.stype[s]))
-        self._capable, self._load_rm, self._servers_any = capable, load, servers
+        self._capable, self._load_rm, self._gpu_s_rm, self._servers_any = capable, load, gpu_s, servers
         self._lp = HorizonLP(np.asarray(world.latency_ms, dtype=float), capable, self.hconfig)
         linprog([1.0], bounds=[(0, 1)], method="highs")  # warm-up: the solver's first call not charged to slot 0
         self.lp_failures = 0
@@ -100,7 +102,8 @@ class TortaHorizon(TortaOT):
             load_s_rm=self._load_rm, capable_rm=self._capable, servers=self._servers_any,
             placement=np.minimum(state.warm_servers, self._capable), slot_s=state.slot_s,
             free_share=np.clip(1.0 - state.backlog_s / (servers * state.slot_s), 0.0, 1.0),
-            queue_delay_s=state.backlog_s / servers, transfer_usd_per_request=f.transfer_usd_per_request)
+            queue_delay_s=state.backlog_s / servers, transfer_usd_per_request=f.transfer_usd_per_request,
+            switch_gpu_s_rm=self._gpu_s_rm)
         p = self._lp.solve(inp)
         self.lp_ms.append(p.solve_ms)
         if p.status != 0:
@@ -118,7 +121,8 @@ class TortaHorizon(TortaOT):
         inner = getattr(getattr(self, "allocator", None), "inner", None)
         ms = np.asarray(getattr(self, "lp_ms", []) or [0.0])
         return {**super().params(), "horizon_slots": c.horizon_slots, "k_nearest": c.k_nearest,
-                "switch_cost": c.switch_cost, "defer_cost": c.defer_cost, "switch_margin_s": t.switch_margin_s,
+                "switch_cost": c.switch_cost,
+                "switch_cost_per_gpu_s": c.switch_cost_per_gpu_s, "defer_cost": c.defer_cost, "switch_margin_s": t.switch_margin_s,
                 "preload": t.preload, "preloads": int(getattr(inner, "preloads", 0)),
                 "planned_switches": float(getattr(self, "planned_switches", 0.0)),
                 "lp_failures": int(getattr(self, "lp_failures", 0)),
