@@ -114,7 +114,9 @@ class TargetAllocator(TortaAllocator):
         for s, pre, tpot, mb, _cold, cap in self._cands[region][m]:
             if cap < p:
                 continue
-            c = delay_s + _completion_s(bu[s] - now, nact[s], pre, tpot, mb, p, o) + rec[s] * sf
+            w = bu[s] - now  # inlined _completion_s: the hot path (one call per candidate server)
+            b = nact[s] + 1
+            c = delay_s + (w if w > 0.0 else 0.0) + pre * p + o * tpot[b if b <= mb else mb] + rec[s] * sf
             if tailm[s] != m:
                 c += load_of[s][m] + margin
                 cur = tailm[s]
