@@ -60,3 +60,26 @@ class MicroConfig:
             raise ValueError(f"MicroConfig.spill_regions must be >= 0, got {self.spill_regions}")
         if self.hungarian_max_batch < 1:
             raise ValueError(f"MicroConfig.hungarian_max_batch must be >= 1, got {self.hungarian_max_batch}")
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """How the target-following micro allocator (torta.allocator.targets.TargetAllocator, policy
+    `torta-horizon`) switches models. All times in seconds."""
+
+    switch_margin_s: float = 20.0
+    """A switch the plan did not ask for happens only when it beats the best warm server by this much on
+    top of the load time (and, where the server's model is at or below its target, on top of loading
+    that model back as well): the expected wait for a warm server must exceed the load time by a margin."""
+
+    preload: bool = True
+    """Follow the plan's placement at once: while a region holds fewer servers of a model than its
+    target, the model's next request there goes to the least-busy server holding a model above its
+    target (which then loads the model), even when a warm server is free. False: targets only shape the
+    switching costs (the ablation "without pre-loading")."""
+
+    def __post_init__(self) -> None:
+        if not (self.switch_margin_s >= 0 and self.switch_margin_s < float("inf")):
+            raise ValueError(f"TargetConfig.switch_margin_s must be finite and >= 0, got {self.switch_margin_s!r}")
+        if not isinstance(self.preload, bool):
+            raise ValueError(f"TargetConfig.preload must be a bool, got {self.preload!r}")

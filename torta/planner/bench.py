@@ -3,7 +3,8 @@
 
 Planner: per slot, build the normalised cost matrix from raw terms and solve (R origins x R regions)
 with the chosen method; reports median and p95 ms per slot over `--slots` slots of seeded random
-demand/capacity/prices/queues on random coordinates. Allocators: mean microseconds per request of the
+demand/capacity/prices/queues on random coordinates. Horizon planner: torta-horizon's LP over H slots
+(`bench_horizon`), receding over `--horizon-calls` calls. Allocators: mean microseconds per request of the
 simulator-state allocators (`TortaAllocator.choose` and the Hungarian batch window's `assign_batch`) over
 a seeded request stream on abilene's tables. One thread; imports excluded.
 """
@@ -69,6 +70,61 @@ def bench_tiered(regions: int, slots: int, models: int, seed: int) -> dict:
     ms = np.asarray(times) * 1000.0
     return {"case": f"ot-emd-tiered-x{models}-models", "regions": regions, "slots": slots,
             "ms_per_slot_median": float(np.median(ms)), "ms_per_slot_p95": float(np.percentile(ms, 95))}
+
+
+def bench_horizon(regions: int, slots: int, models: int, horizon: int, seed: int, k_nearest: int = 4,
+                  k_nearest_ahead: int = 4, blocks: tuple | None = None) -> dict:
+    """torta-horizon's per-slot LP (torta.planner.horizon) as the policy calls it, receding: `slots` calls
+    on one seeded fleet (2-12 servers per region, every server able to hold every model) whose demand per
+    origin and model follows a daily wave with its own phase and noise (some slots above capacity); each
+    call starts from the previous call's placement targets. Times include building the sparse matrices."""
+    from torta.planner.config import HorizonConfig
+    from torta.planner.horizon import HorizonInputs, HorizonLP
+
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 4000, (regions, 2))
+    lat = np.linalg.norm(xy[:, None] - xy[None], axis=2) / 200.0 + 0.5 * (1 - np.eye(regions))
+    srv = rng.integers(2, 13, regions).astype(float)
+    capable = np.repeat(srv[:, None], models, axis=1)
+    placement = np.stack([np.bincount(rng.integers(0, models, int(n)), minlength=models) for n in srv]).astype(float)
+    rate = rng.uniform(0.3, 0.8, (regions, models))
+    per_slot = 0.6 * 900.0 * rate * srv[:, None] / models  # requests per slot at a fair share of the servers
+    phase = rng.uniform(0, 96, (regions, models))
+    t = np.arange(slots + horizon)[:, None, None]
+    wave = 1.0 + 0.6 * np.sin(2 * np.pi * (t + phase[None]) / 96.0)
+    demand = per_slot[None] * wave * rng.lognormal(0.0, 0.2, (slots + horizon, regions, models))
+    prices = rng.uniform(20, 120, (slots + horizon, regions))
+    lp = HorizonLP(lat, capable, HorizonConfig(horizon_slots=horizon, k_nearest=k_nearest,
+                                                        k_nearest_ahead=k_nearest_ahead, blocks=blocks))
+    times, failures, switches = [], 0, 0.0
+    for c in range(slots):
+        t0 = time.perf_counter()
+        p = lp.solve(HorizonInputs(
+            demand=demand[c:c + horizon], latency_ms=lat, price_usd_per_mwh=prices[c:c + horizon],
+            energy_kwh_rm=np.full((regions, models), 0.005), server_rps_rm=rate,
+            service_s_rm=np.full((regions, models), 6.0), load_s_rm=np.full((regions, models), 20.0),
+            capable_rm=capable, servers=srv, placement=placement, slot_s=900.0,
+            free_share=rng.uniform(0.7, 1.0, regions), queue_delay_s=rng.exponential(5.0, regions),
+            transfer_usd_per_request=2e-5))
+        times.append(time.perf_counter() - t0)
+        failures += p.status != 0
+        switches += float(np.maximum(p.targets - placement, 0).sum())
+        placement = p.targets.astype(float)
+    ms = np.asarray(times) * 1000.0
+    rows = "x".join(map(str, blocks)) if blocks else "1"
+    return {"case": f"horizon-lp-H{horizon}-k{k_nearest}-ahead{k_nearest_ahead}-rows{rows}", "regions": regions,
+            "models": models, "horizon_slots": horizon, "lp_rows": len(blocks) if blocks else horizon, "slots": slots, "ms_per_slot_median": float(np.median(ms)),
+            "ms_per_slot_p95": float(np.percentile(ms, 95)), "lp_failures": int(failures),
+            "switches_per_slot": switches / max(slots, 1)}
+
+
+def _blocks(horizon: int) -> tuple:
+    """(1, 1, 2, 4, 4) for H = 12: rows doubling in length after the first two, the last one what is left."""
+    out, n = [1], 1
+    while sum(out) < horizon:
+        out.append(min(n, horizon - sum(out)))
+        n = n * 2 if len(out) >= 2 else n
+    return tuple(out)
 
 
 def _sim_view(scenario: str):
@@ -151,8 +207,11 @@ def bench_sim_hungarian(requests: int, seed: int, batch_window_s: float = 2.0, r
             "us_per_request": dt / done * 1e6}
 
 
-def run_bench(regions: int, slots: int, method: str, models: int, requests: int, seed: int) -> dict:
+def run_bench(regions: int, slots: int, method: str, models: int, requests: int, seed: int,
+              horizon: int = 12, horizon_calls: int = 40) -> dict:
     """Every case of the module docstring: {"cases": [...]}."""
     return {"cases": [bench_planner(regions, slots, method, seed), bench_tiered(regions, slots, models, seed),
+                      *[bench_horizon(regions, min(slots, horizon_calls), models, horizon, seed, 4, ahead, b)
+                        for ahead, b in ((4, None), (1, None), (1, _blocks(horizon)))],
                       bench_sim_allocator(min(requests, 100_000), seed),
                       bench_sim_hungarian(min(requests, 100_000), seed)]}

@@ -71,3 +71,80 @@ class OTConfig:
             raise ValueError(f"OTConfig.sinkhorn_reg must be > 0, got {self.sinkhorn_reg}")
         if not self.queue_ref_s > 0:
             raise ValueError(f"OTConfig.queue_ref_s must be > 0, got {self.queue_ref_s}")
+
+
+@dataclass(frozen=True)
+class HorizonConfig:
+    """Receding-horizon macro planner settings (torta.planner.horizon, policy `torta-horizon`).
+
+    Costs are in the units of `OTConfig`'s weighted normalised cost (one unit ~ the whole latency range of
+    the fleet for one request), so flows, congestion tiers and the defer column compare as in torta-ot."""
+
+    horizon_slots: int = 8
+    """H: slots planned jointly (8 x 15 min = 2 h; the issue's default range is 2-3 h)."""
+    k_nearest: int = 4
+    """Each origin's flows of a model may go to its k nearest regions able to serve it (by latency), in
+    slot 0 (the one applied)."""
+    k_nearest_ahead: int = 4
+    """The same for the slots ahead (h >= 1), whose flows only shape the placement: fewer columns, a faster
+    solve (`torta bench plan`); at most `k_nearest`."""
+    switch_cost: float = 40.0
+    """Charge per model switch (one server loading a model), on top of the lost service (the load time
+    taken off the slot's capacity): the load's queueing and reload energy, worth 4 deferred requests."""
+    switch_cost_per_gpu_s: float = 1.0
+    """Charge per GPU-second a switch spends loading (HorizonInputs.switch_gpu_s_rm), on top of
+    `switch_cost`: moving a 70B model on 8 GPUs (21 s) costs the replay ~80x the GPU-hours of a 7B one.
+    Validation day 11 (abilene, servegen-mix-14d, first 2 h after 1 h of warm-up, S = 5 s, seed 0):
+    0 / 0.25 / 1 gave 8.90 / 8.96 / 8.67 s mean response, $5.91 / $5.60 / $5.59, 25 / 21 / 19 switches."""
+    defer_cost: float = 10.0
+    """Per request of a slot's demand the plan cannot place (above every flow + congestion cost)."""
+    max_utilisation: float = 0.6
+    """Plan each server's rate up to this share (as OTPolicy.max_utilisation)."""
+    tier_edges: tuple = (0.0, 0.5, 0.8, 1.0)
+    """Congestion tiers of the planned capacity (as OTPolicy.tier_edges): a convex piecewise-linear cost."""
+    capacity_derate: float = 0.82
+    """Real saturated throughput over the capacity estimate (as OTPolicy.capacity_derate)."""
+    weights: OTCostWeights = OTCostWeights()
+    """Weights of the normalised latency / energy / queue / transfer terms."""
+    queue_ref_s: float = 60.0
+    """Queueing delay (s) mapping to 1.0 in the normalised queue term."""
+    discount: float = 1.0
+    """Weight of slot h in the objective is discount ** h (1: every slot counts fully)."""
+    blocks: tuple | None = None
+    """Slots per LP row, first 1 (the slot applied), summing to `horizon_slots`: e.g. (1, 1, 2, 4, 4) plans 12
+    slots on 5 rows, each later row the mean demand and price of its slots (a faster solve, coarser far
+    ahead; `torta bench plan`). None: one row per slot."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.horizon_slots, int) and 1 <= self.horizon_slots <= 96):
+            raise ValueError(f"HorizonConfig.horizon_slots must be an int in 1..96, got {self.horizon_slots!r}")
+        if not (isinstance(self.k_nearest, int) and self.k_nearest >= 1):
+            raise ValueError(f"HorizonConfig.k_nearest must be an int >= 1, got {self.k_nearest!r}")
+        if not (isinstance(self.k_nearest_ahead, int) and 1 <= self.k_nearest_ahead <= self.k_nearest):
+            raise ValueError(f"HorizonConfig.k_nearest_ahead must be an int in 1..k_nearest ({self.k_nearest}), "
+                             f"got {self.k_nearest_ahead!r}")
+        for name in ("switch_cost", "switch_cost_per_gpu_s"):
+            if not (getattr(self, name) >= 0 and getattr(self, name) < float("inf")):
+                raise ValueError(f"HorizonConfig.{name} must be finite and >= 0, got {getattr(self, name)!r}")
+        w = self.weights
+        worst = w.latency + w.energy + 2 * w.queue + w.transfer
+        if not self.defer_cost > worst:
+            raise ValueError(f"HorizonConfig.defer_cost ({self.defer_cost!r}) must exceed the largest flow cost "
+                             f"({worst}) or demand would be deferred while capacity is free")
+        if not 0 < self.max_utilisation <= 1:
+            raise ValueError(f"HorizonConfig.max_utilisation must be in (0, 1], got {self.max_utilisation!r}")
+        e = tuple(float(x) for x in self.tier_edges)
+        if len(e) < 2 or e[0] != 0.0 or any(b <= a for a, b in zip(e, e[1:])):
+            raise ValueError(f"HorizonConfig.tier_edges must start at 0 and increase, got {self.tier_edges!r}")
+        if not 0 < self.capacity_derate <= 1:
+            raise ValueError(f"HorizonConfig.capacity_derate must be in (0, 1], got {self.capacity_derate!r}")
+        if not self.queue_ref_s > 0:
+            raise ValueError(f"HorizonConfig.queue_ref_s must be > 0, got {self.queue_ref_s!r}")
+        if self.blocks is not None:
+            b = tuple(self.blocks)
+            if not (b and b[0] == 1 and all(isinstance(x, int) and x >= 1 for x in b)
+                    and sum(b) == self.horizon_slots):
+                raise ValueError(f"HorizonConfig.blocks must be positive ints starting with 1 and summing to "
+                                 f"horizon_slots ({self.horizon_slots}), got {self.blocks!r}")
+        if not 0 < self.discount <= 1:
+            raise ValueError(f"HorizonConfig.discount must be in (0, 1], got {self.discount!r}")

@@ -8,6 +8,9 @@
 - `torta-ot-oracle`, `torta-ot-last`: ablations of torta-ot planning on the true / last observed demand.
 - `torta-ot-hungarian`: ablation of torta-ot's micro layer: Hungarian assignment over a short batch
   window per region (the simulator's batch-window hook) instead of the greedy per-request allocator.
+- `torta-horizon`: receding-horizon LP over the next H slots of forecast demand (flows and servers per
+  model per region, switches charged once; torta.planner.horizon) + the target-following micro allocator
+  (torta.allocator.targets: pre-loads to the plan's placement, switches otherwise only past a margin).
 - `skylb`: SkyLB selective pushing (threshold in pending requests per server, tuned per scenario).
 - `acs`: ACS-Diffusion (adaptive cluster synchronisation over the topology, zones = pricing zones).
 
@@ -18,13 +21,14 @@ mean_output_tokens=..., model_share=...)` before `reset`; `torta compare` calls 
 from __future__ import annotations
 
 from torta.planner.context import BASELINE_SWITCH_GUARD_S, ContextMixin
+from torta.planner.horizon_policy import TortaHorizon
 from torta.planner.ot_policy import MyopicOT, OTPolicy, TortaOT, TortaOTHungarian, TortaOTLast, TortaOTOracle
 from torta.planner.reactive import ACS, ACSAllocator, SkyLB, SkyLBAllocator
 from torta.policy.registry import register
 
 __all__ = ["ACS", "ACSAllocator", "BASELINE_SWITCH_GUARD_S", "ContextMixin", "MyopicOT", "OTPolicy", "SkyLB",
-           "SkyLBAllocator", "TortaOT", "TortaOTHungarian", "TortaOTLast", "TortaOTOracle"]
+           "SkyLBAllocator", "TortaHorizon", "TortaOT", "TortaOTHungarian", "TortaOTLast", "TortaOTOracle"]
 
-for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, TortaOTHungarian, SkyLB, ACS):
+for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, TortaOTHungarian, TortaHorizon, SkyLB, ACS):
     register(_cls.name, _cls, _cls.description)
 
