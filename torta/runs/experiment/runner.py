@@ -18,12 +18,12 @@ from torta.runs.experiment.definition import ORACLE_SUFFIX, PPO_POLICIES, TRACE_
 # average about 2: the two workers alone), rounded up. torta-ot refits its forecaster as it plans: 0.10
 # ms (abilene) to 0.27 ms (chinanet) per request. Earlier figures (batch paper-20261128T043818, before
 # the engine's speed-ups, load 5-9) were 3-6x these: scale up on a busier machine.
-COST_S_PER_REQUEST = {"round-robin": 1.4e-5, "local-only": 1.4e-5, "least-loaded": 1.6e-5,
-                      "least-loaded-d2": 2.0e-5, "least-loaded-d4": 2.2e-5, "skylb": 2.5e-5,
-                      "myopic-ot": 2e-5, "acs": 2.3e-5, "torta-ot": 1.8e-4, "torta-ot-last": 2.8e-5,
-                      "torta-ot-oracle": 2.7e-5, "torta": 2.9e-5, "torta-no-forecast": 2.8e-5,
-                      "ppo-only": 2.9e-5, "torta-no-micro": 1.9e-5,
-                      "torta-ot-hungarian": 2.1e-4}  # not in that batch: torta-ot's + ~25 us of batch allocator
+COST_S_PER_REQUEST = {  # measured: abilene, servegen-mix-14d, test days 12-13, whole day after 2 h warm-up,
+    # S = 5 s (docs/data/paper/runs: wall_s / (requests + warmup_requests)), 2 workers on 2 cores
+    "round-robin": 2.1e-5, "local-only": 2.9e-5, "least-loaded": 4.0e-5, "least-loaded-d2": 2.6e-5,
+    "least-loaded-d4": 3.2e-5, "skylb": 5.3e-5, "myopic-ot": 5.2e-5, "acs": 2.07e-4, "torta-ot": 4.2e-5,
+    "torta-ot-last": 3.6e-5, "torta-ot-oracle": 3.4e-5, "torta": 2.15e-4, "torta-no-forecast": 7.4e-5,
+    "ppo-only": 4.9e-5, "torta-no-micro": 4.6e-5, "torta-ot-hungarian": 4.8e-5}
 DEFAULT_COST_S_PER_REQUEST = 2e-4
 CELL_OVERHEAD_S = 3.0  # workload build + Dagster materialization per cell
 
