@@ -19,7 +19,9 @@ from torta.runs.experiment.definition import ORACLE_SUFFIX, PPO_POLICIES, TRACE_
 # ms (abilene) to 0.27 ms (chinanet) per request. Earlier figures (batch paper-20261128T043818, before
 # the engine's speed-ups, load 5-9) were 3-6x these: scale up on a busier machine.
 COST_S_PER_REQUEST = {  # measured: abilene, servegen-mix-14d, test days 12-13, whole day after 2 h warm-up,
-    # S = 5 s (docs/data/paper/runs: wall_s / (requests + warmup_requests)), 2 workers on 2 cores
+    # S = 5 s (docs/data/paper/runs: wall_s / (requests + warmup_requests)), 2 workers on 2 cores shared
+    # with other work (load average 3-6 for part of the cells): wall time, so an upper bound; acs and torta
+    # ran while the load was highest (their figures are the least reliable)
     "round-robin": 2.1e-5, "local-only": 2.9e-5, "least-loaded": 4.0e-5, "least-loaded-d2": 2.6e-5,
     "least-loaded-d4": 3.2e-5, "skylb": 5.3e-5, "myopic-ot": 5.2e-5, "acs": 2.07e-4, "torta-ot": 4.2e-5,
     "torta-ot-last": 3.6e-5, "torta-ot-oracle": 3.4e-5, "torta": 2.15e-4, "torta-no-forecast": 7.4e-5,
