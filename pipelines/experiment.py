@@ -253,6 +253,8 @@ class _Sweep:
         from dagster._grpc.types import ExecuteRunArgs
         from dagster_shared.serdes import serialize_value
 
+        from pipelines.pool import request_parent_death_signal
+
         recon = dg.build_reconstructable_job("pipelines.experiment", "cell_job", reconstructable_kwargs={
             "executor": self.executor, "scheduler": self.scheduler, "database": self.db, "storage": self.storage})
         tags = {**self.tags(key, run_config["ops"]["experiment_cell"]["config"]), "dagster/partition": key}
@@ -261,7 +263,7 @@ class _Sweep:
         args = ExecuteRunArgs(job_origin=recon.get_python_origin(), run_id=run.run_id,
                               instance_ref=self.instance.get_ref(), set_exit_code_on_failure=True)
         proc = subprocess.Popen([sys.executable, "-m", "dagster", "api", "execute_run", serialize_value(args)],
-                                stdout=subprocess.DEVNULL, preexec_fn=_pdeathsig,
+                                stdout=subprocess.DEVNULL, preexec_fn=request_parent_death_signal,
                                 # the run's events are in the instance (a failure's message is reported);
                                 # TORTA_DAGSTER_LOG=DEBUG shows the run process's own log lines
                                 stderr=None if os.environ.get("TORTA_DAGSTER_LOG") else subprocess.DEVNULL)
@@ -327,36 +329,14 @@ class _Sweep:
                 proc.wait()
 
 
-def _pdeathsig() -> None:
-    """In a launched run process: SIGTERM when the sweep's driver dies (pipelines.pool's PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-        import signal
-
-        from pipelines.pool import PR_SET_PDEATHSIG
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
 @contextlib.contextmanager
 def _one_thread_children(on: bool):
     """While the sweep runs: children spawned by the multiprocess executor get one compute thread each and
     die with this process (pipelines.pool.WORKER_ENV, `TORTA_DIE_WITH_PARENT`), as the pool's workers do."""
-    from pipelines.pool import WORKER_ENV
+    from pipelines.pool import WORKER_ENV, exported_env
 
-    env = {**WORKER_ENV, "TORTA_DIE_WITH_PARENT": "1"} if on else {}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with exported_env({**WORKER_ENV, "TORTA_DIE_WITH_PARENT": "1"} if on else {}):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def cell_job(executor: str = "multiprocess", scheduler: str = "", database: str = "", storage: str = ""):

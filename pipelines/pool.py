@@ -35,17 +35,38 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _die_with_parent(parent_pid: int, initializer: Callable | None, initargs: tuple) -> None:
-    """Worker start-up: on Linux, ask the kernel to SIGTERM this worker when the process that started it
-    dies (PR_SET_PDEATHSIG), so that a killed `torta experiment paper` or `torta run` leaves no orphan
-    still replaying a cell (a cell's rows are written only when it finishes: nothing half-written
-    remains). Then the pool's own initializer."""
+def request_parent_death_signal() -> None:
+    """On Linux, ask the kernel to SIGTERM this process when the process that started it dies
+    (PR_SET_PDEATHSIG); elsewhere nothing (the process then ends when its current work does)."""
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: workers then end when their current cell does
+    except (OSError, AttributeError):
         pass
+
+
+@contextlib.contextmanager
+def exported_env(env: dict[str, str]) -> Iterator[None]:
+    """`env` in os.environ while the block runs (children spawned in it inherit it), restored after."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _die_with_parent(parent_pid: int, initializer: Callable | None, initargs: tuple) -> None:
+    """Worker start-up: SIGTERM when the process that started it dies (`request_parent_death_signal`), so
+    that a killed `torta experiment paper` or `torta run` leaves no orphan still replaying a cell (a
+    cell's rows are written only when it finishes: nothing half-written remains). Then the pool's own
+    initializer."""
+    request_parent_death_signal()
     if os.getppid() != parent_pid:  # the parent died before the request took effect
         os._exit(1)
     if initializer is not None:
@@ -56,19 +77,11 @@ def _die_with_parent(parent_pid: int, initializer: Callable | None, initargs: tu
 def worker_pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[cf.Executor]:
     """A pool of `workers` spawned processes with one compute thread each (`WORKER_ENV`) that die with
     this process (`_die_with_parent`)."""
-    saved = {k: os.environ.get(k) for k in WORKER_ENV}
-    os.environ.update(WORKER_ENV)
-    try:
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                    initializer=_die_with_parent,
-                                    initargs=(os.getpid(), initializer, initargs)) as pool:
-            yield pool
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with exported_env(WORKER_ENV), \
+            cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                   initializer=_die_with_parent,
+                                   initargs=(os.getpid(), initializer, initargs)) as pool:
+        yield pool
 
 
 def run_job(job_name: str, instance: dg.DagsterInstance, *, partition_key: str | None = None,
