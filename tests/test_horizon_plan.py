@@ -162,3 +162,53 @@ def test_config_errors_name_the_value(field, value):
 def test_inputs_reject_bad_shapes():
     with pytest.raises(ValueError, match="placement"):
         _inputs(np.ones((2, 1, 1)), [2], [[2, 0]])
+
+
+def _receding_calls(regions=9, models=2, horizon=6, calls=8, seed=3):
+    """A seeded fleet whose demand moves along a wave, some slots above capacity: `calls` successive inputs."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 3000, (regions, 2))
+    lat = np.linalg.norm(xy[:, None] - xy[None], axis=2) / 200.0
+    srv = rng.integers(2, 7, regions).astype(float)
+    cap = np.repeat(srv[:, None], models, axis=1)
+    t = np.arange(calls + horizon)[:, None, None]
+    demand = 0.35 * PER_SERVER * srv[None, :, None] * (1.2 + np.sin(t / 3.0 + rng.uniform(0, 6, (regions, models))))
+    placement = np.stack([np.bincount(rng.integers(0, models, int(n)), minlength=models) for n in srv])
+    for c in range(calls):
+        yield dataclasses.replace(
+            _inputs(demand[c:c + horizon], srv, placement, latency_ms=lat, capable=cap,
+                    prices=rng.uniform(20, 120, (horizon, regions))),
+            queue_delay_s=rng.exponential(5.0, regions), free_share=rng.uniform(0.7, 1.0, regions))
+
+
+@pytest.mark.parametrize("blocks", [None, (1, 1, 2, 2)])
+def test_warm_started_solves_reach_the_cold_optimum_call_after_call(blocks):
+    from torta.planner.horizon import HorizonLP
+
+    cfg = HorizonConfig(horizon_slots=6, k_nearest=3, k_nearest_ahead=2, blocks=blocks)
+    calls = list(_receding_calls())
+    lat = calls[0].latency_ms
+    warm = HorizonLP(lat, calls[0].capable_rm, cfg)
+    cold = HorizonLP(lat, calls[0].capable_rm, dataclasses.replace(cfg, warm_start=False))
+    iterations = np.zeros(2)
+    for inp in calls:
+        a, b = warm.solve(inp), cold.solve(inp)
+        iterations += [a.simplex_iterations, b.simplex_iterations]
+        assert a.status == b.status == 0
+        assert a.objective == pytest.approx(b.objective, rel=1e-7, abs=1e-6)
+        # the applied slot's flows serve the same demand (an LP optimum need not be unique, its value is)
+        np.testing.assert_allclose(a.flow[0].sum(axis=2) + a.defer[0].T, b.flow[0].sum(axis=2) + b.defer[0].T,
+                                   atol=1e-6)
+    # the warm start is taken: after the first call the simplex starts near the optimum
+    assert iterations[0] < 0.7 * iterations[1]
+
+
+def test_the_solvers_banner_never_reaches_stdout():
+    import subprocess
+    import sys
+
+    code = ("from torta.planner.horizon import new_highs, solve_horizon\n"
+            "new_highs(); new_highs()\n"
+            "print('only this')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout == "only this\n"

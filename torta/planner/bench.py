@@ -73,11 +73,13 @@ def bench_tiered(regions: int, slots: int, models: int, seed: int) -> dict:
 
 
 def bench_horizon(regions: int, slots: int, models: int, horizon: int, seed: int, k_nearest: int = 4,
-                  k_nearest_ahead: int = 4, blocks: tuple | None = None) -> dict:
+                  k_nearest_ahead: int = 4, blocks: tuple | None = None, warm_start: bool = True) -> dict:
     """torta-horizon's per-slot LP (torta.planner.horizon) as the policy calls it, receding: `slots` calls
     on one seeded fleet (2-12 servers per region, every server able to hold every model) whose demand per
     origin and model follows a daily wave with its own phase and noise (some slots above capacity); each
-    call starts from the previous call's placement targets. Times include building the sparse matrices."""
+    call starts from the previous call's placement targets. Times include building the sparse matrices; the
+    CPU time (this thread's, `time.thread_time`) is reported beside the wall time because it is what a
+    busy, shared machine inflates least. `warm_start=False`: every call solves cold (the control)."""
     from torta.planner.config import HorizonConfig
     from torta.planner.horizon import HorizonInputs, HorizonLP
 
@@ -95,10 +97,11 @@ def bench_horizon(regions: int, slots: int, models: int, horizon: int, seed: int
     demand = per_slot[None] * wave * rng.lognormal(0.0, 0.2, (slots + horizon, regions, models))
     prices = rng.uniform(20, 120, (slots + horizon, regions))
     lp = HorizonLP(lat, capable, HorizonConfig(horizon_slots=horizon, k_nearest=k_nearest,
-                                                        k_nearest_ahead=k_nearest_ahead, blocks=blocks))
-    times, failures, switches = [], 0, 0.0
+                                                        k_nearest_ahead=k_nearest_ahead, blocks=blocks,
+                                                        warm_start=warm_start))
+    times, cpu, iterations, failures, switches = [], [], [], 0, 0.0
     for c in range(slots):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         p = lp.solve(HorizonInputs(
             demand=demand[c:c + horizon], latency_ms=lat, price_usd_per_mwh=prices[c:c + horizon],
             energy_kwh_rm=np.full((regions, models), 0.005), server_rps_rm=rate,
@@ -107,14 +110,20 @@ def bench_horizon(regions: int, slots: int, models: int, horizon: int, seed: int
             free_share=rng.uniform(0.7, 1.0, regions), queue_delay_s=rng.exponential(5.0, regions),
             transfer_usd_per_request=2e-5))
         times.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+        iterations.append(p.simplex_iterations)
         failures += p.status != 0
         switches += float(np.maximum(p.targets - placement, 0).sum())
         placement = p.targets.astype(float)
     ms = np.asarray(times) * 1000.0
     rows = "x".join(map(str, blocks)) if blocks else "1"
-    return {"case": f"horizon-lp-H{horizon}-k{k_nearest}-ahead{k_nearest_ahead}-rows{rows}", "regions": regions,
-            "models": models, "horizon_slots": horizon, "lp_rows": len(blocks) if blocks else horizon, "slots": slots, "ms_per_slot_median": float(np.median(ms)),
-            "ms_per_slot_p95": float(np.percentile(ms, 95)), "lp_failures": int(failures),
+    start = "" if warm_start else "-cold"
+    return {"case": f"horizon-lp-H{horizon}-k{k_nearest}-ahead{k_nearest_ahead}-rows{rows}{start}", "regions": regions,
+            "models": models, "horizon_slots": horizon, "lp_rows": len(blocks) if blocks else horizon,
+            "warm_start": warm_start, "slots": slots, "ms_per_slot_median": float(np.median(ms)),
+            "ms_per_slot_p95": float(np.percentile(ms, 95)),
+            "cpu_ms_per_slot_median": float(np.median(cpu) * 1000.0),
+            "simplex_iterations_median": float(np.median(iterations)), "lp_failures": int(failures),
             "switches_per_slot": switches / max(slots, 1)}
 
 
@@ -211,7 +220,8 @@ def run_bench(regions: int, slots: int, method: str, models: int, requests: int,
               horizon: int = 12, horizon_calls: int = 40) -> dict:
     """Every case of the module docstring: {"cases": [...]}."""
     return {"cases": [bench_planner(regions, slots, method, seed), bench_tiered(regions, slots, models, seed),
-                      *[bench_horizon(regions, min(slots, horizon_calls), models, horizon, seed, 4, ahead, b)
-                        for ahead, b in ((4, None), (1, None), (1, _blocks(horizon)))],
+                      *[bench_horizon(regions, min(slots, horizon_calls), models, horizon, seed, 4, ahead, b, warm)
+                        for ahead, b, warm in ((4, None, True), (1, None, True), (1, _blocks(horizon), True),
+                                               (1, _blocks(horizon), False))],
                       bench_sim_allocator(min(requests, 100_000), seed),
                       bench_sim_hungarian(min(requests, 100_000), seed)]}

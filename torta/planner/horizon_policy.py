@@ -4,13 +4,12 @@ micro allocator (torta.allocator.targets)."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linprog
 
 from torta.allocator.config import MicroConfig, TargetConfig
 from torta.allocator.greedy import PlannedAllocator
 from torta.allocator.targets import TargetAllocator
 from torta.planner.config import HorizonConfig
-from torta.planner.horizon import HorizonInputs, HorizonLP
+from torta.planner.horizon import HorizonInputs, HorizonLP, new_highs
 from torta.planner.ot_policy import TortaOT
 from torta.policy.base import SlotState
 from torta.sim.cluster import build_tables
@@ -63,7 +62,7 @@ class TortaHorizon(TortaOT):
             servers[r] = sum(1 for s in tables.servers_in_region[r] if any(t >= 0 for t in tables.stype[s]))
         self._capable, self._load_rm, self._gpu_s_rm, self._servers_any = capable, load, gpu_s, servers
         self._lp = HorizonLP(np.asarray(world.latency_ms, dtype=float), capable, self.hconfig)
-        linprog([1.0], bounds=[(0, 1)], method="highs")  # warm-up: the solver's first call not charged to slot 0
+        new_highs()  # warm-up: the solver's first construction not charged to slot 0
         self.lp_failures = 0
         self.planned_switches = 0.0
         self.lp_ms: list[float] = []
