@@ -538,8 +538,14 @@ def write_results(database: str | None = None, experiment: str = "paper", batch:
         slots = slots.filter(pl.col("batch") == batch) if slots.height and "batch" in slots.columns else None
     except Exception:  # no per-slot rows (batches from before they were recorded)
         slots = None
+    planned = None
+    if experiment in ("paper", "paper-reduced"):  # the definition's test cells, at the batch's seeds
+        from torta.runs.experiment.definition import paper_experiment
+
+        seeds = int(runs["seed"].max()) + 1 if runs.height else None
+        planned = [c.key for c in paper_experiment(reduced=experiment == "paper-reduced", seeds=seeds).test_cells()]
     text = render_results(runs, batch=batch, figures_dir=Path(figures), md_dir=out.parent, wall_s=wall_s, note=note,
-                          slot_response=slots)
+                          slot_response=slots, planned_cells=planned)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)

@@ -105,8 +105,18 @@ def test_results_markdown_states_each_claim(tmp_path):
     assert "abilene/servegen-mix-14d 3 (seeds 0,1,2, days 12; 9 runs)" in md
     assert (tmp_path / "figures" / "claims.png").stat().st_size > 1000
     assert "(figures/claims.png)" in md
+    assert "Partial results" not in md
     with pytest.raises(ValueError, match="no runs"):
         render_results(_frame().head(0), batch="b")
+
+
+def test_results_of_a_batch_missing_planned_cells_say_so_at_the_top(tmp_path):
+    ran = [f"abilene|servegen-mix-14d|{s}|12" for s in range(3)]
+    whole = render_results(_frame(), batch="b", planned_cells=ran)
+    assert "Partial results" not in whole
+    md = render_results(_frame(), batch="b", planned_cells=[*ran, "geant|servegen-mix-14d|0|12"])
+    banner = next(i for i, ln in enumerate(md.splitlines()) if "Partial results: 3 of the 4 test cells" in ln)
+    assert banner < 6 and "`geant|servegen-mix-14d|0|12`" in md.splitlines()[banner]
 
 
 def test_reduced_experiment_end_to_end(warehouse_db, tmp_path):
