@@ -141,6 +141,7 @@ def claims_table(test: pl.DataFrame, baseline_of: dict[tuple[str, str], tuple[st
                          "lo_pct": mean - half, "hi_pct": mean + half,
                          "verdict": verdict(mean, half, n),
                          "magnitude": magnitude(mean, c) if verdict(mean, half, n) == "reproduced"
-                         else ("n/a (interval spans 0)" if verdict(mean, half, n) == "inconclusive"
+                         else ("n/a (one pair: no interval)" if n < 2
+                               else "n/a (interval spans 0)" if verdict(mean, half, n) == "inconclusive"
                                else "no reduction")})
     return pl.DataFrame(rows)

@@ -104,7 +104,8 @@ def _foresight_lines(test: pl.DataFrame) -> list[str]:
             from torta.runs.compare import t_interval
 
             mu, h = t_interval(rel)
-            rows.append([f"{sc} / {wl}", f"`{a}` vs `{b}`", f"{mu:+.1f} [{mu - h:+.1f}, {mu + h:+.1f}] ({len(rel)})",
+            ci = f"{mu:+.1f} [{mu - h:+.1f}, {mu + h:+.1f}] ({len(rel)})" if len(rel) >= 2 else f"{mu:+.1f} (one pair)"
+            rows.append([f"{sc} / {wl}", f"`{a}` vs `{b}`", ci,
                          f"{_f(float(ga['response_mean_s'].mean()))} / {_f(float(gb['response_mean_s'].mean()))}"])
     return L + [_md_table(["scope", "pair", "diff % [95 % CI] (pairs)", "mean resp s (first / second)"], rows), ""]
 
@@ -268,12 +269,13 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
           f"Relative difference of `{claim_pol}` minus the strongest baseline, in percent of the baseline, "
           "mean over paired units and 95 % t-interval. Verdict: **reproduced** when the whole interval shows "
           "an improvement (below 0), **not reproduced** when the whole interval is at or above 0, "
-          "**inconclusive** when it spans 0. Magnitude compares the mean reduction with the claimed range.", ""]
+          "**inconclusive** when it spans 0 or rests on one pair (the hour traces: one per topology). Magnitude compares the mean reduction with the claimed range.", ""]
     if claims.height:
         rows = []
         for r in claims.iter_rows(named=True):
             rows.append([r["claim"], r["paper"], f"{r['scenario']} / {r['workload']}", str(r["pairs"]),
-                         f"{r['diff_pct']:+.1f} % [{r['lo_pct']:+.1f}, {r['hi_pct']:+.1f}]",
+                         f"{r['diff_pct']:+.1f} % [{r['lo_pct']:+.1f}, {r['hi_pct']:+.1f}]" if r["pairs"] >= 2
+                         else f"{r['diff_pct']:+.1f} % (one pair)",
                          f"**{r['verdict']}**", r["magnitude"]])
         allrows = [r for r in rows if r[2] == "all / all"]
         L += ["### Pooled over every topology and workload", "",
