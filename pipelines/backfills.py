@@ -19,6 +19,10 @@ cells. So the driver launches the runs itself and keeps an *asset backfill* reco
 - the driver ends it: COMPLETED_SUCCESS (every cell materialized), FAILED (a cell failed and the sweep
   stopped; the error is shown on the backfill page), CANCELED (Ctrl-C / SIGTERM). All three are
   terminal: the daemon's backfill loop only picks up REQUESTED, CANCELING and FAILING records.
+- Cancel on the backfill's page (the UI sets it CANCELING) stops the sweep: the driver checks the
+  record between runs (every few seconds while runs are in flight), ends its runs in flight, marks them
+  and the record CANCELED and exits with one line (`SweepCanceled`). A cell running in the driver's
+  own process (no `--workers`/`--executor`) finishes first;
 - a driver killed outright (SIGKILL, a lost node) leaves its record REQUESTED; the next sweep on the
   same host finds the driver's pid gone (tag `torta/driver`) and marks that record FAILED
   (`close_orphans`).
@@ -39,6 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 
+import click
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.partitions.context import partition_loading_context
@@ -63,6 +68,10 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class SweepCanceled(click.ClickException):
+    """The sweep's backfill was canceled from the UI."""
 
 
 class SweepBackfill:
@@ -108,14 +117,24 @@ class SweepBackfill:
     def record(self) -> PartitionBackfill:
         return self.instance.get_backfill(self.backfill_id)
 
+    def check_canceled(self) -> None:
+        """Raise SweepCanceled if Cancel was pressed on the backfill's page (status CANCELING)."""
+        if self.record().status in (BulkActionStatus.CANCELING, BulkActionStatus.CANCELED):
+            raise SweepCanceled(f"the sweep was canceled from the Dagster UI (backfill {self.backfill_id}); "
+                                "finished cells are kept, the same command resumes")
+
     def _write(self, status: BulkActionStatus, error: SerializableErrorInfo | None = None) -> None:
         current = self.record()
+        if status == BulkActionStatus.REQUESTED and current.status in (BulkActionStatus.CANCELING,
+                                                                       BulkActionStatus.CANCELED):
+            status = current.status  # a cancel from the UI stands (check_canceled acts on it)
         data = current.asset_backfill_data
         data = data._replace(materialized_subset=data.materialized_subset | self._subset(self.materialized),
                              failed_and_downstream_subset=self._subset(self.failed))
         bf = current._replace(asset_backfill_data=data, serialized_asset_backfill_data=None, status=status,
                               error=error)
-        bf = bf._replace(backfill_end_timestamp=None) if status == BulkActionStatus.REQUESTED \
+        bf = bf._replace(backfill_end_timestamp=None) if status in (BulkActionStatus.REQUESTED,
+                                                                    BulkActionStatus.CANCELING) \
             else bf.with_end_timestamp(time.time())
         self.instance.update_backfill(bf)
 
@@ -138,6 +157,18 @@ class SweepBackfill:
             info = SerializableErrorInfo(message=msg, stack=[], cls_name=None if isinstance(error, str)
                                          else type(error).__name__)
         self._write(status, info)
+        if status != BulkActionStatus.COMPLETED_SUCCESS:
+            self._cancel_unfinished_runs()
+
+    def _cancel_unfinished_runs(self) -> None:
+        """The record's runs that did not reach a final status (in flight when the sweep stopped and
+        ended by the driver, or marked CANCELING by the daemon's cancel, which cannot reach runs it did
+        not launch): CANCELED."""
+        from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+
+        for run in self.instance.get_runs(filters=dg.RunsFilter(tags=self.run_tags,
+                                                                statuses=list(NOT_FINISHED_STATUSES))):
+            self.instance.report_run_canceled(run, message="the sweep's backfill was canceled")
 
 
 def close_orphans(instance: dg.DagsterInstance) -> list[str]:
@@ -193,6 +224,9 @@ def sweep_backfill(instance: dg.DagsterInstance, asset: dg.AssetKey, partitions_
             yield bf
     except KeyboardInterrupt:
         bf.close(BulkActionStatus.CANCELED, "the sweep was interrupted (Ctrl-C or SIGTERM)")
+        raise
+    except SweepCanceled:
+        bf.close(BulkActionStatus.CANCELED, "the sweep was canceled from the Dagster UI")
         raise
     except BaseException as exc:
         bf.close(BulkActionStatus.FAILED, exc)

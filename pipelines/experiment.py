@@ -302,6 +302,8 @@ class _Sweep:
             from pipelines.pool import run_job
 
             for i, (key, rc) in enumerate(jobs, 1):
+                if self.backfill is not None:
+                    self.backfill.check_canceled()  # Cancel on the backfill's page: before the next cell
                 t = time.perf_counter()
                 err, warnings = run_job("experiment_paper", self.instance, partition_key=key, run_config=rc,
                                         tags=self.tags(key, rc["ops"]["experiment_cell"]["config"]),
@@ -313,9 +315,12 @@ class _Sweep:
                     raise click.ClickException(err)
                 on_done(i, key, time.perf_counter() - t)
             return
-        pending, running, i = list(jobs), {}, 0
+        pending, running, i, checked = list(jobs), {}, 0, time.monotonic()
         try:
             while pending or running:
+                if self.backfill is not None and time.monotonic() - checked > 2.0:
+                    self.backfill.check_canceled()  # Cancel on the backfill's page: ends the runs in flight
+                    checked = time.monotonic()
                 while pending and len(running) < self.concurrency:
                     key, rc = pending.pop(0)
                     proc, run_id = self._launch(key, rc)

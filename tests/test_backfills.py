@@ -16,7 +16,7 @@ import pytest
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 
-from pipelines.backfills import DRIVER_TAG, SweepBackfill, close_orphans, sweep_backfill
+from pipelines.backfills import DRIVER_TAG, SweepBackfill, SweepCanceled, close_orphans, sweep_backfill
 from pipelines.experiment import experiment_partitions
 from pipelines.instance import CODE_LOCATION, execute_here, job_origin
 
@@ -113,7 +113,7 @@ def test_a_sweep_record_is_requested_with_every_cell_and_a_daemon_tick_launches_
     assert instance.get_runs_count() == 0
 
 
-def test_the_block_ends_the_record_failed_canceled_or_completed(instance):
+def test_the_block_ends_the_record_failed_canceled_or_completed_and_honours_a_ui_cancel(instance):
     with sweep_backfill(instance, ASSET, experiment_partitions, KEYS[:2], {"batch": "ok"}) as ok:
         for k in KEYS[:2]:
             ok.finished(k, True)
@@ -138,6 +138,18 @@ def test_the_block_ends_the_record_failed_canceled_or_completed(instance):
     with sweep_backfill(instance, ASSET, experiment_partitions, [], {"batch": "none"}) as nothing:
         assert nothing is None  # nothing to run: no record
     assert len(instance.get_backfills()) == 3
+
+    # Cancel in the UI (CANCELING) stands against the driver's updates; the runs left are canceled
+    with pytest.raises(SweepCanceled):
+        with sweep_backfill(instance, ASSET, experiment_partitions, KEYS, {"batch": "ui"}) as ui:
+            run = _in_flight_run(instance, ui, KEYS[1])
+            ui.finished(KEYS[0], True)
+            instance.update_backfill(ui.record().with_status(BulkActionStatus.CANCELING))
+            ui.finished(KEYS[2], True)
+            assert ui.record().status == BulkActionStatus.CANCELING
+            ui.check_canceled()
+    assert ui.record().status == BulkActionStatus.CANCELED
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
 
 
 def test_a_killed_drivers_record_is_closed_by_the_next_sweep(instance):

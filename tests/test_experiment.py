@@ -186,6 +186,32 @@ def test_a_failed_cell_fails_the_sweeps_backfill(warehouse_db, monkeypatch):
         assert run.status == dg.DagsterRunStatus.FAILURE and run.tags["dagster/backfill"] == bf.backfill_id
 
 
+def test_cancel_on_the_backfill_page_stops_the_sweep(warehouse_db, monkeypatch):
+    """Cancel on the sweep's backfill page (the UI's mutation sets the record CANCELING) stops the sweep
+    before its next cell; the record ends CANCELED with the cells that finished."""
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    import pipelines.backfills as pb
+    from pipelines.experiment import run_paper
+
+    finished = pb.SweepBackfill.finished
+
+    def finished_then_cancel(self, key, ok):
+        finished(self, key, ok)
+        self.instance.update_backfill(self.record().with_status(BulkActionStatus.CANCELING))  # as the UI does
+
+    monkeypatch.setattr(pb.SweepBackfill, "finished", finished_then_cancel)
+    exp = paper_experiment(reduced=True, hours=0.02, seeds=1, traces=(), policies=("least-loaded", "torta-ot-last"))
+    with dg.DagsterInstance.ephemeral() as inst:
+        with pytest.raises(pb.SweepCanceled, match="canceled from the Dagster UI"):
+            run_paper(exp, str(warehouse_db), log=lambda m: None, instance=inst)
+        (bf,) = inst.get_backfills()
+        assert bf.status == BulkActionStatus.CANCELED
+        done = bf.asset_backfill_data.materialized_subset.get_partitions_subset(dg.AssetKey("experiment_cell"))
+        assert set(done.get_partition_keys()) == {exp.validation_cells()[0].key}  # the test cell never ran
+        assert [r.status for r in inst.get_runs()] == [dg.DagsterRunStatus.SUCCESS]
+
+
 def test_a_resumed_experiment_skips_finished_cells_and_imports_exported_rows(warehouse_db, tmp_path):
     """Resumable (issue 17 item 8): a second run materializes nothing; a new warehouse resumes from the
     rows a first run exported (what a later session finds committed under docs/data/)."""
