@@ -32,6 +32,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines import warehouse as wh
+from pipelines.backfills import sweep_backfill
 from pipelines.lineage import REPLAY_INPUTS
 from pipelines.resources import WarehouseResource
 from torta.config import EVAL_PROTOCOL
@@ -240,10 +241,16 @@ class _Sweep:
         self.executor, self.concurrency, self.instance = executor, max(1, int(concurrency)), instance
         self.db, self.storage, self.scheduler, self.sweep_id = db, storage, scheduler, sweep_id
         self.resources = {"warehouse": WarehouseResource(database=db, storage=storage)}
+        self.backfill = None  # pipelines.backfills.SweepBackfill: the sweep's record in the UI's Backfills
 
     def tags(self, key: str, cfg: dict) -> dict[str, str]:
         return {"batch": cfg["batch"], "command": cfg.get("command") or "torta experiment paper",
-                "torta/sweep": self.sweep_id, "torta/executor": self.executor}
+                "torta/sweep": self.sweep_id, "torta/executor": self.executor,
+                **(self.backfill.run_tags if self.backfill else {})}
+
+    def _finished(self, key: str, ok: bool) -> None:
+        if self.backfill is not None:
+            self.backfill.finished(key, ok)
 
     def _launch(self, key: str, run_config: dict):
         """Create the cell's run on the instance and start `dagster api execute_run` for it."""
@@ -253,13 +260,15 @@ class _Sweep:
         from dagster._grpc.types import ExecuteRunArgs
         from dagster_shared.serdes import serialize_value
 
+        from pipelines.instance import job_origin
         from pipelines.pool import request_parent_death_signal
 
         recon = dg.build_reconstructable_job("pipelines.experiment", "cell_job", reconstructable_kwargs={
             "executor": self.executor, "scheduler": self.scheduler, "database": self.db, "storage": self.storage})
         tags = {**self.tags(key, run_config["ops"]["experiment_cell"]["config"]), "dagster/partition": key}
         run = self.instance.create_run_for_job(job_def=recon.get_definition(), run_config=run_config, tags=tags,
-                                               job_code_origin=recon.get_python_origin())
+                                               job_code_origin=recon.get_python_origin(),
+                                               remote_job_origin=job_origin("experiment_paper"))  # on the Timeline
         args = ExecuteRunArgs(job_origin=recon.get_python_origin(), run_id=run.run_id,
                               instance_ref=self.instance.get_ref(), set_exit_code_on_failure=True)
         proc = subprocess.Popen([sys.executable, "-m", "dagster", "api", "execute_run", serialize_value(args)],
@@ -278,13 +287,11 @@ class _Sweep:
                     f"experiment_cell [{key}]" for ev in checks if not ev.dagster_event.event_specific_data.passed]
         if run is not None and run.status == DagsterRunStatus.SUCCESS:
             return None, warnings
-        failed = []
-        for e in self.instance.all_logs(run_id):
-            if e.dagster_event and e.dagster_event.is_failure:
-                error = getattr(e.dagster_event.event_specific_data, "error", None)
-                failed.append((error.message.strip().splitlines() or [""])[0] if error else e.message)
-        return (f"experiment_paper [{key}] failed (run {run_id}): {failed[0] if failed else 'the run process died'}",
-                warnings)
+        from pipelines.pool import failure_message
+
+        events = [e.dagster_event for e in self.instance.all_logs(run_id) if e.dagster_event]
+        why = failure_message(events) if any(e.is_failure for e in events) else "the run process died"
+        return f"experiment_paper [{key}] failed (run {run_id}): {why}", warnings
 
     def run(self, jobs: list[tuple[str, dict]], log: Callable[[str], None],
             on_done: Callable[[int, str, float], None]) -> None:
@@ -295,19 +302,25 @@ class _Sweep:
             from pipelines.pool import run_job
 
             for i, (key, rc) in enumerate(jobs, 1):
+                if self.backfill is not None:
+                    self.backfill.check_canceled()  # Cancel on the backfill's page: before the next cell
                 t = time.perf_counter()
                 err, warnings = run_job("experiment_paper", self.instance, partition_key=key, run_config=rc,
                                         tags=self.tags(key, rc["ops"]["experiment_cell"]["config"]),
                                         resources=self.resources)
                 for w in warnings:
                     log(w)
+                self._finished(key, err is None)
                 if err:
                     raise click.ClickException(err)
                 on_done(i, key, time.perf_counter() - t)
             return
-        pending, running, i = list(jobs), {}, 0
+        pending, running, i, checked = list(jobs), {}, 0, time.monotonic()
         try:
             while pending or running:
+                if self.backfill is not None and time.monotonic() - checked > 2.0:
+                    self.backfill.check_canceled()  # Cancel on the backfill's page: ends the runs in flight
+                    checked = time.monotonic()
                 while pending and len(running) < self.concurrency:
                     key, rc = pending.pop(0)
                     proc, run_id = self._launch(key, rc)
@@ -318,6 +331,7 @@ class _Sweep:
                     err, warnings = self._outcome(key, run_id)
                     for w in warnings:
                         log(w)
+                    self._finished(key, err is None)
                     if err:
                         raise click.ClickException(err)
                     i += 1
@@ -467,50 +481,66 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
             _one_thread_children(executor != "in_process"):
         sweep = _Sweep(executor, concurrency, instance, str(db), wh.storage_url(db) or "", scheduler, sweep_id)
         instance.add_dynamic_partitions("experiment_cells", list(dict.fromkeys(c.key for c in val_all + test_all)))
-        by_key = {c.key: c for c in val}
-        val_cfg = {**common, "role": "validation", "hours": exp.tune_hours,
-                   "policies": [p for p in exp.policies if p in exp.baselines]}
-
-        def val_done(i: int, key: str, cell_s: float) -> None:
-            c = by_key[key]
-            sky = wh.read_table(db, "runs", run_key(exp.name, c, exp.baselines[0]))
-            thresholds[(c.scenario, c.workload)] = float(sky["skylb_threshold"][0])
-            log(f"[validation {i}/{len(val)}] {c.key}: skylb threshold {thresholds[(c.scenario, c.workload)]:g} "
-                f"({cell_s:.0f} s)")
-
-        sweep.run([(c.key, _run_config(val_cfg)) for c in val], log, val_done)
-
-        from torta.commands.options import StepBar
-
-        bar = StepBar(len(test), "test cells", progress)
-
-        def test_done(i: int, key: str, cell_s: float) -> None:
-            el = time.perf_counter() - t0
-            (bar.log if progress else log)(f"[test {i}/{len(test)}] {key} ({cell_s:.0f} s; elapsed {el / 60:.1f} "
-                                           f"min, eta {el / i * (len(test) - i) / 60:.1f} min; "
-                                           f"cells done {len(done) + len(val) + i}/{len(done) + len(val) + len(test)})")
-            bar.step()
-
-        policies = [*exp.policies, *exp.reference_policies()]
-        jobs = [(c.key, _run_config({**common, "role": "test", "policies": policies,
-                                     "hours": exp.hours if c.day != TRACE_DAY else exp.trace_hours,
-                                     "skylb_threshold": thresholds.get((c.scenario, c.workload), 0.0)}))
-                for c in test]
-        try:
-            sweep.run(jobs, log, test_done)
-        finally:
-            bar.close()
+        # The sweep as a backfill in the UI (Runs -> Backfills): its cells, its runs, its status.
+        record = sweep_backfill(
+            instance, dg.AssetKey("experiment_cell"), experiment_partitions, [c.key for c in val + test],
+            tags={"batch": batch, "command": command or "torta experiment paper", "torta/sweep": sweep_id,
+                  "torta/experiment": exp.name, "torta/executor": executor},
+            title=f"{exp.name} {batch}"[:100],
+            description=f"{command or 'torta experiment paper'}: {len(val)} validation + {len(test)} test cells "
+                        f"({len(done)} already in the warehouse), executor {executor}")
+        with record as sweep.backfill:
+            _sweep_cells(sweep, exp, db, common, val, test, done, thresholds, log, progress, t0)
     wh.refresh_views(db)
     wall = time.perf_counter() - t0
     log(f"experiment {exp.name} done in {wall / 60:.1f} min (estimate was {info['estimate_s'] / 60:.0f} min); "
         f"batch {batch}")
     return {"experiment": exp.name, "batch": batch, "warehouse": str(db), "wall_s": wall, "workers": int(workers),
             "executor": executor, "scheduler": scheduler, "storage": wh.storage_url(db) or "", "sweep": sweep_id,
-            "command": command,
+            "backfill": sweep.backfill.backfill_id if sweep.backfill else None, "command": command,
             "estimate_s": info["estimate_s"], "cells": len(test), "validation_cells": len(val),
             "skipped_cells": len(done),
             "policies": list(exp.policies), "left_out": info["left_out"],
             "requests_per_cell": info["requests_per_cell"]}
+
+
+def _sweep_cells(sweep: _Sweep, exp: Experiment, db: Path, common: dict, val: list[Cell], test: list[Cell],
+                 done: set[str], thresholds: dict[tuple[str, str], float], log: Callable[[str], None], progress: bool,
+                 t0: float) -> None:
+    """The validation cells (each tunes its scenario's SkyLB threshold), then the test cells."""
+    by_key = {c.key: c for c in val}
+    val_cfg = {**common, "role": "validation", "hours": exp.tune_hours,
+               "policies": [p for p in exp.policies if p in exp.baselines]}
+
+    def val_done(i: int, key: str, cell_s: float) -> None:
+        c = by_key[key]
+        sky = wh.read_table(db, "runs", run_key(exp.name, c, exp.baselines[0]))
+        thresholds[(c.scenario, c.workload)] = float(sky["skylb_threshold"][0])
+        log(f"[validation {i}/{len(val)}] {c.key}: skylb threshold {thresholds[(c.scenario, c.workload)]:g} "
+            f"({cell_s:.0f} s)")
+
+    sweep.run([(c.key, _run_config(val_cfg)) for c in val], log, val_done)
+
+    from torta.commands.options import StepBar
+
+    bar = StepBar(len(test), "test cells", progress)
+
+    def test_done(i: int, key: str, cell_s: float) -> None:
+        el = time.perf_counter() - t0
+        (bar.log if progress else log)(f"[test {i}/{len(test)}] {key} ({cell_s:.0f} s; elapsed {el / 60:.1f} "
+                                       f"min, eta {el / i * (len(test) - i) / 60:.1f} min; "
+                                       f"cells done {len(done) + len(val) + i}/{len(done) + len(val) + len(test)})")
+        bar.step()
+
+    policies = [*exp.policies, *exp.reference_policies()]
+    jobs = [(c.key, _run_config({**common, "role": "test", "policies": policies,
+                                 "hours": exp.hours if c.day != TRACE_DAY else exp.trace_hours,
+                                 "skylb_threshold": thresholds.get((c.scenario, c.workload), 0.0)}))
+            for c in test]
+    try:
+        sweep.run(jobs, log, test_done)
+    finally:
+        bar.close()
 
 
 def load_runs(database: str | None, experiment: str = "paper", batch: str | None = None) -> tuple[pl.DataFrame, str]:

@@ -87,26 +87,39 @@ def worker_pool(workers: int, initializer: Callable | None = None, initargs: tup
 def run_job(job_name: str, instance: dg.DagsterInstance, *, partition_key: str | None = None,
             run_config: dict | None = None, tags: dict[str, str] | None = None,
             asset_selection: list[str] | None = None, resources: dict | None = None) -> tuple[str | None, list[str]]:
-    """One run of the named job of `pipelines.definitions`: (error message or None, check warnings).
-    `resources` replaces the definitions' resources (the warehouse) for this run."""
+    """One run of the named job of `pipelines.definitions`, here (in-process executor), placed under code
+    location `torta` so the UI's Timeline shows it (pipelines.instance.execute_here): (error message or
+    None, check warnings). `resources` replaces the definitions' resources (the warehouse) for this run."""
     from pipelines.definitions import defs
+    from pipelines.instance import execute_here
 
     if resources:  # Definitions.merge refuses a second value for a key: rebuild with the override
         defs = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
                               schedules=defs.schedules, sensors=defs.sensors,
                               resources={**(defs.resources or {}), **resources})
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(
-        run_config={**QUIET, **(run_config or {})}, instance=instance, partition_key=partition_key,
-        tags=tags, raise_on_error=False,
+    result = execute_here(
+        job, instance, run_config={**QUIET, **(run_config or {})}, partition_key=partition_key, tags=tags,
         asset_selection=[dg.AssetKey(a) for a in asset_selection] if asset_selection else None)
     where = f" [{partition_key}]" if partition_key else ""
     warnings = [f"warning: check {ev.check_name} failed on {ev.asset_key.to_user_string()}{where}"
                 for ev in result.get_asset_check_evaluations() if not ev.passed]
     if not result.success:
-        failed = [e.message for e in result.all_events if e.is_failure]
-        return f"{job_name}{where} failed: {failed[-1] if failed else '?'}", warnings
+        return f"{job_name}{where} failed: {failure_message(result.all_events)}", warnings
     return None, warnings
+
+
+def failure_message(events) -> str:
+    """The first failure's error (a step's exception, first line; through a retry policy's wrapper to the
+    exception that caused it), else the run's failure message."""
+    failed = [e for e in events if e.is_failure]
+    for e in failed:
+        error = getattr(e.event_specific_data, "error", None)
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None and error.message.strip():
+            return f"{error.cls_name + ': ' if error.cls_name else ''}{error.message.strip().splitlines()[0]}"
+    return failed[-1].message if failed else "?"
 
 
 _WORKER: dict = {}

@@ -39,9 +39,15 @@ def gather(db: Path, batch: str | None = None) -> ReportInputs:
                             "avg(switches) as switches, avg(planner_ms_per_slot) as planner_ms_per_slot "
                             "from runs where batch = $b group by policy order by response_mean_s", p)
     keys = "(select key from runs where batch = $b)"
+    # Slot rows are on the replay clock, whose first `warmup_s` seconds are the unscored warm-up (plans
+    # also hold the warm-up's slots): shift them to the scored window's clock and drop the warm-up.
+    has_warmup = "warmup_s" in _q(db, "select * from runs limit 0").columns
+    warm = (f"(select key, coalesce(warmup_s, 0.0) as w from runs where batch = $b)" if has_warmup
+            else "(select key, 0.0 as w from runs where batch = $b)")
     responses = _q(db, f"select * from (select policy, response_s, ttft_s, tpot_s from completions where key in {keys} "
                        f"and dropped_reason is null) using sample reservoir(200000 rows) repeatable (42)", p)
-    load = _q(db, f"select policy, t_start_s, util_std from load_balance_over_time where key in {keys}", p)
+    load = _q(db, f"select l.policy, l.t_start_s - k.w as t_start_s, l.util_std from load_balance_over_time l "
+                  f"join {warm} k on l.key = k.key where l.t_start_s >= k.w", p)
     costs = _q(db, "select policy, avg(energy_usd) as energy_usd, avg(transfer_usd) as transfer_usd, "
                    "avg(switching_usd) as switching_usd from runs where batch = $b group by policy", p)
     flows = _q(db, f"select policy, origin_region, serving_region, count(*) / count(distinct seed) as requests "
@@ -63,14 +69,15 @@ def gather(db: Path, batch: str | None = None) -> ReportInputs:
     slo_mean = slo.group_by("policy").agg(pl.col("slo_attainment").mean(), pl.col("goodput_per_s").mean())
     comparison = (comparison.join(per_policy, on="policy", how="left").join(slo_mean, on="policy", how="left")
                   .sort("response_mean_s"))
-    utilisation = _q(db, f"select policy, region, t_start_s, avg(utilisation) as utilisation from slot_metrics "
-                         f"where key in {keys} group by policy, region, t_start_s", p)
+    utilisation = _q(db, f"select m.policy, m.region, m.t_start_s - k.w as t_start_s, "
+                         f"avg(m.utilisation) as utilisation from slot_metrics m join {warm} k on m.key = k.key "
+                         f"where m.t_start_s >= k.w group by m.policy, m.region, m.t_start_s - k.w", p)
     planner = next((q for q in ("torta", "torta-ot") if q in set(runs["policy"].to_list())), None)
     plans = None
     if planner is not None and "plans" in tables:
-        plans = _q(db, f"select policy, t_start_s, serving_region, avg(share) as share from plans "
-                       f"where key in {keys} and policy = $pol group by policy, t_start_s, serving_region",
-                   {**p, "pol": planner})
+        plans = _q(db, f"select x.policy, x.t_start_s - k.w as t_start_s, x.serving_region, avg(x.share) as share "
+                       f"from plans x join {warm} k on x.key = k.key where x.policy = $pol and x.t_start_s >= k.w "
+                       f"group by x.policy, x.t_start_s - k.w, x.serving_region", {**p, "pol": planner})
     forecast = None
     if "forecasts" in tables:
         fc = _q(db, "select series, slot, mean, lo80, hi80, actual from forecasts where workload = $w",

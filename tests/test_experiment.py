@@ -149,6 +149,79 @@ def test_reduced_experiment_end_to_end(warehouse_db, tmp_path):
     assert "No TORTA policy in this batch" in text  # torta-ot-last is an ablation, not TORTA
 
 
+def _assert_sweep_backfill(inst, out: dict, keys: set[str]) -> None:
+    """The sweep is a finished asset backfill of `experiment_cell` over its cells, in the UI's Backfills,
+    and each of its runs is tagged with it and placed under code location `torta` (the Timeline)."""
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    bf = inst.get_backfill(out["backfill"])
+    assert bf is not None and bf.status == BulkActionStatus.COMPLETED_SUCCESS and bf.is_asset_backfill
+    assert bf.tags["batch"] == out["batch"] and bf.tags["torta/sweep"] == out["sweep"]
+    assert bf.asset_selection == [dg.AssetKey("experiment_cell")]
+    data = bf.asset_backfill_data
+    done = data.materialized_subset.get_partitions_subset(dg.AssetKey("experiment_cell")).get_partition_keys()
+    assert set(data.target_subset.get_partitions_subset(dg.AssetKey("experiment_cell")).get_partition_keys()) \
+        == set(done) == keys
+    runs = inst.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": out["backfill"]}))
+    assert len(runs) == out["cells"] + out["validation_cells"]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS and r.job_name == "experiment_paper" for r in runs)
+    assert {r.tags["dagster/partition"] for r in runs} == keys
+    assert {r.remote_job_origin.location_name for r in runs} == {"torta"}
+    assert inst.get_materialized_partitions(dg.AssetKey("experiment_cell")) >= keys
+
+
+def test_a_failed_cell_fails_the_sweeps_backfill(warehouse_db, monkeypatch):
+    """A cell that fails stops the sweep; its backfill record ends FAILED with the cell's error, the
+    cell in the failed subset."""
+    import click
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    import torta.runs.experiment.runner as runner
+    from pipelines.experiment import run_paper
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the replay broke")
+
+    monkeypatch.setattr(runner, "run_cell", broken)
+    exp = paper_experiment(reduced=True, hours=0.02, seeds=1, traces=(), policies=("least-loaded", "torta-ot-last"))
+    with dg.DagsterInstance.ephemeral() as inst:
+        with pytest.raises(click.ClickException, match="the replay broke"):
+            run_paper(exp, str(warehouse_db), log=lambda m: None, instance=inst)
+        (bf,) = inst.get_backfills()
+        assert bf.status == BulkActionStatus.FAILED and "the replay broke" in bf.error.message
+        failed = bf.asset_backfill_data.failed_and_downstream_subset
+        assert set(failed.get_partitions_subset(dg.AssetKey("experiment_cell")).get_partition_keys()) == \
+            {exp.validation_cells()[0].key}
+        (run,) = inst.get_runs()
+        assert run.status == dg.DagsterRunStatus.FAILURE and run.tags["dagster/backfill"] == bf.backfill_id
+
+
+def test_cancel_on_the_backfill_page_stops_the_sweep(warehouse_db, monkeypatch):
+    """Cancel on the sweep's backfill page (the UI's mutation sets the record CANCELING) stops the sweep
+    before its next cell; the record ends CANCELED with the cells that finished."""
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    import pipelines.backfills as pb
+    from pipelines.experiment import run_paper
+
+    finished = pb.SweepBackfill.finished
+
+    def finished_then_cancel(self, key, ok):
+        finished(self, key, ok)
+        self.instance.update_backfill(self.record().with_status(BulkActionStatus.CANCELING))  # as the UI does
+
+    monkeypatch.setattr(pb.SweepBackfill, "finished", finished_then_cancel)
+    exp = paper_experiment(reduced=True, hours=0.02, seeds=1, traces=(), policies=("least-loaded", "torta-ot-last"))
+    with dg.DagsterInstance.ephemeral() as inst:
+        with pytest.raises(pb.SweepCanceled, match="canceled from the Dagster UI"):
+            run_paper(exp, str(warehouse_db), log=lambda m: None, instance=inst)
+        (bf,) = inst.get_backfills()
+        assert bf.status == BulkActionStatus.CANCELED
+        done = bf.asset_backfill_data.materialized_subset.get_partitions_subset(dg.AssetKey("experiment_cell"))
+        assert set(done.get_partition_keys()) == {exp.validation_cells()[0].key}  # the test cell never ran
+        assert [r.status for r in inst.get_runs()] == [dg.DagsterRunStatus.SUCCESS]
+
+
 def test_a_resumed_experiment_skips_finished_cells_and_imports_exported_rows(warehouse_db, tmp_path):
     """Resumable (issue 17 item 8): a second run materializes nothing; a new warehouse resumes from the
     rows a first run exported (what a later session finds committed under docs/data/)."""
@@ -158,11 +231,12 @@ def test_a_resumed_experiment_skips_finished_cells_and_imports_exported_rows(war
     export = tmp_path / "export"
     with dg.DagsterInstance.ephemeral() as inst:
         first = run_paper(exp, str(warehouse_db), log=lambda m: None, instance=inst, export_dir=export)
+        _assert_sweep_backfill(inst, first, {c.key for c in exp.validation_cells() + exp.test_cells()})
+        logs = []
+        again = run_paper(exp, str(warehouse_db), log=logs.append, instance=inst, export_dir=export)
+        assert again["backfill"] is None and len(inst.get_backfills()) == 1  # nothing to run: no new record
     assert first["cells"] == 1 and first["validation_cells"] == 1
     assert len(list((export / "runs").glob("*.parquet"))) == 2
-    logs = []
-    with dg.DagsterInstance.ephemeral() as inst:
-        again = run_paper(exp, str(warehouse_db), log=logs.append, instance=inst, export_dir=export)
     assert again["cells"] == 0 and again["validation_cells"] == 0 and again["skipped_cells"] == 2
     assert again["batch"] == first["batch"] and any("already in the warehouse" in m for m in logs)
     other = tmp_path / "other" / "torta.duckdb"

@@ -80,3 +80,35 @@ def test_report_renders_in_headless_chromium(report_index, tmp_path):
     assert blue.sum() > 500
     # and the page is not blank
     assert len(np.unique(img.reshape(-1, 3).round(2), axis=0)) > 50
+
+
+def test_slot_series_are_on_the_scored_windows_clock_after_a_warm_up(tmp_path):
+    """A replay with a warm-up records its slots on the replay clock (the first scored slot starts at
+    `warmup_s`); the report shifts them to the scored window and drops the warm-up's plan slots, so the
+    time plots (load balance, utilisation per region, macro plan) are not empty for `torta run`'s
+    default (1 h after a 1 h warm-up)."""
+    from pipelines.report import gather
+
+    db = tmp_path / "wh" / "torta.duckdb"
+    res = {"warehouse": WarehouseResource(database=str(db))}
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([fleet.topology, fleet.fleet, fleet.price_curves], partition_key="abilene",
+                          resources=res, instance=instance).success
+    key = "abilene|servegen-mix-14d|torta-ot-last|0"
+    instance.add_dynamic_partitions("replays", [key])
+    cfg = {"hours": 0.25, "warmup_hours": 0.25, "batch": "warm"}
+    assert dg.materialize([replay.replay_run], partition_key=key, resources=res, instance=instance,
+                          run_config={"ops": {"replay_run": {"config": cfg}}}).success
+    inputs = gather(db, "warm")
+    for frame in (inputs.load_over_time, inputs.utilisation):
+        assert frame.height and frame["t_start_s"].min() == 0.0  # the first scored slot, at 0
+    assert inputs.window_h == 0.25
+    out = build_report(db, tmp_path / "report", "warm")
+    from matplotlib.colors import to_rgb
+
+    from torta.report.figures import policy_styles
+
+    colour = np.array(to_rgb(policy_styles(["torta-ot-last"])["torta-ot-last"]["color"]))
+    img = mpimg.imread(out.parent / "figures" / "load_balance.png")[:, :, :3]
+    drawn = np.all(np.abs(img - colour) < 0.05, axis=-1).sum()
+    assert drawn > 40  # the policy's point(s), not only its legend entry

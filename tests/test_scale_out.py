@@ -142,6 +142,15 @@ def test_a_sweep_on_a_dask_cluster_writes_each_cell_once(tmp_path, monkeypatch):
         assert len(recs) == 2 and {r.dagster_run.tags["torta/executor"] for r in recs} == {"dask"}
         assert {r.dagster_run.status for r in recs} == {dg.DagsterRunStatus.SUCCESS}
         assert len(inst.get_materialized_partitions(dg.AssetKey("experiment_cell"))) == 2
+        # the sweep's backfill record (the UI's Backfills): finished, both cells, both runs under it
+        from dagster._core.execution.backfill import BulkActionStatus
+
+        bf = inst.get_backfill(out["backfill"])
+        assert bf.status == BulkActionStatus.COMPLETED_SUCCESS and bf.tags["torta/executor"] == "dask"
+        assert {r.dagster_run.tags["dagster/backfill"] for r in recs} == {bf.backfill_id}
+        assert {r.dagster_run.remote_job_origin.location_name for r in recs} == {"torta"}  # on the Timeline
+        cells = bf.asset_backfill_data.materialized_subset.get_partitions_subset(dg.AssetKey("experiment_cell"))
+        assert set(cells.get_partition_keys()) == {r.dagster_run.tags["dagster/partition"] for r in recs}
 
 
 def _kill_a_busy_worker(address: str, stop: threading.Event, killed: list) -> None:

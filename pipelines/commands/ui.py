@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from pipelines.instance import dagster_home
+from pipelines.instance import dagster_home, workspace_file
 
 
 @click.command()
@@ -17,8 +17,10 @@ from pipelines.instance import dagster_home
 @click.option("--host", default="127.0.0.1", show_default=True)
 def cli(port: int, host: str) -> None:
     """Start the Dagster UI and daemon (asset graph, partitions, schedules, checks)."""
-    env = dict(os.environ, DAGSTER_HOME=str(dagster_home()))
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-h", host, "-p", str(port)]
+    home = dagster_home()
+    env = dict(os.environ, DAGSTER_HOME=str(home))
+    # code location `torta` (the name the runs of `torta run` / `torta experiment paper` carry: the Timeline)
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace_file(home)), "-h", host, "-p", str(port)]
     click.echo(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it)", err=True)
     # Own process group, so Ctrl-C reaches dagster dev and all its children (see notes on stopping it).
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
