@@ -386,3 +386,37 @@ def test_adding_a_policy_to_a_finished_experiment_runs_only_it_and_merges(wareho
     assert old_ex.select(before.columns).equals(old_test.sort("key").select(before.columns))
     resp = pl.read_parquet(export / "slot_response" / f"{_file_key(cell)}.parquet")
     assert set(resp["policy"]) == {*pols, "least-loaded@S0", "torta-ot-oracle"}
+
+
+def test_results_check_the_claims_and_switches_of_torta_horizon_too(tmp_path):
+    """RESULTS.md keeps the claims of the claims' policy and adds the same tables (pooled and per
+    topology) for `torta-horizon`, and switches per day of both against the strongest baseline."""
+    from torta.runs.experiment.render import switches_table
+
+    runs = _frame()
+    hz = runs.filter((pl.col("policy") == "least-loaded") & (pl.col("role") == "test")).with_columns(
+        policy=pl.lit("torta-horizon"), response_mean_s=pl.col("response_mean_s") * 0.8, switches=pl.lit(3))
+    runs = pl.concat([runs, hz], how="diagonal_relaxed")
+    md = render_results(runs, batch="b", figures_dir=tmp_path / "f", md_dir=tmp_path)
+    assert "### Pooled over every topology and workload" in md  # torta-ot's (the claims' policy) stay
+    assert "### The same claims for `torta-horizon`" in md and "also for `torta-horizon`" in md
+    sec = md[md.index("### The same claims for `torta-horizon`"):]
+    line = next(ln for ln in sec.splitlines() if ln.startswith("| response time |") and "all / all" in ln)
+    assert "-20.0 %" in line and "**reproduced**" in line
+    assert any(ln.startswith("| response time |") and "abilene / servegen-mix-14d" in ln for ln in sec.splitlines())
+    rows = {r["policy"]: r for r in switches_table(runs.filter(pl.col("role") == "test"),
+                                                    {("abilene", "servegen-mix-14d"): ("least-loaded", "")},
+                                                    ["torta-ot", "torta-horizon"])}
+    assert rows["torta-horizon"]["per_day"] == 3 * 96 and rows["torta-horizon"]["baseline_per_day"] == 2 * 96
+    assert rows["torta-horizon"]["ratio"] == 1.5 and rows["torta-ot"]["ratio"] == 1.0
+    assert "### Model switches per day against the strongest baseline" in md
+    sw = next(ln for ln in md.splitlines() if ln.startswith("| abilene / servegen-mix-14d | `torta-horizon` |"))
+    assert "1.50" in sw and "**yes**" in sw
+
+
+def test_cell_wall_time_sums_the_runs_that_wrote_a_cell():
+    from torta.runs.experiment.render import _cell_walls
+
+    runs = pl.DataFrame({"cell": ["c"] * 3, "role": ["test"] * 3, "dagster_run_id": ["r1", "r1", "r2"],
+                         "cell_wall_s": [100.0, 100.0, 30.0]})
+    assert _cell_walls(runs)["cell_wall_s"].to_list() == [130.0]
