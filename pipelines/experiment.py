@@ -56,6 +56,9 @@ class ExperimentCellConfig(dg.Config):
     skylb_candidates: list[float] = list(EVAL_PROTOCOL.skylb_candidates)
     command: str = ""  # how the batch was started (recorded in the runs rows, stated in RESULTS.md)
     workers: int = 1  # cells run at a time by that command
+    # Incremental (a cell that already has rows for some policies): the cell's recorded run_uid, kept by the
+    # new rows so the whole cell shares one uid; "" = derived from the config (cell_run_uid).
+    run_uid: str = ""
 
 
 def run_key(experiment: str, cell: Cell, policy: str) -> str:
@@ -107,7 +110,7 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     cell_wall_s = time.perf_counter() - t_cell  # the whole cell: input, tuning, every policy
     slot_frames, resp_frames, rows = [], [], []
-    run_uid = cell_run_uid(cell, config)  # views match slot_metrics rows to runs rows by (key, run_uid)
+    run_uid = config.run_uid or cell_run_uid(cell, config)  # views match slot_metrics rows to runs rows by (key, run_uid)
     for row in res.runs:
         key = run_key(config.experiment, cell, row["policy"])
         row.update(key=key, run_uid=run_uid, experiment=config.experiment, batch=config.batch, hours=config.hours,
@@ -116,7 +119,6 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
                    skylb_threshold=float(threshold or 0.0),
                    skylb_tuning=str(table), dagster_run_id=context.run.run_id, finished_at=now,
                    cell_wall_s=cell_wall_s, run_command=config.command, workers=int(config.workers))
-        wh.write_partition(db, "runs", key, pl.DataFrame([row]), storage=storage)
         rows.append(row)
         if res.response_slots.get(row["policy"]) is not None:
             resp_frames.append(res.response_slots[row["policy"]].with_columns(
@@ -127,14 +129,23 @@ def experiment_cell(context: dg.AssetExecutionContext, config: ExperimentCellCon
             key=pl.lit(key), scenario=pl.lit(cell.scenario), workload=pl.lit(cell.workload),
             policy=pl.lit(row["policy"]), seed=pl.lit(cell.seed, dtype=pl.Int64),
             day=pl.lit(cell.day, dtype=pl.Int64), batch=pl.lit(config.batch), run_uid=pl.lit(run_uid)))
+    # Per-cell partitions MERGE with the rows of policies this run does not replay (a cell re-run for the
+    # policies it lacks keeps the others' rows whole); written before the per-policy runs rows, so a killed
+    # run leaves no runs row without its slot rows (the resumed run replays that policy again).
+    ran = {r["policy"] for r in res.runs}
+    cell_part = f"{config.experiment}|{cell.key}"
     if slot_frames:
-        wh.write_partition(db, "slot_metrics", f"{config.experiment}|{cell.key}",
-                           pl.concat(slot_frames, how="diagonal_relaxed"), storage=storage)
-    resp = pl.concat(resp_frames, how="diagonal_relaxed") if resp_frames else None
-    if resp is not None:
-        wh.write_partition(db, "slot_response", f"{config.experiment}|{cell.key}", resp, storage=storage)
+        wh.write_partition(db, "slot_metrics", cell_part,
+                           merge_rows(_read_part(db, "slot_metrics", cell_part, storage), slot_frames, ran),
+                           storage=storage)
+    resp = None
+    if resp_frames:
+        resp = merge_rows(_read_part(db, "slot_response", cell_part, storage), resp_frames, ran)
+        wh.write_partition(db, "slot_response", cell_part, resp, storage=storage)
     if config.export_dir:
-        export_cell(Path(config.export_dir), cell, pl.DataFrame(rows), resp)
+        export_cell(Path(config.export_dir), cell, pl.DataFrame(rows), resp, merge=ran)
+    for row in rows:
+        wh.write_partition(db, "runs", row["key"], pl.DataFrame([row]), storage=storage)
     conserved = all(r["completed"] + r["dropped"] == r["requests"] for r in res.runs)
     return dg.MaterializeResult(
         metadata={"requests": res.requests, "policies": len(res.runs), "skylb_threshold": float(threshold or 0.0),
@@ -148,23 +159,47 @@ def cell_run_uid(cell: Cell, config: ExperimentCellConfig) -> str:
     import hashlib
     import json
 
-    what = config.model_dump(exclude={"batch", "command", "workers", "export_dir"})
+    what = config.model_dump(exclude={"batch", "command", "workers", "export_dir", "run_uid"})
     blob = json.dumps({"cell": cell.key, "role": cell.role, **what}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _read_part(db: Path, table: str, key: str, storage: str | None) -> pl.DataFrame | None:
+    try:
+        old = wh.read_table(db, table, key, storage=storage or None)
+    except Exception:  # no such partition (or table) yet
+        return None
+    return old if old.height else None
+
+
+def merge_rows(old: pl.DataFrame | None, new: list[pl.DataFrame] | pl.DataFrame, policies: set[str]) -> pl.DataFrame:
+    """`new` rows with the rows of `old` whose policy is not among `policies` (the ones just replayed)
+    first, in their stored order: a partial re-run of a cell adds to its rows, never drops them."""
+    frames = list(new) if isinstance(new, list) else [new]
+    if old is not None and old.height and "policy" in old.columns:
+        kept = old.filter(~pl.col("policy").is_in(sorted(policies)))
+        if kept.height:
+            frames = [kept, *frames]
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def _file_key(cell: Cell) -> str:
     return f"{cell.scenario}__{cell.workload}__s{cell.seed}__d{cell.day}__{cell.role}"
 
 
-def export_cell(folder: Path, cell: Cell, runs: pl.DataFrame, slot_response: pl.DataFrame | None) -> None:
+def export_cell(folder: Path, cell: Cell, runs: pl.DataFrame, slot_response: pl.DataFrame | None,
+                merge: set[str] | None = None) -> None:
     """The cell's `runs` rows and per-slot response rows as small Parquet files under `folder`
     (`runs/<cell>.parquet`, `slot_response/<cell>.parquet`), each written whole or not at all: what
-    a later session imports (`import_exported`) to resume the experiment and regenerate RESULTS.md."""
+    a later session imports (`import_exported`) to resume the experiment and regenerate RESULTS.md.
+    `merge`: the policies just replayed; the runs file keeps its rows of other policies (`slot_response`
+    is passed already merged)."""
     for table, frame in (("runs", runs), ("slot_response", slot_response)):
         if frame is None:
             continue
         dest = folder / table / f"{_file_key(cell)}.parquet"
+        if merge is not None and table == "runs" and dest.exists():
+            frame = merge_rows(pl.read_parquet(dest), frame, merge)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp")
         frame.write_parquet(tmp, compression="zstd", statistics=False)
@@ -189,14 +224,22 @@ def import_exported(db: Path, folder: Path, experiment: str, log: Callable[[str]
                 k = frame["key"][0].rsplit("|", 1)[0]
                 if not wh.partition_files(db, "slot_response", k):
                     wh.write_partition(db, "slot_response", k, frame)
+                else:  # the warehouse's rows lack policies the export has: add them (keep the others)
+                    old = wh.read_table(db, "slot_response", k)
+                    extra = frame.filter(~pl.col("policy").is_in(old["policy"].unique().to_list()))
+                    if extra.height:
+                        wh.write_partition(db, "slot_response", k, pl.concat([old, extra], how="diagonal_relaxed"))
     if n:
         log(f"  imported {n} runs rows from {folder} (cells finished in an earlier session)")
     return n
 
 
-def done_cells(db: Path, exp: Experiment, cells: list[Cell]) -> tuple[set[str], str | None]:
+def done_cells(db: Path, exp: Experiment, cells: list[Cell], partial: dict | None = None
+               ) -> tuple[set[str], str | None]:
     """Cells whose every policy has a runs row of this experiment made on the same protocol (window,
-    warm-up, S); and the batch they were made in (resumed batches keep their name)."""
+    warm-up, S); and the batch they were made in (resumed batches keep their name). `partial`, when
+    given, is filled with the cells ("<key>|<role>") that have rows for only some of the wanted policies:
+    {"have": policies with rows, "missing": the wanted ones without, "run_uid", "skylb_threshold"}."""
     try:
         runs = wh.read_table(db, "runs")
     except Exception:  # no runs table yet
@@ -215,9 +258,17 @@ def done_cells(db: Path, exp: Experiment, cells: list[Cell]) -> tuple[set[str], 
         g = runs.filter((pl.col("cell") == c.key) & (pl.col("role") == c.role))
         if c.day != TRACE_DAY:
             g = g.filter(pl.col("hours") == float(hours))
-        if want <= set(g["policy"].to_list()):
+        have = set(g["policy"].to_list())
+        if want <= have:
             done.add(c.key + "|" + c.role)
             batch = batch or g["batch"][0]
+        elif have and partial is not None:
+            batch = batch or g["batch"][0]
+            uid = g["run_uid"][0] if "run_uid" in g.columns else ""
+            th = float(g["skylb_threshold"][0]) if "skylb_threshold" in g.columns else 0.0
+            partial[c.key + "|" + c.role] = {"have": have, "missing": [p for p in (*exp.policies, *exp.reference_policies())
+                                                                       if p in want - have],
+                                             "run_uid": uid or "", "skylb_threshold": th}
     return done, batch
 
 
@@ -374,8 +425,14 @@ def _run_config(cfg: dict) -> dict:
             "loggers": {"console": {"config": {"log_level": os.environ.get("TORTA_DAGSTER_LOG", "WARNING")}}}}
 
 
+def _available(exp: Experiment) -> set[str]:
+    from torta.runs.experiment.runner import available_policies
+
+    return available_policies(exp.scenarios, exp.policies)[0]
+
+
 def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 1,
-                    done: set[str] | None = None) -> tuple[Experiment, dict]:
+                    done: set[str] | None = None, partial: dict | None = None) -> tuple[Experiment, dict]:
     """Resolve the available policies, count the requests of one cell per workload, estimate the run
     time of the cells not yet `done` ("<cell key>|<role>")."""
     from torta.runs.experiment.runner import available_policies, cell_input, estimate_s
@@ -393,7 +450,8 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
                                                 exp.trace_warmup_h).requests.height)
     keys = {c.key for c in exp.test_cells() + exp.validation_cells()
             if f"{c.key}|{c.role}" in done}
-    est = estimate_s(exp, counts, workers, done=keys)
+    missing = {k.rsplit("|", 1)[0]: v["missing"] for k, v in (partial or {}).items()}
+    est = estimate_s(exp, counts, workers, done=keys, missing=missing)
     cells = exp.test_cells()
     log(f"experiment {exp.name}: {len(exp.scenarios)} scenarios x ({len(exp.workloads)} multi-day workloads x "
         f"{len(exp.test_days)} test days + {len(exp.traces)} hour traces) x {exp.seeds} seeds = {len(cells)} "
@@ -407,6 +465,9 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
         f"with the first {exp.trace_warmup_h:g} h unscored; load reports every {exp.state_refresh_s:g} s")
     if done:
         log(f"  {len(done)} cells already in the warehouse (skipped)")
+    if partial:
+        log(f"  {len(partial)} cells with rows for some policies: only the missing ones run ("
+            + "; ".join(f"{k.rsplit('|', 1)[0]}: {', '.join(v['missing'])}" for k, v in partial.items()) + ")")
     log(f"  estimated run time {est / 60:.0f} min on this machine"
         + (f" with {workers} workers" if workers > 1 else "") + " for the cells left")
     return exp, {"requests_per_cell": counts, "estimate_s": est, "left_out": dropped}
@@ -456,9 +517,11 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
     if export_dir and resume:
         import_exported(db, Path(export_dir), exp.name, log)
     val_all, test_all = exp.validation_cells(), exp.test_cells()
-    done, done_batch = done_cells(db, exp, val_all + test_all) if resume else (set(), None)
+    avail_exp = exp.with_policies(_available(exp))
+    partial: dict = {}
+    done, done_batch = (done_cells(db, avail_exp, val_all + test_all, partial) if resume else (set(), None))
     batch = batch or done_batch or f"{exp.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-    exp, info = plan_experiment(exp, log, workers, done)
+    exp, info = plan_experiment(exp, log, workers, done, partial)
     common = {"experiment": exp.name, "batch": batch,
               "trace_hours": exp.trace_hours, "skylb_candidates": list(exp.skylb_candidates),
               "command": command, "workers": int(concurrency if executor == "dask" else workers), "warmup_h": float(exp.warmup_h),
@@ -468,6 +531,8 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
     test = [c for c in exp.test_cells() if f"{c.key}|{c.role}" not in done]
     thresholds: dict[tuple[str, str], float] = {}
     for c in exp.validation_cells():  # thresholds of validation cells done earlier
+        if f"{c.key}|{c.role}" in partial and "skylb" in partial[f"{c.key}|{c.role}"]["have"]:
+            thresholds[(c.scenario, c.workload)] = partial[f"{c.key}|{c.role}"]["skylb_threshold"]
         if f"{c.key}|{c.role}" in done:
             rows = wh.read_table(db, "runs", run_key(exp.name, c, exp.baselines[0]))
             if rows.height:
@@ -490,7 +555,7 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
             description=f"{command or 'torta experiment paper'}: {len(val)} validation + {len(test)} test cells "
                         f"({len(done)} already in the warehouse), executor {executor}")
         with record as sweep.backfill:
-            _sweep_cells(sweep, exp, db, common, val, test, done, thresholds, log, progress, t0)
+            _sweep_cells(sweep, exp, db, common, val, test, done, thresholds, log, progress, t0, partial)
     wh.refresh_views(db)
     wall = time.perf_counter() - t0
     log(f"experiment {exp.name} done in {wall / 60:.1f} min (estimate was {info['estimate_s'] / 60:.0f} min); "
@@ -499,18 +564,30 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
             "executor": executor, "scheduler": scheduler, "storage": wh.storage_url(db) or "", "sweep": sweep_id,
             "backfill": sweep.backfill.backfill_id if sweep.backfill else None, "command": command,
             "estimate_s": info["estimate_s"], "cells": len(test), "validation_cells": len(val),
-            "skipped_cells": len(done),
+            "skipped_cells": len(done), "partial_cells": {k: v["missing"] for k, v in partial.items()},
             "policies": list(exp.policies), "left_out": info["left_out"],
             "requests_per_cell": info["requests_per_cell"]}
 
 
 def _sweep_cells(sweep: _Sweep, exp: Experiment, db: Path, common: dict, val: list[Cell], test: list[Cell],
                  done: set[str], thresholds: dict[tuple[str, str], float], log: Callable[[str], None], progress: bool,
-                 t0: float) -> None:
-    """The validation cells (each tunes its scenario's SkyLB threshold), then the test cells."""
+                 t0: float, partial: dict | None = None) -> None:
+    """The validation cells (each tunes its scenario's SkyLB threshold), then the test cells. A cell in
+    `partial` (rows for some of its policies already) replays only its missing policies, with its recorded
+    run_uid and SkyLB threshold; its other rows stay as they are."""
+    partial = partial or {}
     by_key = {c.key: c for c in val}
     val_cfg = {**common, "role": "validation", "hours": exp.tune_hours,
                "policies": [p for p in exp.policies if p in exp.baselines]}
+
+    def only_missing(c: Cell, cfg: dict) -> dict:
+        part = partial.get(f"{c.key}|{c.role}")
+        if not part:
+            return cfg
+        out = {**cfg, "policies": [p for p in cfg["policies"] if p in part["missing"]], "run_uid": part["run_uid"]}
+        if "skylb" in part["have"]:  # its threshold stays as recorded (tuned once)
+            out["skylb_threshold"] = part["skylb_threshold"] or cfg.get("skylb_threshold", 0.0)
+        return out
 
     def val_done(i: int, key: str, cell_s: float) -> None:
         c = by_key[key]
@@ -519,7 +596,7 @@ def _sweep_cells(sweep: _Sweep, exp: Experiment, db: Path, common: dict, val: li
         log(f"[validation {i}/{len(val)}] {c.key}: skylb threshold {thresholds[(c.scenario, c.workload)]:g} "
             f"({cell_s:.0f} s)")
 
-    sweep.run([(c.key, _run_config(val_cfg)) for c in val], log, val_done)
+    sweep.run([(c.key, _run_config(only_missing(c, val_cfg))) for c in val], log, val_done)
 
     from torta.commands.options import StepBar
 
@@ -533,9 +610,9 @@ def _sweep_cells(sweep: _Sweep, exp: Experiment, db: Path, common: dict, val: li
         bar.step()
 
     policies = [*exp.policies, *exp.reference_policies()]
-    jobs = [(c.key, _run_config({**common, "role": "test", "policies": policies,
-                                 "hours": exp.hours if c.day != TRACE_DAY else exp.trace_hours,
-                                 "skylb_threshold": thresholds.get((c.scenario, c.workload), 0.0)}))
+    jobs = [(c.key, _run_config(only_missing(c, {**common, "role": "test", "policies": policies,
+                                                 "hours": exp.hours if c.day != TRACE_DAY else exp.trace_hours,
+                                                 "skylb_threshold": thresholds.get((c.scenario, c.workload), 0.0)})))
             for c in test]
     try:
         sweep.run(jobs, log, test_done)

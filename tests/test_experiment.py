@@ -335,3 +335,88 @@ def test_paper_command_passes_workers_and_the_command_line(monkeypatch):
     assert json.loads(r.stdout)["workers"] == 2
     r = CliRunner().invoke(cli, ["paper", "--workers", "0"])
     assert r.exit_code != 0 and "--workers" in r.output
+
+
+def test_adding_a_policy_to_a_finished_experiment_runs_only_it_and_merges(warehouse_db, tmp_path):
+    """Incremental per policy: a finished reduced experiment given one more TORTA policy replays only
+    that policy in each test cell (validation cells run baselines only: nothing to do there), with the
+    cell's recorded run_uid and SkyLB threshold; the other policies' runs rows stay byte-identical, and
+    the per-cell partitions (slot_metrics, slot_response) and exported files hold both."""
+    from pipelines import warehouse as wh
+    from pipelines.experiment import _file_key, load_runs, run_paper
+
+    pols = ("least-loaded", "skylb", "torta-ot-last")
+    exp = paper_experiment(reduced=True, hours=0.02, seeds=1, traces=(), policies=pols)
+    export = tmp_path / "export"
+    cell = exp.test_cells()[0]
+    with dg.DagsterInstance.ephemeral() as inst:
+        first = run_paper(exp, str(warehouse_db), log=lambda m: None, instance=inst, export_dir=export)
+        before, _ = load_runs(str(warehouse_db), "paper-reduced")
+        files = {k: wh.partition_files(warehouse_db, "runs", k)[0].read_bytes() for k in before["key"]}
+        logs = []
+        more = paper_experiment(reduced=True, hours=0.02, seeds=1, traces=(), policies=(*pols, "torta-ot-oracle"))
+        second = run_paper(more, str(warehouse_db), log=logs.append, instance=inst, export_dir=export)
+        assert second["cells"] == 1 and second["validation_cells"] == 0 and second["skipped_cells"] == 1
+        assert second["partial_cells"] == {f"{cell.key}|test": ["torta-ot-oracle"]}
+        assert second["batch"] == first["batch"]
+        assert any("only the missing ones run" in m and "torta-ot-oracle" in m for m in logs)
+        (bf,) = [b for b in inst.get_backfills() if b.backfill_id == second["backfill"]]
+        (run,) = inst.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": bf.backfill_id}))
+        assert run.run_config["ops"]["experiment_cell"]["config"]["policies"] == ["torta-ot-oracle"]
+        again = run_paper(more, str(warehouse_db), log=lambda m: None, instance=inst, export_dir=export)
+        assert again["cells"] == 0 and again["backfill"] is None  # now complete
+    after, _ = load_runs(str(warehouse_db), "paper-reduced")
+    assert after.height == before.height + 1
+    for k, blob in files.items():  # nothing rewritten, nothing dropped
+        assert wh.partition_files(warehouse_db, "runs", k)[0].read_bytes() == blob
+    new = after.filter(pl.col("policy") == "torta-ot-oracle")
+    old_test = before.filter((pl.col("cell") == cell.key) & (pl.col("role") == "test"))
+    assert new["run_uid"][0] == old_test["run_uid"][0]  # the cell keeps one run_uid
+    assert new["skylb_threshold"][0] == old_test["skylb_threshold"][0]
+    assert new["requests"][0] == old_test["requests"][0]  # the same requests
+    part = f"paper-reduced|{cell.key}"
+    for table in ("slot_metrics", "slot_response"):
+        got = set(wh.read_table(warehouse_db, table, part)["policy"])
+        assert got == {*pols, "least-loaded@S0", "torta-ot-oracle"}
+    view = wh.query(warehouse_db, "select distinct policy from slot_metrics where key like $k", {"k": f"%{cell.key}%"})
+    assert set(view["policy"]) == {*pols, "least-loaded@S0", "torta-ot-oracle"}
+    ex = pl.read_parquet(export / "runs" / f"{_file_key(cell)}.parquet")
+    assert set(ex["policy"]) == {*pols, "least-loaded@S0", "torta-ot-oracle"}
+    old_ex = ex.filter(pl.col("policy") != "torta-ot-oracle").sort("key")
+    assert old_ex.select(before.columns).equals(old_test.sort("key").select(before.columns))
+    resp = pl.read_parquet(export / "slot_response" / f"{_file_key(cell)}.parquet")
+    assert set(resp["policy"]) == {*pols, "least-loaded@S0", "torta-ot-oracle"}
+
+
+def test_results_check_the_claims_and_switches_of_torta_horizon_too(tmp_path):
+    """RESULTS.md keeps the claims of the claims' policy and adds the same tables (pooled and per
+    topology) for `torta-horizon`, and switches per day of both against the strongest baseline."""
+    from torta.runs.experiment.render import switches_table
+
+    runs = _frame()
+    hz = runs.filter((pl.col("policy") == "least-loaded") & (pl.col("role") == "test")).with_columns(
+        policy=pl.lit("torta-horizon"), response_mean_s=pl.col("response_mean_s") * 0.8, switches=pl.lit(3))
+    runs = pl.concat([runs, hz], how="diagonal_relaxed")
+    md = render_results(runs, batch="b", figures_dir=tmp_path / "f", md_dir=tmp_path)
+    assert "### Pooled over every topology and workload" in md  # torta-ot's (the claims' policy) stay
+    assert "### The same claims for `torta-horizon`" in md and "also for `torta-horizon`" in md
+    sec = md[md.index("### The same claims for `torta-horizon`"):]
+    line = next(ln for ln in sec.splitlines() if ln.startswith("| response time |") and "all / all" in ln)
+    assert "-20.0 %" in line and "**reproduced**" in line
+    assert any(ln.startswith("| response time |") and "abilene / servegen-mix-14d" in ln for ln in sec.splitlines())
+    rows = {r["policy"]: r for r in switches_table(runs.filter(pl.col("role") == "test"),
+                                                    {("abilene", "servegen-mix-14d"): ("least-loaded", "")},
+                                                    ["torta-ot", "torta-horizon"])}
+    assert rows["torta-horizon"]["per_day"] == 3 * 96 and rows["torta-horizon"]["baseline_per_day"] == 2 * 96
+    assert rows["torta-horizon"]["ratio"] == 1.5 and rows["torta-ot"]["ratio"] == 1.0
+    assert "### Model switches per day against the strongest baseline" in md
+    sw = next(ln for ln in md.splitlines() if ln.startswith("| abilene / servegen-mix-14d | `torta-horizon` |"))
+    assert "1.50" in sw and "**yes**" in sw
+
+
+def test_cell_wall_time_sums_the_runs_that_wrote_a_cell():
+    from torta.runs.experiment.render import _cell_walls
+
+    runs = pl.DataFrame({"cell": ["c"] * 3, "role": ["test"] * 3, "dagster_run_id": ["r1", "r1", "r2"],
+                         "cell_wall_s": [100.0, 100.0, 30.0]})
+    assert _cell_walls(runs)["cell_wall_s"].to_list() == [130.0]

@@ -30,7 +30,7 @@ REFERENCES = ("least-loaded",)  # replayed again at S = 0 in every cell (the ora
 ORACLE_SUFFIX = "@S0"
 # TORTA and its ablations, most complete first. PPO ones need a checkpoint per scenario.
 TORTA_FAMILY = ("torta", "torta-no-forecast", "ppo-only", "torta-no-micro",
-                "torta-ot", "torta-ot-last", "torta-ot-oracle", "torta-ot-hungarian")
+                "torta-ot", "torta-ot-last", "torta-ot-oracle", "torta-ot-hungarian", "torta-horizon")
 PPO_POLICIES = ("torta", "torta-no-forecast", "ppo-only", "torta-no-micro")
 # The policy whose differences are set against the paper's claims: the first one present.
 CLAIM_CANDIDATES = ("torta", "torta-ot")

@@ -43,6 +43,73 @@ def _first_str(runs: pl.DataFrame, col: str) -> str:
     return vals[0] if len(vals) == 1 else ""
 
 
+def _cell_walls(runs: pl.DataFrame) -> pl.DataFrame:
+    """Wall time per (cell, role): the sum over the Dagster runs that wrote its rows (a cell re-run for a
+    policy it lacked adds that run's time; rows of one run share its `cell_wall_s`)."""
+    by = ["cell", "role"] + (["dagster_run_id"] if "dagster_run_id" in runs.columns else [])
+    return (runs.group_by(by).agg(pl.col("cell_wall_s").first())
+            .group_by("cell", "role").agg(pl.col("cell_wall_s").sum()))
+
+
+# Policies whose claims get a table of their own after the claims' policy: the receding-horizon planner.
+EXTRA_CLAIMS = ("torta-horizon",)
+
+
+def _claims_rows(claims: pl.DataFrame) -> list[list[str]]:
+    rows = []
+    for r in claims.iter_rows(named=True):
+        rows.append([r["claim"], r["paper"], f"{r['scenario']} / {r['workload']}", str(r["pairs"]),
+                     f"{r['diff_pct']:+.1f} % [{r['lo_pct']:+.1f}, {r['hi_pct']:+.1f}]" if r["pairs"] >= 2
+                     else f"{r['diff_pct']:+.1f} % (one pair)",
+                     f"**{r['verdict']}**", r["magnitude"]])
+    return rows
+
+
+CLAIM_HEADER = ["claim", "paper (abstract)", "scope", "pairs", "measured diff [95 % CI]", "verdict", "magnitude"]
+
+
+def switches_table(test: pl.DataFrame, best: dict, policies: list[str]) -> list[dict]:
+    """Model switches per day of each of `policies` and of the strongest baseline, per topology and
+    multi-day workload (mean over test days; a window of `hours` h scaled to 24 h), and their ratio
+    (issue 18's acceptance: at most 2)."""
+    out = []
+    multi = test.filter(pl.col("day") != TRACE_DAY)
+    for (sc, wl), g in multi.group_by("scenario", "workload", maintain_order=True):
+        b = best.get((sc, wl), (None, ""))[0]
+        if b is None:
+            continue
+        h = g["hours"] if "hours" in g.columns else pl.Series([24.0] * g.height)
+        g = g.with_columns(per_day=pl.col("switches").cast(pl.Float64) * 24.0 / pl.Series(h).cast(pl.Float64))
+        gb = g.filter(pl.col("policy") == b)
+        for p in policies:
+            gp = g.filter(pl.col("policy") == p)
+            if not gp.height or not gb.height:
+                continue
+            j = gp.join(gb, on=["seed", "day"], suffix="_b")
+            sp, sb = float(j["per_day"].mean()), float(j["per_day_b"].mean())
+            out.append({"scenario": sc, "workload": wl, "policy": p, "baseline": b, "units": j.height,
+                        "per_day": sp, "baseline_per_day": sb,
+                        "ratio": sp / sb if sb > 0 else (0.0 if sp == 0 else float("inf"))})
+    return out
+
+
+def _switches_lines(test: pl.DataFrame, best: dict, policies: list[str]) -> list[str]:
+    rows = switches_table(test, best, policies)
+    if not rows:
+        return []
+    L = ["### Model switches per day against the strongest baseline", "",
+         "Model loads (switches) per test day, mean over the paired test days of the multi-day workload, for "
+         "each TORTA planner and the strongest deployable baseline of its topology. Issue 18's acceptance: "
+         "at most twice the baseline's.", ""]
+    L.append(_md_table(["scope", "policy", "days", "switches / day", "strongest baseline", "its switches / day",
+                        "ratio", "at most 2x"],
+                       [[f"{r['scenario']} / {r['workload']}", f"`{r['policy']}`", str(r["units"]), _f(r["per_day"], 1),
+                         f"`{r['baseline']}`", _f(r["baseline_per_day"], 1),
+                         "inf" if r["ratio"] == float("inf") else f"{r['ratio']:.2f}",
+                         "**yes**" if r["ratio"] <= 2.0 else "**no**"] for r in rows]))
+    return L + [""]
+
+
 FORESIGHT = ("torta-ot-oracle", "torta-ot", "torta-ot-last")  # perfect, forecast, persistence
 
 
@@ -67,7 +134,7 @@ def _protocol_lines(test: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
     if cmd:
         parts.append(f"command: `{cmd}`")
     if "cell_wall_s" in runs.columns and runs["cell_wall_s"].null_count() == 0:
-        per_cell = runs.group_by("cell", "role").agg(pl.col("cell_wall_s").first())
+        per_cell = _cell_walls(runs)
         parts.append(f"measured wall time: {float(per_cell['cell_wall_s'].sum()) / 3600:.1f} h summed over "
                      f"{per_cell.height} cells")
     return ["; ".join(parts) + ".", "",
@@ -227,7 +294,9 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
                "allocator stands in for TORTA)")
     else:
         why = ""
-    L.append(f"- Claims are checked for `{claim_pol}`{why}.")
+    L.append(f"- Claims are checked for `{claim_pol}`{why}"
+             + "".join(f"; also for `{e}` (its own tables below)" for e in EXTRA_CLAIMS
+                       if e in policies and e != claim_pol) + ".")
     L.append("- Windows: PPO trains on days 1-10 (`torta train`: episodes on days 2-10, day 1 as history); day 11 (validation, seed 0) tunes SkyLB's "
              "threshold and picks the strongest baseline; days 12-14 are the test. They never overlap.")
     if val.height and "skylb_threshold" in val.columns:
@@ -251,7 +320,7 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
                  f"{float(runs['wall_s'].sum()) / 60:.1f} min (the replay calls only: policy preparation such as "
                  "forecaster fitting, workload building and Dagster overhead per cell come on top).")
     if "cell_wall_s" in runs.columns and runs["cell_wall_s"].null_count() == 0:
-        per_cell = runs.group_by("cell", "role").agg(pl.col("cell_wall_s").first())
+        per_cell = _cell_walls(runs)
         L.append(f"- Cell wall time summed over {per_cell.height} cells: {float(per_cell['cell_wall_s'].sum()) / 60:.1f} "
                  "min (what one process needs, Dagster start-up per cell excluded).")
     if note:
@@ -271,32 +340,42 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
           "an improvement (below 0), **not reproduced** when the whole interval is at or above 0, "
           "**inconclusive** when it spans 0 or rests on one pair (the hour traces: one per topology). Magnitude compares the mean reduction with the claimed range.", ""]
     if claims.height:
-        rows = []
-        for r in claims.iter_rows(named=True):
-            rows.append([r["claim"], r["paper"], f"{r['scenario']} / {r['workload']}", str(r["pairs"]),
-                         f"{r['diff_pct']:+.1f} % [{r['lo_pct']:+.1f}, {r['hi_pct']:+.1f}]" if r["pairs"] >= 2
-                         else f"{r['diff_pct']:+.1f} % (one pair)",
-                         f"**{r['verdict']}**", r["magnitude"]])
+        rows = _claims_rows(claims)
         allrows = [r for r in rows if r[2] == "all / all"]
         L += ["### Pooled over every topology and workload", "",
               "Every paired unit of every topology and workload, each against its own topology's strongest "
               "baseline.", "",
-              _md_table(["claim", "paper (abstract)", "scope", "pairs", "measured diff [95 % CI]", "verdict",
-                         "magnitude"], allrows), ""]
+              _md_table(CLAIM_HEADER, allrows), ""]
         L += ["### Per topology and workload", "",
-              _md_table(["claim", "paper (abstract)", "scope", "pairs", "measured diff [95 % CI]", "verdict",
-                         "magnitude"], [r for r in rows if r[2] != "all / all"]), ""]
+              _md_table(CLAIM_HEADER, [r for r in rows if r[2] != "all / all"]), ""]
         if "claims" in figs:
             L += [f"![claims]({figs['claims']})", ""]
     else:
         L += ["No TORTA policy in this batch: the claims cannot be checked.", ""]
+    for extra in (p for p in EXTRA_CLAIMS if p in policies and p != claim_pol):
+        ec = claims_table(test, best, extra)
+        if not ec.height:
+            continue
+        rows = _claims_rows(ec)
+        have = test.filter(pl.col("policy") == extra).select("scenario", "workload").unique().height
+        every = test.select("scenario", "workload").unique().height
+        L += [f"### The same claims for `{extra}`", "",
+              f"`{extra}` (the receding-horizon LP macro planner, issue 18) against the same strongest baselines, "
+              "on the same paired units" + ("" if have == every else
+                                            f" (only {have} of the {every} topology / workload scopes have its rows)")
+              + ".", "",
+              "Pooled over every topology and workload:", "",
+              _md_table(CLAIM_HEADER, [r for r in rows if r[2] == "all / all"]), "",
+              "Per topology and workload:", "",
+              _md_table(CLAIM_HEADER, [r for r in rows if r[2] != "all / all"]), ""]
+    L += _switches_lines(test, best, [p for p in (claim_pol, *EXTRA_CLAIMS) if p and p in policies])
 
     L += _foresight_lines(test)
     oracle = [p for p in policies if p.endswith("@S0")]
     lines = {}
     for (sc, wl), (b, _) in best.items():
         if sc not in lines:
-            lines[sc] = [p for p in (claim_pol, b, *oracle) if p]
+            lines[sc] = [p for p in (claim_pol, *(e for e in EXTRA_CLAIMS if e in policies), b, *oracle) if p]
     sfig = _slot_figures(slot_response, lines, figures_dir, md_dir) if figures_dir is not None else {}
     if sfig:
         L += ["## Over the day", "",

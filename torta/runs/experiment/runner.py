@@ -25,7 +25,10 @@ COST_S_PER_REQUEST = {  # measured: abilene, servegen-mix-14d, test days 12-13, 
     "round-robin": 2.1e-5, "local-only": 2.9e-5, "least-loaded": 4.0e-5, "least-loaded-d2": 2.6e-5,
     "least-loaded-d4": 3.2e-5, "skylb": 5.3e-5, "myopic-ot": 5.2e-5, "acs": 2.07e-4, "torta-ot": 4.2e-5,
     "torta-ot-last": 3.6e-5, "torta-ot-oracle": 3.4e-5, "torta": 2.15e-4, "torta-no-forecast": 7.4e-5,
-    "ppo-only": 4.9e-5, "torta-no-micro": 4.6e-5, "torta-ot-hungarian": 4.8e-5}
+    "ppo-only": 4.9e-5, "torta-no-micro": 4.6e-5, "torta-ot-hungarian": 4.8e-5,
+    # torta-horizon (issue 18): about 200 s per abilene test day (7.1 M requests, warm-up included) on a
+    # quiet core; rounded up for the busier topologies
+    "torta-horizon": 3.5e-5}
 DEFAULT_COST_S_PER_REQUEST = 2e-4
 CELL_OVERHEAD_S = 3.0  # workload build + Dagster materialization per cell
 
@@ -116,11 +119,16 @@ def run_cell(cell: Cell, policies: tuple[str, ...], *, hours: float, trace_hours
 
 
 def estimate_s(exp: Experiment, requests_per_cell: dict[str, int], workers: int = 1,
-               done: set[str] | None = None) -> float:
+               done: set[str] | None = None, missing: dict[str, list[str]] | None = None) -> float:
     """Run-time estimate: per cell not yet `done` (cell keys), requests x per-policy cost + overhead,
     divided by `workers` (cells run that many at a time; assumes a core each). `requests_per_cell` maps
     a workload name to the request count of one of its test cells, warm-up included (measured on the
-    first cell); validation cells are taken as the same size."""
+    first cell); validation cells are taken as the same size. `missing`: cell key -> the only policies
+    that cell still needs (a cell with rows for the others: only those are counted, no SkyLB tuning
+    unless skylb is among them)."""
+    def cost(p: str) -> float:
+        return COST_S_PER_REQUEST.get(p.removesuffix(ORACLE_SUFFIX), DEFAULT_COST_S_PER_REQUEST)
+
     names = (*exp.policies, *exp.reference_policies())
     per_req = sum(COST_S_PER_REQUEST.get(p.removesuffix(ORACLE_SUFFIX), DEFAULT_COST_S_PER_REQUEST) for p in names)
     base_req = sum(COST_S_PER_REQUEST.get(p, DEFAULT_COST_S_PER_REQUEST) for p in exp.baselines)
@@ -129,6 +137,13 @@ def estimate_s(exp: Experiment, requests_per_cell: dict[str, int], workers: int 
         if done and c.key in done:
             continue
         n = requests_per_cell.get(c.workload, 0)
+        if missing and c.key in missing:
+            only = missing[c.key]
+            k = sum(cost(p) for p in only)
+            if c.role != "test" and "skylb" in only:
+                k += len(exp.skylb_candidates) * COST_S_PER_REQUEST["skylb"]
+            total += n * k + CELL_OVERHEAD_S
+            continue
         k = per_req if c.role == "test" else base_req + len(exp.skylb_candidates) * COST_S_PER_REQUEST["skylb"]
         total += n * k + CELL_OVERHEAD_S
     return total / max(1, int(workers))
