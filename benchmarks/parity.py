@@ -22,7 +22,10 @@ The quick set has four short ones (`quick-proto-day12-*`: 0.1 h after 0.25 h). `
 full + quick + protocol.
 
 Each replay writes `completions.parquet` and `slots.parquet` (`torta.sim.replay.replay`, `out_dir`)
-and the hashes are of those files' bytes: byte-identical outputs, not merely equal summaries.
+and the hashes are of those tables' contents (`table_sha256`: every column's name, type, validity and
+value bytes, in order): identical outputs to the last bit, not merely equal summaries. Not of the files'
+bytes: a Parquet file embeds its writer's version (`created_by`), so the same rows written by pyarrow
+26 and by an earlier release hash differently.
 `benchmarks/parity_ref.json` holds the reference of the engine the set was last accepted on
 (`engine_commit` records which).
 """
@@ -78,8 +81,50 @@ def cases(which: str) -> list[dict]:
     raise ValueError(f"unknown parity set {which!r}; expected 'full', 'quick' or 'protocol'")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+ENV_PACKAGES = ("numpy", "scipy", "polars", "pyarrow", "pot", "torch", "statsforecast")
+
+
+def environment() -> dict:
+    """Versions of the packages whose arithmetic the replays' numbers go through. The same engine on other
+    wheels can differ in the last bits (and a planner's choices then diverge), so a reference is only
+    comparable in the environment it was recorded in."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ENV_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def environment_differences(doc: dict) -> list[str]:
+    """'package recorded -> here' for each package whose version differs from the reference's."""
+    rec, here = doc.get("environment") or {}, environment()
+    return [f"{k} {rec.get(k)} -> {here[k]}" for k in ENV_PACKAGES if rec.get(k) != here[k]]
+
+
+def table_sha256(path: Path) -> str:
+    """sha256 of a Parquet table's contents, independent of the writer's version and file layout: per
+    column, its name and Arrow type, its validity bitmap, then its values (fixed-width: the raw bytes with
+    nulls as 0; others: each value's text, NUL-separated)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    h = hashlib.sha256()
+    for name, col in zip(t.column_names, t.columns):
+        col = col.combine_chunks()
+        h.update(f"{name}:{col.type}\0".encode())
+        h.update(np.packbits(col.is_valid().to_numpy(zero_copy_only=False)).tobytes())
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+            zero = pa.scalar(False if pa.types.is_boolean(col.type) else 0, col.type)
+            h.update(np.ascontiguousarray(col.fill_null(zero).to_numpy(zero_copy_only=False)).tobytes())
+        else:
+            h.update("\0".join("" if v is None else str(v) for v in col.to_pylist()).encode())
+    return h.hexdigest()
 
 
 def _inputs(case: dict):
@@ -135,8 +180,8 @@ def run_case(case: dict, keep: Path | None = None, **replay_kw) -> dict:
         res = replay(world, reqs, policy, seed=0, out_dir=out, load_factor=factor, **replay_kw)
         wall = time.perf_counter() - t0
         s = res.summary
-        return dict(completions_sha256=_sha256(out / "completions.parquet"),
-                    slots_sha256=_sha256(out / "slots.parquet"), requests=int(s["requests"]),
+        return dict(completions_sha256=table_sha256(out / "completions.parquet"),
+                    slots_sha256=table_sha256(out / "slots.parquet"), requests=int(s["requests"]),
                     completed=int(s["completed"]), response_mean_s=float(s["response_mean_s"]),
                     wall_s=round(wall, 2))
 
@@ -193,13 +238,18 @@ def cli(write_ref: str | None, check: str | None, which: str, only: tuple[str, .
     if write_ref is not None:
         path = _ref_path(write_ref)
         old = json.loads(path.read_text())["cases"] if path.exists() else {}
-        doc = {"engine_commit": _commit(), "cases": {**old, **got}}
+        doc = {"engine_commit": _commit(), "environment": environment(), "cases": {**old, **got}}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         click.echo(f"wrote {len(got)} case(s) to {path}", err=True)
         return
-    ref = json.loads(_ref_path(check).read_text())["cases"]
-    bad = compare(ref, got)
+    doc = json.loads(_ref_path(check).read_text())
+    moved = environment_differences(doc)
+    if moved:
+        click.echo("note: the reference was recorded on other package versions (" + ", ".join(moved)
+                   + "): a difference may come from them; record a reference from the old commit here to A/B",
+                   err=True)
+    bad = compare(doc["cases"], got)
     for name in got:
         click.echo(f"{'DIFFERS' if name in bad else 'same':<8} {name}")
     if bad:
