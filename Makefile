@@ -43,7 +43,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache warehouse/*.duckdb warehouse/*.wal
 
 .PHONY: experiment experiment-reduced bench-scaling
-experiment: $(STAMP)   ## the paper's comparison (about 15 min with 2 workers on 2 cores), then docs/RESULTS.md
+experiment: $(STAMP)   ## the paper's comparison (whole test days: hours; it prints its estimate and resumes), then docs/RESULTS.md
 	$(VENV)/bin/torta experiment paper --workers 2
 
 experiment-reduced: $(STAMP)
