@@ -165,15 +165,21 @@ def goal(case: str, n_requests: int, requests_per_s: float, peak_rss_mib: float)
     return {}
 
 
-def _spawn(case: dict) -> dict:
+def spawn(module: str, fn: str, *args) -> dict:
+    """`module.fn(*args)` in a fresh Python process with one compute thread; its JSON result. The args
+    travel as JSON; the function prints nothing else on stdout's last line."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                POLARS_MAX_THREADS="1", RAYON_NUM_THREADS="1")
-    code = ("import json,sys; from torta.sim.bench import run_case; "
-            "print(json.dumps(run_case(json.loads(sys.argv[1]))))")
-    p = subprocess.run([sys.executable, "-c", code, json.dumps(case)], capture_output=True, text=True, env=env)
+    code = (f"import json,sys; from {module} import {fn}; "
+            f"print(json.dumps({fn}(*json.loads(sys.argv[1]))))")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(list(args))], capture_output=True, text=True, env=env)
     if p.returncode != 0:
-        raise RuntimeError(f"bench case {case} failed:\n{p.stderr[-3000:]}")
+        raise RuntimeError(f"bench {module}.{fn}{tuple(args)} failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _spawn(case: dict) -> dict:
+    return spawn("torta.sim.bench", "run_case", case)
 
 
 def run_bench(n_requests: int, repeats: int, only: tuple[str, ...] = (), memory_check: bool = False,
