@@ -85,6 +85,9 @@ class SlotState:
     carbon_g_per_kwh: np.ndarray  # (R,)
     latency_ms: np.ndarray  # (R, R)
     prev_plan: np.ndarray | None
+    # (R, R) prefix-cache token hit rate of the previous slot's admissions by (origin, serving region):
+    # cache affinity (torta.sim.prefix); None when the replay runs without the prefix cache
+    cache_hit_rate: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from torta.allocator.power_of_d import power_of_d
 from torta.policy.base import PowerOfDLeastLoaded, RoundRobinAllocator, SlotState, WarmLeastLoaded, validate_plan
 from torta.sim.cluster import FleetTables
 from torta.sim.infomodel import ControlPlane, GatewayView, gateway_least_loaded
+from torta.sim.prefix import DEFAULT_BLOCK_TOKENS, PrefixCaches
 from torta.sim.routing import python_allocator, routing_handlers
 from torta.sim.servers import (DECODE, EV_ARRIVAL, EV_BATCH, EV_DECODE, EV_HOLD, EV_LOAD, EV_NET, EV_PREFILL,
                                EV_REPORT, EV_SLOT, EV_WAKE, FW, IDLE, LOADING, PREFILL, Q_MOD, Q_RDY, Q_RES, QW,
@@ -86,6 +87,10 @@ class EngineConfig:
     state_refresh_s: float = 0.0
     """The control-plane information model's report interval (torta.sim.infomodel); 0: the oracle,
     instant global state (no model at all)."""
+    prefix_cache: bool | None = None
+    """The per-server prefix (KV) cache (torta.sim.prefix): None = on when the requests carry block ids
+    (`RequestArrays.block_ids`), off otherwise; True = on (an error without block ids); False = off."""
+    block_tokens: int = DEFAULT_BLOCK_TOKENS  # tokens per prefix block (Mooncake's hash_ids: 512)
 
 
 @dataclass
@@ -98,6 +103,9 @@ class RequestArrays:
     output_tokens: np.ndarray  # int64
     origin: np.ndarray  # int, index into World.regions
     model: np.ndarray  # int, index into World.models
+    # prefix blocks (torta.sim.prefix): request k's block ids are block_ids[block_offsets[k]:block_offsets[k + 1]]
+    block_ids: np.ndarray | None = None  # int64, flat; None: no request carries block ids
+    block_offsets: np.ndarray | None = None  # int64, len(requests) + 1
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -382,6 +390,8 @@ class Engine:
         wmax = int(getattr(alloc, "batch_max_requests", 0) or 0) if win else 0
         self.window_s, self.window_max = win, (wmax if wmax > 0 else 1 << 62)
         self.held: list = [[] for _ in range(T.n_regions)]  # requests held in each region's window
+        self.prefix = self._prefix_caches(req)
+        self.cache_affinity = None  # (R, R) token hit rate of the last slot by (origin, region); cache on only
         self.servers = server_handlers(self)
         self.routing = routing_handlers(self, self.servers)
         self.prev_plan = None
@@ -395,6 +405,21 @@ class Engine:
         # next arrival time, and the last event time (debug)
         n = len(chunk[0])
         self._cursor = (-1, 0.0, 0.0, 0.0, 0, n, chunk, n, chunk[0][0] if n else INF, 0.0)
+
+    def _prefix_caches(self, req: RequestArrays) -> PrefixCaches | None:
+        """The servers' prefix caches when the cache is on (`EngineConfig.prefix_cache`), else None."""
+        use = self.cfg.prefix_cache
+        if use is False or (use is None and req.block_ids is None):
+            return None
+        if req.block_ids is None or req.block_offsets is None:
+            raise ValueError("prefix_cache is on but the requests carry no prefix block ids (a hash_ids column, "
+                             "e.g. a Mooncake trace or `torta traces conversations`); expected block ids or "
+                             "prefix_cache off")
+        T = self.tables
+        if len(req.block_offsets) != len(req) + 1:
+            raise ValueError(f"block_offsets has {len(req.block_offsets)} entries; expected {len(req) + 1}")
+        return PrefixCaches(T.n_servers, T.n_regions, int(self.cfg.block_tokens), req.block_ids,
+                            req.block_offsets, req.origin, T.region)
 
     def _chunk(self, pos: int) -> tuple:
         """Arrivals [pos, pos + chunk) as Python lists: times, pos, prompt, output, origin, model, draws."""
@@ -566,7 +591,8 @@ class Engine:
             servers=np.asarray([len(x) for x in T.servers_in_region], dtype=float), warm_servers=warm,
             price_usd_per_mwh=np.asarray(world.price_usd_per_mwh[:, hour], dtype=float),
             carbon_g_per_kwh=np.asarray(world.carbon_g_per_kwh[:, hour], dtype=float),
-            latency_ms=np.asarray(world.latency_ms, dtype=float), prev_plan=self.prev_plan)
+            latency_ms=np.asarray(world.latency_ms, dtype=float), prev_plan=self.prev_plan,
+            cache_hit_rate=None if self.cache_affinity is None else self.cache_affinity.copy())
 
     def pending_slot_state(self) -> SlotState | None:
         """The `SlotState` the policy will see at the next slot boundary, when `run(until_s=boundary)`
@@ -633,10 +659,15 @@ class Engine:
                 if debug:  # anything more negative than rounding is a bookkeeping error
                     assert not len(x) or x.min() >= -1e-9 * max(1.0, span[1] - span[0]), (slot, x.min())
                 return np.maximum(x, 0.0)
-            self.slot_sink(slot, t0, dur, dict(
+            arrays = dict(
                 idle_s=clean(a.idle_s), prefill_s=clean(a.prefill_s), decode_s=clean(a.decode_s),
                 loading_s=clean(a.loading_s), batch_int=clean(bint), kv_int=clean(kint),
-                switches=np.asarray(a.switches, dtype=np.int64), work_s=clean(work)))
+                switches=np.asarray(a.switches, dtype=np.int64), work_s=clean(work))
+            if self.prefix is not None:  # the cache's columns exist only when it is on
+                arrays.update(self.prefix.take_slot())
+            self.slot_sink(slot, t0, dur, arrays)
+        if self.prefix is not None:
+            self.cache_affinity = self.prefix.take_affinity()
         if t_next is None:
             return
         span[0], span[1] = t1, t_next

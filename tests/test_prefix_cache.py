@@ -1,0 +1,221 @@
+"""The per-server prefix (KV) cache of the replay (torta.sim.prefix): TTFT of a cached prefix, eviction
+under memory pressure, a model load emptying the cache, the hit rate against an independent brute-force
+reference over the same eviction rule, and the simulator's invariants with the cache on."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+import pytest
+
+from torta.sim.engine import EngineConfig
+from torta.sim.replay import replay
+from torta.sim.testing import LinearPerf, make_requests, make_world
+from torta.workload.conversations import ConversationConfig, generate
+
+B = 512
+DEBUG = EngineConfig(debug=True)
+
+
+def with_blocks(df: pl.DataFrame, ids) -> pl.DataFrame:
+    return df.with_columns(pl.Series("hash_ids", ids, dtype=pl.List(pl.Int64)))
+
+
+def completions(res) -> pl.DataFrame:
+    return pl.read_parquet(res.completions_path).sort("request_id")
+
+
+def one_server(kv_tokens=100_000, **kw):
+    return make_world((1,), perf=LinearPerf(kv_tokens={"G": kv_tokens}, **kw))
+
+
+def test_cached_prefix_cuts_ttft_by_the_prefill_of_its_blocks(tmp_path):
+    world = one_server()
+    p = 2 * B + 200  # two full blocks cached, 200 tokens computed (exact under the prefill memo's rounding)
+    df = with_blocks(make_requests([0.0, 100.0], prompt_tokens=p, output_tokens=5), [[1, 2, 3], [1, 2, 3]])
+    on = replay(world, df, "least-loaded", seed=0, out_dir=tmp_path / "on", config=DEBUG)
+    off = replay(world, df, "least-loaded", seed=0, out_dir=tmp_path / "off",
+                 config=replace(DEBUG, prefix_cache=False))
+    c_on, c_off = completions(on), completions(off)
+    perf = world.perf
+    saved_s = (perf.prefill_ms("m", "G", 1, p) - perf.prefill_ms("m", "G", 1, p - 2 * B)) / 1000.0
+    assert saved_s == pytest.approx(0.1024)
+    assert c_on["ttft_s"][0] == c_off["ttft_s"][0]  # nothing cached yet
+    assert c_off["ttft_s"][1] - c_on["ttft_s"][1] == pytest.approx(saved_s, rel=1e-9, abs=1e-12)
+    # decode attends over the whole context: the time per output token does not change
+    assert c_on["tpot_s"][1] == pytest.approx(c_off["tpot_s"][1])
+    s = on.summary
+    assert s["prefix_cache"] and not off.summary["prefix_cache"]
+    assert s["prefill_tokens_saved"] == 2 * B and s["cache_hit_rate"] == pytest.approx(2 * B / (2 * p))
+    assert off.summary["prefill_tokens_saved"] == 0 and off.summary["cache_hit_rate"] == 0.0
+    assert "prefill_tokens_saved" in on.slots.columns and "prefill_tokens_saved" not in off.slots.columns
+    assert int(on.slots["prefill_tokens_saved"].sum()) == 2 * B
+
+
+def test_a_fully_cached_prompt_still_computes_its_last_token(tmp_path):
+    world = one_server()
+    df = with_blocks(make_requests([0.0, 100.0], prompt_tokens=2 * B, output_tokens=3), [[7, 8], [7, 8]])
+    res = replay(world, df, "least-loaded", seed=0, out_dir=tmp_path, config=DEBUG)
+    assert res.summary["prefill_tokens_saved"] == 2 * B - 1
+
+
+def test_eviction_under_memory_pressure_is_lru_tail_first(tmp_path):
+    # KV 4,098 tokens. A (4 blocks) finishes: its blocks stay cached in free memory. B (5 other full blocks)
+    # reserves 3,002 tokens, leaving 1,096 free: two of A's blocks go, its tail first (blocks 4, 3).
+    # C asks for A's blocks again and hits 1 and 2 only; admitting it leaves 2,048 tokens free for B's five
+    # released blocks (2,560): one more eviction, B's tail block.
+    world = one_server(kv_tokens=4098)
+    df = with_blocks(make_requests([0.0, 100.0, 200.0], prompt_tokens=[4 * B, 3000, 4 * B], output_tokens=2),
+                     [[1, 2, 3, 4], [11, 12, 13, 14, 15, 16], [1, 2, 3, 4]])
+    res = replay(world, df, "least-loaded", seed=0, out_dir=tmp_path, config=DEBUG)
+    assert res.summary["cache_evictions"] == 3
+    assert res.summary["prefill_tokens_saved"] == 2 * B
+    roomy = replay(one_server(kv_tokens=100_000), df, "least-loaded", seed=0, out_dir=tmp_path / "roomy",
+                   config=DEBUG)
+    assert roomy.summary["cache_evictions"] == 0
+    assert roomy.summary["prefill_tokens_saved"] == 4 * B - 1  # all of A's blocks: the last token recomputed
+
+
+def test_loading_another_model_empties_the_cache(tmp_path):
+    world = make_world((1,), models=("a", "b"), perf=LinearPerf())
+    df = with_blocks(make_requests([0.0, 100.0, 200.0], prompt_tokens=3 * B, output_tokens=2, model=["a", "b", "a"]),
+                     [[1, 2, 3], [9, 10, 11], [1, 2, 3]])
+    res = replay(world, df, "least-loaded", seed=0, out_dir=tmp_path, config=DEBUG)
+    assert res.summary["switches"] == 2
+    assert res.summary["prefill_tokens_saved"] == 0
+    same = with_blocks(make_requests([0.0, 200.0], prompt_tokens=3 * B, output_tokens=2, model="a"),
+                       [[1, 2, 3], [1, 2, 3]])
+    assert replay(world, same, "least-loaded", seed=0, config=DEBUG).summary["prefill_tokens_saved"] == 3 * B - 1
+
+
+def reference_cache(comp: pl.DataFrame, ids: dict, cap_tokens: int) -> tuple[int, int, int]:
+    """Brute force over the completions: per server, finishes then admissions in time order; blocks a
+    running request holds are referenced; an unreferenced block keeps the key (release time, -depth, id)
+    and the smallest key is evicted while they take more than the free KV memory an admission leaves.
+    Returns (prompt tokens admitted, prompt tokens cached at admission, blocks evicted)."""
+    ok = comp.filter(pl.col("dropped_reason").is_null())
+    total = saved = evicted = 0
+    for (server,), g in ok.group_by(["server_id"]):
+        rows = g.to_dicts()
+        events = {}
+        for r in rows:
+            events.setdefault((r["finish_s"], 0), []).append(r)
+            events.setdefault((r["admitted_s"], 1), []).append(r)
+        referenced: dict[int, int] = {}
+        free: dict[int, tuple] = {}
+        used = 0
+        for (t, kind) in sorted(events):
+            group = events[(t, kind)]
+            if kind == 0:
+                for r in group:
+                    full = ids[r["request_id"]][: r["prompt_tokens"] // B]
+                    used -= min(r["prompt_tokens"] + r["output_tokens"], cap_tokens)
+                    for depth, b in enumerate(full):
+                        referenced[b] -= 1
+                        if referenced[b] == 0:
+                            del referenced[b]
+                            free[b] = (t, -depth, b)
+                continue
+            todo = []
+            for r in group:
+                p = r["prompt_tokens"]
+                full = ids[r["request_id"]][: p // B]
+                used += min(p + r["output_tokens"], cap_tokens)
+                h = 0
+                while h < len(full) and (full[h] in referenced or full[h] in free):
+                    h += 1
+                total += p
+                saved += min(h * B, p - 1)
+                for b in full[:h]:
+                    free.pop(b, None)
+                    referenced[b] = referenced.get(b, 0) + 1
+                todo.append(full[h:])
+            while free and len(free) * B > cap_tokens - used:
+                victim = min(free, key=free.get)
+                del free[victim]
+                evicted += 1
+            for rest in todo:
+                for b in rest:
+                    free.pop(b, None)
+                    referenced[b] = referenced.get(b, 0) + 1
+    return total, saved, evicted
+
+
+@pytest.fixture(scope="module")
+def conversations():
+    return generate(ConversationConfig(duration_s=900.0, conversations_per_s=0.4, system_tokens=1500,
+                                       max_context_tokens=12_000), seed=3)
+
+
+def test_hit_rate_matches_a_brute_force_reference(conversations, tmp_path):
+    cap = 40_000  # small enough for evictions under this load
+    world = make_world((2, 2), perf=LinearPerf(kv_tokens={"G": cap}, prefill_ms_per_token=0.05))
+    res = replay(world, conversations, "least-loaded", seed=0, out_dir=tmp_path, config=DEBUG)
+    comp = pl.read_parquet(res.completions_path)
+    ids = dict(zip(conversations["request_id"].to_list(), conversations["hash_ids"].to_list()))
+    total, saved, evicted = reference_cache(comp, ids, cap)
+    s = res.summary
+    assert evicted > 0 and saved > 0  # the case exercises both
+    assert s["prefill_tokens_saved"] == saved
+    assert s["cache_evictions"] == evicted
+    assert s["cache_hit_rate"] == pytest.approx(saved / total, rel=1e-12)
+    assert int(res.slots["cache_prompt_tokens"].sum()) == total
+
+
+def test_invariants_and_determinism_with_the_cache_on(conversations, tmp_path):
+    world = make_world((2, 1, 0), perf=LinearPerf(kv_tokens={"G": 30_000}), slot_s=60.0)
+    runs = []
+    for k in range(2):
+        res = replay(world, conversations, "round-robin", seed=1, out_dir=tmp_path / str(k), config=DEBUG)
+        c = pl.read_parquet(res.completions_path)
+        n = conversations.height
+        assert res.summary["completed"] + res.summary["dropped"] == n and c.height == n
+        ok = c.filter(pl.col("dropped_reason").is_null())
+        assert (ok["arrival_s"] <= ok["admitted_s"] + 1e-12).all()
+        assert (ok["admitted_s"] < ok["first_token_s"]).all()
+        assert (ok["first_token_s"] <= ok["finish_s"] + 1e-12).all()
+        times = [t for t, _, _ in res.event_log]
+        assert all(a <= b for a, b in zip(times, times[1:]))
+        runs.append(((tmp_path / str(k) / "completions.parquet").read_bytes(),
+                     (tmp_path / str(k) / "slots.parquet").read_bytes(), res.summary["prefill_tokens_saved"]))
+    assert runs[0] == runs[1]
+    assert runs[0][2] > 0
+
+
+def test_cache_on_without_block_ids_is_an_error():
+    world = one_server()
+    with pytest.raises(ValueError, match="block ids"):
+        replay(world, make_requests([0.0]), "least-loaded", seed=0, config=EngineConfig(prefix_cache=True))
+
+
+def test_cache_off_ignores_block_ids(tmp_path):
+    world = one_server()
+    plain = make_requests([0.0, 1.0, 50.0], prompt_tokens=3 * B, output_tokens=4)
+    blocks = with_blocks(plain, [[1, 2, 3]] * 3)
+    a = replay(world, plain, "least-loaded", seed=0, out_dir=tmp_path / "a")
+    b = replay(world, blocks, "least-loaded", seed=0, out_dir=tmp_path / "b",
+               config=EngineConfig(prefix_cache=False))
+    for f in ("completions.parquet", "slots.parquet"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["prefix_cache"] is False
+
+
+def test_generator_turns_extend_the_previous_context(conversations):
+    df = conversations
+    assert df["source"].unique().to_list() == ["synthetic-conversations"]
+    assert (df["arrival_s"].diff().drop_nulls() >= 0).all()
+    for _, g in df.group_by("conversation"):
+        g = g.sort("arrival_s")
+        p, o, ids = g["prompt_tokens"].to_list(), g["output_tokens"].to_list(), g["hash_ids"].to_list()
+        for k in range(1, len(p)):
+            assert p[k] > p[k - 1] + o[k - 1]  # previous prompt + its answer + a new message
+            assert ids[k][:len(ids[k - 1])] == ids[k - 1]  # the previous prompt's blocks keep their ids
+        for k in range(len(p)):
+            assert len(ids[k]) == -(-p[k] // B)
+    again = generate(ConversationConfig(duration_s=900.0, conversations_per_s=0.4, system_tokens=1500,
+                                        max_context_tokens=12_000), seed=3)
+    assert again.equals(df)
+    assert np.all(df["prompt_tokens"].to_numpy() <= 12_000)

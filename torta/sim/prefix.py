@@ -1,0 +1,194 @@
+"""Per-server prefix (KV) cache at block granularity: the engine's bookkeeping (`PrefixCaches`).
+
+Model (after vLLM's automatic prefix caching: vLLM docs, "Automatic Prefix Caching", design page
+https://docs.vllm.ai/en/latest/design/prefix_caching.html, and the v0 design
+https://docs.vllm.ai/en/latest/design/automatic_prefix_caching.html):
+
+- A request carries the ids of its prompt's blocks of `block_tokens` tokens (Mooncake's `hash_ids`,
+  512 tokens a block; kvcache-ai/Mooncake FAST'25 trace). An id names a block *and its whole prefix*
+  (Mooncake's ids are prefix hashes, as vLLM's block hashes chain the parent's hash), so two requests
+  share block k only when they share blocks 0..k. Only full blocks are cached:
+  `full = min(len(ids), prompt_tokens // block_tokens)`.
+- At admission (the prefill's start) a request hits the longest run of its full blocks, from the first,
+  that the server holds. The cached tokens skip the prefill: the prefill computes the uncached suffix
+  `q = prompt - cached` tokens, attending over the whole context (the attention term `q x prompt`
+  instead of `prompt^2`, `torta.fleet.perf`); when every prompt token hits, the last one is recomputed
+  (vLLM needs its logits): cached <= prompt - 1. Decode attends over the whole context as before.
+- Memory. Blocks held by running requests are referenced (reference count > 0) and never evicted; they
+  live inside the requests' own KV reservations (`min(prompt + output, kv_capacity)`, unchanged: no
+  credit for the memory two running requests share, a conservative simplification). A block no running
+  request references stays cached in the free KV memory, `kv_capacity - kv_reserved`; an admission that
+  leaves too little free memory for the unreferenced cached blocks evicts them, least recently used
+  first (vLLM's free-block queue is an LRU; evicting from its head). Among blocks freed at the same
+  instant the deepest block of a prompt goes first (vLLM frees a finished request's blocks in reverse
+  order, tail first), then the smaller id: `(release time, -depth, id)` ascending, the order the tests'
+  brute-force reference uses (`tests/test_prefix_cache.py`).
+- Order inside one admission batch: every member looks up the cache as it was before the batch (its hits
+  become referenced), then the unreferenced blocks are evicted down to the free memory the batch leaves,
+  then each member's missing blocks are inserted as referenced (one batch computes them; members of the
+  same batch do not hit each other's new blocks, as in one vLLM scheduler step).
+- Loading another model empties the server's cache (the server drained first: nothing references it).
+
+Statistics per server for the slot accounting: prompt tokens admitted, prefill tokens saved (cached),
+blocks evicted; per (origin, region) the prompt and saved tokens of the slot for the planner's
+`SlotState.cache_hit_rate`.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import OrderedDict
+
+import numpy as np
+
+DEFAULT_BLOCK_TOKENS = 512  # Mooncake's hash_ids block size (kvcache-ai/Mooncake, FAST'25 trace README)
+
+
+def block_arrays(hash_ids) -> tuple[np.ndarray, np.ndarray] | None:
+    """(flat int64 ids, offsets of length n + 1) from a sequence of id lists (None or empty: no ids);
+    None when no request has any."""
+    lens = np.fromiter((len(x) if x is not None else 0 for x in hash_ids), dtype=np.int64)
+    if not lens.any():
+        return None
+    off = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=off[1:])
+    flat = np.fromiter((b for x in hash_ids if x is not None for b in x), dtype=np.int64, count=int(off[-1]))
+    return flat, off
+
+
+class PrefixCaches:
+    """The caches of every server (see the module docstring). `admit`, `release` and `clear` are called
+    by the engine's server handlers (`torta.sim.servers`) only when the cache is on."""
+
+    def __init__(self, n_servers: int, n_regions: int, block_tokens: int, block_ids: np.ndarray,
+                 block_offsets: np.ndarray, origin: np.ndarray, region: list[int]) -> None:
+        if not (isinstance(block_tokens, int) and block_tokens > 0):
+            raise ValueError(f"block_tokens = {block_tokens!r}; expected a positive integer")
+        S, R = n_servers, n_regions
+        self.block_tokens = block_tokens
+        self.ids = array("q", np.ascontiguousarray(block_ids, dtype=np.int64).tobytes())
+        self.off = np.asarray(block_offsets, dtype=np.int64).tolist()
+        self.origin = np.asarray(origin).tolist()
+        self.region = region
+        self.refs: list[dict] = [{} for _ in range(S)]  # block -> running requests holding it (0: evictable)
+        self.lru: list[OrderedDict] = [OrderedDict() for _ in range(S)]  # unreferenced blocks, oldest first
+        self.held: dict = {}  # position of a running request -> its full blocks (all referenced)
+        # slot statistics per server (reset by the engine at each slot boundary)
+        self.prompt_tokens = [0] * S
+        self.saved_tokens = [0] * S
+        self.evictions = [0] * S
+        # slot statistics per (origin, serving region)
+        self.od_prompt = np.zeros((R, R))
+        self.od_saved = np.zeros((R, R))
+
+    def cached_tokens(self, server: int, position: int, prompt_tokens: int) -> int:
+        """Prompt tokens of request `position` the server's cache holds now (no side effects)."""
+        ids, B = self.ids, self.block_tokens
+        a, e = self.off[position], self.off[position + 1]
+        n = min(e - a, prompt_tokens // B)
+        refs = self.refs[server]
+        h = 0
+        while h < n and ids[a + h] in refs:
+            h += 1
+        c = h * B
+        return c if c < prompt_tokens else max(0, prompt_tokens - 1)
+
+    def admit(self, s: int, rows, free_tokens: float) -> tuple[int, float]:
+        """A prefill batch starts on s: `rows` are its (position, model, prompt, output, t, reservation)
+        rows; `free_tokens` = KV capacity - reservations with the batch admitted. Returns the batch's
+        (prefill tokens, attention term) after the hits."""
+        ids, off, B, refs, lru = self.ids, self.off, self.block_tokens, self.refs[s], self.lru[s]
+        org, od_p, od_s, r = self.origin, self.od_prompt, self.od_saved, self.region[s]
+        tok = 0
+        sq = 0.0
+        todo = []
+        ptot = saved = 0
+        for rid, _, p, _, _, _ in rows:
+            rid = int(rid)
+            p = int(p)
+            a = off[rid]
+            n = min(off[rid + 1] - a, p // B)
+            h = 0
+            while h < n:
+                b = ids[a + h]
+                k = refs.get(b)
+                if k is None:
+                    break
+                if k == 0:
+                    del lru[b]
+                refs[b] = k + 1
+                h += 1
+            c = h * B
+            if c >= p:
+                c = p - 1 if p > 0 else 0
+            q = p - c
+            tok += q
+            sq += q * p
+            ptot += p
+            saved += c
+            o = org[rid]
+            od_p[o, r] += p
+            od_s[o, r] += c
+            todo.append((rid, a, h, n))
+        self.prompt_tokens[s] += ptot
+        self.saved_tokens[s] += saved
+        if lru:
+            ev = 0
+            while lru and len(lru) * B > free_tokens:
+                b, _ = lru.popitem(last=False)
+                del refs[b]
+                ev += 1
+            self.evictions[s] += ev
+        held = self.held
+        for rid, a, h, n in todo:
+            for j in range(a + h, a + n):
+                b = ids[j]
+                k = refs.get(b)
+                if k is None:
+                    refs[b] = 1
+                else:
+                    if k == 0:  # cached behind an evicted parent: referenced again
+                        del lru[b]
+                    refs[b] = k + 1
+            held[rid] = (a, n)
+        return tok, sq
+
+    def release(self, s: int, done, first: int) -> None:
+        """Requests finished on s: their rows are `done[first:]` (the engine's completion rows of 7
+        doubles, position first). Their blocks lose a reference; unreferenced ones join the LRU, deepest
+        first, then by id (see the module docstring)."""
+        ids, refs, lru, held = self.ids, self.refs[s], self.lru[s], self.held
+        freed = []
+        for k in range(first, len(done), 7):
+            a, n = held.pop(int(done[k]))
+            for j in range(a + n - 1, a - 1, -1):
+                b = ids[j]
+                c = refs[b] - 1
+                refs[b] = c
+                if not c:
+                    freed.append((a - j, b))
+        if len(freed) > 1 and len(done) - first > 7:  # several requests at one instant: one order
+            freed.sort()
+        for _, b in freed:
+            lru[b] = None
+
+    def clear(self, s: int) -> None:
+        """A model load on s (nothing running): the cache is emptied (not counted as evictions)."""
+        self.refs[s].clear()
+        self.lru[s].clear()
+
+    def take_slot(self) -> dict:
+        """The slot's per-server statistics (numpy arrays), reset for the next slot."""
+        S = len(self.prompt_tokens)
+        out = dict(cache_prompt_tokens=np.asarray(self.prompt_tokens, dtype=np.int64),
+                   prefill_tokens_saved=np.asarray(self.saved_tokens, dtype=np.int64),
+                   cache_evictions=np.asarray(self.evictions, dtype=np.int64))
+        self.prompt_tokens, self.saved_tokens, self.evictions = [0] * S, [0] * S, [0] * S
+        return out
+
+    def take_affinity(self) -> np.ndarray:
+        """(R, R) token hit rate of the slot's admissions by (origin, serving region) (0 where none), reset."""
+        p, c = self.od_prompt, self.od_saved
+        rate = np.divide(c, p, out=np.zeros_like(c), where=p > 0)
+        self.od_prompt, self.od_saved = np.zeros_like(p), np.zeros_like(c)
+        return rate
