@@ -219,3 +219,62 @@ def test_generator_turns_extend_the_previous_context(conversations):
                                         max_context_tokens=12_000), seed=3)
     assert again.equals(df)
     assert np.all(df["prompt_tokens"].to_numpy() <= 12_000)
+
+
+def mooncake_file(path, n=40):
+    """A Mooncake-format JSONL: conversations of growing prompts sharing their 512-token prefix blocks."""
+    lines = []
+    for k in range(n):
+        conv, turn = k % 4, k // 4
+        blocks = 3 + turn
+        ids = [conv * 1000 + j for j in range(blocks)]
+        lines.append(json.dumps({"timestamp": 3000 * k, "input_length": blocks * B - 100, "output_length": 20,
+                                 "hash_ids": ids}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def replay_json(*args):
+    from click.testing import CliRunner
+
+    from torta.cli import main
+
+    r = CliRunner().invoke(main, ["replay", "--scenario", "single-region", "--policy", "least-loaded", "--json",
+                                  "--no-progress", *args])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_cli_replay_of_a_mooncake_file_reports_the_cache(tmp_path):
+    f = mooncake_file(tmp_path / "mooncake.jsonl")
+    s = replay_json("--trace", str(f), "--trace-format", "mooncake")
+    assert s["prefix_cache"] is True
+    assert s["prefill_tokens_saved"] > 0 and 0.0 < s["cache_hit_rate"] < 1.0
+    assert isinstance(s["cache_evictions"], int)
+    off = replay_json("--trace", str(f), "--trace-format", "mooncake", "--no-prefix-cache")
+    assert off["prefix_cache"] is False and off["prefill_tokens_saved"] == 0 and off["cache_hit_rate"] == 0.0
+    assert off["ttft_mean_s"] > s["ttft_mean_s"]
+
+
+def test_cli_conversations_then_replay(tmp_path):
+    from click.testing import CliRunner
+
+    from torta.cli import main
+
+    out = tmp_path / "conv.parquet"
+    r = CliRunner().invoke(main, ["traces", "conversations", "--out", str(out), "--hours", "0.1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["requests"] == pl.read_parquet(out).height > 0
+    s = replay_json("--trace", str(out))
+    assert s["prefix_cache"] is True and s["prefill_tokens_saved"] > 0
+
+
+def test_generic_mapping_reads_block_ids(tmp_path):
+    from torta.ingest import ingest
+    from torta.ingest.mapping import ColumnMapping
+
+    f = tmp_path / "t.csv"
+    f.write_text('t,p,o,blocks\n0,1100,5,"[4, 5, 6]"\n1,700,5,"[4]"\n')
+    m = ColumnMapping(timestamp="t", prompt_tokens="p", output_tokens="o", timestamp_unit="s", block_ids="blocks")
+    df = ingest("generic", f, mapping=m).frame
+    assert df["hash_ids"].to_list() == [[4, 5, 6], [4]]
