@@ -278,3 +278,33 @@ def test_generic_mapping_reads_block_ids(tmp_path):
     m = ColumnMapping(timestamp="t", prompt_tokens="p", output_tokens="o", timestamp_unit="s", block_ids="blocks")
     df = ingest("generic", f, mapping=m).frame
     assert df["hash_ids"].to_list() == [[4, 5, 6], [4]]
+
+
+def test_warehouse_and_report_carry_the_cache_metrics(warehouse_db, tmp_path):
+    import dagster as dg
+
+    from pipelines import warehouse as wh
+    from pipelines.assets import replay as replay_assets
+    from pipelines.report import gather
+    from pipelines.resources import WarehouseResource
+    from torta.report.html import write_report
+
+    trace = tmp_path / "conv.parquet"
+    generate(ConversationConfig(duration_s=600.0, conversations_per_s=0.3), seed=0).write_parquet(trace)
+    key = f"single-region|{trace}|least-loaded|0"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("replays", [key])
+    res = dg.materialize([replay_assets.replay_run], partition_key=key, instance=instance,
+                         resources={"warehouse": WarehouseResource(database=str(warehouse_db))},
+                         run_config={"ops": {"replay_run": {"config": {"batch": "pc"}}}})
+    assert res.success
+    run = wh.query(warehouse_db, "select * from runs").to_dicts()[0]
+    assert run["prefix_cache"] is True and run["prefill_tokens_saved"] > 0 and 0 < run["cache_hit_rate"] < 1
+    slots = wh.query(warehouse_db, "select sum(prefill_tokens_saved) as saved, sum(cache_prompt_tokens) as p, "
+                                   "sum(cache_evictions) as ev from slot_metrics")
+    assert slots["saved"][0] == run["prefill_tokens_saved"] and slots["ev"][0] == run["cache_evictions"]
+    assert run["cache_hit_rate"] == pytest.approx(slots["saved"][0] / slots["p"][0])
+    inputs = gather(warehouse_db, "pc")
+    assert inputs.comparison["cache_hit_rate"][0] == pytest.approx(run["cache_hit_rate"])
+    html = write_report(inputs, tmp_path / "report").read_text()
+    assert "cache hit" in html and "prefill saved" in html
