@@ -308,3 +308,49 @@ def test_warehouse_and_report_carry_the_cache_metrics(warehouse_db, tmp_path):
     assert inputs.comparison["cache_hit_rate"][0] == pytest.approx(run["cache_hit_rate"])
     html = write_report(inputs, tmp_path / "report").read_text()
     assert "cache hit" in html and "prefill saved" in html
+
+
+class _TortaMicro:
+    """No plan; the TORTA micro allocator in global scope (the seam's BasePolicy with another allocator)."""
+
+    def __new__(cls):
+        from torta.allocator.greedy import TortaAllocator
+        from torta.policy.base import BasePolicy
+
+        pol = BasePolicy()
+        pol.name = "torta-micro"
+        pol.allocator = TortaAllocator()
+        return pol
+
+
+def test_torta_micro_allocator_counts_the_prefill_a_cache_saves(tmp_path):
+    world = make_world((2,), perf=LinearPerf())
+    df = with_blocks(make_requests([0.0, 100.0], prompt_tokens=8 * B, output_tokens=2), [list(range(8))] * 2)
+    on = completions(replay(world, df, _TortaMicro(), seed=0, out_dir=tmp_path / "on", config=DEBUG))
+    off = completions(replay(world, df, _TortaMicro(), seed=0, out_dir=tmp_path / "off",
+                             config=replace(DEBUG, prefix_cache=False)))
+    # without the cache the spreading term sends the second request to the other idle server; with it, the
+    # prefill of 4,095 cached tokens outweighs that term and the request meets its prefix
+    assert off["server_id"][1] != off["server_id"][0]
+    assert on["server_id"][1] == on["server_id"][0]
+    assert on["ttft_s"][1] < off["ttft_s"][1]
+
+
+def test_prefix_hash_keeps_affinity_and_bounds_load(tmp_path):
+    from torta.allocator.prefix_hash import BOUND_C
+
+    world = make_world((4,), perf=LinearPerf(kv_tokens={"G": 10_000_000}))
+    spaced = with_blocks(make_requests(100.0 * np.arange(12), prompt_tokens=6 * B, output_tokens=2),
+                         [[1000 * (k % 3) + j for j in range(6)] for k in range(12)])
+    c = completions(replay(world, spaced, "prefix-hash", seed=0, out_dir=tmp_path / "a", config=DEBUG))
+    by_key = c.with_columns(key=pl.col("request_id") % 3).group_by("key").agg(pl.col("server_id").n_unique())
+    assert by_key["server_id"].to_list() == [1, 1, 1]  # every key always on one server
+    assert c["server_id"].n_unique() >= 2  # and keys spread over servers
+    assert c.slice(3)["ttft_s"].max() < c.head(3)["ttft_s"].min()  # later turns hit their server's cache
+    burst = with_blocks(make_requests(np.zeros(40), prompt_tokens=6 * B, output_tokens=50), [[1, 2, 3, 4, 5, 6]] * 40)
+    b = completions(replay(world, burst, "prefix-hash", seed=0, out_dir=tmp_path / "b", config=DEBUG))
+    counts = b.group_by("server_id").len()["len"].to_list()
+    assert max(counts) <= int(np.ceil(BOUND_C * 40 / 4)) and len(counts) == 4
+    plain = make_requests(np.zeros(8), prompt_tokens=300, output_tokens=5)  # no block ids: least-loaded
+    p = completions(replay(world, plain, "prefix-hash", seed=0, out_dir=tmp_path / "c", config=DEBUG))
+    assert p["server_id"].n_unique() == 4

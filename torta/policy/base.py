@@ -100,6 +100,8 @@ class RequestInfo:
     prompt_tokens: int
     output_tokens: int
     arrival_s: float
+    # ids of the prompt's full prefix blocks when the replay runs the prefix cache (torta.sim.prefix), else ()
+    prefix_blocks: tuple = ()
 
 
 @runtime_checkable

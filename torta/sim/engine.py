@@ -224,11 +224,14 @@ class FleetView:
       it (a read-only sequence);
     - `now_s`: the current simulated time.
 
-    The methods below give the same per server, plus table facts (capacities, work, latencies)."""
+    The methods below give the same per server, plus table facts (capacities, work, latencies) and, with
+    the prefix cache on, `cached_prefix_tokens(server, request)`."""
 
     def __init__(self, tables: FleetTables, *, busy_until_s: list, loaded_models: list, tail_models: list,
-                 batch_sizes: list, kv_reserved_tokens: list, queues: list, queue_heads: list) -> None:
+                 batch_sizes: list, kv_reserved_tokens: list, queues: list, queue_heads: list,
+                 prefix: PrefixCaches | None = None) -> None:
         self.tables = tables
+        self._prefix = prefix
         self._busy_until_s, self._loaded, self._tail = busy_until_s, loaded_models, tail_models
         self._batch, self._kv = batch_sizes, kv_reserved_tokens
         self._qlen = _QueueLengths(queues, queue_heads, self)
@@ -274,6 +277,20 @@ class FleetView:
         """(busy_until_s, tail_models, batch_sizes) as seen for `region`'s servers: live state here, the
         current gateway's perception under the information model (`torta.sim.infomodel.GatewayView`)."""
         return self._busy_until_s, self._tail, self._batch
+
+    @property
+    def prefix_cache(self) -> bool:
+        """Whether the replay runs the prefix cache (torta.sim.prefix)."""
+        return self._prefix is not None
+
+    def cached_prefix_tokens(self, server: int, request) -> int:
+        """Prompt tokens of `request` (a RequestInfo) the server's prefix cache holds now: the prefill its
+        admission there would skip if nothing changed before (0 without the cache or block ids). The live
+        cache, also under the information model (a simplification: caches are not in the load reports)."""
+        pc = self._prefix
+        if pc is None or not request.prefix_blocks:
+            return 0
+        return pc.cached_for(server, request.prefix_blocks, request.prompt_tokens)
 
     def kv_used_tokens(self, server: int) -> int:
         return int(self._kv[server])
@@ -361,9 +378,11 @@ class Engine:
         self.pack_row, self.pack_row_into, self.unpack_row, self.iter_rows = (ROW6.pack, ROW6.pack_into,
                                                                               ROW6.unpack_from, ROW6.iter_unpack)
         self.kv_cap_of = [[T.types[t].kv_cap if t >= 0 else 0 for t in row] for row in T.stype]
+        self.prefix = self._prefix_caches(req)
+        self.cache_affinity = None  # (R, R) token hit rate of the last slot by (origin, region); cache on only
         self.view = FleetView(T, busy_until_s=f.busy_until_s, loaded_models=f.loaded_model,
                               tail_models=f.tail_model, batch_sizes=f.batch_size, kv_reserved_tokens=f.kv_reserved,
-                              queues=f.queue, queue_heads=f.queue_head)
+                              queues=f.queue, queue_heads=f.queue_head, prefix=self.prefix)
         refresh = float(cfg.state_refresh_s)
         if not (math.isfinite(refresh) and refresh >= 0.0):
             raise ValueError(f"state_refresh_s must be a finite number of seconds >= 0, got {cfg.state_refresh_s}")
@@ -390,8 +409,6 @@ class Engine:
         wmax = int(getattr(alloc, "batch_max_requests", 0) or 0) if win else 0
         self.window_s, self.window_max = win, (wmax if wmax > 0 else 1 << 62)
         self.held: list = [[] for _ in range(T.n_regions)]  # requests held in each region's window
-        self.prefix = self._prefix_caches(req)
-        self.cache_affinity = None  # (R, R) token hit rate of the last slot by (origin, region); cache on only
         self.servers = server_handlers(self)
         self.routing = routing_handlers(self, self.servers)
         self.prev_plan = None

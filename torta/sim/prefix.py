@@ -81,16 +81,21 @@ class PrefixCaches:
         self.od_prompt = np.zeros((R, R))
         self.od_saved = np.zeros((R, R))
 
-    def cached_tokens(self, server: int, position: int, prompt_tokens: int) -> int:
-        """Prompt tokens of request `position` the server's cache holds now (no side effects)."""
-        ids, B = self.ids, self.block_tokens
-        a, e = self.off[position], self.off[position + 1]
-        n = min(e - a, prompt_tokens // B)
+    def blocks_of(self, position: int, prompt_tokens: int) -> tuple:
+        """The ids of request `position`'s full prompt blocks (the cacheable ones)."""
+        a = self.off[position]
+        return tuple(self.ids[a:a + min(self.off[position + 1] - a, prompt_tokens // self.block_tokens)])
+
+    def cached_for(self, server: int, blocks: tuple, prompt_tokens: int) -> int:
+        """Prompt tokens of a request with full blocks `blocks` the server's cache holds now, as its
+        admission would count them (no side effects)."""
         refs = self.refs[server]
         h = 0
-        while h < n and ids[a + h] in refs:
+        for b in blocks:
+            if b not in refs:
+                break
             h += 1
-        c = h * B
+        c = h * self.block_tokens
         return c if c < prompt_tokens else max(0, prompt_tokens - 1)
 
     def admit(self, s: int, rows, free_tokens: float) -> tuple[int, float]:
