@@ -16,7 +16,9 @@ slot seconds (near 1 for any server with a running batch under continuous batchi
 `kv_util` = time-averaged KV reservation / capacity, energy by state = W per GPU x tp x PUE x seconds
 (loading at idle power), priced at the region's electricity price and carbon intensity for the hour
 holding the slot's midpoint, `switches` = model loads started, `switching_usd` = GPU-hours spent
-loading x `gpu_usd_per_hour`.
+loading x `gpu_usd_per_hour`. With the prefix cache on (torta.sim.prefix): `cache_prompt_tokens`
+(prompt tokens admitted), `prefill_tokens_saved` (of them, cached), `cache_evictions` (blocks) and
+`cache_hit_rate` (saved / admitted); the run's `cache_hit_rate` is the same ratio over the scored slots.
 
 Warm-up (`warmup_s` > 0, a multiple of the slot length): requests arriving before it are replayed
 like any other (queues, loaded models and backlog carry over into the scored window) but appear in no
