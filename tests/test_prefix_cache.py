@@ -354,3 +354,31 @@ def test_prefix_hash_keeps_affinity_and_bounds_load(tmp_path):
     plain = make_requests(np.zeros(8), prompt_tokens=300, output_tokens=5)  # no block ids: least-loaded
     p = completions(replay(world, plain, "prefix-hash", seed=0, out_dir=tmp_path / "c", config=DEBUG))
     assert p["server_id"].n_unique() == 4
+
+
+def test_block_ids_follow_their_requests_into_arrival_order(tmp_path):
+    world = one_server()
+    df = with_blocks(make_requests([0.0, 0.0, 0.0], prompt_tokens=3 * B + 10, output_tokens=2),
+                     [[1, 2, 3], [1, 2, 3], [9]])
+    df = df.with_columns(pl.Series("arrival_s", [100.0, 0.0, 50.0]))  # rows out of arrival order
+    c = completions(replay(world, df, "least-loaded", seed=0, out_dir=tmp_path, config=DEBUG))
+    ttft = dict(zip(c["request_id"].to_list(), c["ttft_s"].to_list()))
+    assert ttft[0] < ttft[1] == pytest.approx(ttft[2])  # request 0 (t = 100 s) meets request 1's blocks
+
+
+def test_planners_see_cache_affinity_per_origin_and_region(tmp_path):
+    world = make_world((1, 1), perf=LinearPerf(), slot_s=50.0)
+    df = with_blocks(make_requests([0.0, 10.0, 60.0, 70.0, 110.0], prompt_tokens=4 * B, output_tokens=2,
+                                   origin=["r0", "r0", "r1", "r1", "r0"]), [[1, 2, 3, 4]] * 4 + [[50]])
+    states = []
+    res = replay(world, df, "local-only", seed=0, config=DEBUG, plan_sink=lambda st, plan: states.append(st))
+    assert res.summary["prefill_tokens_saved"] == 2 * (4 * B - 1)
+    assert states[0].cache_hit_rate is None  # nothing observed before the first slot
+    first = states[1].cache_hit_rate  # the slot [0, 50): r0's two requests, served in r0
+    assert first.shape == (2, 2) and first[0, 0] == pytest.approx((4 * B - 1) / (8 * B)) and first.sum() == first[0, 0]
+    second = states[2].cache_hit_rate
+    assert second[1, 1] == pytest.approx((4 * B - 1) / (8 * B)) and second[0, 0] == 0.0
+    off = []
+    replay(world, df, "local-only", seed=0, config=EngineConfig(prefix_cache=False),
+           plan_sink=lambda st, plan: off.append(st))
+    assert all(st.cache_hit_rate is None for st in off)

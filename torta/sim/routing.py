@@ -27,7 +27,7 @@ RID, ORG, MOD, PR, OUT, ARR, REG = range(7)
 
 def python_allocator(eng, alloc) -> AllocatorOps:
     """A custom allocator's `choose(view, request, region)` behind `AllocatorOps`, validated."""
-    T, view, req = eng.tables, eng.view, eng.req
+    T, view = eng.tables, eng.view
     S, stype, types, region = T.n_servers, T.stype, T.types, T.region
     book = generic_book(eng.fleet, T)
     pick = getattr(alloc, "choose", None)
@@ -135,7 +135,7 @@ def _batch_window(eng, srv) -> SimpleNamespace:
     """The batch-window hook (`torta.policy.base.BatchAllocator`): a request reaching its serving region
     waits in `held[r]` until the window its region's first held request opened closes (EV_BATCH, or at
     once when `batch_max_requests` are held); then `alloc.assign_batch` places the whole batch."""
-    T, view, req, alloc = eng.tables, eng.view, eng.req, eng.policy.allocator
+    T, view, alloc = eng.tables, eng.view, eng.policy.allocator
     S, R, heap, nxt = T.n_servers, T.n_regions, eng.heap, eng.nxt
     region, stype, types, lat, near, rcap = T.region, T.stype, T.types, T.latency_s, T.near, T.region_max_cap
     win, wmax, held, wver = eng.window_s, eng.window_max, eng.held, [0] * R  # wver: window version per region
