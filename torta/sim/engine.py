@@ -712,6 +712,12 @@ class Engine:
         length = a.span[1] - a.span[0]
         assert abs(a.idle_s[s] + a.prefill_s[s] + a.decode_s[s] + a.loading_s[s] - length) <= 1e-9 * max(1.0, length), \
             f"server {s}: state times do not add up to the slot"
+        pc = self.prefix
+        if pc is not None:  # unreferenced cached blocks fit in the free KV memory; referenced ones are held
+            lru, refs = pc.lru[s], pc.refs[s]
+            assert len(lru) * pc.block_tokens <= f.kv_capacity[s] - f.kv_reserved[s], f"server {s}: cache memory"
+            assert all(refs[b] == 0 for b in lru) and sum(1 for k in refs.values() if k == 0) == len(lru), \
+                f"server {s}: cache references"
         ll = getattr(self.alloc, "state", None)
         if ll is not None:
             T = self.tables

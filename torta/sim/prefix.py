@@ -112,10 +112,11 @@ class PrefixCaches:
             rid = int(rid)
             p = int(p)
             a = off[rid]
-            n = min(off[rid + 1] - a, p // B)
+            n = off[rid + 1] - a
+            if p // B < n:
+                n = p // B
             h = 0
-            while h < n:
-                b = ids[a + h]
+            for b in ids[a:a + n]:  # the longest cached run of full blocks from the first
                 k = refs.get(b)
                 if k is None:
                     break
@@ -146,8 +147,7 @@ class PrefixCaches:
             self.evictions[s] += ev
         held = self.held
         for rid, a, h, n in todo:
-            for j in range(a + h, a + n):
-                b = ids[j]
+            for b in ids[a + h:a + n]:
                 k = refs.get(b)
                 if k is None:
                     refs[b] = 1
@@ -163,17 +163,25 @@ class PrefixCaches:
         doubles, position first). Their blocks lose a reference; unreferenced ones join the LRU, deepest
         first, then by id (see the module docstring)."""
         ids, refs, lru, held = self.ids, self.refs[s], self.lru[s], self.held
-        freed = []
-        for k in range(first, len(done), 7):
-            a, n = held.pop(int(done[k]))
-            for j in range(a + n - 1, a - 1, -1):
-                b = ids[j]
+        if len(done) - first == 7:  # one request: its blocks tail first, already in the LRU's order
+            a, n = held.pop(int(done[first]))
+            for b in ids[a:a + n][::-1]:
                 c = refs[b] - 1
                 refs[b] = c
                 if not c:
-                    freed.append((a - j, b))
-        if len(freed) > 1 and len(done) - first > 7:  # several requests at one instant: one order
-            freed.sort()
+                    lru[b] = None
+            return
+        freed = []
+        for k in range(first, len(done), 7):
+            a, n = held.pop(int(done[k]))
+            d = n
+            for b in ids[a:a + n][::-1]:
+                d -= 1
+                c = refs[b] - 1
+                refs[b] = c
+                if not c:
+                    freed.append((-d, b))
+        freed.sort()
         for _, b in freed:
             lru[b] = None
 
