@@ -100,7 +100,8 @@ class RequestInfo:
     prompt_tokens: int
     output_tokens: int
     arrival_s: float
-    # ids of the prompt's full prefix blocks when the replay runs the prefix cache (torta.sim.prefix), else ()
+    # the prompt's full prefix blocks when the replay runs the prefix cache (torta.sim.prefix: its dense block
+    # indices, equal index = equal block id of the trace), else ()
     prefix_blocks: tuple = ()
 
 

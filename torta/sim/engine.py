@@ -292,6 +292,10 @@ class FleetView:
             return 0
         return pc.cached_for(server, request.prefix_blocks, request.prompt_tokens)
 
+    def prefix_block_id(self, block: int) -> int:
+        """The trace's id of a block of `RequestInfo.prefix_blocks` (the cache's dense block index)."""
+        return int(self._prefix.block_id[block])
+
     def kv_used_tokens(self, server: int) -> int:
         return int(self._kv[server])
 
@@ -436,7 +440,7 @@ class Engine:
         if len(req.block_offsets) != len(req) + 1:
             raise ValueError(f"block_offsets has {len(req.block_offsets)} entries; expected {len(req) + 1}")
         return PrefixCaches(T.n_servers, T.n_regions, int(self.cfg.block_tokens), req.block_ids,
-                            req.block_offsets, req.origin, T.region)
+                            req.block_offsets, req.origin, T.region, req.prompt_tokens)
 
     def _chunk(self, pos: int) -> tuple:
         """Arrivals [pos, pos + chunk) as Python lists: times, pos, prompt, output, origin, model, draws."""

@@ -36,7 +36,6 @@ blocks evicted; per (origin, region) the prompt and saved tokens of the slot for
 
 from __future__ import annotations
 
-from array import array
 from collections import OrderedDict
 
 import numpy as np
@@ -61,30 +60,38 @@ class PrefixCaches:
     by the engine's server handlers (`torta.sim.servers`) only when the cache is on."""
 
     def __init__(self, n_servers: int, n_regions: int, block_tokens: int, block_ids: np.ndarray,
-                 block_offsets: np.ndarray, origin: np.ndarray, region: list[int]) -> None:
+                 block_offsets: np.ndarray, origin: np.ndarray, region: list[int], prompt_tokens: np.ndarray) -> None:
         if not (isinstance(block_tokens, int) and block_tokens > 0):
             raise ValueError(f"block_tokens = {block_tokens!r}; expected a positive integer")
         S, R = n_servers, n_regions
         self.block_tokens = block_tokens
-        self.ids = array("q", np.ascontiguousarray(block_ids, dtype=np.int64).tobytes())
-        self.off = np.asarray(block_offsets, dtype=np.int64).tolist()
+        # block ids remapped to dense indices 0..U-1 (same id, same index), held as one Python list whose
+        # equal entries share one int object: slices and dict lookups then allocate nothing per block
+        uniq, dense = np.unique(np.asarray(block_ids, dtype=np.int64), return_inverse=True)
+        pool = list(range(len(uniq)))
+        self.block_id = uniq  # dense index -> the trace's block id
+        self.ids = list(map(pool.__getitem__, dense.tolist()))
+        del pool, dense
+        off = np.asarray(block_offsets, dtype=np.int64)
+        self.off = off[:-1].tolist()
+        # each request's full (cacheable) blocks: ids[off[k]:off[k] + nfull[k]]
+        self.nfull = np.minimum(np.diff(off), np.asarray(prompt_tokens, dtype=np.int64) // block_tokens).tolist()
         self.origin = np.asarray(origin).tolist()
         self.region = region
         self.refs: list[dict] = [{} for _ in range(S)]  # block -> running requests holding it (0: evictable)
         self.lru: list[OrderedDict] = [OrderedDict() for _ in range(S)]  # unreferenced blocks, oldest first
-        self.held: dict = {}  # position of a running request -> its full blocks (all referenced)
         # slot statistics per server (reset by the engine at each slot boundary)
         self.prompt_tokens = [0] * S
         self.saved_tokens = [0] * S
         self.evictions = [0] * S
-        # slot statistics per (origin, serving region)
-        self.od_prompt = np.zeros((R, R))
-        self.od_saved = np.zeros((R, R))
+        # slot statistics per (origin, serving region), rows by origin
+        self.od_prompt = [[0] * R for _ in range(R)]
+        self.od_saved = [[0] * R for _ in range(R)]
 
     def blocks_of(self, position: int, prompt_tokens: int) -> tuple:
-        """The ids of request `position`'s full prompt blocks (the cacheable ones)."""
+        """Request `position`'s full prompt blocks (the cacheable ones), as the cache's dense indices."""
         a = self.off[position]
-        return tuple(self.ids[a:a + min(self.off[position + 1] - a, prompt_tokens // self.block_tokens)])
+        return tuple(self.ids[a:a + self.nfull[position]])
 
     def cached_for(self, server: int, blocks: tuple, prompt_tokens: int) -> int:
         """Prompt tokens of a request with full blocks `blocks` the server's cache holds now, as its
@@ -101,29 +108,38 @@ class PrefixCaches:
     def admit(self, s: int, rows, free_tokens: float) -> tuple[int, float]:
         """A prefill batch starts on s: `rows` are its (position, model, prompt, output, t, reservation)
         rows; `free_tokens` = KV capacity - reservations with the batch admitted. Returns the batch's
-        (prefill tokens, attention term) after the hits."""
-        ids, off, B, refs, lru = self.ids, self.off, self.block_tokens, self.refs[s], self.lru[s]
+        (prefill tokens, attention term) after the hits. (The per-block work is done by C-level dict and
+        list operations over a request's slice of blocks: the hot path with the cache on.)"""
+        ids, off, nfull, B, refs, lru = self.ids, self.off, self.nfull, self.block_tokens, self.refs[s], self.lru[s]
         org, od_p, od_s, r = self.origin, self.od_prompt, self.od_saved, self.region[s]
+        get = refs.get
         tok = 0
         sq = 0.0
         todo = []
         ptot = saved = 0
-        for rid, _, p, _, _, _ in rows:
-            rid = int(rid)
-            p = int(p)
-            a = off[rid]
-            n = off[rid + 1] - a
-            if p // B < n:
-                n = p // B
+        for row in rows:
+            rid = int(row[0])
+            p = int(row[2])
+            n = nfull[rid]
             h = 0
-            for b in ids[a:a + n]:  # the longest cached run of full blocks from the first
-                k = refs.get(b)
-                if k is None:
-                    break
-                if k == 0:
-                    del lru[b]
-                refs[b] = k + 1
-                h += 1
+            if n:
+                a = off[rid]
+                blocks = ids[a:a + n]
+                ks = list(map(get, blocks))
+                h = ks.index(None) if None in ks else n  # the longest cached run of full blocks from the first
+                if h:
+                    if h < n:
+                        del ks[h:]
+                        hit = blocks[:h]
+                    else:
+                        hit = blocks
+                    if 0 in ks:  # unreferenced until now: out of the LRU
+                        for b, k in zip(hit, ks):
+                            if k == 0:
+                                del lru[b]
+                    refs.update(zip(hit, map((1).__add__, ks)))
+                if h < n:
+                    todo.append(blocks[h:] if h else blocks)
             c = h * B
             if c >= p:
                 c = p - 1 if p > 0 else 0
@@ -133,49 +149,61 @@ class PrefixCaches:
             ptot += p
             saved += c
             o = org[rid]
-            od_p[o, r] += p
-            od_s[o, r] += c
-            todo.append((rid, a, h, n))
+            od_p[o][r] += p
+            od_s[o][r] += c
         self.prompt_tokens[s] += ptot
         self.saved_tokens[s] += saved
         if lru:
-            ev = 0
-            while lru and len(lru) * B > free_tokens:
-                b, _ = lru.popitem(last=False)
-                del refs[b]
-                ev += 1
-            self.evictions[s] += ev
-        held = self.held
-        for rid, a, h, n in todo:
-            for b in ids[a + h:a + n]:
-                k = refs.get(b)
-                if k is None:
-                    refs[b] = 1
-                else:
-                    if k == 0:  # cached behind an evicted parent: referenced again
-                        del lru[b]
-                    refs[b] = k + 1
-            held[rid] = (a, n)
+            ev = len(lru) - int(free_tokens // B)  # blocks over the free memory, LRU first
+            if ev > 0:
+                if ev > len(lru):
+                    ev = len(lru)
+                pop = lru.popitem
+                for _ in range(ev):
+                    del refs[pop(last=False)[0]]
+                self.evictions[s] += ev
+        for new in todo:  # the blocks the batch computes, referenced by their requests
+            ks = list(map(get, new))
+            if ks.count(None) == len(ks):  # none cached: all new, referenced once
+                refs.update(dict.fromkeys(new, 1))
+            else:
+                for b, k in zip(new, ks):
+                    if k is None:
+                        refs[b] = 1
+                    else:
+                        if k == 0:  # cached behind an evicted parent: referenced again
+                            del lru[b]
+                        refs[b] = k + 1
         return tok, sq
 
     def release(self, s: int, done, first: int) -> None:
         """Requests finished on s: their rows are `done[first:]` (the engine's completion rows of 7
         doubles, position first). Their blocks lose a reference; unreferenced ones join the LRU, deepest
         first, then by id (see the module docstring)."""
-        ids, refs, lru, held = self.ids, self.refs[s], self.lru[s], self.held
+        ids, off, nfull, refs, lru = self.ids, self.off, self.nfull, self.refs[s], self.lru[s]
         if len(done) - first == 7:  # one request: its blocks tail first, already in the LRU's order
-            a, n = held.pop(int(done[first]))
-            for b in ids[a:a + n][::-1]:
-                c = refs[b] - 1
-                refs[b] = c
-                if not c:
-                    lru[b] = None
+            rid = int(done[first])
+            n = nfull[rid]
+            if n:
+                a = off[rid]
+                blocks = ids[a:a + n]
+                ks = list(map(refs.__getitem__, blocks))
+                if ks.count(1) == n:  # no other running request holds them (the common case)
+                    refs.update(dict.fromkeys(blocks, 0))
+                    lru.update(dict.fromkeys(reversed(blocks)))
+                else:
+                    refs.update(zip(blocks, map((-1).__add__, ks)))
+                    if 1 in ks:
+                        z = [b for b, k in zip(blocks, ks) if k == 1]
+                        z.reverse()
+                        lru.update(dict.fromkeys(z))
             return
         freed = []
         for k in range(first, len(done), 7):
-            a, n = held.pop(int(done[k]))
-            d = n
-            for b in ids[a:a + n][::-1]:
+            rid = int(done[k])
+            a = off[rid]
+            d = nfull[rid]
+            for b in reversed(ids[a:a + d]):
                 d -= 1
                 c = refs[b] - 1
                 refs[b] = c
@@ -201,7 +229,7 @@ class PrefixCaches:
 
     def take_affinity(self) -> np.ndarray:
         """(R, R) token hit rate of the slot's admissions by (origin, serving region) (0 where none), reset."""
-        p, c = self.od_prompt, self.od_saved
-        rate = np.divide(c, p, out=np.zeros_like(c), where=p > 0)
-        self.od_prompt, self.od_saved = np.zeros_like(p), np.zeros_like(c)
-        return rate
+        p, c = np.asarray(self.od_prompt, dtype=float), np.asarray(self.od_saved, dtype=float)
+        R = len(p)
+        self.od_prompt, self.od_saved = [[0] * R for _ in range(R)], [[0] * R for _ in range(R)]
+        return np.divide(c, p, out=np.zeros_like(c), where=p > 0)
