@@ -133,11 +133,16 @@ class PrefixCaches:
                         hit = blocks[:h]
                     else:
                         hit = blocks
-                    if 0 in ks:  # unreferenced until now: out of the LRU
-                        for b, k in zip(hit, ks):
-                            if k == 0:
-                                del lru[b]
-                    refs.update(zip(hit, map((1).__add__, ks)))
+                    z = ks.count(0)
+                    if z == h:  # all unreferenced until now (a finished turn's blocks): out of the LRU
+                        list(map(lru.pop, hit))
+                        refs.update(dict.fromkeys(hit, 1))
+                    else:
+                        if z:
+                            for b, k in zip(hit, ks):
+                                if k == 0:
+                                    del lru[b]
+                        refs.update(zip(hit, map((1).__add__, ks)))
                 if h < n:
                     todo.append(blocks[h:] if h else blocks)
             c = h * B
