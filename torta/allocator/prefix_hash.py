@@ -74,7 +74,7 @@ class PrefixHashAllocator:
         m, p = request.model, request.prompt_tokens
         s = -1
         if blocks:
-            s = self._walk(view, region, m, p, view.prefix_block_id(blocks[min(len(blocks), self.key_blocks) - 1]))
+            s = self._walk(view, region, m, p, blocks[min(len(blocks), self.key_blocks) - 1])
         if s < 0:
             s = self.fallback.pick(view, request, region)
         if s < 0:

@@ -100,8 +100,7 @@ class RequestInfo:
     prompt_tokens: int
     output_tokens: int
     arrival_s: float
-    # the prompt's full prefix blocks when the replay runs the prefix cache (torta.sim.prefix: its dense block
-    # indices, equal index = equal block id of the trace), else ()
+    # the ids of the prompt's full prefix blocks when the replay runs the prefix cache (torta.sim.prefix), else ()
     prefix_blocks: tuple = ()
 
 

@@ -292,10 +292,6 @@ class FleetView:
             return 0
         return pc.cached_for(server, request.prefix_blocks, request.prompt_tokens)
 
-    def prefix_block_id(self, block: int) -> int:
-        """The trace's id of a block of `RequestInfo.prefix_blocks` (the cache's dense block index)."""
-        return int(self._prefix.block_id[block])
-
     def kv_used_tokens(self, server: int) -> int:
         return int(self._kv[server])
 

@@ -65,13 +65,8 @@ class PrefixCaches:
             raise ValueError(f"block_tokens = {block_tokens!r}; expected a positive integer")
         S, R = n_servers, n_regions
         self.block_tokens = block_tokens
-        # block ids remapped to dense indices 0..U-1 (same id, same index), held as one Python list whose
-        # equal entries share one int object: slices and dict lookups then allocate nothing per block
-        uniq, dense = np.unique(np.asarray(block_ids, dtype=np.int64), return_inverse=True)
-        pool = list(range(len(uniq)))
-        self.block_id = uniq  # dense index -> the trace's block id
-        self.ids = list(map(pool.__getitem__, dense.tolist()))
-        del pool, dense
+        # the block ids as one Python list (slices and dict lookups then allocate nothing per block)
+        self.ids = np.asarray(block_ids, dtype=np.int64).tolist()
         off = np.asarray(block_offsets, dtype=np.int64)
         self.off = off[:-1].tolist()
         # each request's full (cacheable) blocks: ids[off[k]:off[k] + nfull[k]]
@@ -89,7 +84,7 @@ class PrefixCaches:
         self.od_saved = [[0] * R for _ in range(R)]
 
     def blocks_of(self, position: int, prompt_tokens: int) -> tuple:
-        """Request `position`'s full prompt blocks (the cacheable ones), as the cache's dense indices."""
+        """The ids of request `position`'s full prompt blocks (the cacheable ones)."""
         a = self.off[position]
         return tuple(self.ids[a:a + self.nfull[position]])
 
