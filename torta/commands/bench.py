@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-SIM_CASES = ("normal", "overloaded", "large-fleet")  # torta.sim.bench.CASES (checked by tests/test_sim_bench.py)
+SIM_CASES = ("normal", "overloaded", "large-fleet", "prefix-cache",
+             "prefix-cache-off")  # torta.sim.bench.CASES (checked by tests/test_sim_bench.py)
 
 
 def _echo_err(msg: str) -> None:
@@ -52,7 +53,9 @@ def bench_ingest(rows: int, seed: int, workdir: Path | None, as_json: bool) -> N
 @cli.command("replay")
 @click.option("--requests", "n_requests", default=1_000_000, show_default=True, type=click.IntRange(1))
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1))
-@click.option("--case", "only", multiple=True, type=click.Choice(list(SIM_CASES)), help="Run only these cases.")
+@click.option("--case", "only", multiple=True, type=click.Choice(list(SIM_CASES)),
+              help="Run only these cases (default: normal, overloaded, large-fleet; prefix-cache runs with "
+                   "prefix-cache-off alternately and reports speed_ratio_vs_off).")
 @click.option("--memory-check", is_flag=True, help="Also replay 10M requests once and report peak RSS.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -71,7 +74,10 @@ def bench_replay(n_requests: int, repeats: int, only: tuple[str, ...], memory_ch
             note = f"  goal {r['target_requests_per_s']:,} req/s: {'met' if r['meets_target'] else 'not met'}"
         elif "target_peak_rss_mib" in r:
             note = f"  goal {r['target_peak_rss_mib']:,} MiB: {'met' if r['meets_target'] else 'not met'}"
-        click.echo(f"{r['case']:<12} {r['requests']:>10,} req  {r['requests_per_s']:>10,.0f} req/s  "
+        if "speed_ratio_vs_off" in r:
+            note = (f"  cache hit {r['cache_hit_rate']:.3f}; speed with/without the cache "
+                    f"{r['speed_ratio_vs_off']:.2f} (median of alternating pairs)")
+        click.echo(f"{r['case']:<16} {r['requests']:>10,} req  {r['requests_per_s']:>10,.0f} req/s  "
                    f"{r['peak_rss_mib']:>7.0f} MiB{note}")
 
 
