@@ -16,7 +16,7 @@ from torta.forecast import backtest, forecast
 from torta.forecast.backtest import ModelUnavailableWarning
 from torta.forecast.hierarchy import TOTAL, build_hierarchy, mint_shrink_projection, reconcile
 from torta.forecast.models import MODELS, SeasonalScaled, unavailable
-from torta.forecast.panel_models import estimate_leads
+from torta.forecast.panel_models import Pooled, estimate_leads, estimate_offsets
 from torta.forecast.pipeline import select, step_buckets
 
 
@@ -62,13 +62,52 @@ def test_leads_are_found_and_the_leader_forecast_is_exact_within_the_lead():
     np.testing.assert_allclose(f[1, :, 3], Y[1, origins + 2], rtol=1e-9)
 
 
+def _curve_panel(offsets, weights, n_slots=6 * 96, jump_at=None, jump=1.5):
+    """Series s shows one curve at slot t + offsets[s] (fractional: follow-the-sun), times
+    weights[s]: a daily wave, times `jump` from curve time `jump_at` on."""
+    t = np.arange(n_slots)[None, :] + np.asarray(offsets, float)[:, None]
+    c = 100 * (1 + 0.5 * np.sin(2 * np.pi * t / 96))
+    if jump_at is not None:
+        c = np.where(t >= jump_at, jump * c, c)
+    return np.asarray(weights, float)[:, None] * c
+
+
+def test_offsets_between_regions_are_found_to_a_fraction_of_a_slot():
+    offs = np.array([0.0, -2.5, -6.3, 1.7])
+    Y = _curve_panel(offs, [1.0, 0.5, 2.0, 1.0])
+    delta, ok = estimate_offsets(Y, np.zeros(Y.shape, bool), ("m", "m", "m", "x"), 500, 16, 288)
+    assert ok[:3, :3].all() and not ok[:3, 3].any() and not ok[3, :3].any()
+    np.testing.assert_allclose(delta[:3, :3], offs[:3, None] - offs[None, :3], atol=0.1)
+
+
+def test_pooled_reads_the_east_and_scales_by_the_pools_latest_level():
+    """A level jump that the eastern series has shown for 8 slots while the western one barely
+    has: Pooled forecasts the western series at the new level (read from the pool within its
+    lead, the pool's daily shape times its new level beyond), its own scaled daily shape does
+    not."""
+    offs, w = np.array([0.0, -2.5, -6.3]), np.array([1.0, 0.5, 2.0])
+    o = 5 * 96 + 28
+    Y = _curve_panel(offs, w, jump_at=o - 8)
+    truth = _curve_panel(offs, w, n_slots=o + 12, jump_at=o - 8)[2, o:]
+    masked = np.zeros(Y.shape, bool)
+    f = Pooled(days=3, window=4).rolling_panel(Y, masked, ("m",) * 3, np.array([o]), 12, 96, 96)
+    err = np.abs(f[2, 0] - truth) / truth
+    assert err.max() < 0.03
+    own = SeasonalScaled(days=3, window=4).rolling(Y[2], np.array([o]), 12, 96, 96)[0]
+    assert (np.abs(own - truth) / truth)[6:].min() > 0.1
+    # known offsets give the same forecast up to the estimates' error
+    known = Pooled(days=3, window=4).rolling_panel(Y, masked, ("m",) * 3, np.array([o]), 12, 96,
+                                                   96, offsets=offs)
+    assert (np.abs(known[2, 0] - truth) / truth).max() < 0.03
+
+
 def test_groups_keep_models_apart():
     Y = _shifted_panel(lead=3)
     _, err = estimate_leads(Y, np.zeros(Y.shape, bool), ("a", "b"), 500, 8, 288)
     assert np.isinf(err).all()
 
 
-@pytest.mark.parametrize("name", ["Leader", "GBM"])
+@pytest.mark.parametrize("name", ["Leader", "GBM", "Pooled"])
 def test_panel_models_read_only_the_past(name):
     Y = _shifted_panel(n_slots=5 * 96, lead=3)
     masked = np.zeros(Y.shape, bool)

@@ -218,6 +218,17 @@ def _panel(cls_name: str) -> Callable[[], object]:
     return make
 
 
+def _panel_mean(members: tuple[str, ...]) -> Callable[[], object]:
+    """A panel model that is the mean of other panel models (each computed once by
+    pipeline.run_models, also when it is a candidate itself)."""
+    def make():
+        raise TypeError("a mean of panel models is computed by pipeline.run_models")
+
+    make.panel = True  # type: ignore[attr-defined]
+    make.members = members  # type: ignore[attr-defined]
+    return make
+
+
 MODELS: dict[str, Callable[[], object]] = {
     "Naive": Naive,
     "SeasonalNaive": SeasonalNaive,
@@ -229,6 +240,7 @@ MODELS: dict[str, Callable[[], object]] = {
     "Ensemble": Ensemble,
     "Leader": _panel("Leader"),
     "GBM": _panel("GBM"),
+    "Pooled": _panel("Pooled"),
 }
 # What each model imports beyond numpy; a model whose library is missing is left out of "auto"
 # selections with a message (see `unavailable`), and refused by name.

@@ -69,12 +69,18 @@ def run_models(panel: Panel, origins: np.ndarray, h: int, models: tuple[str, ...
         out = {b: np.stack([r[0][b] for r in res]) for b in base}
         secs = {b: float(sum(r[1][b] for r in res)) for b in base}
     groups = groups_of(panel.series)
-    for m in models:
-        if is_panel(m):
-            t0 = time.perf_counter()
-            f = MODELS[m]().rolling_panel(panel.y, panel.masked, groups, origins, h, refit, season)
-            out[m] = np.maximum(f, 0.0)
-            secs[m] = time.perf_counter() - t0
+    means = [m for m in models if is_panel(m) and getattr(MODELS[m], "members", None)]
+    singles = [m for m in models if is_panel(m) and m not in means]
+    for m in means:
+        singles += [x for x in MODELS[m].members if x not in singles]
+    for m in singles:
+        t0 = time.perf_counter()
+        f = MODELS[m]().rolling_panel(panel.y, panel.masked, groups, origins, h, refit, season)
+        out[m] = np.maximum(f, 0.0)
+        secs[m] = time.perf_counter() - t0
+    for m in means:
+        out[m] = np.mean([out[x] for x in MODELS[m].members], axis=0)
+        secs[m] = sum(secs[x] for x in MODELS[m].members)
     if "Ensemble" in models:
         members = MODELS["Ensemble"]().members
         out["Ensemble"] = np.mean([out[x] for x in members], axis=0)
