@@ -30,6 +30,7 @@ import json
 
 import click
 import numpy as np
+import polars as pl
 
 from torta.forecast.data import to_history, to_panel
 from torta.forecast.metrics import seasonal_naive_scale
@@ -91,17 +92,21 @@ def score(fc: dict, y, ok, scale_pts) -> dict:
     return {k: float(np.abs(y - f)[ok].sum() / den) for k, f in fc.items()}
 
 
-def run(workload: str, h: int, seed: int = 0, with_models: bool = False) -> dict:
+def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
+        tune: bool = False) -> dict:
     from torta.workload import prepare, regional_rates
 
     plan = prepare(workload, seed=seed)
     rr = regional_rates(workload, seed=seed, plan=plan)
     hist = to_history(rr)
+    if tune:  # days 1-11 only: day 10 selects, day 11 scores (the tuning day of the protocol)
+        hist = hist.filter(pl.col("slot") < 11 * SEASON)
+        rr = rr.filter(pl.col("slot") < 11 * SEASON)
     panel = to_panel(hist, SEASON)
     exp = to_panel(to_history(rr, "expected_requests"), SEASON)
     assert exp.series == panel.series
     Y, T, S = panel.y, panel.n_slots, len(panel.series)
-    origins, is_val, is_test, val_start = geometry(T, h)
+    origins, is_val, is_test, val_start = geometry(T, h, holdout_days=1 if tune else 3)
     y, m = targets(panel, origins, h)
     tgt = origins[:, None] + np.arange(h)[None, :]
     scales = np.array([seasonal_naive_scale(Y[s, :val_start], panel.masked[s, :val_start], SEASON)
@@ -124,27 +129,37 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False) -> dict
     region_off = {r.name: r.offset_s / 900.0 for r in plan.regions}
     offs = np.array([region_off[s.split("|")[0]] for s in panel.series])
     groups = [s.split("|")[1] for s in panel.series]
-    for k in (1, 3, 7):
-        for w in (4, 8):
-            for known in (True, False):
+    for k in (1, 3, 5, 7):
+        for w in (1, 2, 4, 8):
+            for known in (True, False) if (k, w) == (7, 4) else (False,):
                 name = f"Pooled{'Known' if known else ''}SMean{k}Scaled{w}"
                 fc[name] = np.maximum(Pooled(days=k, window=w).rolling_panel(
                     Y, panel.masked, tuple(groups), origins, h, SEASON, SEASON,
                     offsets=offs if known else None), 0.0)
     if with_models:  # the backtest's own candidates (refit every day from the first origin)
-        got, _ = run_models(panel, origins, h, DEFAULT_MODELS, SEASON, SEASON)
+        got, _ = run_models(panel, origins, h, (*DEFAULT_MODELS, "GBMPooled", "Pooled"), SEASON,
+                            SEASON)
         fc.update({m: v for m, v in got.items() if m not in fc})
-        pooled = "PooledSMean7Scaled8"
-        for a, b in (("GBM", pooled), ("GBM", "Leader"), ("GBM", "SeasonalScaled"),
-                     ("Leader", pooled), ("GBM", "PooledSMean3Scaled4")):
-            fc[f"mean({a},{b})"] = (fc[a] + fc[b]) / 2
-        fc[f"mean(GBM,Leader,{pooled})"] = (fc["GBM"] + fc["Leader"] + fc[pooled]) / 3
+        fc["mean(GBM,Leader)"] = (fc["GBM"] + fc["Leader"]) / 2
+        fc["mean(GBMPooled,Leader)"] = (fc["GBMPooled"] + fc["Leader"]) / 2
+        for pooled in ("Pooled", "PooledSMean7Scaled4", "PooledSMean7Scaled2", "PooledSMean5Scaled4",
+                       "PooledSMean3Scaled4", "PooledSMean7Scaled8"):
+            for a in ("GBM", "Leader"):
+                fc[f"mean({a},{pooled})"] = (fc[a] + fc[pooled]) / 2
+            fc[f"mean(GBM,Leader,{pooled})"] = (fc["GBM"] + fc["Leader"] + fc[pooled]) / 3
     buckets = step_buckets(h)
     cands = tuple(x for x in fc if x != "Oracle")
     sets = {"all": cands}
     if with_models:
-        sets["default"] = DEFAULT_MODELS
-        sets["default+Pooled"] = (*DEFAULT_MODELS, *(x for x in cands if x.startswith("Pooled")))
+        D = DEFAULT_MODELS
+        c3 = "mean(GBM,Leader,Pooled)"
+        sets.update({"default": D, "default+Pooled": (*D, "Pooled"),
+                     "default+GBMPooled": (*D, "GBMPooled"),
+                     "default+Pooled+GBMPooled": (*D, "Pooled", "GBMPooled"),
+                     "default+combo3": (*D, c3), "default+Pooled+combo3": (*D, "Pooled", c3),
+                     "default+Pooled+combos": (*D, "Pooled", c3, "mean(GBM,Leader)",
+                                               "mean(Leader,Pooled)", "mean(GBM,Pooled)"),
+                     "default+allPooled": (*D, *(x for x in cands if x.startswith("Pooled")))})
     picked = {}
     for name, ms in sets.items():
         choice = select(fc, y, ok_val, ms, buckets)
@@ -163,7 +178,7 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False) -> dict
              "test_over_SeasonalNaive": test[k] / test["SeasonalNaive"],
              "test_over_Naive": test[k] / test["Naive"],
              "val_over_SeasonalNaive": val[k] / val["SeasonalNaive"]} for k in fc]
-    return {"workload": workload, "horizon": h, "seed": seed, "n_series": S,
+    return {"workload": workload, "horizon": h, "seed": seed, "n_series": S, "tune": tune,
             "n_test_points": int(ok_test.sum()), "rows": rows,
             "picked": {n: {str(k): int(v) for k, v in d.items()} for n, d in picked.items()}}
 
@@ -174,9 +189,11 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False) -> dict
 @click.option("--horizon", "horizons", multiple=True, type=int, default=(4, 12, 24))
 @click.option("--with-models", is_flag=True,
               help="Also the backtest's default models (GBM, Leader, ...) and means of them.")
+@click.option("--tune", is_flag=True,
+              help="Score day 11 (selection on day 10) instead of days 12-14 (selection on 11).")
 @click.option("--json", "as_json", is_flag=True)
-def main(workloads, horizons, with_models, as_json) -> None:
-    docs = [run(w, h, with_models=with_models) for w in workloads for h in horizons]
+def main(workloads, horizons, with_models, tune, as_json) -> None:
+    docs = [run(w, h, with_models=with_models, tune=tune) for w in workloads for h in horizons]
     if as_json:
         click.echo(json.dumps(docs, indent=1))
         return

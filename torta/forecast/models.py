@@ -241,13 +241,14 @@ MODELS: dict[str, Callable[[], object]] = {
     "Leader": _panel("Leader"),
     "GBM": _panel("GBM"),
     "Pooled": _panel("Pooled"),
+    "GBMPooled": _panel("GBMPooled"),
 }
 # What each model imports beyond numpy; a model whose library is missing is left out of "auto"
 # selections with a message (see `unavailable`), and refused by name.
 REQUIRES: dict[str, tuple[str, ...]] = {
     "EWMA": ("statsforecast",), "AutoETS": ("statsforecast",), "MSTL": ("statsforecast",),
     "AutoARIMA": ("statsforecast",), "Ensemble": ("statsforecast",),
-    "GBM": ("lightgbm", "mlforecast", "pandas"),
+    "GBM": ("lightgbm", "mlforecast", "pandas"), "GBMPooled": ("lightgbm", "mlforecast", "pandas"),
 }
 # The default candidates: cheap enough for every series of a 50-region workload in seconds.
 # MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`): MSTL costs ~0.2 s

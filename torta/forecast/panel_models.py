@@ -166,7 +166,8 @@ class GBM:
     def __init__(self, n_estimators: int = 60, learning_rate: float = 0.12, num_leaves: int = 31,
                  train_step: int = 3, max_train_steps: int = 12, max_train_rows: int = 40_000,
                  threads: int = 1, predict_threads: int = 2, seed: int = 0, max_lead: int = 32,
-                 lead_days: int = 3):
+                 lead_days: int = 3, pooled_feature: bool = False):
+        self.pooled_feature = pooled_feature
         self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate,
                            num_leaves=num_leaves, min_child_samples=40, subsample=0.8,
                            subsample_freq=1, colsample_bytree=0.9, objective="l1",
@@ -194,15 +195,16 @@ class GBM:
         cols = [c for c in feats.columns if c not in ("unique_id", "ds", "y")]
         return feats[cols].to_numpy(dtype=float).reshape(S, T + 1, len(cols))
 
-    def step_features(self, Y, F0, o, ks, season, lead, err):
-        """(S, n, K, F) feature rows and (S, n) levels for origins o and steps ks (0-based)."""
+    def step_features(self, Y, F0, o, ks, season, lead, err, pooled=None):
+        """(S, n, K, F) feature rows and (S, n) levels for origins o and steps ks (0-based);
+        `pooled` (S, n, K): an extra feature per step (the Pooled forecast), over the level."""
         S, T = Y.shape
         lvl = np.maximum(F0[:, o, len(self.LAGS)], 1.0)  # RollingMean(4) at the origin
         base = F0[:, o, :] / lvl[..., None]
         ldr = best_leader_values(Y, lead, err, o, int(ks.max()) + 1)
         last = np.maximum(Y[:, o - 1], 1.0)
         rows = []
-        for k in ks:
+        for i, k in enumerate(ks):
             tgt = o + k
             dlag = season * (k // season + 1)
             day = Y[:, np.clip(tgt - dlag, 0, None)] / lvl
@@ -213,9 +215,18 @@ class GBM:
                 np.broadcast_to((tgt % season)[None, :] / season, lvl.shape),
                 np.broadcast_to(((tgt // season) % 7)[None, :].astype(float), lvl.shape),
                 np.full(lvl.shape, float(k)),
+                *(() if pooled is None else (pooled[:, :, i] / lvl,)),
             ], axis=-1)
             rows.append(np.concatenate([base, extra], axis=-1).astype(np.float32))
         return np.stack(rows, axis=2), lvl
+
+    def _pooled(self, Y, masked, groups, fit_at, origins, ks, season):
+        """The Pooled forecasts at steps ks from origins (offsets estimated before fit_at), or
+        None when this GBM has no pooled feature."""
+        if not self.pooled_feature:
+            return None
+        got = Pooled().forecast_from(Y, masked, groups, fit_at, origins, int(ks.max()) + 1, season)
+        return got[:, :, ks]
 
     def rolling_panel(self, Y, masked, groups, origins, h, refit, season):
         import lightgbm as lgb
@@ -237,14 +248,17 @@ class GBM:
             if tr.size < 8:  # too little history to learn from: last value
                 out[:, sel] = Y[:, origins[sel] - 1][:, :, None]
                 continue
-            X, lvl = self.step_features(Y, F0, tr, kk, season, lead, err)
+            X, lvl = self.step_features(Y, F0, tr, kk, season, lead, err,
+                                        self._pooled(Y, masked, groups, f, tr, kk, season))
             tgt = tr[:, None] + kk[None, :]
             yt = Y[:, tgt] / lvl[..., None]
             ok = ~masked[:, tgt] & (tgt < f)[None]
             wts = np.broadcast_to(lvl[..., None], ok.shape)
             model = lgb.LGBMRegressor(**self.params)
             model.fit(X[ok], yt[ok], sample_weight=wts[ok])
-            Xp, lp = self.step_features(Y, F0, origins[sel], np.arange(h), season, lead, err)
+            Xp, lp = self.step_features(Y, F0, origins[sel], np.arange(h), season, lead, err,
+                                        self._pooled(Y, masked, groups, f, origins[sel],
+                                                     np.arange(h), season))
             pred = model.predict(Xp.reshape(-1, Xp.shape[-1]),
                                  num_threads=self.predict_threads).reshape(Xp.shape[:-1])
             out[:, sel] = pred * lp[..., None]
@@ -368,26 +382,41 @@ class Pooled:
 
     def rolling_panel(self, Y, masked, groups, origins, h, refit, season, offsets=None):
         """`offsets` (S,) local-time offsets in slots, if known, replace the estimated ones."""
-        S, T = Y.shape
-        out = np.empty((S, len(origins), h))
+        out = np.empty((Y.shape[0], len(origins), h))
         fits = _fit_points(origins, refit)
-        g = np.array(groups)
         for f in np.unique(fits):
-            f = int(f)
             sel = np.flatnonzero(fits == f)
-            if offsets is None:
-                delta, ok = estimate_offsets(Y, masked, groups, f, self.max_lag,
-                                             self.lag_days * season)
-            else:
-                off = np.asarray(offsets, dtype=float)
-                delta = off[:, None] - off[None, :]
-                ok = g[:, None] == g[None, :]
-            lo = max(f - self.share_days * season, 0)
-            vol = np.array([Y[s, lo:f][~masked[s, lo:f]].mean() if (~masked[s, lo:f]).any()
-                            else 0.0 for s in range(S)])
-            for s in range(S):
-                mem = np.flatnonzero(ok[s])
-                shares = np.maximum(vol[mem], 1e-9)
-                out[s, sel] = pooled_scaled(Y, mem, delta[s, mem], shares / shares.sum(), s,
-                                            origins[sel], h, season, self.days, self.window)
+            out[:, sel] = self.forecast_from(Y, masked, groups, int(f), origins[sel], h, season,
+                                             offsets)
         return out
+
+    def forecast_from(self, Y, masked, groups, fit_at, origins, h, season, offsets=None):
+        """(S, len(origins), h) forecasts with offsets and shares estimated before `fit_at`."""
+        S = Y.shape[0]
+        if offsets is None:
+            delta, ok = estimate_offsets(Y, masked, groups, fit_at, self.max_lag,
+                                         self.lag_days * season)
+        else:
+            off = np.asarray(offsets, dtype=float)
+            g = np.array(groups)
+            delta, ok = off[:, None] - off[None, :], g[:, None] == g[None, :]
+        lo = max(fit_at - self.share_days * season, 0)
+        vol = np.array([Y[s, lo:fit_at][~masked[s, lo:fit_at]].mean()
+                        if (~masked[s, lo:fit_at]).any() else 0.0 for s in range(S)])
+        out = np.empty((S, len(origins), h))
+        for s in range(S):
+            mem = np.flatnonzero(ok[s])
+            shares = np.maximum(vol[mem], 1e-9)
+            out[s] = pooled_scaled(Y, mem, delta[s, mem], shares / shares.sum(), s, origins, h,
+                                   season, self.days, self.window)
+        return out
+
+
+class GBMPooled(GBM):
+    """GBM with the Pooled forecast of each target (over the level) as one more feature: the
+    pool's level is known further ahead than a western series' own."""
+
+    name = "GBMPooled"
+
+    def __init__(self, **kw):
+        super().__init__(pooled_feature=True, **kw)
