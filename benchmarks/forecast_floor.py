@@ -142,6 +142,7 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
         fc.update({m: v for m, v in got.items() if m not in fc})
         fc["mean(GBM,Leader)"] = (fc["GBM"] + fc["Leader"]) / 2
         fc["mean(GBMPooled,Leader)"] = (fc["GBMPooled"] + fc["Leader"]) / 2
+        fc["mean(GBMPooled,Leader,Pooled)"] = (fc["GBMPooled"] + fc["Leader"] + fc["Pooled"]) / 3
         for pooled in ("Pooled", "PooledSMean7Scaled4", "PooledSMean7Scaled2", "PooledSMean5Scaled4",
                        "PooledSMean3Scaled4", "PooledSMean7Scaled8"):
             for a in ("GBM", "Leader"):
@@ -159,6 +160,12 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
                      "default+combo3": (*D, c3), "default+Pooled+combo3": (*D, "Pooled", c3),
                      "default+Pooled+combos": (*D, "Pooled", c3, "mean(GBM,Leader)",
                                                "mean(Leader,Pooled)", "mean(GBM,Pooled)"),
+                     "default+GP+mean(GP,L)": (*D, "GBMPooled", "mean(GBMPooled,Leader)"),
+                     "default-GBM+GP+mean(GP,L)": (*(x for x in D if x != "GBM"), "GBMPooled",
+                                                   "mean(GBMPooled,Leader)"),
+                     "default+GP+P+means(GP,L,P)": (*D, "GBMPooled", "Pooled",
+                                                    "mean(GBMPooled,Leader)",
+                                                    "mean(GBMPooled,Leader,Pooled)"),
                      "default+allPooled": (*D, *(x for x in cands if x.startswith("Pooled")))})
     picked = {}
     for name, ms in sets.items():

@@ -242,6 +242,7 @@ MODELS: dict[str, Callable[[], object]] = {
     "GBM": _panel("GBM"),
     "Pooled": _panel("Pooled"),
     "GBMPooled": _panel("GBMPooled"),
+    "LeaderGBMPooled": _panel_mean(("Leader", "GBM", "Pooled")),
 }
 # What each model imports beyond numpy; a model whose library is missing is left out of "auto"
 # selections with a message (see `unavailable`), and refused by name.
@@ -249,13 +250,17 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "EWMA": ("statsforecast",), "AutoETS": ("statsforecast",), "MSTL": ("statsforecast",),
     "AutoARIMA": ("statsforecast",), "Ensemble": ("statsforecast",),
     "GBM": ("lightgbm", "mlforecast", "pandas"), "GBMPooled": ("lightgbm", "mlforecast", "pandas"),
+    "LeaderGBMPooled": ("lightgbm", "mlforecast", "pandas"),
 }
 # The default candidates: cheap enough for every series of a 50-region workload in seconds.
 # MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`): MSTL costs ~0.2 s
 # per series and fit (../shared/notes/forecasting.md), i.e. ~60 s for the 150 series of a
 # 50-region mixed workload, against a 10 s budget for all of them.
+# LeaderGBMPooled (the mean of three panel models whose errors differ: the leader's persistence,
+# the GBM and the pooled daily shape) was the best candidate added on the tuning day (day 11,
+# selection on day 10: benchmarks/forecast_floor.py --tune); Pooled and GBMPooled alone by name.
 DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader",
-                                   "GBM")
+                                   "GBM", "LeaderGBMPooled")
 
 
 def is_panel(name: str) -> bool:

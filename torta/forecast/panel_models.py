@@ -374,8 +374,9 @@ class Pooled:
 
     name = "Pooled"
     panel = True
+    pools = True  # run_models hands it groups without the hierarchy's aggregates (pool_groups)
 
-    def __init__(self, days: int = 3, window: int = 4, max_lag: int = 32, lag_days: int = 3,
+    def __init__(self, days: int = 7, window: int = 2, max_lag: int = 32, lag_days: int = 3,
                  share_days: int = 3):
         self.days, self.window, self.max_lag = days, window, max_lag
         self.lag_days, self.share_days = lag_days, share_days
@@ -417,6 +418,7 @@ class GBMPooled(GBM):
     pool's level is known further ahead than a western series' own."""
 
     name = "GBMPooled"
+    pools = True
 
     def __init__(self, **kw):
         super().__init__(pooled_feature=True, **kw)
