@@ -1,27 +1,35 @@
 """How far below SeasonalNaive can any forecaster get on the synthesized workloads? (issue 20)
 
-`python -m benchmarks.forecast_floor --workload servegen-mid-14d --horizon 24 [--json]`
+`python -m benchmarks.forecast_floor [--workload W ...] [--horizon H ...] [--with-models] [--tune]
+[--json]` (default: servegen-mid/small/mix-14d at H = 4, 12, 24 slots)
 
 Scores, with the metric and geometry of `torta forecast backtest --holdout-days 3` (origins every
 4 slots from the calibration window on; test origins on days 12-14; pooled MASE = sum |e| / sum of
-the per-series in-sample seasonal-naive MAE before the validation window), forecasts that need no
-fitting:
+the per-series in-sample seasonal-naive MAE before the validation window), these forecasts of the
+bottom series (no reconciliation):
 
 - `Oracle`: the generating rate itself (`expected_requests` of `torta.workload.regional_rates`, the
   scaled ServeGen rate integrated over the slot that the counts were drawn from). Its error is the
-  sampling noise alone: the floor below which no forecaster of the counts can go.
-- `SMean<k>`: the mean of the last k days at the target's time of day (k = 1 is SeasonalNaive).
-- `DOW`: the value one week before the target; `DOWMean`: the mean of that and SMean7.
-- `...Scaled<w>`: the same shape times the ratio of the last w observed slots to the shape there.
-- `Pooled...`: the series of a model pooled across regions after aligning local time (regions see
-  one curve shifted by lon / 15 h, known here from the workload's regions: an upper bound on what
-  data-estimated leads give), each region's forecast read from the pooled curve at its own local
-  time, times its share of the pool. The pooled curve is known further ahead than a western
-  region's own series (the eastern regions have seen it already): the `Pooled` rows use that.
-- `Best(val)`: per series and step bucket the candidate with the lowest validation MAE (the
-  backtest's selection, `torta.forecast.pipeline.select`), scored on the test days.
+  sampling noise alone: no forecaster of the counts can beat it on average.
+- `SMean<k>`: the mean of the last k days at the target's time of day (k = 1 is SeasonalNaive);
+  `DOW`: the value one week before the target; `DOWMean`: the mean of that and SMean7;
+  `...Scaled<w>`: the same shape times the ratio of the last w observed slots to the shape there.
+- `PooledSMean<k>Scaled<w>`: `torta.forecast.panel_models.Pooled(days=k, window=w)`: the regions'
+  series of one model pooled after aligning local time (offsets estimated from the data;
+  `PooledKnown...`: the true offsets lon / 15 h), read from the pool where an eastern region has
+  seen the target already, else the pool's k-day shape times its level over its last w slots.
+- with `--with-models`: the backtest's candidates (`DEFAULT_MODELS`, `GBMPooled`, `Pooled`) and
+  means of them; `Best(val,<set>,margin m)`: the backtest's selection among a set of candidates
+  per series and step bucket on the validation day (`torta.forecast.pipeline.select` with margin
+  m; 1.0: the bucket's overall best for every series); `before` is the default set before this
+  study.
+- `Best(test,all) hindsight`: per series and step bucket the candidate with the lowest error on
+  the test days themselves. Not a forecaster (it looks at the answers): a bound on what selection
+  among these candidates could reach.
 
-Ratios are against SeasonalNaive and Naive scored on the same points.
+`--tune`: the same on days 1-11 only, day 10 selecting and day 11 scored: the tuning day of the
+protocol, on which the shipped choices (the candidates, the selection margin, Pooled's days and
+window) were made. Ratios are against SeasonalNaive and Naive scored on the same points.
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ from torta.forecast.pipeline import assemble, run_models, select, step_buckets, 
 
 SEASON = 96
 STEP = 4
+# the default candidates before this study (commit c394d60)
+BEFORE = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader", "GBM")
+MARGINS = (0.0, 0.05, 0.1, 1.0)  # pipeline.select's margin (the shipped SELECT_MARGIN: 0.1)
 
 
 def geometry(T: int, h: int, holdout_days=3, val_days=1, cal_days=2):
@@ -64,27 +75,6 @@ def scaled(Y, shape_fn, origins, tgt, w):
     ref = shape_fn(recent).sum(axis=2)
     ratio = np.where(ref > 0, obs / np.maximum(ref, 1e-9), 1.0)
     return shape_fn(tgt) * ratio[:, :, None]
-
-
-def select_shrunk(fc, y, ok, models, buckets, scales, eps):
-    """Per step bucket the model with the lowest pooled MASE over all series (the global
-    choice); a series keeps its own best model only where that beats the global one on its own
-    validation MAE by more than `eps` (relative); eps = 0 with `own=False`: the global choice."""
-    own = select(fc, y, ok, models, buckets)
-    out = np.empty_like(own)
-    for b in range(own.shape[1]):
-        cols = buckets == b
-        okb = ok[:, :, cols]
-        err = np.stack([np.where(okb, np.abs(y[:, :, cols] - fc[m][:, :, cols]), 0).sum(axis=(1, 2))
-                        for m in models])  # (M, S)
-        g = int(np.argmin((err / scales[None, :]).sum(axis=1)))
-        if eps == 0:
-            out[:, b] = g
-            continue
-        S = err.shape[1]
-        better = err[own[:, b], np.arange(S)] < (1 - eps) * err[g]
-        out[:, b] = np.where(better, own[:, b], g)
-    return out
 
 
 def score(fc: dict, y, ok, scale_pts) -> dict:
@@ -136,46 +126,33 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
                 fc[name] = np.maximum(Pooled(days=k, window=w).rolling_panel(
                     Y, panel.masked, tuple(groups), origins, h, SEASON, SEASON,
                     offsets=offs if known else None), 0.0)
-    if with_models:  # the backtest's own candidates (refit every day from the first origin)
+    if with_models:  # the backtest's candidates (refit every day from the first origin)
         got, _ = run_models(panel, origins, h, (*DEFAULT_MODELS, "GBMPooled", "Pooled"), SEASON,
                             SEASON)
         fc.update({m: v for m, v in got.items() if m not in fc})
-        fc["mean(GBM,Leader)"] = (fc["GBM"] + fc["Leader"]) / 2
-        fc["mean(GBMPooled,Leader)"] = (fc["GBMPooled"] + fc["Leader"]) / 2
+        for a, b in (("GBM", "Leader"), ("GBMPooled", "Leader"), ("Leader", "Pooled"),
+                     ("GBM", "Pooled")):
+            fc[f"mean({a},{b})"] = (fc[a] + fc[b]) / 2
         fc["mean(GBMPooled,Leader,Pooled)"] = (fc["GBMPooled"] + fc["Leader"] + fc["Pooled"]) / 3
-        for pooled in ("Pooled", "PooledSMean7Scaled4", "PooledSMean7Scaled2", "PooledSMean5Scaled4",
-                       "PooledSMean3Scaled4", "PooledSMean7Scaled8"):
-            for a in ("GBM", "Leader"):
-                fc[f"mean({a},{pooled})"] = (fc[a] + fc[pooled]) / 2
-            fc[f"mean(GBM,Leader,{pooled})"] = (fc["GBM"] + fc["Leader"] + fc[pooled]) / 3
     buckets = step_buckets(h)
     cands = tuple(x for x in fc if x != "Oracle")
     sets = {"all": cands}
     if with_models:
-        D = DEFAULT_MODELS
-        c3 = "mean(GBM,Leader,Pooled)"
-        sets.update({"default": D, "default+Pooled": (*D, "Pooled"),
-                     "default+GBMPooled": (*D, "GBMPooled"),
-                     "default+Pooled+GBMPooled": (*D, "Pooled", "GBMPooled"),
-                     "default+combo3": (*D, c3), "default+Pooled+combo3": (*D, "Pooled", c3),
-                     "default+Pooled+combos": (*D, "Pooled", c3, "mean(GBM,Leader)",
-                                               "mean(Leader,Pooled)", "mean(GBM,Pooled)"),
-                     "default+GP+mean(GP,L)": (*D, "GBMPooled", "mean(GBMPooled,Leader)"),
-                     "default-GBM+GP+mean(GP,L)": (*(x for x in D if x != "GBM"), "GBMPooled",
-                                                   "mean(GBMPooled,Leader)"),
-                     "default+GP+P+means(GP,L,P)": (*D, "GBMPooled", "Pooled",
-                                                    "mean(GBMPooled,Leader)",
-                                                    "mean(GBMPooled,Leader,Pooled)"),
-                     "default+allPooled": (*D, *(x for x in cands if x.startswith("Pooled")))})
+        B = BEFORE
+        sets.update({
+            "before": B, "before+Pooled": (*B, "Pooled"), "before+GBMPooled": (*B, "GBMPooled"),
+            "defaults": DEFAULT_MODELS, "defaults+Pooled": (*DEFAULT_MODELS, "Pooled"),
+            "defaults+Pooled+means": (*DEFAULT_MODELS, "Pooled", "mean(GBM,Leader)",
+                                      "mean(Leader,Pooled)", "mean(GBM,Pooled)"),
+            "before+GBMPooled+means": (*B, "GBMPooled", "mean(GBMPooled,Leader)",
+                                       "mean(GBMPooled,Leader,Pooled)")})
     picked = {}
     for name, ms in sets.items():
-        choice = select(fc, y, ok_val, ms, buckets)
-        picked[name] = dict(zip(*np.unique(np.array(ms)[choice], return_counts=True)))
-        fc[f"Best(val,{name})"] = np.maximum(assemble(fc, choice, ms, buckets), 0.0)
-        for eps in (0.0, 0.05, 0.1):  # one model per bucket for every series unless beaten by eps
-            ch = select_shrunk(fc, y, ok_val, ms, buckets, scales, eps)
-            fc[f"Best(val,{name},global{'' if eps == 0 else f'-or-{eps:g}'})"] = np.maximum(
-                assemble(fc, ch, ms, buckets), 0.0)
+        for margin in MARGINS:  # 1.0: the bucket's overall best for every series
+            choice = select(fc, y, ok_val, ms, buckets, scales, margin)
+            key = f"Best(val,{name},margin {margin:g})"
+            picked[key] = dict(zip(*np.unique(np.array(ms)[choice], return_counts=True)))
+            fc[key] = np.maximum(assemble(fc, choice, ms, buckets), 0.0)
     # hindsight: selection on the test days themselves (not a forecaster: a bound on selection)
     choice = select(fc, y, ok_test, cands, buckets)
     fc["Best(test,all) hindsight"] = assemble(fc, choice, cands, buckets)

@@ -236,3 +236,42 @@ def test_report_skill_figure_from_horizon_scores(tmp_path):
     img = mpimg.imread(figures.forecast_skill(scores, tmp_path / "skill.png"))
     assert img.shape[0] > 200 and len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2),
                                                 axis=0)) > 20
+
+
+def test_selection_margin_prefers_the_buckets_overall_best_unless_clearly_beaten():
+    y = np.zeros((2, 3, 2))
+    ok = np.ones((2, 3, 2), bool)
+    fc = {"A": np.ones((2, 3, 2)), "B": np.ones((2, 3, 2))}
+    fc["A"][0] = 0.95  # series 0: A 5 % better than B; series 1: A twice B's error
+    fc["B"][1] = 0.5
+    scales = np.ones(2)
+    b = step_buckets(2)
+    assert select(fc, y, ok, ("A", "B"), b).tolist() == [[0, 0], [1, 1]]
+    # B is the better model over both series (0.5 + 1 < 0.95 + 1): series 0 keeps A only when
+    # 5 % is more than the margin
+    assert select(fc, y, ok, ("A", "B"), b, scales, 0.1).tolist() == [[1, 1], [1, 1]]
+    assert select(fc, y, ok, ("A", "B"), b, scales, 0.04).tolist() == [[0, 0], [1, 1]]
+    fc["A"][0] = 0.5  # now 50 % better on series 0: kept against the overall best
+    assert select(fc, y, ok, ("A", "B"), b, scales, 0.1).tolist() == [[0, 0], [1, 1]]
+
+
+def test_leader_gbm_pooled_is_the_mean_of_its_members_each_computed_once():
+    from torta.forecast.data import to_panel
+    from torta.forecast.pipeline import run_models
+
+    Y = _shifted_panel(n_slots=5 * 96, lead=3)
+    panel = to_panel(_frame(Y, ("e|m", "w|m")), 96)
+    origins = np.arange(3 * 96, 5 * 96 - 8, 4)
+    fc, secs = run_models(panel, origins, 8, ("LeaderGBMPooled", "Leader"), 96, 96)
+    alone, _ = run_models(panel, origins, 8, ("GBM", "Pooled"), 96, 96)
+    np.testing.assert_allclose(fc["LeaderGBMPooled"],
+                               (fc["Leader"] + alone["GBM"] + alone["Pooled"]) / 3)
+    assert list(fc) == ["LeaderGBMPooled", "Leader"] and secs["LeaderGBMPooled"] >= secs["Leader"]
+
+
+def test_pools_leave_the_hierarchys_aggregates_out():
+    from torta.forecast.pipeline import groups_of, pool_groups
+
+    series = ("*|*", "*|m1", "a|*", "a|m1", "b|m1", "b|*")
+    assert groups_of(series) == ("*", "m1", "*", "m1", "m1", "*")
+    assert pool_groups(series) == ("*|*", "*|m1", "*", "m1", "m1", "*")

@@ -340,12 +340,17 @@ def pooled_scaled(Y: np.ndarray, members: np.ndarray, delta: np.ndarray, shares:
     rt_day = rt - season * (rt // season)  # targets past a day: their shape from whole days back
     rel = np.concatenate([rt, rr, (rt_day[None, :] - ds[:, None]).ravel(),
                           (rr[None, :] - ds[:, None]).ravel()])
-    m = (rel[None, :] <= c[:, None] - 1).astype(float)  # (M, K): who has observed o + rel
     idx = np.clip(origins[:, None] + rel[None, :], 0, Y.shape[1] - 1)  # (n_o, K)
-    num = np.einsum("jok,jk->ok", A[:, idx], m)
-    den = shares @ m  # (K,)
     share_s = shares[int(np.flatnonzero(members == s)[0])]
-    pool = np.where(den > 0, num / np.maximum(den, 1e-12) * share_s, np.nan)
+    # relative slots every member has observed read one pooled series; the others (near the
+    # origin) pool only the members that have observed them
+    part = rel > int(c.min()) - 1
+    pool = np.empty(idx.shape)
+    pool[:, ~part] = (A.sum(axis=0) / shares.sum() * share_s)[idx[:, ~part]]
+    m = (rel[part][None, :] <= c[:, None] - 1).astype(float)  # (M, K'): who has observed o + rel
+    num = np.einsum("jok,jk->ok", A[:, idx[:, part]], m)
+    den = shares @ m  # (K',)
+    pool[:, part] = np.where(den > 0, num / np.maximum(den, 1e-12) * share_s, np.nan)
     nt, nr = h, window
     p_t, p_r = pool[:, :nt], pool[:, nt:nt + nr]
     # days reaching before the history's start are left out of the mean (at least one stays)
