@@ -285,28 +285,32 @@ def estimate_offsets(Y: np.ndarray, masked: np.ndarray, groups: tuple[str, ...],
     if hi - lo < 8:
         return delta, ok
     g = np.array(groups)
-    same = (g[:, None] == g[None, :]) & ~np.eye(S, dtype=bool)
-    seg, clean = Y[:, lo - L:hi + L], ~masked[:, lo - L:hi + L]
-    mean = np.array([seg[s][clean[s]].mean() if clean[s].any() else 0.0 for s in range(S)])
-    Z = np.where(clean, seg / np.maximum(mean, 1e-9)[:, None], 0.0)
-    C = clean.astype(float)
     n = hi - lo
-    a, ca = Z[:, L:L + n], C[:, L:L + n]
-    err = np.full((2 * L + 1, S, S), np.inf)
-    for i, lag in enumerate(range(-L, L + 1)):
-        b, cb = Z[:, L + lag:L + lag + n], C[:, L + lag:L + lag + n]
-        cnt = ca @ cb.T
-        sq = (a * a) @ cb.T + ca @ (b * b).T - 2.0 * (a @ b.T)
-        err[i] = np.where(cnt >= 8, sq / np.maximum(cnt, 1), np.inf)
-    best = np.argmin(err, axis=0)  # (S, S)
-    inner = same & (best > 0) & (best < 2 * L) & np.isfinite(err.min(axis=0))
-    si, ji = np.nonzero(inner)
-    bi = best[si, ji]
-    em, e0, ep = err[bi - 1, si, ji], err[bi, si, ji], err[bi + 1, si, ji]
-    curv = em - 2 * e0 + ep
-    frac = np.where(curv > 0, 0.5 * (em - ep) / np.where(curv > 0, curv, 1.0), 0.0)
-    delta[si, ji] = bi - L + np.clip(frac, -0.5, 0.5)
-    ok[si, ji] = True
+    for name in dict.fromkeys(groups):  # pairs within a group only: one block per group
+        mem = np.flatnonzero(g == name)
+        if mem.size < 2:
+            continue
+        seg, clean = Y[mem, lo - L:hi + L], ~masked[mem, lo - L:hi + L]
+        mean = np.array([r[c].mean() if c.any() else 0.0 for r, c in zip(seg, clean)])
+        Z = np.where(clean, seg / np.maximum(mean, 1e-9)[:, None], 0.0)
+        C = clean.astype(float)
+        a, ca = Z[:, L:L + n], C[:, L:L + n]
+        err = np.full((2 * L + 1, mem.size, mem.size), np.inf)
+        for i, lag in enumerate(range(-L, L + 1)):
+            b, cb = Z[:, L + lag:L + lag + n], C[:, L + lag:L + lag + n]
+            cnt = ca @ cb.T
+            sq = (a * a) @ cb.T + ca @ (b * b).T - 2.0 * (a @ b.T)
+            err[i] = np.where(cnt >= 8, sq / np.maximum(cnt, 1), np.inf)
+        best = np.argmin(err, axis=0)
+        inner = (best > 0) & (best < 2 * L) & np.isfinite(err.min(axis=0)) \
+            & ~np.eye(mem.size, dtype=bool)
+        si, ji = np.nonzero(inner)
+        bi = best[si, ji]
+        em, e0, ep = err[bi - 1, si, ji], err[bi, si, ji], err[bi + 1, si, ji]
+        curv = em - 2 * e0 + ep
+        frac = np.where(curv > 0, 0.5 * (em - ep) / np.where(curv > 0, curv, 1.0), 0.0)
+        delta[mem[si], mem[ji]] = bi - L + np.clip(frac, -0.5, 0.5)
+        ok[mem[si], mem[ji]] = True
     return delta, ok
 
 
