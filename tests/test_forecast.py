@@ -243,7 +243,8 @@ def test_bench_forecast_smoke():
     from torta.commands.bench import bench_forecast
 
     r = CliRunner().invoke(bench_forecast, ["--workloads", "servegen-small-14d", "--no-rolling",
-                                            "--horizon", "4", "--jobs", "1", "--json"])
+                                            "--regions", "0", "--horizon", "4", "--jobs", "1",
+                                            "--json"])
     assert r.exit_code == 0, r.output
     case = json.loads(r.stdout)["cases"][0]
     assert case["series"] == 12 and case["wall_s"] > 0 and case["cpu_s"] > 0
