@@ -45,7 +45,7 @@ def test_workers_die_with_a_killed_parent():
         assert _alive(worker)
         parent.send_signal(signal.SIGKILL)  # no clean-up runs in the parent
         parent.wait(timeout=10)
-        deadline = time.monotonic() + 20.0
+        deadline = time.monotonic() + 60.0  # generous: a loaded machine delivers the signal late
         while _alive(worker) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _alive(worker), f"worker {worker} outlived its killed parent"

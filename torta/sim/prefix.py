@@ -36,11 +36,26 @@ blocks evicted; per (origin, region) the prompt and saved tokens of the slot for
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from itertools import compress, islice
+from operator import not_
 
 import numpy as np
 
 DEFAULT_BLOCK_TOKENS = 512  # Mooncake's hash_ids block size (kvcache-ai/Mooncake, FAST'25 trace README)
+inc, dec, one = (1).__add__, (-1).__add__, (1).__eq__  # per-block reference count updates and test, C-level
+
+
+def _reference(refs: dict, lru: dict, hit: list, ks: list, h: int) -> None:
+    """An admission hits the `h` cached blocks `hit` (reference counts `ks`): each gains a reference; the
+    unreferenced ones leave the LRU."""
+    z = ks.count(0)
+    if z == h:  # all unreferenced until now (a finished turn's blocks)
+        list(map(lru.pop, hit))
+        refs.update(dict.fromkeys(hit, 1))
+    else:  # some held by running requests (a shared system prompt's blocks)
+        if z:
+            list(map(lru.pop, compress(hit, map(not_, ks))))
+        refs.update(zip(hit, map(inc, ks)))
 
 
 def block_arrays(hash_ids) -> tuple[np.ndarray, np.ndarray] | None:
@@ -74,7 +89,9 @@ class PrefixCaches:
         self.origin = np.asarray(origin).tolist()
         self.region = region
         self.refs: list[dict] = [{} for _ in range(S)]  # block -> running requests holding it (0: evictable)
-        self.lru: list[OrderedDict] = [OrderedDict() for _ in range(S)]  # unreferenced blocks, oldest first
+        # unreferenced blocks, oldest first: a plain dict keeps insertion (release) order, a hit deletes
+        # its entry, eviction takes the head (cheaper than an OrderedDict, same order)
+        self.lru: list[dict] = [{} for _ in range(S)]
         # slot statistics per server (reset by the engine at each slot boundary)
         self.prompt_tokens = [0] * S
         self.saved_tokens = [0] * S
@@ -99,6 +116,73 @@ class PrefixCaches:
             h += 1
         c = h * self.block_tokens
         return c if c < prompt_tokens else max(0, prompt_tokens - 1)
+
+    def admit_one(self, s: int, rid: int, p: int, free_tokens: float) -> tuple[int, float]:
+        """`admit` for a batch of one request (position `rid`, `p` prompt tokens): the same result and
+        effects with less work (the usual batch with the cache on). Its blocks after the cached run that
+        no server-side entry holds stay absent through the eviction (which only removes blocks)."""
+        refs, lru = self.refs[s], self.lru[s]
+        n = self.nfull[rid]
+        h = 0
+        if n:
+            a = self.off[rid]
+            blocks = self.ids[a:a + n]
+            ks = list(map(refs.get, blocks))
+            if None in ks:
+                h = ks.index(None)
+                new = blocks[h:] if h else blocks
+                fresh = ks.count(None) == n - h  # none of the new blocks cached (behind an evicted parent)
+                if h:
+                    del ks[h:]
+                    hit = blocks[:h]
+            else:
+                h = n
+                hit = blocks
+                new = None
+            if h:
+                _reference(refs, lru, hit, ks, h)
+        B = self.block_tokens
+        c = h * B
+        if c >= p:
+            c = p - 1 if p > 0 else 0
+        q = p - c
+        self.prompt_tokens[s] += p
+        self.saved_tokens[s] += c
+        o, r = self.origin[rid], self.region[s]
+        self.od_prompt[o][r] += p
+        self.od_saved[o][r] += c
+        if lru and len(lru) > free_tokens // B:
+            self._evict(s, refs, lru, free_tokens)
+        if h < n:
+            if fresh:
+                refs.update(dict.fromkeys(new, 1))
+            else:
+                self._insert(refs, lru, new)
+        return q, 0.0 + q * p
+
+    def _evict(self, s: int, refs: dict, lru: dict, free_tokens: float) -> None:
+        """Evict s's unreferenced blocks, LRU first, down to what `free_tokens` of free KV memory holds."""
+        ev = len(lru) - int(free_tokens // self.block_tokens)
+        if ev >= len(lru):
+            ev = len(lru)
+            gone = list(lru)
+            lru.clear()
+        else:
+            gone = list(islice(lru, ev))  # the LRU's head
+            list(map(lru.pop, gone))
+        list(map(refs.pop, gone))
+        self.evictions[s] += ev
+
+    @staticmethod
+    def _insert(refs: dict, lru: dict, new: list) -> None:
+        """Reference the blocks `new` an admission computes (some may be cached behind an evicted parent)."""
+        for b, k in zip(new, list(map(refs.get, new))):
+            if k is None:
+                refs[b] = 1
+            else:
+                if k == 0:  # cached behind an evicted parent: referenced again
+                    del lru[b]
+                refs[b] = k + 1
 
     def admit(self, s: int, rows, free_tokens: float) -> tuple[int, float]:
         """A prefill batch starts on s: `rows` are its (position, model, prompt, output, t, reservation)
@@ -128,16 +212,7 @@ class PrefixCaches:
                         hit = blocks[:h]
                     else:
                         hit = blocks
-                    z = ks.count(0)
-                    if z == h:  # all unreferenced until now (a finished turn's blocks): out of the LRU
-                        list(map(lru.pop, hit))
-                        refs.update(dict.fromkeys(hit, 1))
-                    else:
-                        if z:
-                            for b, k in zip(hit, ks):
-                                if k == 0:
-                                    del lru[b]
-                        refs.update(zip(hit, map((1).__add__, ks)))
+                    _reference(refs, lru, hit, ks, h)
                 if h < n:
                     todo.append(blocks[h:] if h else blocks)
             c = h * B
@@ -153,51 +228,42 @@ class PrefixCaches:
             od_s[o][r] += c
         self.prompt_tokens[s] += ptot
         self.saved_tokens[s] += saved
-        if lru:
-            ev = len(lru) - int(free_tokens // B)  # blocks over the free memory, LRU first
-            if ev > 0:
-                if ev > len(lru):
-                    ev = len(lru)
-                pop = lru.popitem
-                for _ in range(ev):
-                    del refs[pop(last=False)[0]]
-                self.evictions[s] += ev
+        if lru and len(lru) > free_tokens // B:
+            self._evict(s, refs, lru, free_tokens)
         for new in todo:  # the blocks the batch computes, referenced by their requests
             ks = list(map(get, new))
             if ks.count(None) == len(ks):  # none cached: all new, referenced once
                 refs.update(dict.fromkeys(new, 1))
             else:
-                for b, k in zip(new, ks):
-                    if k is None:
-                        refs[b] = 1
-                    else:
-                        if k == 0:  # cached behind an evicted parent: referenced again
-                            del lru[b]
-                        refs[b] = k + 1
+                self._insert(refs, lru, new)
         return tok, sq
+
+    def release_one(self, s: int, rid: int) -> None:
+        """`release` of one request (position `rid`): its blocks tail first, already in the LRU's order."""
+        n = self.nfull[rid]
+        if n:
+            refs = self.refs[s]
+            a = self.off[rid]
+            blocks = self.ids[a:a + n]
+            ks = list(map(refs.__getitem__, blocks))
+            if ks.count(1) == n:  # no other running request holds them
+                refs.update(dict.fromkeys(blocks, 0))
+                self.lru[s].update(dict.fromkeys(reversed(blocks)))
+            else:
+                refs.update(zip(blocks, map(dec, ks)))
+                if 1 in ks:  # the blocks no one holds now join the LRU, tail first
+                    z = list(compress(blocks, map(one, ks)))
+                    z.reverse()
+                    self.lru[s].update(dict.fromkeys(z))
 
     def release(self, s: int, done, first: int) -> None:
         """Requests finished on s: their rows are `done[first:]` (the engine's completion rows of 7
         doubles, position first). Their blocks lose a reference; unreferenced ones join the LRU, deepest
         first, then by id (see the module docstring)."""
-        ids, off, nfull, refs, lru = self.ids, self.off, self.nfull, self.refs[s], self.lru[s]
-        if len(done) - first == 7:  # one request: its blocks tail first, already in the LRU's order
-            rid = int(done[first])
-            n = nfull[rid]
-            if n:
-                a = off[rid]
-                blocks = ids[a:a + n]
-                ks = list(map(refs.__getitem__, blocks))
-                if ks.count(1) == n:  # no other running request holds them (the common case)
-                    refs.update(dict.fromkeys(blocks, 0))
-                    lru.update(dict.fromkeys(reversed(blocks)))
-                else:
-                    refs.update(zip(blocks, map((-1).__add__, ks)))
-                    if 1 in ks:
-                        z = [b for b, k in zip(blocks, ks) if k == 1]
-                        z.reverse()
-                        lru.update(dict.fromkeys(z))
+        if len(done) - first == 7:
+            self.release_one(s, int(done[first]))
             return
+        ids, off, nfull, refs, lru = self.ids, self.off, self.nfull, self.refs[s], self.lru[s]
         freed = []
         for k in range(first, len(done), 7):
             rid = int(done[k])

@@ -62,7 +62,8 @@ def _admission(eng):
     drained = eng.alloc.drained
     # the prefix cache (torta.sim.prefix): None when off, so the path without it pays one test per prefill
     pc = eng.prefix
-    pc_admit, pc_clear, iter_rows = (pc.admit, pc.clear, eng.iter_rows) if pc is not None else (None, None, None)
+    pc_admit, pc_admit_one, pc_clear, iter_rows = ((pc.admit, pc.admit_one, pc.clear, eng.iter_rows) if pc is not None
+                                                   else (None, None, None, None))
 
     def kick(s, now):
         """Start a prefill (or a model load) on s if its queue head allows. True if started."""
@@ -70,7 +71,7 @@ def _admission(eng):
         if not qs:
             return False
         h = qh[s]
-        _, m, tok, _, t, used = unpack_row(qs, 8 * h)  # the head's row
+        head, m, tok, _, t, used = unpack_row(qs, 8 * h)  # the head's row
         if t > now:  # still travelling to s (joined at routing time): wake s when it lands
             if t < wk[s]:
                 wk[s] = t
@@ -130,7 +131,10 @@ def _admission(eng):
         else:
             qh[s] = j
         if pc_admit is not None:  # cached prefix blocks skip their prefill
-            tok, sq = pc_admit(s, iter_rows(batch), capv - used)
+            if n == n0 + 1:  # the head alone (the usual batch)
+                tok, sq = pc_admit_one(s, int(head), int(tok), capv - used)
+            else:
+                tok, sq = pc_admit(s, iter_rows(batch), capv - used)
         ty = ty_cur[s]
         left = span[1] - now  # time to the slot's end (the accumulators are kept by difference)
         if st[s] == DECODE:  # pause the fluid decode
@@ -241,7 +245,8 @@ def _completion(eng, ns):
     add_done, put_done = done.frombytes, eng.put_done
     unpack_row, pack_row_into, iter_rows = eng.unpack_row, eng.pack_row_into, eng.iter_rows
     fw = array("d", bytes(8 * FW))  # scratch row for inserting into a running array
-    pc_release = eng.prefix.release if eng.prefix is not None else None  # prefix cache: finished requests' blocks
+    # prefix cache: finished requests' blocks
+    pc_release, pc_release_one = (eng.prefix.release, eng.prefix.release_one) if eng.prefix is not None else (None, None)
 
     def on_decode_done(s, now):
         """EV_DECODE (the server's current decode event): the requests at the head of the finish order
@@ -279,7 +284,10 @@ def _completion(eng, ns):
             svj[s] -= vj
             add_done(put_done(rid, rs, s, adm, ft, now, 0))
         if pc_release is not None:
-            pc_release(s, done, len(done) - 7 * k)
+            if k == 1:
+                pc_release_one(s, int(rid))
+            else:
+                pc_release(s, done, len(done) - 7 * k)
         kv[s] -= kvf
         nact[s] -= k
         left = span[1] - now  # time to the slot's end (the accumulators are kept by difference)
