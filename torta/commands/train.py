@@ -11,14 +11,15 @@ import click
 
 from torta.commands.options import progress_option, want_progress
 
-VARIANT_CHOICES = ("torta", "torta-no-forecast", "ppo-only", "all")
+VARIANT_CHOICES = ("torta", "torta-no-forecast", "ppo-only", "torta-horizon-ppo", "ppo-only-warm", "all")
 
 
 @click.command()
 @click.option("--scenario", default="abilene", show_default=True, help="Shipped scenario name.")
 @click.option("--workload", default="servegen-mix-14d", show_default=True, help="Multi-day workload name.")
 @click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="torta", show_default=True,
-              help="Which policy to train (`torta-no-micro` uses the `torta` checkpoint); all: the three.")
+              help="Which policy to train (`torta-no-micro` uses the `torta` checkpoint; `torta-horizon-ppo` and "
+                   "`ppo-only-warm` train on the surrogate with warm-model state); all: the first three.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--updates", default=None, type=int, help="PPO updates (default: TrainConfig.updates).")
 @click.option("--n-envs", default=None, type=int, help="Parallel surrogate environments (episodes per update).")

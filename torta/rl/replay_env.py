@@ -197,3 +197,142 @@ def surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 11, ho
             "util_mae": float(np.abs((sur_util[:k] - rep_util[:k]) @ w).mean()),
             "util_region_mae": float(np.abs(sur_util[:k] - rep_util[:k]).mean()),
             "replay_summary": info["summary"], "requests": inp.requests.height}
+
+
+def _recording(cls):
+    """A subclass of the planner policy `cls` that keeps, per planning call, the slot, the placement it saw
+    (`SlotState.warm_servers`), the per-model shares it installed and its placement targets (if any)."""
+
+    class Recording(cls):
+        def reset(self, world, seed: int) -> None:
+            super().reset(world, seed)
+            self.record: list[dict] = []
+
+        def plan(self, state):
+            out = super().plan(state)
+            inner = getattr(getattr(self, "allocator", None), "inner", None)
+            tgt = getattr(inner, "_tgt", None)
+            self.record.append({"slot": int(state.slot), "warm": np.asarray(state.warm_servers, dtype=float).copy(),
+                                "backlog_s": np.asarray(state.backlog_s, dtype=float).copy(),
+                                "shares": np.asarray(self.last_plans, dtype=float).copy(),
+                                "targets": None if tgt is None else np.asarray(tgt, dtype=float)})
+            return out
+
+    Recording.__name__ = f"Recording{cls.__name__}"
+    return Recording
+
+
+def run_warm_surrogate(wf, demand: np.ndarray, record: list[dict], *, targets: bool = True,
+                       switch_margin_s: float = 20.0) -> dict[str, np.ndarray]:
+    """The recorded decisions (`_recording`) through `torta.rl.warm.WarmDynamics` from the fleet's initial
+    placement and empty queues: slot t gets record[t]'s shares and targets and demand[t] (R, M).
+    Returns per-slot arrays: rt_s, util (slots, R), fleet_util (server-weighted), switches, requests."""
+    from torta.rl.warm import WarmDynamics
+
+    dyn = WarmDynamics(wf, switch_margin_s)
+    f = wf.base
+    r, m = f.n_regions, f.n_models
+    n = wf.initial_rm[None].astype(float).copy()
+    W = np.zeros((1, r, m))
+    out: dict[str, list] = {k: [] for k in ("rt_s", "util", "fleet_util", "switches", "requests", "backlog_s")}
+    w = np.where(f.servers > 0, f.servers, 0.0)
+    for rec in record:
+        t = rec["slot"]
+        a = demand[t][None] if t < len(demand) else np.zeros((1, r, m))
+        tg = rec["targets"][None] if targets and rec["targets"] is not None else None
+        n, W, info = dyn.step(rec["shares"][None], a, n, W, f.price_at(t * f.slot_s)[None], tg)
+        out["rt_s"].append(float(info["rt_s"][0]))
+        out["util"].append(info["util"][0])
+        out["fleet_util"].append(float(info["served_s"][0].sum() / (w.sum() * f.slot_s)))
+        out["switches"].append(float(info["switches"][0]))
+        out["requests"].append(float(info["requests"][0]))
+        out["backlog_s"].append(float(info["backlog_s"][0]))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def warm_surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 11, hours: float | None = None,
+                       warmup_h: float | None = None, state_refresh_s: float | None = None,
+                       policy: str = "torta-horizon", out_dir: str | Path | None = None) -> dict:
+    """The same decisions through the replay and through the surrogate with warm-model state, per slot.
+
+    Replays `policy` (a planner policy: its per-model shares and, for torta-horizon, placement targets are
+    recorded every slot) on `day` (the whole day unless `hours`), warm-started as the evaluation protocol
+    does (`warmup_h`, default EVAL_PROTOCOL's 2 h; `state_refresh_s` default 5 s), then runs the recorded
+    decisions through `run_warm_surrogate` over the same slots, warm-up included (the surrogate starts from
+    the fleet's initial placement at the warm-up's start, as the replay does), on the replay's own demand per
+    slot, origin and model. Scored: the slots after the warm-up. Returns {"frame": per-slot table, summary
+    numbers}; the per-slot response is the mean over the requests arriving in the slot (completed ones for
+    the replay), utilisation the server-weighted fleet mean of the simulator's definition."""
+    from torta.config import EVAL_PROTOCOL
+    from torta.fleet.scenario import load_scenario
+    from torta.runs.inputs import multiday_input
+
+    warmup_h = EVAL_PROTOCOL.warmup_h if warmup_h is None else float(warmup_h)
+    refresh = EVAL_PROTOCOL.state_refresh_s if state_refresh_s is None else float(state_refresh_s)
+    world = load_scenario(scenario)
+    inp = multiday_input(workload, scenario, world, seed, 1, hours, day, warmup_h=warmup_h)
+    out = gap_on_input(inp, policy, refresh, out_dir)
+    return {"scenario": scenario, "workload": workload, "day": day, "warmup_h": warmup_h, **out}
+
+
+def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.0,
+                 out_dir: str | Path | None = None) -> dict:
+    """`warm_surrogate_gap` on a prepared `torta.runs.inputs.SeedInput` (its `oracle` is the per-slot demand
+    the surrogate gets; its `warmup_s` the unscored slots)."""
+    from torta.policy import get_policy
+    from torta.rl.warm import warm_fleet_from_world
+    from torta.sim.replay import replay
+
+    refresh, seed, world = float(state_refresh_s), inp.seed, inp.world
+    pol = _recording(get_policy(policy))()
+    pol.prepare(history=inp.history, oracle_demand=inp.oracle, mean_prompt_tokens=inp.mean_prompt_tokens or None,
+                mean_output_tokens=inp.mean_output_tokens or None, model_share=inp.model_share)
+    tmp = None
+    if out_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="torta-warm-gap-")
+        out_dir = tmp.name
+    try:
+        res = replay(inp.world, inp.requests, pol, seed=seed, out_dir=Path(out_dir), warmup_s=inp.warmup_s,
+                     state_refresh_s=refresh)
+        slot_s = float(world.slot_s)
+        comp = pl.read_parquet(Path(out_dir) / "completions.parquet", columns=["arrival_s", "response_s"])
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    per = (comp.filter(pl.col("response_s").is_not_null())
+           .group_by((pl.col("arrival_s") // slot_s).cast(pl.Int64).alias("slot"))
+           .agg(pl.len().alias("replay_requests"), pl.col("response_s").mean().alias("replay_rt_s")))
+    sl = (res.slots.group_by("slot").agg(pl.col("utilisation").mean().alias("replay_util"),
+                                         pl.col("switches").sum().alias("replay_switches")))
+    wf = warm_fleet_from_world(inp.world, inp.mean_prompt_tokens, inp.mean_output_tokens, inp.model_share)
+    from torta.allocator.config import TargetConfig
+    from torta.planner.context import BASELINE_SWITCH_GUARD_S
+
+    margin = TargetConfig().switch_margin_s if policy.startswith("torta-horizon") else BASELINE_SWITCH_GUARD_S
+    sur = run_warm_surrogate(wf, inp.oracle, pol.record, switch_margin_s=margin)
+    k = len(pol.record)
+    warm_slots = int(round(inp.warmup_s / slot_s))
+    frame = (pl.DataFrame({"slot": np.arange(k, dtype=np.int64), "surrogate_requests": sur["requests"],
+                           "surrogate_rt_s": sur["rt_s"], "surrogate_util": sur["fleet_util"],
+                           "surrogate_switches": sur["switches"], "surrogate_backlog_s": sur["backlog_s"]})
+             .join(per, on="slot", how="inner").join(sl, on="slot", how="inner")
+             .filter(pl.col("slot") >= warm_slots).sort("slot")
+             .with_columns((pl.col("slot") - warm_slots).alias("scored_slot"),
+                           ((pl.col("surrogate_rt_s") - pl.col("replay_rt_s")) / pl.col("replay_rt_s"))
+                           .alias("rt_gap_rel"),
+                           (pl.col("surrogate_util") - pl.col("replay_util")).alias("util_gap")))
+    n_rep = frame["replay_requests"].to_numpy().astype(float)
+    rep_mean = float((frame["replay_rt_s"].to_numpy() * n_rep).sum() / max(n_rep.sum(), 1.0))
+    n_sur = frame["surrogate_requests"].to_numpy()
+    sur_mean = float((frame["surrogate_rt_s"].to_numpy() * n_sur).sum() / max(n_sur.sum(), 1e-12))
+    ug = np.abs(frame["util_gap"].to_numpy())
+    return {"frame": frame, "seed": seed, "policy": policy, "state_refresh_s": refresh, "slots": frame.height,
+            "replay_rt_mean_s": rep_mean, "surrogate_rt_mean_s": sur_mean,
+            "rt_gap_pct": 100.0 * (sur_mean - rep_mean) / max(rep_mean, 1e-9),
+            "rt_gap_abs_pct_median_slot": float(100 * np.median(np.abs(frame["rt_gap_rel"].to_numpy()))),
+            "util_gap_mean_abs": float(ug.mean()) if ug.size else float("nan"),
+            "util_gap_max_abs": float(ug.max()) if ug.size else float("nan"),
+            "slots_util_within_0.05": int((ug <= 0.05).sum()),
+            "replay_switches": float(frame["replay_switches"].sum()),
+            "surrogate_switches": float(frame["surrogate_switches"].sum()),
+            "replay_summary": res.summary}

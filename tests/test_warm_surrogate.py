@@ -1,0 +1,152 @@
+"""The surrogate with warm-model state (torta.rl.warm, torta.rl.warm_env): a switch costs the model's load
+time and its dollars, queues carry over between slots, nothing switches when the placement stays, the
+micro layer's reactive switches, the env's episodes, and a short gap run against the replay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from torta.rl.fleet import SurrogateFleet
+from torta.rl.warm import WarmDynamics, WarmFleet, clip_placement
+
+SLOT_S = 900.0
+DERATE = 0.82
+
+
+def toy_warm(load_s: float = 60.0) -> WarmFleet:
+    """2 regions 10 ms apart, 4 servers each, 2 models; one request = 1 server-second of estimated work."""
+    r, m = 2, 2
+    base = SurrogateFleet(
+        name="toy-warm", slot_s=SLOT_S, latency_ms=np.array([[0.0, 10.0], [10.0, 0.0]]), servers=np.array([4.0, 4.0]),
+        rps_rm=np.ones((r, m)), lat_s_rm=np.full((r, m), 2.0), energy_kwh_rm=np.full((r, m), 1e-3),
+        near_rm=np.tile(np.arange(r)[:, None], (1, m)).astype(np.int64), capacity_rps=np.array([4.0, 4.0]),
+        energy_kwh_per_request=np.full(r, 1e-3), transfer_usd_per_request=1e-5,
+        price_usd_per_mwh=np.full((r, 24), 50.0), start_hour=0, capacity_derate=DERATE)
+    return WarmFleet(base=base, capable_rm=np.full((r, m), 4.0), servers_any=np.array([4.0, 4.0]),
+                     load_s_rm=np.full((r, m), load_s), gpu_s_rm=np.full((r, m), load_s),
+                     load_usd_rm=np.full((r, m), 0.01), initial_rm=np.array([[4.0, 0.0], [4.0, 0.0]]))
+
+
+def local(b: int = 1, m: int = 2, r: int = 2) -> np.ndarray:
+    return np.broadcast_to(np.eye(r), (b, m, r, r)).copy()
+
+
+def step(dyn, a, n, W, targets=None):
+    return dyn.step(local(), np.asarray(a, dtype=float)[None], np.asarray(n, dtype=float)[None],
+                    np.asarray(W, dtype=float)[None], np.full((1, 2), 50.0),
+                    None if targets is None else np.asarray(targets, dtype=float)[None])
+
+
+def test_a_switch_costs_the_load_time_and_its_dollars():
+    wf = toy_warm(load_s=60.0)
+    dyn = WarmDynamics(wf, reactive=False)
+    # region 0 saturated on model 1 either way: 2 servers already holding it vs 2 that must load it
+    a = [[0.0, 5000.0], [0.0, 0.0]]
+    held = [[2.0, 2.0], [4.0, 0.0]]
+    n1, _, warm = step(dyn, a, held, np.zeros((2, 2)), targets=held)
+    n2, _, cold = step(dyn, a, [[4.0, 0.0], [4.0, 0.0]], np.zeros((2, 2)), targets=held)
+    np.testing.assert_array_equal(n1, n2)
+    assert warm["switches"][0] == 0 and cold["switches"][0] == 2
+    lost = warm["served_s"][0, 0, 1] - cold["served_s"][0, 0, 1]
+    assert lost == pytest.approx(2 * 60.0 * DERATE)  # two loads of 60 s, no work done meanwhile
+    assert cold["rt_s"][0] > warm["rt_s"][0]
+    assert cold["cost_usd"][0] - warm["cost_usd"][0] == pytest.approx(2 * 0.01)
+
+
+def test_no_switch_when_the_placement_stays_and_queues_carry_over():
+    wf = toy_warm()
+    n0 = [[3.0, 1.0], [4.0, 0.0]]
+    cap = SLOT_S * DERATE
+    # the same targets as today's placement and demand within each model's servers: nothing loads
+    n, W, info = step(WarmDynamics(wf), [[2.5 * cap, 0.5 * cap], [cap, 0.0]], n0, np.zeros((2, 2)), targets=n0)
+    assert info["switches"][0] == 0 and np.array_equal(n[0], np.asarray(n0)) and W.sum() == pytest.approx(0.0)
+    dyn = WarmDynamics(wf, reactive=False)  # the carry-over alone (no switch may relieve the queue)
+    n0 = [[3.0, 1.0], [4.0, 0.0]]
+    cap = SLOT_S * DERATE  # one server's work in a slot
+    a = [[2 * cap, 3 * cap], [cap, 0.0]]  # model 1 of region 0 gets 3 servers' worth on its 1 server
+    n, W, info = step(dyn, a, n0, np.zeros((2, 2)), targets=n0)
+    assert info["switches"][0] == 0 and np.array_equal(n[0], np.asarray(n0))
+    assert W[0, 0, 1] == pytest.approx(2 * cap) and W[0, 0, 0] == pytest.approx(0.0)
+    # next slot, no new demand: the carried queue is served first, and it waits behind itself
+    n2, W2, info2 = step(dyn, np.zeros((2, 2)), n[0], W[0], targets=n0)
+    assert info2["switches"][0] == 0
+    assert W2[0, 0, 1] == pytest.approx(cap) and info2["served_s"][0, 0, 1] == pytest.approx(cap)
+    np.testing.assert_allclose(info2["backlog_s"][0], [cap, 0.0])  # per region
+    # work is conserved: arrived = served + carried
+    assert (info["served_s"] + W).sum() == pytest.approx(np.sum(a))
+
+
+def test_reactive_switch_for_a_model_without_a_server_and_none_without_need():
+    wf = toy_warm(load_s=30.0)
+    dyn = WarmDynamics(wf, switch_margin_s=20.0)
+    n0 = [[4.0, 0.0], [4.0, 0.0]]
+    n, _, info = step(dyn, [[100.0, 100.0], [100.0, 0.0]], n0, np.zeros((2, 2)))
+    assert n[0, 0, 1] >= 1 and n[0, 0].sum() == 4 and info["switches"][0] >= 1  # it loads model 1 from a spare server
+    assert n[0, 1, 1] == 0  # region 1 has no demand for model 1: no switch there
+    n, _, info = step(dyn, [[100.0, 0.0], [100.0, 0.0]], n0, np.zeros((2, 2)))
+    assert info["switches"][0] == 0 and np.array_equal(n[0], np.asarray(n0))
+
+
+def test_clip_placement_respects_capable_and_servers():
+    out = clip_placement(np.array([[3.4, 2.0], [5.0, 0.2]]), np.array([[4.0, 4.0], [4.0, 1.0]]), np.array([4.0, 4.0]))
+    assert (out.sum(-1) <= 4).all() and (out <= np.array([[4.0, 4.0], [4.0, 1.0]])).all()
+    assert out[1, 0] == 4
+
+
+def _toy_demand(days: int = 4) -> np.ndarray:
+    per_day = int(86400 / SLOT_S)
+    t = np.arange(per_day * days) % per_day
+    d = np.zeros((1, per_day * days, 2, 2))
+    d[0, :, 0, 0] = 1500.0
+    d[0, :, 0, 1] = np.where((t > 30) & (t < 60), 2500.0, 200.0)
+    d[0, :, 1, 0] = 800.0
+    return d
+
+
+@pytest.mark.parametrize("planner", ["horizon", "myopic-ot", "none"])
+def test_warm_env_episode_shapes_and_warm_start(planner):
+    from torta.rl.warm_env import WarmEnv, run_warm
+
+    wf = toy_warm()
+    env = WarmEnv(wf, _toy_demand(), [3], 2, planner=planner, seed=0)
+    obs = env.reset()
+    assert env.t == 0 and obs.shape == (2, env.obs_dim) and np.isfinite(obs).all()
+    assert env.n.sum(-1).max() <= 4  # the warm-up ran: the placement is the planner's, within the servers
+    steps = 0
+    done = np.zeros(2, dtype=bool)
+    while not done.all():
+        obs, rew, done, info = env.step(np.zeros((2, 2, 2)))
+        steps += 1
+        assert np.isfinite(rew).all() and (rew < 0).all()
+        np.testing.assert_allclose(info["plans"].sum(-1), 1.0)
+    assert steps == env.per_day
+    res = run_warm(env, [0], [3])
+    assert res["rt_s"].shape == (env.per_day, 1) and np.isfinite(res["rt_s"]).all()
+    if planner == "horizon":  # the LP places model 1 for its daily ramp: few loads, not one per slot
+        assert 0 < res["switches"].sum() < env.per_day
+
+
+def test_gap_on_a_small_replay_window(tmp_path):
+    """The same torta-horizon decisions through the replay and the warm surrogate on a 2-hour toy trace:
+    one row per scored slot, finite response times on both sides, utilisation in range."""
+    import polars as pl
+
+    from torta.rl.replay_env import gap_on_input
+    from torta.runs.inputs import SeedInput, _oracle
+    from torta.sim.testing import make_requests, make_world
+
+    world = make_world((2, 2), models=("a", "b"), slot_s=900.0)
+    rng = np.random.default_rng(0)
+    n = 1500
+    arr = np.sort(rng.uniform(0, 2 * 3600.0, n))
+    df = make_requests(arr, rng.integers(50, 400, n), rng.integers(10, 80, n),
+                       origin=[f"r{i}" for i in rng.integers(0, 2, n)], model=list(rng.choice(["a", "b"], n)))
+    inp = SeedInput(0, df, world, None, _oracle(df, world, 900.0), 225.0, 45.0, None, "toy", 900.0)
+    out = gap_on_input(inp, "torta-horizon", 0.0, tmp_path / "run")
+    f = out["frame"]
+    assert isinstance(f, pl.DataFrame) and f["scored_slot"].to_list() == list(range(7))
+    assert f["replay_requests"].sum() + out["replay_summary"]["dropped"] >= int((arr >= 900.0).sum()) - 5
+    assert np.isfinite(f["surrogate_rt_s"].to_numpy()).all() and np.isfinite(f["replay_rt_s"].to_numpy()).all()
+    assert ((f["surrogate_util"] >= 0) & (f["surrogate_util"] <= 1.5)).all()
+    assert np.isfinite(out["rt_gap_pct"]) and out["util_gap_mean_abs"] >= 0
