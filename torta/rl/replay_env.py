@@ -223,13 +223,14 @@ def _recording(cls):
 
 
 def run_warm_surrogate(wf, demand: np.ndarray, record: list[dict], *, targets: bool = True,
-                       switch_margin_s: float = 20.0) -> dict[str, np.ndarray]:
+                       planner: str = "horizon") -> dict[str, np.ndarray]:
     """The recorded decisions (`_recording`) through `torta.rl.warm.WarmDynamics` from the fleet's initial
     placement and empty queues: slot t gets record[t]'s shares and targets and demand[t] (R, M).
     Returns per-slot arrays: rt_s, util (slots, R), fleet_util (server-weighted), switches, requests."""
     from torta.rl.warm import WarmDynamics
+    from torta.rl.warm_env import micro_settings
 
-    dyn = WarmDynamics(wf, switch_margin_s)
+    dyn = WarmDynamics(wf, **micro_settings(planner))
     f = wf.base
     r, m = f.n_regions, f.n_models
     n = wf.initial_rm[None].astype(float).copy()
@@ -246,7 +247,7 @@ def run_warm_surrogate(wf, demand: np.ndarray, record: list[dict], *, targets: b
         out["fleet_util"].append(float(info["served_s"][0].sum() / (w.sum() * f.slot_s)))
         out["switches"].append(float(info["switches"][0]))
         out["requests"].append(float(info["requests"][0]))
-        out["backlog_s"].append(float(info["backlog_s"][0]))
+        out["backlog_s"].append(float(info["backlog_s"][0].sum()))
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -262,7 +263,9 @@ def warm_surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 1
     the fleet's initial placement at the warm-up's start, as the replay does), on the replay's own demand per
     slot, origin and model. Scored: the slots after the warm-up. Returns {"frame": per-slot table, summary
     numbers}; the per-slot response is the mean over the requests arriving in the slot (completed ones for
-    the replay), utilisation the server-weighted fleet mean of the simulator's definition."""
+    the replay), utilisation the server-weighted fleet mean of the simulator's definition. The surrogate runs
+    the micro layer of the policy's kind (`torta.rl.warm_env.micro_settings`: torta-horizon*, myopic-ot,
+    else the TORTA allocator's)."""
     from torta.config import EVAL_PROTOCOL
     from torta.fleet.scenario import load_scenario
     from torta.runs.inputs import multiday_input
@@ -305,11 +308,8 @@ def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.
     sl = (res.slots.group_by("slot").agg(pl.col("utilisation").mean().alias("replay_util"),
                                          pl.col("switches").sum().alias("replay_switches")))
     wf = warm_fleet_from_world(inp.world, inp.mean_prompt_tokens, inp.mean_output_tokens, inp.model_share)
-    from torta.allocator.config import TargetConfig
-    from torta.planner.context import BASELINE_SWITCH_GUARD_S
-
-    margin = TargetConfig().switch_margin_s if policy.startswith("torta-horizon") else BASELINE_SWITCH_GUARD_S
-    sur = run_warm_surrogate(wf, inp.oracle, pol.record, switch_margin_s=margin)
+    planner = "horizon" if policy.startswith("torta-horizon") else ("myopic-ot" if policy == "myopic-ot" else "none")
+    sur = run_warm_surrogate(wf, inp.oracle, pol.record, planner=planner)
     k = len(pol.record)
     warm_slots = int(round(inp.warmup_s / slot_s))
     frame = (pl.DataFrame({"slot": np.arange(k, dtype=np.int64), "surrogate_requests": sur["requests"],

@@ -16,21 +16,25 @@ GPU-seconds and dollars of one load (`gpu_s_rm`, `load_usd_rm`: load time x tp x
 2. placement: the planner's targets (servers per region per model; clipped to what the region may hold),
    else the placement carried from the previous slot. A server that takes a model it did not hold loads it:
    `load_s_rm` of the slot is lost service (no work done), and the load's GPU-hours are charged;
-3. reactive switches (the micro layer's rule, `torta.allocator.targets`: a switch the plan did not ask for
+3. spill-over (with `spill_s`, the TORTA micro layer's, `torta.allocator.greedy.PlannedAllocator`): requests
+   planned to a region whose expected wait (queue per server; for a model it holds on no server, the load
+   time + margin) is `spill_s` longer than a nearby capable region's (network delay included) go there, up
+   to its spare capacity;
+4. reactive switches (the micro layer's rule, `torta.allocator.targets`: a switch the plan did not ask for
    happens when the expected wait for a warm server exceeds the load time by `switch_margin_s`): where a
    model's queue at the slot's end would keep its servers busy longer than load time + margin (or a model has
    demand and no server), servers move to it from models of the same region with at least one whole
    server of spare capacity in the slot (a model keeps its last server while it has demand);
-4. service: n servers of m deliver n x slot x `capacity_derate` server-seconds of estimated work (minus the
+5. service: n servers of m deliver n x slot x `capacity_derate` server-seconds of estimated work (minus the
    loads); queued work beyond it is carried to the next slot per region and model. A model left without
    servers while its queue is not empty has it drained by the servers that left it first (their time is
    taken from the models they load);
-5. response time of a request from i served by (j, m): 2 x latency_ij (forward + return) + the unloaded
+6. response time of a request from i served by (j, m): 2 x latency_ij (forward + return) + the unloaded
    latency x (1 + rho) (decode slows as batches grow) + an M/M/c wait (Sakasegawa's approximation,
    c = the model's servers, rho = arrived work / capacity, capped at 0.98) + the fluid wait behind the queue
    (mean of the queue at the slot's start and end, drained at the model's capacity) + the cold-start wait
    of a model loaded onto a region that held none (arrivals during the load wait for it);
-6. utilisation per region = served work / (servers x slot) (the simulator's definition,
+7. utilisation per region = served work / (servers x slot) (the simulator's definition,
    `torta.sim.accounting`); load imbalance, cost and churn as the plain surrogate (`torta.rl.env`), the cost
    with the loads' dollars added.
 
@@ -130,14 +134,23 @@ def clip_placement(n: np.ndarray, capable: np.ndarray, servers_any: np.ndarray) 
 class WarmDynamics:
     """The slot transition with warm-model state (module docstring): `step(shares, a, n, W, price, targets)`."""
 
-    def __init__(self, fleet: WarmFleet, switch_margin_s: float = 20.0, reactive: bool = True) -> None:
+    def __init__(self, fleet: WarmFleet, switch_margin_s: float = 20.0, reactive: bool = True,
+                 spill_s: float | None = None, spill_regions: int = 6) -> None:
         if not switch_margin_s >= 0:
             raise ValueError(f"switch_margin_s must be >= 0, got {switch_margin_s!r}")
+        if spill_s is not None and not spill_s >= 0:
+            raise ValueError(f"spill_s must be >= 0 or None, got {spill_s!r}")
         self.wf = fleet
         f = self.f = fleet.base
         r, m = f.n_regions, f.n_models
         self.switch_margin_s = float(switch_margin_s)
         self.reactive = bool(reactive)
+        self.spill_s = spill_s
+        lat = np.asarray(f.latency_ms, dtype=float)
+        # per (region, model): the spill_regions nearest other regions able to hold m, nearest first
+        self.spill_to = [[[k for k in np.lexsort((np.arange(r), lat[j])) if k != j and fleet.capable_rm[k, mm] > 0
+                           and f.rps_rm[k, mm] > 0][:spill_regions] for mm in range(m)] for j in range(r)]
+        self.lat_s = lat / 1000.0
         ok = (f.rps_rm > 0) & (fleet.capable_rm > 0)
         self.ok = ok.astype(float)
         self.work = np.where(ok, 1.0 / np.where(ok, f.rps_rm, 1.0), 0.0)  # (R, M) server-seconds per request
@@ -160,8 +173,47 @@ class WarmDynamics:
         lost = (x * (1.0 - self.ok[None, None])).sum(axis=2)
         return x * self.ok[None, None] + lost[:, :, None, :] * self.near[None]
 
+    def _spill(self, x: np.ndarray, n: np.ndarray, W: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The micro layer's spill-over (torta.allocator.greedy.PlannedAllocator with `spill_s`): requests
+        planned to a region whose expected wait (its queue per server; a model it holds on no server: the
+        load time + margin) exceeds a nearby region's (network delay included) by more than `spill_s` go
+        there, up to that region's spare capacity in the slot. Returns x with the spilled requests moved."""
+        x = x.copy()
+        derate, margin, s = self.f.capacity_derate, self.switch_margin_s, self.srv_slot
+        cap = n * s - u * self.load[None] * derate
+        for m in range(n.shape[-1]):
+            for j in range(n.shape[1]):
+                if not self.spill_to[j][m]:
+                    continue
+                A = x[:, :, j, m].sum(1) * self.work[j, m]
+                if not (A > 0).any():
+                    continue
+                nj = n[:, j, m]
+                over = np.maximum(W[:, j, m] + A - cap[:, j, m], 0.0)
+                wait = np.where(nj > 0, 0.5 * (W[:, j, m] + over) / np.maximum(nj * derate, 1e-12),
+                                self.load[j, m] + margin)
+                movable = np.where(nj > 0, np.minimum(over, A), A)  # work that would wait
+                for k in self.spill_to[j][m]:
+                    nk = n[:, k, m]
+                    Ak = x[:, :, k, m].sum(1) * self.work[k, m]
+                    spare = np.maximum(cap[:, k, m] - W[:, k, m] - Ak, 0.0)
+                    wk = np.where(nk > 0, 0.5 * W[:, k, m] / np.maximum(nk * derate, 1e-12), np.inf)
+                    go = (wk + self.lat_s[j, k] + self.spill_s < wait) & (movable > 0) & (spare > 0)
+                    if not go.any():
+                        continue
+                    # requests moved: work at j's cost per request, placed within k's spare at k's cost
+                    req_j = movable / self.work[j, m]
+                    req = np.where(go, np.minimum(req_j, spare / max(self.work[k, m], 1e-12)), 0.0)
+                    tot = x[:, :, j, m].sum(1)
+                    frac = np.where(tot > 0, np.minimum(req / np.maximum(tot, 1e-12), 1.0), 0.0)
+                    moved = x[:, :, j, m] * frac[:, None]
+                    x[:, :, j, m] -= moved
+                    x[:, :, k, m] += moved
+                    movable = movable - req * self.work[j, m]
+        return x
+
     def _reactive(self, n: np.ndarray, demand_w: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Switches the micro layer makes on its own (module docstring, step 3): returns (n, u) updated."""
+        """Switches the micro layer makes on its own (module docstring, step 4): returns (n, u) updated."""
         wf = self.wf
         n, u = n.copy(), u.copy()
         s = self.srv_slot
@@ -198,12 +250,14 @@ class WarmDynamics:
         wf, f = self.wf, self.f
         derate = f.capacity_derate
         x = self.route(shares, a)
-        A = np.einsum("bijm,jm->bjm", x, self.work)
         if targets is not None:
             n = clip_placement(targets, wf.capable_rm, wf.servers_any)
         else:
             n = n_prev.copy()
         u = np.maximum(n - n_prev, 0.0)
+        if self.spill_s is not None:
+            x = self._spill(x, n, W, u)
+        A = np.einsum("bijm,jm->bjm", x, self.work)
         if self.reactive:
             n, u = self._reactive(n, W + A, u)
         v = np.maximum(n_prev - n, 0.0)  # servers that left a model

@@ -39,6 +39,20 @@ PLANNERS = ("horizon", "myopic-ot", "none")
 WARMUP_SLOTS = int(round(EVAL_PROTOCOL.warmup_h * 4))  # 2 h of 15-minute slots
 
 
+def micro_settings(planner: str, switch_margin_s: float | None = None) -> dict:
+    """The micro layer each planner's replay policy runs, as `WarmDynamics` settings: torta-horizon's
+    target allocator (switch margin `TargetConfig.switch_margin_s`, spill-over `MicroConfig.spill_s` over
+    `spill_regions`); ppo-only's TORTA allocator (the baseline switch guard, the same spill-over); myopic OT's
+    warm least-loaded scan (the baseline switch guard, no spill-over)."""
+    from torta.allocator.config import MicroConfig, TargetConfig
+    from torta.planner.context import BASELINE_SWITCH_GUARD_S
+
+    mc = MicroConfig()
+    margin = TargetConfig().switch_margin_s if planner == "horizon" else BASELINE_SWITCH_GUARD_S
+    return {"switch_margin_s": margin if switch_margin_s is None else float(switch_margin_s),
+            "spill_s": None if planner == "myopic-ot" else mc.spill_s, "spill_regions": mc.spill_regions}
+
+
 def warm_obs_dim(n_regions: int, n_models: int, cfg: EnvConfig) -> int:
     return obs_dim(n_regions, cfg) + n_regions * n_models
 
@@ -109,12 +123,7 @@ class WarmEnv:
             raise ValueError(f"warmup_slots must be in 0..{self.per_day - 4}, got {warmup_slots}")
         self.warmup_slots = int(warmup_slots)
         self.hconfig = hconfig or HorizonConfig()
-        from torta.allocator.config import TargetConfig
-        from torta.planner.context import BASELINE_SWITCH_GUARD_S
-
-        margin = switch_margin_s if switch_margin_s is not None else (
-            TargetConfig().switch_margin_s if planner == "horizon" else BASELINE_SWITCH_GUARD_S)
-        self.dyn = WarmDynamics(fleet, margin)
+        self.dyn = WarmDynamics(fleet, **micro_settings(planner, switch_margin_s))
         self.col_ok = f.servers > 0
         self.rng = np.random.default_rng(seed)
         self.obs_dim = warm_obs_dim(f.n_regions, f.n_models, cfg)
