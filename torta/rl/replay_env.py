@@ -251,6 +251,28 @@ def run_warm_surrogate(wf, demand: np.ndarray, record: list[dict], *, targets: b
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+def _plain_surrogate(wf, demand: np.ndarray, record: list[dict]) -> dict[str, np.ndarray]:
+    """The same decisions through the plain surrogate (torta.rl.env.Dynamics: no warm-model state), each
+    slot's shares folded into one plan per origin by that slot's model mix; for comparison."""
+    from torta.rl.env import Dynamics
+
+    dyn, f = Dynamics(wf.base), wf.base
+    r, m = f.n_regions, f.n_models
+    W = np.zeros((1, r))
+    w = np.where(f.servers > 0, f.servers, 0.0)
+    rt, util = [], []
+    for rec in record:
+        t = rec["slot"]
+        a = demand[t] if t < len(demand) else np.zeros((r, m))
+        tot = a.sum(1, keepdims=True)
+        mix = np.where(tot > 0, a / np.maximum(tot, 1e-12), 1.0 / m)
+        P = np.einsum("im,mij->ij", mix, rec["shares"])
+        W, info = dyn.step(P[None], a[None], W, f.price_at(t * f.slot_s)[None])
+        rt.append(float(info["rt_s"][0]))
+        util.append(float((info["util"][0] * w).sum() / w.sum()))
+    return {"rt_s": np.asarray(rt), "fleet_util": np.asarray(util)}
+
+
 def warm_surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 11, hours: float | None = None,
                        warmup_h: float | None = None, state_refresh_s: float | None = None,
                        policy: str = "torta-horizon", out_dir: str | Path | None = None) -> dict:
@@ -310,11 +332,13 @@ def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.
     wf = warm_fleet_from_world(inp.world, inp.mean_prompt_tokens, inp.mean_output_tokens, inp.model_share)
     planner = "horizon" if policy.startswith("torta-horizon") else ("myopic-ot" if policy == "myopic-ot" else "none")
     sur = run_warm_surrogate(wf, inp.oracle, pol.record, planner=planner)
+    plain = _plain_surrogate(wf, inp.oracle, pol.record)
     k = len(pol.record)
     warm_slots = int(round(inp.warmup_s / slot_s))
     frame = (pl.DataFrame({"slot": np.arange(k, dtype=np.int64), "surrogate_requests": sur["requests"],
                            "surrogate_rt_s": sur["rt_s"], "surrogate_util": sur["fleet_util"],
-                           "surrogate_switches": sur["switches"], "surrogate_backlog_s": sur["backlog_s"]})
+                           "surrogate_switches": sur["switches"], "surrogate_backlog_s": sur["backlog_s"],
+                           "plain_surrogate_rt_s": plain["rt_s"], "plain_surrogate_util": plain["fleet_util"]})
              .join(per, on="slot", how="inner").join(sl, on="slot", how="inner")
              .filter(pl.col("slot") >= warm_slots).sort("slot")
              .with_columns((pl.col("slot") - warm_slots).alias("scored_slot"),
@@ -325,10 +349,14 @@ def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.
     rep_mean = float((frame["replay_rt_s"].to_numpy() * n_rep).sum() / max(n_rep.sum(), 1.0))
     n_sur = frame["surrogate_requests"].to_numpy()
     sur_mean = float((frame["surrogate_rt_s"].to_numpy() * n_sur).sum() / max(n_sur.sum(), 1e-12))
+    plain_mean = float((frame["plain_surrogate_rt_s"].to_numpy() * n_sur).sum() / max(n_sur.sum(), 1e-12))
     ug = np.abs(frame["util_gap"].to_numpy())
     return {"frame": frame, "seed": seed, "policy": policy, "state_refresh_s": refresh, "slots": frame.height,
             "replay_rt_mean_s": rep_mean, "surrogate_rt_mean_s": sur_mean,
             "rt_gap_pct": 100.0 * (sur_mean - rep_mean) / max(rep_mean, 1e-9),
+            "plain_surrogate_rt_mean_s": plain_mean,
+            "plain_rt_gap_pct": 100.0 * (plain_mean - rep_mean) / max(rep_mean, 1e-9),
+            "plain_util_gap_mean_abs": float(np.abs(frame["plain_surrogate_util"] - frame["replay_util"]).mean()),
             "rt_gap_abs_pct_median_slot": float(100 * np.median(np.abs(frame["rt_gap_rel"].to_numpy()))),
             "util_gap_mean_abs": float(ug.mean()) if ug.size else float("nan"),
             "util_gap_max_abs": float(ug.max()) if ug.size else float("nan"),

@@ -192,6 +192,8 @@ class WarmDynamics:
                 over = np.maximum(W[:, j, m] + A - cap[:, j, m], 0.0)
                 wait = np.where(nj > 0, 0.5 * (W[:, j, m] + over) / np.maximum(nj * derate, 1e-12),
                                 self.load[j, m] + margin)
+                if not (wait > self.spill_s).any():
+                    continue  # nowhere is spill_s better than here
                 movable = np.where(nj > 0, np.minimum(over, A), A)  # work that would wait
                 for k in self.spill_to[j][m]:
                     nk = n[:, k, m]
