@@ -150,3 +150,68 @@ def test_gap_on_a_small_replay_window(tmp_path):
     assert np.isfinite(f["surrogate_rt_s"].to_numpy()).all() and np.isfinite(f["replay_rt_s"].to_numpy()).all()
     assert ((f["surrogate_util"] >= 0) & (f["surrogate_util"] <= 1.5)).all()
     assert np.isfinite(out["rt_gap_pct"]) and out["util_gap_mean_abs"] >= 0
+
+
+def _agent_checkpoint(path, world, zero_actor: bool = False):
+    import torch
+
+    from torta.rl.env import EnvConfig
+    from torta.rl.ppo import Agent
+    from torta.rl.train import save_checkpoint
+    from torta.rl.warm_env import warm_obs_dim
+
+    torch.manual_seed(0)
+    agent = Agent(warm_obs_dim(world.n_regions, len(world.models), EnvConfig()), world.n_regions, 16)
+    if zero_actor:
+        with torch.no_grad():
+            agent.actor[-1].weight.zero_()
+            agent.actor[-1].bias.zero_()
+    return save_checkpoint(agent.state_dict(), path, {"config": {"env": {}}, "seed": 0, "git_commit": "test"})
+
+
+def test_horizon_ppo_loads_its_checkpoint_and_replays_a_short_window(tmp_path):
+    from torta.fleet.scenario import load_scenario
+    from torta.rl.horizon_ppo import TortaHorizonPPO
+    from torta.sim.replay import replay
+    from torta.traces import load_trace
+
+    world = load_scenario("abilene")
+    df = load_trace("azure-2023-conv").head(300)
+    ck = _agent_checkpoint(tmp_path / "abilene-torta-horizon-ppo.pt", world)
+    pol = TortaHorizonPPO(checkpoint=ck)
+    res = replay(world, df, pol, seed=0, out_dir=tmp_path / "run")
+    s = res.summary
+    assert s["requests"] == 300 and s["completed"] + s["dropped"] == 300
+    assert pol.params()["checkpoint"] == str(ck)
+    plans = pol.last_plans
+    np.testing.assert_allclose(plans.sum(-1), 1.0)
+    cannot = (pol.wf.capable_rm == 0).T  # (M, R): regions unable to hold the model get none of its requests
+    assert all(np.all(plans[m][:, cannot[m]] == 0) for m in range(plans.shape[0]))
+
+
+def test_horizon_ppo_with_zero_offsets_follows_the_horizon_plan_and_rejects_other_checkpoints(tmp_path):
+    from torta.errors import InputError
+    from torta.fleet.scenario import load_scenario
+    from torta.rl.horizon_ppo import TortaHorizonPPO
+    from torta.rl.train import load_checkpoint, save_checkpoint
+    from torta.sim.replay import replay
+    from torta.traces import load_trace
+
+    world = load_scenario("abilene")
+    df = load_trace("azure-2023-conv").head(200)
+    ck = _agent_checkpoint(tmp_path / "z.pt", world, zero_actor=True)
+    pol = TortaHorizonPPO(checkpoint=ck)
+    replay(world, df, pol, seed=0, out_dir=tmp_path / "run")
+    # delta = 0: each model's plan is its LP shares, only spread by the eps floor over the capable regions
+    from torta.rl.warm_env import apply_offsets
+
+    again = apply_offsets(pol.wf, pol._shares_seen[None], np.zeros((1, world.n_regions, world.n_regions)),
+                          pol.ecfg, True)[0]
+    np.testing.assert_allclose(pol.last_plans, again)
+    big = np.argmax(pol._shares_seen, axis=-1)
+    assert (np.argmax(pol.last_plans, axis=-1) == big).all()
+    sd, _ = load_checkpoint(ck)
+    sd["obs_mean"] = sd["obs_mean"][:-3]
+    bad = save_checkpoint(sd, tmp_path / "bad.pt", {"config": {"env": {}}})
+    with pytest.raises(InputError, match="observation size"):
+        replay(world, df.head(5), TortaHorizonPPO(checkpoint=bad), seed=0)

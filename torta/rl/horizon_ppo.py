@@ -109,7 +109,7 @@ class TortaHorizonPPO(TortaHorizon):
 
     def plan(self, state: SlotState) -> None:
         super().plan(state)  # the LP's shares (self.last_plans) and targets (set on the micro layer)
-        shares = self.last_plans
+        shares = self._shares_seen = self.last_plans
         t0 = time.perf_counter()
         delta = self.agent.act_mean(self.observe(state, shares))[0]
         plans = apply_offsets(self.wf, shares[None], delta[None], self.ecfg, True)[0]
