@@ -58,7 +58,9 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
                            + (f" --n-envs {n_envs}" if n_envs is not None else ""),
                 "git_commit": commit, "train_wall_s": round(wall, 1), "config": config_meta(cfg),
                 "best_val_return": float(val.max()) if val.len() else float("nan"),
-                "val_ref_return": float(curves["val_ref_return"][0]) if "val_ref_return" in curves.columns else 0.0}
+                "val_ref_return": float(curves["val_ref_return"][0]) if "val_ref_return" in curves.columns else 0.0,
+                "val_base_return": float(curves["val_base_return"][0]) if "val_base_return" in curves.columns
+                else float("nan")}
         path = save_checkpoint(sd, folder / f"{scenario}-{v}.pt", meta)
         if curves_dir:
             from torta.fileio import atomic_file

@@ -210,6 +210,7 @@ def train_on(fleet: SurrogateFleet, demand: np.ndarray, seed: int, config: Train
                "churn": info_sum["churn"], "kl_coef": kl_coef, **st,
                "std": float(agent.log_std.detach().exp().mean()), "val_return": float("nan"),
                "val_ref_return": float(ref_val["return"]) if ref_val else float("nan"),
+               "val_base_return": float(v0["return"]),
                "wall_s": time.perf_counter() - t0}
         if (u + 1) % cfg.eval_every == 0 or u + 1 == cfg.updates:
             vv = validate(u + 1)
