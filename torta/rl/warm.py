@@ -214,21 +214,29 @@ class WarmDynamics:
                     movable = movable - req * self.work[j, m]
         return x
 
-    def _reactive(self, n: np.ndarray, demand_w: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Switches the micro layer makes on its own (module docstring, step 4): returns (n, u) updated."""
+    def _reactive(self, n: np.ndarray, demand_w: np.ndarray, u: np.ndarray,
+                  targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Switches the micro layer makes on its own (module docstring, step 4): returns (n, u) updated. A
+        donor model at or below its target (the plan keeps it warm) gives a server only when the wait also
+        pays for loading it back (`torta.allocator.targets`); a model with demand and no server takes one
+        from the region's largest other holder when no donor has a whole server spare (the allocator must
+        place the request somewhere: on a server that loads the model behind its queue)."""
         wf = self.wf
+        derate = wf.base.capacity_derate
         n, u = n.copy(), u.copy()
         s = self.srv_slot
         m_n = n.shape[-1]
         for m in range(m_n):
-            cap = n * s - u * self.load[None] * self.wf.base.capacity_derate
+            cap = n * s - u * self.load[None] * derate
             excess = demand_w[..., m] - cap[..., m]  # (B, R) work left at the slot's end
-            per = np.where(n[..., m] > 0, excess / np.maximum(n[..., m] * self.wf.base.capacity_derate, 1e-12),
+            per = np.where(n[..., m] > 0, excess / np.maximum(n[..., m] * derate, 1e-12),
                            np.where(demand_w[..., m] > 0, np.inf, 0.0))
-            want = (per > self.load[None, :, m] + self.switch_margin_s) & (n[..., m] < wf.capable_rm[None, :, m])
+            room = n[..., m] < wf.capable_rm[None, :, m]
+            bar = self.load[None, :, m] + self.switch_margin_s
+            want = (per > bar) & room
             if not want.any():
                 continue
-            gain = max(s - self.load[:, m].max() * self.wf.base.capacity_derate, 1e-9)
+            gain = max(s - self.load[:, m].max() * derate, 1e-9)
             need = np.where(np.isinf(per), np.maximum(np.ceil(np.maximum(excess, 0) / gain), 1.0),
                             np.ceil(np.maximum(excess, 0) / gain))
             need = np.where(want, np.minimum(need, wf.capable_rm[None, :, m] - n[..., m]), 0.0)
@@ -237,12 +245,27 @@ class WarmDynamics:
                     continue
                 spare = np.floor(np.maximum(cap[..., d] - demand_w[..., d], 0.0) / s)
                 keep = (demand_w[..., d] > 0).astype(float)
+                ok = want
+                if targets is not None:  # the plan keeps d warm: the wait must pay for loading d back too
+                    ok = want & ((n[..., d] > targets[..., d]) | (per > bar + self.load[None, :, d] + self.switch_margin_s))
                 k = np.minimum(np.minimum(spare, np.maximum(n[..., d] - keep, 0.0)), need)
-                k = np.where(want, np.maximum(k, 0.0), 0.0)
+                k = np.where(ok, np.maximum(k, 0.0), 0.0)
                 n[..., d] -= k
                 n[..., m] += k
                 u[..., m] += k
                 need = need - k
+            stuck = (n[..., m] <= 0) & (demand_w[..., m] > 0) & room
+            if stuck.any():
+                others = np.where(np.arange(m_n)[None, None, :] == m, -1.0, n)
+                d = np.argmax(others, axis=-1)
+                nd = np.take_along_axis(n, d[..., None], -1)[..., 0]
+                dd = np.take_along_axis(demand_w, d[..., None], -1)[..., 0]
+                give = stuck & ((nd >= 2) | ((nd >= 1) & (dd <= 0)))
+                if give.any():
+                    g = give.astype(float)
+                    np.put_along_axis(n, d[..., None], (nd - g)[..., None], -1)
+                    n[..., m] += g
+                    u[..., m] += g
         return n, u
 
     def step(self, shares: np.ndarray, a: np.ndarray, n_prev: np.ndarray, W: np.ndarray, price: np.ndarray,
@@ -261,7 +284,7 @@ class WarmDynamics:
             x = self._spill(x, n, W, u)
         A = np.einsum("bijm,jm->bjm", x, self.work)
         if self.reactive:
-            n, u = self._reactive(n, W + A, u)
+            n, u = self._reactive(n, W + A, u, None if targets is None else n.copy())
         v = np.maximum(n_prev - n, 0.0)  # servers that left a model
         cap = n * self.srv_slot - u * self.load[None] * derate
         # a model left without servers: those that left it drain its queue first, in their new models' time
