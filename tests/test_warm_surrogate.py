@@ -215,3 +215,24 @@ def test_horizon_ppo_with_zero_offsets_follows_the_horizon_plan_and_rejects_othe
     bad = save_checkpoint(sd, tmp_path / "bad.pt", {"config": {"env": {}}})
     with pytest.raises(InputError, match="observation size"):
         replay(world, df.head(5), TortaHorizonPPO(checkpoint=bad), seed=0)
+
+
+def test_training_on_the_warm_surrogate_is_deterministic_and_validates_against_myopic_ot():
+    import torch
+
+    from torta.rl.ppo import PPOConfig
+    from torta.rl.train import TrainConfig, train_on
+
+    wf = toy_warm()
+    cfg = TrainConfig(variant="torta-horizon-ppo", updates=2, n_envs=2, train_days=(2, 3), val_day=4, eval_every=1,
+                      demand_noise=0.0, ppo=PPOConfig(hidden=16, minibatch=64, epochs=1))
+    a, ca = train_on(wf.base, _toy_demand(), 0, cfg, progress=False, warm_fleet=wf)
+    b, cb = train_on(wf.base, _toy_demand(), 0, cfg, progress=False, warm_fleet=wf)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert ca.drop("wall_s").equals(cb.drop("wall_s"))
+    assert a["obs_mean"].shape[0] == 2 * (4 + 4) + 5 * 2 + 2 * 4 + 2 + 2 * 2  # the placement features included
+    ref, base = float(ca["val_ref_return"][0]), float(ca["val_base_return"][0])
+    assert np.isfinite(ref) and np.isfinite(base) and ref != base  # myopic OT is not the horizon plan
+    assert {"val_switches"} <= set(ca.columns)
+    with pytest.raises(ValueError, match="warm_fleet"):
+        train_on(wf.base, _toy_demand(), 0, cfg, progress=False)
