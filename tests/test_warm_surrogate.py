@@ -236,3 +236,15 @@ def test_training_on_the_warm_surrogate_is_deterministic_and_validates_against_m
     assert {"val_switches"} <= set(ca.columns)
     with pytest.raises(ValueError, match="warm_fleet"):
         train_on(wf.base, _toy_demand(), 0, cfg, progress=False)
+
+
+def test_spill_over_sends_requests_to_a_nearby_warm_region_instead_of_loading():
+    wf = toy_warm(load_s=60.0)
+    n0 = [[4.0, 0.0], [2.0, 2.0]]  # region 0 holds no model 1; region 1 holds it with room to spare
+    a = [[500.0, 300.0], [0.0, 0.0]]
+    spill = WarmDynamics(wf, switch_margin_s=20.0, spill_s=10.0)
+    n, _, info = step(spill, a, n0, np.zeros((2, 2)), targets=n0)
+    assert info["switches"][0] == 0 and info["served_s"][0, 1, 1] == pytest.approx(300.0)
+    assert info["served_s"][0, 0, 1] == pytest.approx(0.0)
+    n2, _, info2 = step(WarmDynamics(wf, switch_margin_s=20.0), a, n0, np.zeros((2, 2)), targets=n0)
+    assert info2["switches"][0] >= 1 and n2[0, 0, 1] >= 1  # without spill-over region 0 loads model 1

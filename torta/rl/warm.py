@@ -181,37 +181,38 @@ class WarmDynamics:
         x = x.copy()
         derate, margin, s = self.f.capacity_derate, self.switch_margin_s, self.srv_slot
         cap = n * s - u * self.load[None] * derate
-        for m in range(n.shape[-1]):
-            for j in range(n.shape[1]):
-                if not self.spill_to[j][m]:
+
+        def wait_of(A, W_, cap_, n_, cold_s):
+            over = np.maximum(W_ + A - cap_, 0.0)
+            return over, np.where(n_ > 0, 0.5 * (W_ + over) / np.maximum(n_ * derate, 1e-12), cold_s)
+
+        A_all = np.einsum("bijm,jm->bjm", x, self.work)
+        _, wait_all = wait_of(A_all, W, cap, n, (self.load + margin)[None])
+        long = ((wait_all > self.spill_s) & (A_all > 0)).any(0)  # (R, M): somewhere a request may spill
+        for j, m in zip(*np.nonzero(long)):
+            if not self.spill_to[j][m]:
+                continue
+            A = x[:, :, j, m].sum(1) * self.work[j, m]
+            over, wait = wait_of(A, W[:, j, m], cap[:, j, m], n[:, j, m], self.load[j, m] + margin)
+            nj = n[:, j, m]
+            movable = np.where(nj > 0, np.minimum(over, A), A)  # work that would wait
+            for k in self.spill_to[j][m]:
+                nk = n[:, k, m]
+                Ak = x[:, :, k, m].sum(1) * self.work[k, m]
+                spare = np.maximum(cap[:, k, m] - W[:, k, m] - Ak, 0.0)
+                wk = np.where(nk > 0, 0.5 * W[:, k, m] / np.maximum(nk * derate, 1e-12), np.inf)
+                go = (wk + self.lat_s[j, k] + self.spill_s < wait) & (movable > 0) & (spare > 0)
+                if not go.any():
                     continue
-                A = x[:, :, j, m].sum(1) * self.work[j, m]
-                if not (A > 0).any():
-                    continue
-                nj = n[:, j, m]
-                over = np.maximum(W[:, j, m] + A - cap[:, j, m], 0.0)
-                wait = np.where(nj > 0, 0.5 * (W[:, j, m] + over) / np.maximum(nj * derate, 1e-12),
-                                self.load[j, m] + margin)
-                if not (wait > self.spill_s).any():
-                    continue  # nowhere is spill_s better than here
-                movable = np.where(nj > 0, np.minimum(over, A), A)  # work that would wait
-                for k in self.spill_to[j][m]:
-                    nk = n[:, k, m]
-                    Ak = x[:, :, k, m].sum(1) * self.work[k, m]
-                    spare = np.maximum(cap[:, k, m] - W[:, k, m] - Ak, 0.0)
-                    wk = np.where(nk > 0, 0.5 * W[:, k, m] / np.maximum(nk * derate, 1e-12), np.inf)
-                    go = (wk + self.lat_s[j, k] + self.spill_s < wait) & (movable > 0) & (spare > 0)
-                    if not go.any():
-                        continue
-                    # requests moved: work at j's cost per request, placed within k's spare at k's cost
-                    req_j = movable / self.work[j, m]
-                    req = np.where(go, np.minimum(req_j, spare / max(self.work[k, m], 1e-12)), 0.0)
-                    tot = x[:, :, j, m].sum(1)
-                    frac = np.where(tot > 0, np.minimum(req / np.maximum(tot, 1e-12), 1.0), 0.0)
-                    moved = x[:, :, j, m] * frac[:, None]
-                    x[:, :, j, m] -= moved
-                    x[:, :, k, m] += moved
-                    movable = movable - req * self.work[j, m]
+                # requests moved: work at j's cost per request, placed within k's spare at k's cost
+                req_j = movable / self.work[j, m]
+                req = np.where(go, np.minimum(req_j, spare / max(self.work[k, m], 1e-12)), 0.0)
+                tot = x[:, :, j, m].sum(1)
+                frac = np.where(tot > 0, np.minimum(req / np.maximum(tot, 1e-12), 1.0), 0.0)
+                moved = x[:, :, j, m] * frac[:, None]
+                x[:, :, j, m] -= moved
+                x[:, :, k, m] += moved
+                movable = movable - req * self.work[j, m]
         return x
 
     def _reactive(self, n: np.ndarray, demand_w: np.ndarray, u: np.ndarray,
