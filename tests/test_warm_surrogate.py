@@ -248,3 +248,22 @@ def test_spill_over_sends_requests_to_a_nearby_warm_region_instead_of_loading():
     assert info["served_s"][0, 0, 1] == pytest.approx(0.0)
     n2, _, info2 = step(WarmDynamics(wf, switch_margin_s=20.0), a, n0, np.zeros((2, 2)), targets=n0)
     assert info2["switches"][0] >= 1 and n2[0, 0, 1] >= 1  # without spill-over region 0 loads model 1
+
+
+def test_cached_decisions_replay_the_closed_loop_day_at_zero_offsets():
+    from torta.rl.warm_env import WarmEnv
+
+    wf = toy_warm()
+    closed = WarmEnv(wf, _toy_demand(), [3], 1, planner="horizon")
+    cached = WarmEnv(wf, _toy_demand(), [3], 1, planner="horizon", decision_cache=True)
+    for env in (closed, cached):
+        env._with_refs = False
+        env.reset(series=np.array([0]), days=np.array([3]))
+    zero = np.zeros((1, 2, 2))
+    for _ in range(closed.per_day):
+        _, _, _, a = closed.step(zero)
+        _, _, _, b = cached.step(zero)
+        np.testing.assert_allclose(a["rt_s"], b["rt_s"])
+        np.testing.assert_array_equal(a["placement"], b["placement"])
+    with pytest.raises(ValueError, match="decision_cache"):
+        WarmEnv(wf, _toy_demand(), [3], 1, planner="myopic-ot", decision_cache=True)

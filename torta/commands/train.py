@@ -34,13 +34,16 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
     from dataclasses import replace
     from pathlib import Path
 
-    from torta.rl.train import (TrainConfig, checkpoint_dir, config_meta, git_commit, save_checkpoint, train)
+    from torta.rl.train import (VARIANTS, TrainConfig, checkpoint_dir, config_meta, git_commit, save_checkpoint,
+                                train)
 
     variants = ["torta", "torta-no-forecast", "ppo-only"] if variant == "all" else [variant]
     folder = Path(out_dir) if out_dir else checkpoint_dir()
     out = []
     for v in variants:
         cfg = TrainConfig(variant=v)
+        if VARIANTS[v].get("warm") == "horizon":  # one cached LP decision per (series, day, slot): no demand noise
+            cfg = replace(cfg, demand_noise=0.0)
         if updates is not None:
             cfg = replace(cfg, updates=int(updates))
         if n_envs is not None:

@@ -125,7 +125,10 @@ def train_on(fleet: SurrogateFleet, demand: np.ndarray, seed: int, config: Train
 
         if warm_fleet is None:
             raise ValueError(f"variant {cfg.variant!r} trains on the warm surrogate: give warm_fleet")
-        env = WarmEnv(warm_fleet, demand, cfg.train_days, cfg.n_envs, ecfg, planner=planner, seed=seed)
+        # the horizon LP's decisions along its own days, solved once per (series, day): an LP solve per env
+        # and slot (~7-40 ms on abilene) would make one update of 16 days take a minute (WarmEnv.cached_decisions)
+        env = WarmEnv(warm_fleet, demand, cfg.train_days, cfg.n_envs, ecfg, planner=planner, seed=seed,
+                      decision_cache=planner == "horizon")
     else:
         env = SurrogateEnv(fleet, demand, cfg.train_days, cfg.n_envs, ecfg, seed=seed)
     r_n = fleet.n_regions

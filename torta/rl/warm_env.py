@@ -106,7 +106,8 @@ class WarmEnv:
 
     def __init__(self, fleet: WarmFleet, demand: np.ndarray, days, n_envs: int, cfg: EnvConfig = EnvConfig(),
                  planner: str = "horizon", seed: int = 0, hconfig: HorizonConfig | None = None,
-                 switch_margin_s: float | None = None, warmup_slots: int = WARMUP_SLOTS) -> None:
+                 switch_margin_s: float | None = None, warmup_slots: int = WARMUP_SLOTS,
+                 decision_cache: bool = False) -> None:
         if planner not in PLANNERS:
             raise ValueError(f"planner must be one of {PLANNERS}, got {planner!r}")
         f = fleet.base
@@ -122,6 +123,11 @@ class WarmEnv:
         if not 0 <= warmup_slots <= self.per_day - 4:
             raise ValueError(f"warmup_slots must be in 0..{self.per_day - 4}, got {warmup_slots}")
         self.warmup_slots = int(warmup_slots)
+        if decision_cache and (planner != "horizon" or cfg.demand_noise > 0):
+            raise ValueError("decision_cache needs planner 'horizon' and demand_noise 0 (one decision per series, "
+                             "day and slot)")
+        self.decision_cache = bool(decision_cache)
+        self._decisions: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.hconfig = hconfig or HorizonConfig()
         self.dyn = WarmDynamics(fleet, **micro_settings(planner, switch_margin_s))
         self.col_ok = f.servers > 0
@@ -162,6 +168,10 @@ class WarmEnv:
             last = hist_rm[:, -1].sum(-1)
             agg = np.stack([ot_plan(self.f, last[b], backlog_r[b], price[b, 0]) for b in range(b_n)])
             return broadcast_plan(self.wf, agg), None
+        if self.decision_cache:
+            i = self.t + self.warmup_slots
+            got = [self.cached_decisions(int(sr), int(d)) for sr, d in zip(self.series, self.day)]
+            return np.stack([g[0][i] for g in got]), np.stack([g[1][i] for g in got])
         from torta.planner.horizon import HorizonLP
 
         h_n = self.hconfig.horizon_slots
@@ -193,6 +203,27 @@ class WarmEnv:
                          (self.t + np.zeros(self.B, dtype=np.int64)) % self.per_day, self.per_day)
         return np.concatenate([base, placement_feature(self.wf, self.n)], axis=1)
 
+    def cached_decisions(self, series: int, day: int) -> tuple[np.ndarray, np.ndarray]:
+        """(shares (slots, M, R, R), targets (slots, R, M)) the LP takes along its own day (delta = 0, warm-up
+        included), computed once per (series, day): with `decision_cache` the actor acts on these, not on a
+        fresh solve of the state its offsets led to (a training-time approximation: the LP's decision still
+        follows the forecast and its own placement, not the queues the offsets change; validation runs the
+        LP in the loop)."""
+        key = (series, day)
+        if key not in self._decisions:
+            sub = self.sibling(1, [day])
+            sub._with_refs = False
+            sub.reset(series=np.array([series]), days=np.array([day]))
+            shares, targets = list(sub._seen_shares), list(sub._seen_targets)
+            r = self.f.n_regions
+            while sub.t < sub.per_day:
+                sub.step(np.zeros((1, r, r)))
+                shares.append(sub.shares[0].copy())
+                targets.append(sub.targets[0].copy())
+            self._decisions[key] = (np.asarray(shares[:sub.warmup_slots + sub.per_day]),
+                                    np.asarray(targets[:sub.warmup_slots + sub.per_day]))
+        return self._decisions[key]
+
     def kl_target(self) -> tuple[np.ndarray, np.ndarray]:
         """(the decision as one plan per origin, the base logits the actor's offsets move) for the KL term."""
         base = np.log(self.ot + self.cfg.base_eps) if self.ot_base else np.zeros_like(self.ot)
@@ -220,8 +251,12 @@ class WarmEnv:
         self.t = -self.warmup_slots
         self.switches = np.zeros(b)
         obs = self._observe()
+        self._seen_shares, self._seen_targets = [self.shares[0].copy()], [None if self.targets is None
+                                                                          else self.targets[0].copy()]
         while self.t < 0:  # the warm-up: the planner's own decision, not scored
             obs = self._advance(self.ot_plans(np.zeros((b, r, r))))[0]
+            self._seen_shares.append(self.shares[0].copy())
+            self._seen_targets.append(None if self.targets is None else self.targets[0].copy())
         self.switches = np.zeros(b)
         return obs
 
