@@ -19,7 +19,9 @@ import click
 @click.option("--hours", default=None, type=float, help="Only the first HOURS of the day (default: all of it).")
 @click.option("--policy", default="torta-horizon", show_default=True)
 @click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False), help="Per-slot table (CSV).")
-def cli(scenario, workload, seed, day, hours, policy, csv_path):
+@click.option("--keep", default=None, type=click.Path(file_okay=False),
+              help="Also keep the replay's per-slot metrics and the recorded decisions in this folder.")
+def cli(scenario, workload, seed, day, hours, policy, csv_path, keep):
     from torta.config import EVAL_PROTOCOL
     from torta.rl.replay_env import warm_surrogate_gap
 
@@ -27,7 +29,7 @@ def cli(scenario, workload, seed, day, hours, policy, csv_path):
         raise click.BadParameter(f"day {day} is a test day {EVAL_PROTOCOL.test_days}; the gap is measured on "
                                  "the validation or training days", param_hint="--day")
     t0 = time.perf_counter()
-    out = warm_surrogate_gap(scenario, workload, seed=seed, day=day, hours=hours, policy=policy)
+    out = warm_surrogate_gap(scenario, workload, seed=seed, day=day, hours=hours, policy=policy, keep=keep)
     frame = out.pop("frame")
     summ = out.pop("replay_summary")
     if csv_path:

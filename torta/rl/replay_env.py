@@ -275,7 +275,8 @@ def _plain_surrogate(wf, demand: np.ndarray, record: list[dict]) -> dict[str, np
 
 def warm_surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 11, hours: float | None = None,
                        warmup_h: float | None = None, state_refresh_s: float | None = None,
-                       policy: str = "torta-horizon", out_dir: str | Path | None = None) -> dict:
+                       policy: str = "torta-horizon", out_dir: str | Path | None = None,
+                       keep: str | Path | None = None) -> dict:
     """The same decisions through the replay and through the surrogate with warm-model state, per slot.
 
     Replays `policy` (a planner policy: its per-model shares and, for torta-horizon, placement targets are
@@ -296,12 +297,12 @@ def warm_surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 1
     refresh = EVAL_PROTOCOL.state_refresh_s if state_refresh_s is None else float(state_refresh_s)
     world = load_scenario(scenario)
     inp = multiday_input(workload, scenario, world, seed, 1, hours, day, warmup_h=warmup_h)
-    out = gap_on_input(inp, policy, refresh, out_dir)
+    out = gap_on_input(inp, policy, refresh, out_dir, keep)
     return {"scenario": scenario, "workload": workload, "day": day, "warmup_h": warmup_h, **out}
 
 
 def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.0,
-                 out_dir: str | Path | None = None) -> dict:
+                 out_dir: str | Path | None = None, keep: str | Path | None = None) -> dict:
     """`warm_surrogate_gap` on a prepared `torta.runs.inputs.SeedInput` (its `oracle` is the per-slot demand
     the surrogate gets; its `warmup_s` the unscored slots)."""
     from torta.policy import get_policy
@@ -329,6 +330,16 @@ def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.
            .agg(pl.len().alias("replay_requests"), pl.col("response_s").mean().alias("replay_rt_s")))
     sl = (res.slots.group_by("slot").agg(pl.col("utilisation").mean().alias("replay_util"),
                                          pl.col("switches").sum().alias("replay_switches")))
+    if keep is not None:  # the replay's side, to rerun the surrogate's without replaying (`gap_from_kept`)
+        keep = Path(keep)
+        keep.mkdir(parents=True, exist_ok=True)
+        per.write_parquet(keep / "replay_per_slot.parquet")
+        sl.write_parquet(keep / "replay_slots.parquet")
+        np.savez_compressed(keep / "record.npz", slot=np.array([r["slot"] for r in pol.record]),
+                            shares=np.stack([r["shares"] for r in pol.record]),
+                            targets=np.stack([r["targets"] if r["targets"] is not None else np.full_like(r["warm"], -1.0)
+                                              for r in pol.record]),
+                            warm=np.stack([r["warm"] for r in pol.record]), oracle=inp.oracle)
     wf = warm_fleet_from_world(inp.world, inp.mean_prompt_tokens, inp.mean_output_tokens, inp.model_share)
     planner = "horizon" if policy.startswith("torta-horizon") else ("myopic-ot" if policy == "myopic-ot" else "none")
     sur = run_warm_surrogate(wf, inp.oracle, pol.record, planner=planner)
