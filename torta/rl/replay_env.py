@@ -222,20 +222,24 @@ def _recording(cls):
     return Recording
 
 
+RT_PARTS = ("network", "unloaded", "slowdown", "mmc_wait", "queue_wait")  # WarmDynamics info["rt_parts"]
+
+
 def run_warm_surrogate(wf, demand: np.ndarray, record: list[dict], *, targets: bool = True,
-                       planner: str = "horizon") -> dict[str, np.ndarray]:
+                       planner: str = "horizon", calibration=None) -> dict[str, np.ndarray]:
     """The recorded decisions (`_recording`) through `torta.rl.warm.WarmDynamics` from the fleet's initial
     placement and empty queues: slot t gets record[t]'s shares and targets and demand[t] (R, M).
     Returns per-slot arrays: rt_s, util (slots, R), fleet_util (server-weighted), switches, requests."""
     from torta.rl.warm import WarmDynamics
     from torta.rl.warm_env import micro_settings
 
-    dyn = WarmDynamics(wf, **micro_settings(planner))
+    dyn = WarmDynamics(wf, **micro_settings(planner), calibration=calibration)
     f = wf.base
     r, m = f.n_regions, f.n_models
     n = wf.initial_rm[None].astype(float).copy()
     W = np.zeros((1, r, m))
-    out: dict[str, list] = {k: [] for k in ("rt_s", "util", "fleet_util", "switches", "requests", "backlog_s")}
+    out: dict[str, list] = {k: [] for k in ("rt_s", "util", "fleet_util", "switches", "requests", "backlog_s",
+                                            "rt_parts")}
     w = np.where(f.servers > 0, f.servers, 0.0)
     for rec in record:
         t = rec["slot"]
@@ -248,6 +252,7 @@ def run_warm_surrogate(wf, demand: np.ndarray, record: list[dict], *, targets: b
         out["switches"].append(float(info["switches"][0]))
         out["requests"].append(float(info["requests"][0]))
         out["backlog_s"].append(float(info["backlog_s"][0].sum()))
+        out["rt_parts"].append(info["rt_parts"][0])
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -341,14 +346,29 @@ def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.
                                               for r in pol.record]),
                             warm=np.stack([r["warm"] for r in pol.record]), oracle=inp.oracle)
     wf = warm_fleet_from_world(inp.world, inp.mean_prompt_tokens, inp.mean_output_tokens, inp.model_share)
-    planner = "horizon" if policy.startswith("torta-horizon") else ("myopic-ot" if policy == "myopic-ot" else "none")
-    sur = run_warm_surrogate(wf, inp.oracle, pol.record, planner=planner)
-    plain = _plain_surrogate(wf, inp.oracle, pol.record)
-    k = len(pol.record)
-    warm_slots = int(round(inp.warmup_s / slot_s))
-    frame = (pl.DataFrame({"slot": np.arange(k, dtype=np.int64), "surrogate_requests": sur["requests"],
+    warm_slots = int(round(inp.warmup_s / float(world.slot_s)))
+    out = compare_sides(wf, inp.oracle, pol.record, per, sl, warm_slots, policy)
+    return {**out, "seed": seed, "state_refresh_s": refresh, "replay_summary": res.summary}
+
+
+def planner_kind(policy: str) -> str:
+    return "horizon" if policy.startswith("torta-horizon") else ("myopic-ot" if policy == "myopic-ot" else "none")
+
+
+def compare_sides(wf, oracle: np.ndarray, record: list[dict], per: pl.DataFrame, sl: pl.DataFrame, warm_slots: int,
+                  policy: str = "torta-horizon", calibration=None) -> dict:
+    """The surrogate's side of the gap on recorded decisions beside the replay's per-slot metrics (`per`: slot,
+    replay_requests, replay_rt_s; `sl`: slot, replay_util, replay_switches): the per-slot frame and the
+    summary numbers (see `warm_surrogate_gap`)."""
+    sur = run_warm_surrogate(wf, oracle, record, planner=planner_kind(policy), calibration=calibration)
+    plain = _plain_surrogate(wf, oracle, record)
+    k = len(record)
+    parts = sur["rt_parts"]
+    frame = (pl.DataFrame({"slot": np.asarray([r["slot"] for r in record], dtype=np.int64),
+                           "surrogate_requests": sur["requests"],
                            "surrogate_rt_s": sur["rt_s"], "surrogate_util": sur["fleet_util"],
                            "surrogate_switches": sur["switches"], "surrogate_backlog_s": sur["backlog_s"],
+                           **{f"surrogate_rt_{n}_s": parts[:k, i] for i, n in enumerate(RT_PARTS)},
                            "plain_surrogate_rt_s": plain["rt_s"], "plain_surrogate_util": plain["fleet_util"]})
              .join(per, on="slot", how="inner").join(sl, on="slot", how="inner")
              .filter(pl.col("slot") >= warm_slots).sort("slot")
@@ -362,7 +382,7 @@ def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.
     sur_mean = float((frame["surrogate_rt_s"].to_numpy() * n_sur).sum() / max(n_sur.sum(), 1e-12))
     plain_mean = float((frame["plain_surrogate_rt_s"].to_numpy() * n_sur).sum() / max(n_sur.sum(), 1e-12))
     ug = np.abs(frame["util_gap"].to_numpy())
-    return {"frame": frame, "seed": seed, "policy": policy, "state_refresh_s": refresh, "slots": frame.height,
+    return {"frame": frame, "policy": policy, "slots": frame.height,
             "replay_rt_mean_s": rep_mean, "surrogate_rt_mean_s": sur_mean,
             "rt_gap_pct": 100.0 * (sur_mean - rep_mean) / max(rep_mean, 1e-9),
             "plain_surrogate_rt_mean_s": plain_mean,
@@ -373,5 +393,15 @@ def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.
             "util_gap_max_abs": float(ug.max()) if ug.size else float("nan"),
             "slots_util_within_0.05": int((ug <= 0.05).sum()),
             "replay_switches": float(frame["replay_switches"].sum()),
-            "surrogate_switches": float(frame["surrogate_switches"].sum()),
-            "replay_summary": res.summary}
+            "surrogate_switches": float(frame["surrogate_switches"].sum())}
+
+
+def load_kept(keep: str | Path) -> tuple[np.ndarray, list[dict], pl.DataFrame, pl.DataFrame]:
+    """(oracle demand, recorded decisions, replay per-slot response, replay per-slot utilisation) kept by
+    `warm_surrogate_gap(..., keep=...)`: the surrogate's side reruns on them without a replay."""
+    keep = Path(keep)
+    z = np.load(keep / "record.npz")
+    record = [{"slot": int(sl_), "shares": z["shares"][i], "warm": z["warm"][i],
+               "targets": None if (z["targets"][i] < 0).any() else z["targets"][i]} for i, sl_ in enumerate(z["slot"])]
+    return z["oracle"], record, pl.read_parquet(keep / "replay_per_slot.parquet"), \
+        pl.read_parquet(keep / "replay_slots.parquet")

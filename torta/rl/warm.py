@@ -131,11 +131,31 @@ def clip_placement(n: np.ndarray, capable: np.ndarray, servers_any: np.ndarray) 
     return out
 
 
+EPS_WORK_S = 1e-6  # server-seconds of work below which a queue or a demand counts as none
+
+
+@dataclass(frozen=True)
+class WarmCalibration:
+    """Scales of the response-time terms (module docstring, step 6): the decode slowdown (unloaded latency x
+    rho), the M/M/c wait and the fluid wait behind the queue. 1.0 each: the uncalibrated model."""
+
+    slowdown: float = 1.0
+    queue_scale: float = 1.0
+    backlog_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for n in ("slowdown", "queue_scale", "backlog_scale"):
+            v = getattr(self, n)
+            if not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"WarmCalibration.{n} must be a finite number >= 0, got {v!r}")
+
+
 class WarmDynamics:
     """The slot transition with warm-model state (module docstring): `step(shares, a, n, W, price, targets)`."""
 
     def __init__(self, fleet: WarmFleet, switch_margin_s: float = 20.0, reactive: bool = True,
-                 spill_s: float | None = None, spill_regions: int = 6) -> None:
+                 spill_s: float | None = None, spill_regions: int = 6,
+                 calibration: "WarmCalibration | None" = None) -> None:
         if not switch_margin_s >= 0:
             raise ValueError(f"switch_margin_s must be >= 0, got {switch_margin_s!r}")
         if spill_s is not None and not spill_s >= 0:
@@ -143,6 +163,7 @@ class WarmDynamics:
         self.wf = fleet
         f = self.f = fleet.base
         r, m = f.n_regions, f.n_models
+        self.calibration = calibration or WarmCalibration()
         self.switch_margin_s = float(switch_margin_s)
         self.reactive = bool(reactive)
         self.spill_s = spill_s
@@ -227,6 +248,7 @@ class WarmDynamics:
         n, u = n.copy(), u.copy()
         s = self.srv_slot
         m_n = n.shape[-1]
+        demand_w = np.where(demand_w > EPS_WORK_S, demand_w, 0.0)
         for m in range(m_n):
             cap = n * s - u * self.load[None] * derate
             excess = demand_w[..., m] - cap[..., m]  # (B, R) work left at the slot's end
@@ -299,6 +321,7 @@ class WarmDynamics:
         total = W + A
         served = np.minimum(total, cap)
         W2 = total - served
+        W2 = np.where(W2 > EPS_WORK_S, W2, 0.0)  # float residue is no queue (it would trigger switches)
         util = np.where(self.has, served.sum(-1) / (np.maximum(f.servers, 1.0) * f.slot_s), 0.0)
         rate = np.maximum(cap, 1e-3 * self.srv_slot) / f.slot_s  # work per second the model drains
         rho = np.where(cap > 0, np.minimum(A / np.maximum(cap, 1e-12), 0.98), 0.98)
@@ -308,10 +331,16 @@ class WarmDynamics:
         backlog_wait = 0.5 * (W + W2) / rate
         cold = (n_prev <= 0) & (n > 0)
         cold_wait = np.where(cold, self.load[None] ** 2 / (2.0 * f.slot_s), 0.0)
-        svc = f.lat_s_rm[None] * (1.0 + rho) + wq + backlog_wait + cold_wait  # (B, j, m)
+        cal = self.calibration
+        parts = [f.lat_s_rm[None] + 0.0 * rho, cal.slowdown * f.lat_s_rm[None] * rho, cal.queue_scale * wq,
+                 cal.backlog_scale * backlog_wait + cold_wait]  # (B, j, m) each
+        svc = parts[0] + parts[1] + parts[2] + parts[3]
         req = x.sum(axis=(1, 2, 3))
-        rt_sum = np.einsum("bijm,ij->b", x, self.lat2_s) + np.einsum("bijm,bjm->b", x, svc)
+        net = np.einsum("bijm,ij->b", x, self.lat2_s)
+        rt_sum = net + np.einsum("bijm,bjm->b", x, svc)
         rt = np.where(req > 0, rt_sum / np.maximum(req, 1e-12), 0.0)
+        per_req = 1.0 / np.maximum(req, 1e-12)
+        rt_parts = np.stack([net * per_req] + [np.einsum("bijm,bjm->b", x, p) * per_req for p in parts], axis=1)
         mu = (util * self.w_srv).sum(1)
         lb = np.sqrt(((util - mu[:, None]) ** 2 * self.w_srv).sum(1))
         energy = np.einsum("bijm,jm,bj->b", x, f.energy_kwh_rm, price) / 1000.0
@@ -319,5 +348,5 @@ class WarmDynamics:
         switch_usd = (u * wf.load_usd_rm[None]).sum(axis=(1, 2))
         info = {"rt_s": rt, "util": util, "lb": lb, "cost_usd": energy + transfer + switch_usd,
                 "requests": req, "backlog_s": W2.sum(-1), "switches": u.sum(axis=(1, 2)), "placement": n,
-                "served_s": served, "arrived_s": A}
+                "served_s": served, "arrived_s": A, "rt_parts": rt_parts}
         return n, W2, info
