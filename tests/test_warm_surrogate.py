@@ -267,3 +267,10 @@ def test_cached_decisions_replay_the_closed_loop_day_at_zero_offsets():
         np.testing.assert_array_equal(a["placement"], b["placement"])
     with pytest.raises(ValueError, match="decision_cache"):
         WarmEnv(wf, _toy_demand(), [3], 1, planner="myopic-ot", decision_cache=True)
+
+
+def test_horizon_ppo_is_registered_with_a_description():
+    from torta.policy import get_policy, list_policies
+
+    assert dict(list_policies()).get("torta-horizon-ppo")
+    assert get_policy("torta-horizon-ppo").name == "torta-horizon-ppo"
