@@ -281,7 +281,7 @@ def _plain_surrogate(wf, demand: np.ndarray, record: list[dict]) -> dict[str, np
 def warm_surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 11, hours: float | None = None,
                        warmup_h: float | None = None, state_refresh_s: float | None = None,
                        policy: str = "torta-horizon", out_dir: str | Path | None = None,
-                       keep: str | Path | None = None) -> dict:
+                       keep: str | Path | None = None, calibration=None) -> dict:
     """The same decisions through the replay and through the surrogate with warm-model state, per slot.
 
     Replays `policy` (a planner policy: its per-model shares and, for torta-horizon, placement targets are
@@ -302,12 +302,12 @@ def warm_surrogate_gap(scenario: str, workload: str, seed: int = 0, day: int = 1
     refresh = EVAL_PROTOCOL.state_refresh_s if state_refresh_s is None else float(state_refresh_s)
     world = load_scenario(scenario)
     inp = multiday_input(workload, scenario, world, seed, 1, hours, day, warmup_h=warmup_h)
-    out = gap_on_input(inp, policy, refresh, out_dir, keep)
+    out = gap_on_input(inp, policy, refresh, out_dir, keep, calibration)
     return {"scenario": scenario, "workload": workload, "day": day, "warmup_h": warmup_h, **out}
 
 
 def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.0,
-                 out_dir: str | Path | None = None, keep: str | Path | None = None) -> dict:
+                 out_dir: str | Path | None = None, keep: str | Path | None = None, calibration=None) -> dict:
     """`warm_surrogate_gap` on a prepared `torta.runs.inputs.SeedInput` (its `oracle` is the per-slot demand
     the surrogate gets; its `warmup_s` the unscored slots)."""
     from torta.policy import get_policy
@@ -347,7 +347,7 @@ def gap_on_input(inp, policy: str = "torta-horizon", state_refresh_s: float = 0.
                             warm=np.stack([r["warm"] for r in pol.record]), oracle=inp.oracle)
     wf = warm_fleet_from_world(inp.world, inp.mean_prompt_tokens, inp.mean_output_tokens, inp.model_share)
     warm_slots = int(round(inp.warmup_s / float(world.slot_s)))
-    out = compare_sides(wf, inp.oracle, pol.record, per, sl, warm_slots, policy)
+    out = compare_sides(wf, inp.oracle, pol.record, per, sl, warm_slots, policy, calibration)
     return {**out, "seed": seed, "state_refresh_s": refresh, "replay_summary": res.summary}
 
 
