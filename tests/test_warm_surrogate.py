@@ -274,3 +274,16 @@ def test_horizon_ppo_is_registered_with_a_description():
 
     assert dict(list_policies()).get("torta-horizon-ppo")
     assert get_policy("torta-horizon-ppo").name == "torta-horizon-ppo"
+
+
+def test_the_myopic_ot_reference_is_the_same_whatever_the_planner_and_its_base():
+    from dataclasses import replace
+
+    from torta.rl.env import EnvConfig
+    from torta.rl.warm_env import WarmEnv
+
+    wf = toy_warm()
+    a = WarmEnv(wf, _toy_demand(), [3], 1, replace(EnvConfig(), ot_base=False), planner="none")
+    b = WarmEnv(wf, _toy_demand(), [3], 1, planner="horizon")
+    np.testing.assert_allclose(a.reference(0, 3), b.reference(0, 3))
+    assert a.reference_eval([0], [3])["return"] == pytest.approx(b.reference_eval([0], [3])["return"])

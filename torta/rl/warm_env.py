@@ -311,8 +311,9 @@ class WarmEnv:
                       planner or self.planner, seed=0, hconfig=self.hconfig,
                       switch_margin_s=self.dyn.switch_margin_s if planner is None else None,
                       warmup_slots=self.warmup_slots)
-        if planner == "myopic-ot":
-            sub.cfg = replace(sub.cfg, use_forecast=False)
+        if planner == "myopic-ot":  # the reference plans on the slot just observed, with no offsets' base removed
+            sub.cfg = replace(sub.cfg, use_forecast=False, ot_base=True)
+            sub.ot_base = True
         sub._refs = self._refs
         return sub
 
