@@ -217,6 +217,7 @@ def test_horizon_ppo_with_zero_offsets_follows_the_horizon_plan_and_rejects_othe
         replay(world, df.head(5), TortaHorizonPPO(checkpoint=bad), seed=0)
 
 
+@pytest.mark.slow  # two short trainings with the LP in the loop: ~12 s idle, ~50 s on the shared machine
 def test_training_on_the_warm_surrogate_is_deterministic_and_validates_against_myopic_ot():
     import torch
 
