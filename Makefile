@@ -14,8 +14,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # pip (not uv/poetry): the exact torch==2.13.0 pin resolves to the local CPU wheel.
-$(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+# constraints.txt: exact versions of the numeric packages the replay's outputs depend on (parity).
+$(STAMP): $(PY) pyproject.toml constraints.txt
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
 	$(PY) -c "import torch,sys; sys.exit(0 if torch.__version__.endswith('+cpu') else 'torch is not the CPU build: ' + torch.__version__)"
 	@touch $(STAMP)
 
@@ -43,7 +44,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache warehouse/*.duckdb warehouse/*.wal
 
 .PHONY: experiment experiment-reduced bench-scaling
-experiment: $(STAMP)   ## the paper's comparison (about 15 min with 2 workers on 2 cores), then docs/RESULTS.md
+experiment: $(STAMP)   ## the paper's comparison (whole test days: hours; it prints its estimate and resumes), then docs/RESULTS.md
 	$(VENV)/bin/torta experiment paper --workers 2
 
 experiment-reduced: $(STAMP)

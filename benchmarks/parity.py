@@ -42,6 +42,8 @@ from pathlib import Path
 
 import click
 
+import torta  # noqa: F401  (before numpy: pins OpenBLAS's kernels, torta.determinism)
+
 DAY12_POLICIES = ("least-loaded", "round-robin", "local-only", "skylb", "acs", "myopic-ot", "torta-ot",
                   "torta-ot-hungarian")
 SKYLB_THRESHOLD = 2.0  # pending requests per server: fixed (one of SKYLB_CANDIDATES) so no tuning runs
@@ -99,10 +101,33 @@ def environment() -> dict:
     return out
 
 
+def recorded_environment() -> dict:
+    """What a new reference records: the package versions and the BLAS kernels."""
+    return {**environment(), "blas": blas_kernels()}
+
+
+def blas_kernels() -> str | None:
+    """The kernels numpy's OpenBLAS runs here (threadpoolctl's `architecture`, e.g. Haswell, SkylakeX):
+    they round differently, so a reference holds on the kernels it was recorded with (torta.determinism
+    pins Haswell on x86-64)."""
+    import numpy  # noqa: F401  (loads OpenBLAS)
+
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    archs = [i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    return archs[0] if archs else None
+
+
 def environment_differences(doc: dict) -> list[str]:
-    """'package recorded -> here' for each package whose version differs from the reference's."""
+    """'package recorded -> here' for each package whose version differs from the reference's, and the
+    BLAS kernels where the reference names them."""
     rec, here = doc.get("environment") or {}, environment()
-    return [f"{k} {rec.get(k)} -> {here[k]}" for k in ENV_PACKAGES if rec.get(k) != here[k]]
+    out = [f"{k} {rec.get(k)} -> {here[k]}" for k in ENV_PACKAGES if rec.get(k) != here[k]]
+    if "blas" in rec and rec["blas"] != blas_kernels():
+        out.append(f"OpenBLAS kernels {rec['blas']} -> {blas_kernels()}")
+    return out
 
 
 def table_sha256(path: Path) -> str:
@@ -238,7 +263,7 @@ def cli(write_ref: str | None, check: str | None, which: str, only: tuple[str, .
     if write_ref is not None:
         path = _ref_path(write_ref)
         old = json.loads(path.read_text())["cases"] if path.exists() else {}
-        doc = {"engine_commit": _commit(), "environment": environment(), "cases": {**old, **got}}
+        doc = {"engine_commit": _commit(), "environment": recorded_environment(), "cases": {**old, **got}}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         click.echo(f"wrote {len(got)} case(s) to {path}", err=True)

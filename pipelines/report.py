@@ -66,6 +66,13 @@ def gather(db: Path, batch: str | None = None) -> ReportInputs:
     slo = _q(db, "select policy, seed, slo_attainment, goodput_per_s from slo_attainment where batch = $b", p)
     per_policy = _q(db, "select policy, avg(ttft_p95_s) as ttft_p95_s, avg(tpot_mean_s) as tpot_mean_s "
                         "from runs where batch = $b group by policy", p)
+    run_cols = set(_q(db, "select * from runs limit 0").columns)
+    if "prefix_cache" in run_cols:  # runs replayed with the prefix cache: its metrics join the table
+        cached = _q(db, "select policy, avg(cache_hit_rate) as cache_hit_rate, avg(prefill_tokens_saved) as "
+                        "prefill_tokens_saved, avg(cache_evictions) as cache_evictions from runs where batch = $b "
+                        "and prefix_cache group by policy", p)
+        if cached.height:
+            per_policy = per_policy.join(cached, on="policy", how="left")
     slo_mean = slo.group_by("policy").agg(pl.col("slo_attainment").mean(), pl.col("goodput_per_s").mean())
     comparison = (comparison.join(per_policy, on="policy", how="left").join(slo_mean, on="policy", how="left")
                   .sort("response_mean_s"))

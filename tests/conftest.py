@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+import torta  # noqa: F401  (first: pins OpenBLAS's kernels before numpy loads them, torta.determinism)
+
 os.environ.setdefault("POT_BACKEND_DISABLE_PYTORCH", "1")
 
 

@@ -119,16 +119,20 @@ def test_no_leakage_forecast_for_t_ignores_data_at_or_after_t(real_history, name
         assert not np.array_equal(base[~keep], pert[~keep])
 
 
-def test_selection_does_not_look_at_the_holdout(real_history):
+@pytest.mark.parametrize("models", [("Naive", "SeasonalNaive", "EWMA"),
+                                    ("Naive", "SeasonalScaled", "Leader", "Pooled")])
+def test_selection_does_not_look_at_the_holdout(real_history, models):
     hist = real_history.filter(pl.col("slot") < 7 * 96)
-    models = ("Naive", "SeasonalNaive", "EWMA")
     rep = backtest(hist, horizon=4, holdout_days=2, models=models)
     test_start = rep.config["test_start"]
     noisy = hist.with_columns(pl.when(pl.col("slot") >= test_start)
                               .then(pl.col("y") * 0 + 1e6).otherwise(pl.col("y")).alias("y"))
     rep2 = backtest(noisy, horizon=4, holdout_days=2, models=models)
     assert [p["model"] for p in rep.per_series] == [p["model"] for p in rep2.per_series]
+    assert [p["models_by_step"] for p in rep.per_series] == \
+        [p["models_by_step"] for p in rep2.per_series]
     assert [m["val_mase"] for m in rep.models] == [m["val_mase"] for m in rep2.models]
+    assert rep.selected["mase"] != rep2.selected["mase"]  # the change did reach the test days
 
 
 def test_smoke_real_slice_beats_seasonal_naive(real_history):
@@ -239,7 +243,8 @@ def test_bench_forecast_smoke():
     from torta.commands.bench import bench_forecast
 
     r = CliRunner().invoke(bench_forecast, ["--workloads", "servegen-small-14d", "--no-rolling",
-                                            "--horizon", "4", "--jobs", "1", "--json"])
+                                            "--regions", "0", "--horizon", "4", "--jobs", "1",
+                                            "--json"])
     assert r.exit_code == 0, r.output
     case = json.loads(r.stdout)["cases"][0]
     assert case["series"] == 12 and case["wall_s"] > 0 and case["cpu_s"] > 0

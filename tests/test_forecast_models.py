@@ -16,7 +16,7 @@ from torta.forecast import backtest, forecast
 from torta.forecast.backtest import ModelUnavailableWarning
 from torta.forecast.hierarchy import TOTAL, build_hierarchy, mint_shrink_projection, reconcile
 from torta.forecast.models import MODELS, SeasonalScaled, unavailable
-from torta.forecast.panel_models import estimate_leads
+from torta.forecast.panel_models import Pooled, estimate_leads, estimate_offsets
 from torta.forecast.pipeline import select, step_buckets
 
 
@@ -62,13 +62,52 @@ def test_leads_are_found_and_the_leader_forecast_is_exact_within_the_lead():
     np.testing.assert_allclose(f[1, :, 3], Y[1, origins + 2], rtol=1e-9)
 
 
+def _curve_panel(offsets, weights, n_slots=6 * 96, jump_at=None, jump=1.5):
+    """Series s shows one curve at slot t + offsets[s] (fractional: follow-the-sun), times
+    weights[s]: a daily wave, times `jump` from curve time `jump_at` on."""
+    t = np.arange(n_slots)[None, :] + np.asarray(offsets, float)[:, None]
+    c = 100 * (1 + 0.5 * np.sin(2 * np.pi * t / 96))
+    if jump_at is not None:
+        c = np.where(t >= jump_at, jump * c, c)
+    return np.asarray(weights, float)[:, None] * c
+
+
+def test_offsets_between_regions_are_found_to_a_fraction_of_a_slot():
+    offs = np.array([0.0, -2.5, -6.3, 1.7])
+    Y = _curve_panel(offs, [1.0, 0.5, 2.0, 1.0])
+    delta, ok = estimate_offsets(Y, np.zeros(Y.shape, bool), ("m", "m", "m", "x"), 500, 16, 288)
+    assert ok[:3, :3].all() and not ok[:3, 3].any() and not ok[3, :3].any()
+    np.testing.assert_allclose(delta[:3, :3], offs[:3, None] - offs[None, :3], atol=0.1)
+
+
+def test_pooled_reads_the_east_and_scales_by_the_pools_latest_level():
+    """A level jump that the eastern series has shown for 8 slots while the western one barely
+    has: Pooled forecasts the western series at the new level (read from the pool within its
+    lead, the pool's daily shape times its new level beyond), its own scaled daily shape does
+    not."""
+    offs, w = np.array([0.0, -2.5, -6.3]), np.array([1.0, 0.5, 2.0])
+    o = 5 * 96 + 28
+    Y = _curve_panel(offs, w, jump_at=o - 8)
+    truth = _curve_panel(offs, w, n_slots=o + 12, jump_at=o - 8)[2, o:]
+    masked = np.zeros(Y.shape, bool)
+    f = Pooled(days=3, window=4).rolling_panel(Y, masked, ("m",) * 3, np.array([o]), 12, 96, 96)
+    err = np.abs(f[2, 0] - truth) / truth
+    assert err.max() < 0.03
+    own = SeasonalScaled(days=3, window=4).rolling(Y[2], np.array([o]), 12, 96, 96)[0]
+    assert (np.abs(own - truth) / truth)[6:].min() > 0.1
+    # known offsets give the same forecast up to the estimates' error
+    known = Pooled(days=3, window=4).rolling_panel(Y, masked, ("m",) * 3, np.array([o]), 12, 96,
+                                                   96, offsets=offs)
+    assert (np.abs(known[2, 0] - truth) / truth).max() < 0.03
+
+
 def test_groups_keep_models_apart():
     Y = _shifted_panel(lead=3)
     _, err = estimate_leads(Y, np.zeros(Y.shape, bool), ("a", "b"), 500, 8, 288)
     assert np.isinf(err).all()
 
 
-@pytest.mark.parametrize("name", ["Leader", "GBM"])
+@pytest.mark.parametrize("name", ["Leader", "GBM", "Pooled", "GBMPooled"])
 def test_panel_models_read_only_the_past(name):
     Y = _shifted_panel(n_slots=5 * 96, lead=3)
     masked = np.zeros(Y.shape, bool)
@@ -197,3 +236,42 @@ def test_report_skill_figure_from_horizon_scores(tmp_path):
     img = mpimg.imread(figures.forecast_skill(scores, tmp_path / "skill.png"))
     assert img.shape[0] > 200 and len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2),
                                                 axis=0)) > 20
+
+
+def test_selection_margin_prefers_the_buckets_overall_best_unless_clearly_beaten():
+    y = np.zeros((2, 3, 2))
+    ok = np.ones((2, 3, 2), bool)
+    fc = {"A": np.ones((2, 3, 2)), "B": np.ones((2, 3, 2))}
+    fc["A"][0] = 0.95  # series 0: A 5 % better than B; series 1: A twice B's error
+    fc["B"][1] = 0.5
+    scales = np.ones(2)
+    b = step_buckets(2)
+    assert select(fc, y, ok, ("A", "B"), b).tolist() == [[0, 0], [1, 1]]
+    # B is the better model over both series (0.5 + 1 < 0.95 + 1): series 0 keeps A only when
+    # 5 % is more than the margin
+    assert select(fc, y, ok, ("A", "B"), b, scales, 0.1).tolist() == [[1, 1], [1, 1]]
+    assert select(fc, y, ok, ("A", "B"), b, scales, 0.04).tolist() == [[0, 0], [1, 1]]
+    fc["A"][0] = 0.5  # now 50 % better on series 0: kept against the overall best
+    assert select(fc, y, ok, ("A", "B"), b, scales, 0.1).tolist() == [[0, 0], [1, 1]]
+
+
+def test_leader_gbm_pooled_is_the_mean_of_its_members_each_computed_once():
+    from torta.forecast.data import to_panel
+    from torta.forecast.pipeline import run_models
+
+    Y = _shifted_panel(n_slots=5 * 96, lead=3)
+    panel = to_panel(_frame(Y, ("e|m", "w|m")), 96)
+    origins = np.arange(3 * 96, 5 * 96 - 8, 4)
+    fc, secs = run_models(panel, origins, 8, ("LeaderGBMPooled", "Leader"), 96, 96)
+    alone, _ = run_models(panel, origins, 8, ("GBM", "Pooled"), 96, 96)
+    np.testing.assert_allclose(fc["LeaderGBMPooled"],
+                               (fc["Leader"] + alone["GBM"] + alone["Pooled"]) / 3)
+    assert list(fc) == ["LeaderGBMPooled", "Leader"] and secs["LeaderGBMPooled"] >= secs["Leader"]
+
+
+def test_pools_leave_the_hierarchys_aggregates_out():
+    from torta.forecast.pipeline import groups_of, pool_groups
+
+    series = ("*|*", "*|m1", "a|*", "a|m1", "b|m1", "b|*")
+    assert groups_of(series) == ("*", "m1", "*", "m1", "m1", "*")
+    assert pool_groups(series) == ("*|*", "*|m1", "*", "m1", "m1", "*")

@@ -54,3 +54,27 @@ def test_bench_rows_carry_the_machine_reference_times():
     row = json.loads(r.stdout)["cases"][0]
     assert row["reference_s"] > 0 and row["reference_mem_s"] > 0
     assert "target_requests_per_s" not in row  # the goals are stated for 1 M requests only
+
+
+def test_cli_cases_are_the_bench_cases():
+    from torta.commands.bench import SIM_CASES
+    from torta.sim.bench import CASES, DEFAULT_CASES
+
+    assert SIM_CASES == tuple(CASES)
+    assert set(DEFAULT_CASES) < set(CASES)
+
+
+def test_prefix_cache_case_alternates_with_the_cache_off():
+    from torta.commands.bench import bench_replay
+
+    r = CliRunner().invoke(bench_replay, ["--requests", "3000", "--repeats", "2", "--case", "prefix-cache", "--json"])
+    assert r.exit_code == 0, r.output
+    on, off = json.loads(r.stdout)["cases"]
+    assert (on["case"], off["case"]) == ("prefix-cache", "prefix-cache-off")
+    assert on["prefix_cache"] is True and off["prefix_cache"] is False
+    assert on["cache_hit_rate"] > 0 and off["cache_hit_rate"] == 0
+    assert on["requests"] == off["requests"] > 2000
+    assert len(on["runs_requests_per_s"]) == len(off["runs_requests_per_s"]) == 2
+    ratios = sorted(a / b for a, b in zip(on["runs_requests_per_s"], off["runs_requests_per_s"]))
+    assert on["speed_ratio_vs_off"] == sum(ratios) / 2  # the median of the two pairs' ratios
+    assert "speed_ratio_vs_off" not in off

@@ -85,7 +85,9 @@ def _check_placement(executor: str | None, scheduler: str, storage: str | None) 
 @click.option("--figures", default="docs/figures", show_default=True)
 @click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Cells run this many at a time, one worker process each (e.g. 2 on a 2-core machine).")
+              help="Cells run this many at a time, one worker process each (e.g. 2 on a 2-core machine for whole "
+                   "days). Each out-of-process cell costs about 18 s of CPU to start (docs/SCALE-OUT.md): "
+                   "for --reduced and short windows 1 is faster.")
 @click.option("--executor", default=None, metavar="multiprocess|dask",
               help="Where the cells' runs execute: multiprocess (Dagster's multiprocess executor, --workers at a "
                    "time; the default with --workers > 1, else one after another in this process) or dask (the "

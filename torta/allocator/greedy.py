@@ -2,7 +2,8 @@
 
 `TortaAllocator`: the TORTA micro layer on the simulator's live state: per request in its serving region,
 earliest expected completion = expected backlog (the simulator's busy-until estimate) + the request's
-own prefill and decode time on that GPU at the server's next batch size + the model-switch cost where
+own prefill and decode time on that GPU at the server's next batch size (with the prefix cache on, less
+the prefill of the prompt tokens the server's cache holds, `FleetView.cached_prefix_tokens`) + the model-switch cost where
 the server will not hold the model (load time + switch penalty) + a small load-spreading term (decayed
 count of recent assignments). tests/micro_oracle.py implements the same cost a second time over its own
 numpy state, as the tests' oracle.
@@ -124,6 +125,7 @@ class TortaAllocator:
         else:
             regions = (region,)
             lat = None
+        cached = view.cached_prefix_tokens if getattr(request, "prefix_blocks", ()) else None
         best, bs = math.inf, -1
         for r in regions:
             d = lat[r] if lat is not None else 0.0
@@ -143,6 +145,8 @@ class TortaAllocator:
                     c += cold
                     if c < best:
                         c += self._displacement(r, s, tailm)
+                elif cached is not None:  # the prefill its prefix cache saves (a load empties it)
+                    c -= pre * cached(s, request)
                 if c < best:
                     best, bs = c, s
         if bs < 0:
@@ -155,6 +159,7 @@ class TortaAllocator:
         """Cost and server in `region` for a request that reaches it `delay_s` later (no side effects)."""
         now = view.now_s
         m, p, o = request.model, request.prompt_tokens, request.output_tokens
+        cached = view.cached_prefix_tokens if getattr(request, "prefix_blocks", ()) else None
         if self._state is not None:
             bu, tailm, nact = self._state(region)
         else:
@@ -170,6 +175,8 @@ class TortaAllocator:
             c = delay_s + w + pre * p + o * tpot[b if b <= mb else mb]
             if tailm[s] != m:
                 c += cold + self._displacement(region, s, tailm)
+            elif cached is not None:
+                c -= pre * cached(s, request)
             if c < best:
                 best, bs = c, s
         return best, bs

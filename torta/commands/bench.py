@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-SIM_CASES = ("normal", "overloaded", "large-fleet")  # torta.sim.bench.CASES (checked by tests/test_sim_bench.py)
+SIM_CASES = ("normal", "overloaded", "large-fleet", "prefix-cache",
+             "prefix-cache-off")  # torta.sim.bench.CASES (checked by tests/test_sim_bench.py)
 
 
 def _echo_err(msg: str) -> None:
@@ -52,7 +53,9 @@ def bench_ingest(rows: int, seed: int, workdir: Path | None, as_json: bool) -> N
 @cli.command("replay")
 @click.option("--requests", "n_requests", default=1_000_000, show_default=True, type=click.IntRange(1))
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1))
-@click.option("--case", "only", multiple=True, type=click.Choice(list(SIM_CASES)), help="Run only these cases.")
+@click.option("--case", "only", multiple=True, type=click.Choice(list(SIM_CASES)),
+              help="Run only these cases (default: normal, overloaded, large-fleet; prefix-cache runs with "
+                   "prefix-cache-off alternately and reports speed_ratio_vs_off).")
 @click.option("--memory-check", is_flag=True, help="Also replay 10M requests once and report peak RSS.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -71,7 +74,10 @@ def bench_replay(n_requests: int, repeats: int, only: tuple[str, ...], memory_ch
             note = f"  goal {r['target_requests_per_s']:,} req/s: {'met' if r['meets_target'] else 'not met'}"
         elif "target_peak_rss_mib" in r:
             note = f"  goal {r['target_peak_rss_mib']:,} MiB: {'met' if r['meets_target'] else 'not met'}"
-        click.echo(f"{r['case']:<12} {r['requests']:>10,} req  {r['requests_per_s']:>10,.0f} req/s  "
+        if "speed_ratio_vs_off" in r:
+            note = (f"  cache hit {r['cache_hit_rate']:.3f}; speed with/without the cache "
+                    f"{r['speed_ratio_vs_off']:.2f} (median of alternating pairs)")
+        click.echo(f"{r['case']:<16} {r['requests']:>10,} req  {r['requests_per_s']:>10,.0f} req/s  "
                    f"{r['peak_rss_mib']:>7.0f} MiB{note}")
 
 
@@ -126,3 +132,47 @@ def bench_plan(regions, slots, method, servers, alloc_regions, models, requests,
         click.echo("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.items()))
     print("(target: <= 5 ms per slot at 50 regions with exact EMD; <= 20 ms per slot for the horizon LP at "
           "50 regions x 3 models x H = 12; <= 20 us per request)", file=sys.stderr)
+
+
+@cli.command("policies")
+@click.option("--scenario", default="abilene", show_default=True)
+@click.option("--workload", default="servegen-mix-14d", show_default=True, help="A multi-day workload.")
+@click.option("--day", default=None, type=int, help="Day replayed (default: the protocol's validation day, 11).")
+@click.option("--hours", default=24.0, show_default=True, type=click.FloatRange(0, 24, min_open=True),
+              help="Scored hours of the day (24: the whole day).")
+@click.option("--warmup-hours", default=None, type=click.FloatRange(min=0),
+              help="Unscored hours before the window (default: the protocol's, 2).")
+@click.option("--state-refresh-s", default=None, type=click.FloatRange(min=0),
+              help="Load-report interval of the information model (default: the protocol's, 5 s).")
+@click.option("--policies", default=None,
+              help="Comma-separated policies (default: least-loaded and every TORTA policy of the experiment).")
+@click.option("--repeats", default=1, show_default=True, type=click.IntRange(1),
+              help="Rounds over all policies, each in a rotated order; ratios are medians over rounds.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def bench_policies(scenario, workload, day, hours, warmup_hours, state_refresh_s, policies, repeats, seed,
+                   as_json) -> None:
+    """Each policy's replay speed on one day against least-loaded's (requests/s and per CPU-second)."""
+    from torta.config import EVAL_PROTOCOL
+    from torta.runs.compare import REPLAY_REQUESTS_PER_S
+    from torta.runs.speed import BASELINE, REQUIRED_RATIO, SpeedCase, default_policies, run_speed
+
+    case = SpeedCase(scenario=scenario, workload=workload,
+                     day=EVAL_PROTOCOL.validation_day if day is None else day, hours=hours,
+                     warmup_h=EVAL_PROTOCOL.warmup_h if warmup_hours is None else warmup_hours,
+                     state_refresh_s=EVAL_PROTOCOL.state_refresh_s if state_refresh_s is None else state_refresh_s,
+                     seed=seed)
+    names = [p.strip() for p in policies.split(",") if p.strip()] if policies else list(default_policies())
+    names = list(dict.fromkeys([BASELINE, *names]))  # least-loaded first: every ratio is against it
+    per_day = 6_600_000 * (hours + case.warmup_h) / 26  # abilene / servegen-mix-14d: ~6.6 M requests per 26 h
+    _echo_err(f"bench policies: {len(names)} policies x {repeats} repeats on {scenario} / {workload} day {case.day}, "
+              f"{hours:g} h after {case.warmup_h:g} h warm-up, S = {case.state_refresh_s:g} s; rough estimate "
+              f"{per_day * len(names) * repeats / REPLAY_REQUESTS_PER_S / 60:.0f} min (scales with the workload)")
+    doc = run_speed(case, names, repeats, log=_echo_err)
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    click.echo(f"{'policy':<20} {'req/s':>9} {'req/CPU-s':>10} {'x LL wall':>10} {'x LL CPU':>9}  >= {REQUIRED_RATIO:g}")
+    for r in doc["policies"]:
+        click.echo(f"{r['policy']:<20} {r['requests_per_s']:>9,.0f} {r['requests_per_cpu_s']:>10,.0f} "
+                   f"{r['ratio_wall']:>10.2f} {r['ratio_cpu']:>9.2f}  {'yes' if r['meets_half'] else 'NO'}")

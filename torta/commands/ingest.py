@@ -12,12 +12,13 @@ from torta.ingest.formats import FORMATS
 
 
 def _mapping(mapping_file, timestamp_col, timestamp_unit, timestamp_format, prompt_col, output_col, model_col,
-             epoch, file_format, separator):
+             epoch, file_format, separator, block_ids_col=None):
     from torta.ingest.mapping import ColumnMapping
 
     flags = {"timestamp": timestamp_col, "timestamp_unit": timestamp_unit, "timestamp_format": timestamp_format,
              "prompt_tokens": prompt_col, "output_tokens": output_col, "model": model_col,
-             "epoch": True if epoch else None, "file_format": file_format, "separator": separator}
+             "epoch": True if epoch else None, "file_format": file_format, "separator": separator,
+             "block_ids": block_ids_col}
     given = {k: v for k, v in flags.items() if v is not None}
     if mapping_file is not None:
         return ColumnMapping.from_toml(mapping_file).merged(**given)
@@ -62,19 +63,21 @@ def _human(summary: dict, result, out: Path | None, qpath: Path | None) -> str:
 @click.option("--source", help="Value of the `source` column (default: the format name).")
 @click.option("--mapping", "mapping_file", type=click.Path(dir_okay=False, path_type=Path),
               help="generic: TOML file with timestamp, prompt_tokens, output_tokens[, timestamp_unit | "
-                   "timestamp_format, model, epoch, file_format, separator].")
+                   "timestamp_format, model, block_ids, epoch, file_format, separator].")
 @click.option("--timestamp-col", help="generic: timestamp column.")
 @click.option("--timestamp-unit", type=click.Choice(["s", "ms", "us"]), help="generic: numeric timestamp unit.")
 @click.option("--timestamp-format", help="generic: strftime format, e.g. '%Y-%m-%d %H:%M:%S%.f' (no %z = UTC).")
 @click.option("--prompt-col", help="generic: prompt (input) token column.")
 @click.option("--output-col", help="generic: output (generated) token column.")
 @click.option("--model-col", help="generic: model column (optional).")
+@click.option("--block-ids-col", help="generic: column of prefix block ids per request, a list of integers "
+              "such as [1, 2, 3] (optional; becomes hash_ids, read by the replay's prefix cache).")
 @click.option("--epoch", is_flag=True, default=False, help="generic: numeric timestamps are Unix epoch times.")
 @click.option("--file-format", type=click.Choice(["csv", "jsonl", "parquet"]),
               help="generic: file kind (default: from the suffix).")
 @click.option("--separator", help="generic: CSV field separator (default ',').")
 def cli(fmt, path, out, as_json, on_bad_rows, source, mapping_file, timestamp_col, timestamp_unit,
-        timestamp_format, prompt_col, output_col, model_col, epoch, file_format, separator):
+        timestamp_format, prompt_col, output_col, model_col, block_ids_col, epoch, file_format, separator):
     """Convert a raw trace into canonical requests (or rates, for servegen) and print a summary.
 
     FORMAT is one of: azure-2023, azure-2024, burstgpt, mooncake, servegen, generic. Bad input
@@ -87,7 +90,7 @@ def cli(fmt, path, out, as_json, on_bad_rows, source, mapping_file, timestamp_co
         refuse_output_over_inputs(out, [path, mapping_file])
         refuse_output_over_inputs(quarantine_path(out), [path, mapping_file], "--out (its quarantine file)")
     mapping = _mapping(mapping_file, timestamp_col, timestamp_unit, timestamp_format, prompt_col, output_col,
-                       model_col, epoch, file_format, separator)
+                       model_col, epoch, file_format, separator, block_ids_col)
     result = ingest(fmt, path, mapping=mapping, on_bad_rows=on_bad_rows, source=source)
     qpath = None
     if out is not None:

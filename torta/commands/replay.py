@@ -24,6 +24,21 @@ def _inputs(scenario: str, trace: str) -> dict:
             "trace_file_sha256": sha256_file(tfile) if tfile.is_file() else ""}
 
 
+def _raw_trace_input(path: str, fmt: str, world, seed: int, hours: float | None, warmup_hours: float):
+    """The input of a raw trace file of format `fmt` (`torta.ingest`), its first `hours` when given."""
+    import polars as pl
+
+    from torta.ingest import ingest
+    from torta.runs.inputs import trace_input
+
+    if warmup_hours:
+        raise ValueError(f"a warm-up needs a multi-day workload (the hours before the window); {path!r} is a trace")
+    df = ingest(fmt, Path(path), source=Path(path).name).frame
+    if hours is not None:
+        df = df.filter(pl.col("arrival_s") < float(hours) * 3600.0)
+    return trace_input(path, world, seed, None, None, {"df": df})
+
+
 @click.command()
 @click.option("--scenario", required=True, help="Shipped scenario name or scenario TOML path.")
 @click.option("--trace", required=True,
@@ -45,11 +60,18 @@ def _inputs(scenario: str, trace: str) -> dict:
 @click.option("--state-refresh-s", default=0.0, show_default=True, type=float,
               help="Control-plane information model: gateways see other regions as of load reports every S s "
                    "(plus the network delay); 0 = instant global state.")
+@click.option("--trace-format", default=None, help="Read TRACE as a raw file of this format (a `torta ingest` "
+              "format, e.g. mooncake) instead of a trace name or canonical Parquet.")
+@click.option("--prefix-cache/--no-prefix-cache", default=None,
+              help="Per-server prefix (KV) cache (default: on when the requests carry prefix block ids, "
+                   "hash_ids; --prefix-cache on a trace without them is an error).")
+@click.option("--block-tokens", default=512, show_default=True, type=int,
+              help="Tokens per prefix block (Mooncake's hash_ids: 512).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON document.")
 @progress_option
 def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, load_mode: str, hours: float | None,
-        out_dir: str | None, warmup_hours: float, state_refresh_s: float, as_json: bool,
-        progress: bool | None) -> None:
+        out_dir: str | None, warmup_hours: float, state_refresh_s: float, trace_format: str | None,
+        prefix_cache: bool | None, block_tokens: int, as_json: bool, progress: bool | None) -> None:
     """Replay TRACE through SCENARIO under POLICY; prints TTFT, TPOT and end-to-end percentiles.
 
     Origins are assigned per request (seeded, by the scenario's region origin weights) unless the trace
@@ -60,13 +82,18 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     The policy is prepared as `torta compare` prepares it: a multi-day workload gives it the demand
     history before the replayed day; a policy that plans on a forecast (torta-ot) and gets no history (a
     trace has none) is an error (exit 2) naming the missing input. The JSON's `demand_source` says what a
-    planning policy planned on."""
+    planning policy planned on.
+
+    Requests with prefix block ids (a `hash_ids` column: a Mooncake file with --trace-format mooncake, or
+    `torta traces conversations`) are replayed with a per-server prefix cache; the JSON then reports
+    `cache_hit_rate`, `prefill_tokens_saved` and `cache_evictions`."""
     from torta.errors import InputError
     from torta.fileio import refuse_output_over_inputs
     from torta.fleet.scenario import load_scenario
     from torta.policy import get_policy
     from torta.runs.execute import run_policy
     from torta.runs.inputs import workload_input
+    from torta.sim.engine import EngineConfig
 
     provenance = _inputs(scenario, trace) if out_dir is not None else None
     if out_dir is not None:
@@ -80,9 +107,13 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     if not (warmup_hours >= 0 and warmup_hours < float("inf")):
         raise InputError("--warmup-hours", f"{warmup_hours}; expected a finite number of hours >= 0",
                          field="warmup_hours")
+    if not (isinstance(block_tokens, int) and block_tokens > 0):
+        raise InputError("--block-tokens", f"{block_tokens}; expected a positive number of tokens",
+                         field="block_tokens")
     stage(progress, f"[set-up] trace {trace}")
     try:
-        inp = workload_input(trace, scenario, world, seed, hours=hours, warmup_h=warmup_hours)
+        inp = (_raw_trace_input(trace, trace_format, world, seed, hours, warmup_hours) if trace_format else
+               workload_input(trace, scenario, world, seed, hours=hours, warmup_h=warmup_hours))
     except ValueError as exc:
         if not warmup_hours:
             raise
@@ -96,7 +127,8 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     try:
         run = run_policy(policy, inp, strict=True, out_dir=out_dir, progress=progress,
                          load_factor=load_factor, load_mode=load_mode, provenance=provenance, on_start=announce,
-                         state_refresh_s=state_refresh_s)
+                         state_refresh_s=state_refresh_s,
+                         config=EngineConfig(prefix_cache=prefix_cache, block_tokens=block_tokens))
     except InputError as exc:
         if exc.path != "requests":
             raise
@@ -119,6 +151,9 @@ def cli(scenario: str, trace: str, policy: str, seed: int, load_factor: float, l
     click.echo(f"load std {s['load_std']:.4f}  cv {s['load_cv']:.4f}  switches {s['switches']}")
     click.echo(f"cost ${s['cost_usd']:.4f} (energy {s['energy_usd']:.4f}, transfer {s['transfer_usd']:.4f}, "
                f"switching {s['switching_usd']:.4f})  {s['energy_kwh']:.2f} kWh  {s['co2_kg']:.2f} kg CO2")
+    if s["prefix_cache"]:
+        click.echo(f"prefix cache: token hit rate {s['cache_hit_rate']:.3f}  prefill tokens saved "
+                   f"{s['prefill_tokens_saved']:,}  evictions {s['cache_evictions']:,} blocks")
     click.echo(f"wall {s['wall_s']:.2f} s  ({s['requests_per_s']:,.0f} requests/s)")
     if "demand_source" in s:
         click.echo(f"planned on: {s['demand_source']} demand")

@@ -11,8 +11,9 @@ supported by AutoETS, ../shared/notes/forecasting.md), MSTL (daily season, AutoE
 (non-seasonal; seasonal ARIMA at 96 is unaffordable), EWMA (statsforecast's simple exponential
 smoothing, alpha fitted by one-step squared error). Own numpy: Naive, SeasonalNaive (daily),
 SeasonalScaled (daily shape x current level), Ensemble (mean of MSTL and AutoETS, the most robust
-single choice in the study in the notes). Panel models over all series at once (Leader, GBM) live
-in panel_models.py and are registered here.
+single choice in the study in the notes). Panel models over all series at once (Leader, GBM,
+Pooled, GBMPooled) live in panel_models.py and are registered here, with LeaderGBMPooled, the mean
+of Leader, GBM and Pooled (each computed once by pipeline.run_models).
 """
 
 from __future__ import annotations
@@ -218,6 +219,17 @@ def _panel(cls_name: str) -> Callable[[], object]:
     return make
 
 
+def _panel_mean(members: tuple[str, ...]) -> Callable[[], object]:
+    """A panel model that is the mean of other panel models (each computed once by
+    pipeline.run_models, also when it is a candidate itself)."""
+    def make():
+        raise TypeError("a mean of panel models is computed by pipeline.run_models")
+
+    make.panel = True  # type: ignore[attr-defined]
+    make.members = members  # type: ignore[attr-defined]
+    return make
+
+
 MODELS: dict[str, Callable[[], object]] = {
     "Naive": Naive,
     "SeasonalNaive": SeasonalNaive,
@@ -229,20 +241,30 @@ MODELS: dict[str, Callable[[], object]] = {
     "Ensemble": Ensemble,
     "Leader": _panel("Leader"),
     "GBM": _panel("GBM"),
+    "Pooled": _panel("Pooled"),
+    "GBMPooled": _panel("GBMPooled"),
+    "LeaderGBMPooled": _panel_mean(("Leader", "GBM", "Pooled")),
 }
 # What each model imports beyond numpy; a model whose library is missing is left out of "auto"
 # selections with a message (see `unavailable`), and refused by name.
 REQUIRES: dict[str, tuple[str, ...]] = {
     "EWMA": ("statsforecast",), "AutoETS": ("statsforecast",), "MSTL": ("statsforecast",),
     "AutoARIMA": ("statsforecast",), "Ensemble": ("statsforecast",),
-    "GBM": ("lightgbm", "mlforecast", "pandas"),
+    "GBM": ("lightgbm", "mlforecast", "pandas"), "GBMPooled": ("lightgbm", "mlforecast", "pandas"),
+    "LeaderGBMPooled": ("lightgbm", "mlforecast", "pandas"),
 }
 # The default candidates: cheap enough for every series of a 50-region workload in seconds.
 # MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`): MSTL costs ~0.2 s
 # per series and fit (../shared/notes/forecasting.md), i.e. ~60 s for the 150 series of a
 # 50-region mixed workload, against a 10 s budget for all of them.
+# LeaderGBMPooled (the mean of three panel models whose errors differ: the leader's persistence,
+# the GBM and the pooled daily shape) was the best addition on the tuning day (day 11, selection
+# on day 10, `python -m benchmarks.forecast_floor --with-models --tune`: 6-h MASE 0.428 / 0.914 /
+# 0.651 x SeasonalNaive on servegen-mid/small/mix against 0.473 / 0.919 / 0.721 for the six
+# before, 0.467 / 0.977 / 0.693 adding Pooled alone, 0.486 / 0.882 / 0.633 adding GBMPooled
+# alone, all without a selection margin); Pooled and GBMPooled run by name.
 DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader",
-                                   "GBM")
+                                   "GBM", "LeaderGBMPooled")
 
 
 def is_panel(name: str) -> bool:

@@ -166,7 +166,8 @@ class GBM:
     def __init__(self, n_estimators: int = 60, learning_rate: float = 0.12, num_leaves: int = 31,
                  train_step: int = 3, max_train_steps: int = 12, max_train_rows: int = 40_000,
                  threads: int = 1, predict_threads: int = 2, seed: int = 0, max_lead: int = 32,
-                 lead_days: int = 3):
+                 lead_days: int = 3, pooled_feature: bool = False):
+        self.pooled_feature = pooled_feature
         self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate,
                            num_leaves=num_leaves, min_child_samples=40, subsample=0.8,
                            subsample_freq=1, colsample_bytree=0.9, objective="l1",
@@ -194,15 +195,16 @@ class GBM:
         cols = [c for c in feats.columns if c not in ("unique_id", "ds", "y")]
         return feats[cols].to_numpy(dtype=float).reshape(S, T + 1, len(cols))
 
-    def step_features(self, Y, F0, o, ks, season, lead, err):
-        """(S, n, K, F) feature rows and (S, n) levels for origins o and steps ks (0-based)."""
+    def step_features(self, Y, F0, o, ks, season, lead, err, pooled=None):
+        """(S, n, K, F) feature rows and (S, n) levels for origins o and steps ks (0-based);
+        `pooled` (S, n, K): an extra feature per step (the Pooled forecast), over the level."""
         S, T = Y.shape
         lvl = np.maximum(F0[:, o, len(self.LAGS)], 1.0)  # RollingMean(4) at the origin
         base = F0[:, o, :] / lvl[..., None]
         ldr = best_leader_values(Y, lead, err, o, int(ks.max()) + 1)
         last = np.maximum(Y[:, o - 1], 1.0)
         rows = []
-        for k in ks:
+        for i, k in enumerate(ks):
             tgt = o + k
             dlag = season * (k // season + 1)
             day = Y[:, np.clip(tgt - dlag, 0, None)] / lvl
@@ -213,9 +215,18 @@ class GBM:
                 np.broadcast_to((tgt % season)[None, :] / season, lvl.shape),
                 np.broadcast_to(((tgt // season) % 7)[None, :].astype(float), lvl.shape),
                 np.full(lvl.shape, float(k)),
+                *(() if pooled is None else (pooled[:, :, i] / lvl,)),
             ], axis=-1)
             rows.append(np.concatenate([base, extra], axis=-1).astype(np.float32))
         return np.stack(rows, axis=2), lvl
+
+    def _pooled(self, Y, masked, groups, fit_at, origins, ks, season):
+        """The Pooled forecasts at steps ks from origins (offsets estimated before fit_at), or
+        None when this GBM has no pooled feature."""
+        if not self.pooled_feature:
+            return None
+        got = Pooled().forecast_from(Y, masked, groups, fit_at, origins, int(ks.max()) + 1, season)
+        return got[:, :, ks]
 
     def rolling_panel(self, Y, masked, groups, origins, h, refit, season):
         import lightgbm as lgb
@@ -237,15 +248,189 @@ class GBM:
             if tr.size < 8:  # too little history to learn from: last value
                 out[:, sel] = Y[:, origins[sel] - 1][:, :, None]
                 continue
-            X, lvl = self.step_features(Y, F0, tr, kk, season, lead, err)
+            X, lvl = self.step_features(Y, F0, tr, kk, season, lead, err,
+                                        self._pooled(Y, masked, groups, f, tr, kk, season))
             tgt = tr[:, None] + kk[None, :]
             yt = Y[:, tgt] / lvl[..., None]
             ok = ~masked[:, tgt] & (tgt < f)[None]
             wts = np.broadcast_to(lvl[..., None], ok.shape)
             model = lgb.LGBMRegressor(**self.params)
             model.fit(X[ok], yt[ok], sample_weight=wts[ok])
-            Xp, lp = self.step_features(Y, F0, origins[sel], np.arange(h), season, lead, err)
+            Xp, lp = self.step_features(Y, F0, origins[sel], np.arange(h), season, lead, err,
+                                        self._pooled(Y, masked, groups, f, origins[sel],
+                                                     np.arange(h), season))
             pred = model.predict(Xp.reshape(-1, Xp.shape[-1]),
                                  num_threads=self.predict_threads).reshape(Xp.shape[:-1])
             out[:, sel] = pred * lp[..., None]
         return out
+
+
+def estimate_offsets(Y: np.ndarray, masked: np.ndarray, groups: tuple[str, ...], fit_at: int,
+                     max_lag: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional local-time offsets between the series of a group, from the data alone.
+
+    delta[s, j]: series j at slot t + delta[s, j] shows what series s shows at slot t (negative:
+    j is east of s and saw it earlier). Per pair, the integer lag l in -max_lag..max_lag
+    minimising the mean squared difference of the mean-normalised series z_s[t] vs z_j[t + l] over
+    t in the `window` slots before fit_at - max_lag (clean pairs only), refined to a fraction of a
+    slot by the parabola through the errors at l - 1, l, l + 1. Returns delta (S, S) and
+    ok (S, S) bool (same group and a lag found strictly inside the range; the diagonal is ok
+    with delta 0)."""
+    S = Y.shape[0]
+    delta = np.zeros((S, S))
+    ok = np.eye(S, dtype=bool)
+    L = int(max_lag)
+    hi = fit_at - L  # t + l < fit_at for every lag
+    lo = max(hi - window, L)
+    if hi - lo < 8:
+        return delta, ok
+    g = np.array(groups)
+    n = hi - lo
+    for name in dict.fromkeys(groups):  # pairs within a group only: one block per group
+        mem = np.flatnonzero(g == name)
+        if mem.size < 2:
+            continue
+        seg, clean = Y[mem, lo - L:hi + L], ~masked[mem, lo - L:hi + L]
+        mean = np.array([r[c].mean() if c.any() else 0.0 for r, c in zip(seg, clean)])
+        Z = np.where(clean, seg / np.maximum(mean, 1e-9)[:, None], 0.0)
+        C = clean.astype(float)
+        a, ca = Z[:, L:L + n], C[:, L:L + n]
+        err = np.full((2 * L + 1, mem.size, mem.size), np.inf)
+        for i, lag in enumerate(range(-L, L + 1)):
+            b, cb = Z[:, L + lag:L + lag + n], C[:, L + lag:L + lag + n]
+            cnt = ca @ cb.T
+            sq = (a * a) @ cb.T + ca @ (b * b).T - 2.0 * (a @ b.T)
+            err[i] = np.where(cnt >= 8, sq / np.maximum(cnt, 1), np.inf)
+        best = np.argmin(err, axis=0)
+        inner = (best > 0) & (best < 2 * L) & np.isfinite(err.min(axis=0)) \
+            & ~np.eye(mem.size, dtype=bool)
+        si, ji = np.nonzero(inner)
+        bi = best[si, ji]
+        em, e0, ep = err[bi - 1, si, ji], err[bi, si, ji], err[bi + 1, si, ji]
+        curv = em - 2 * e0 + ep
+        frac = np.where(curv > 0, 0.5 * (em - ep) / np.where(curv > 0, curv, 1.0), 0.0)
+        delta[mem[si], mem[ji]] = bi - L + np.clip(frac, -0.5, 0.5)
+        ok[mem[si], mem[ji]] = True
+    return delta, ok
+
+
+def interp_rows(Y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Y[j] at fractional slots x[j] (linear between neighbouring slots, clipped at the ends)."""
+    T = Y.shape[-1]
+    f = np.floor(x)
+    i0 = np.clip(f.astype(np.int64), 0, T - 1)
+    i1 = np.clip(i0 + 1, 0, T - 1)
+    fr = x - f
+    return (1 - fr) * np.take_along_axis(Y, i0, axis=-1) + fr * np.take_along_axis(Y, i1, axis=-1)
+
+
+def pooled_scaled(Y: np.ndarray, members: np.ndarray, delta: np.ndarray, shares: np.ndarray,
+                  s: int, origins: np.ndarray, h: int, season: int, days: int,
+                  window: int) -> np.ndarray:
+    """(len(origins), h) forecasts of series s from the pool of `members` (indices into Y, s among
+    them) whose offsets to s are `delta` (member j shows s's slot t at t + delta) and volume shares
+    `shares`. The pooled value of s at slot t: sum_j Y_j(t + delta_j) / sum_j share_j x share_s
+    over the members that observed it before the origin (both interpolation slots < o). A target
+    some member has observed gets its pooled value; the others the pooled mean of the `days` days
+    before at the same time of day, times the ratio of the pool to that mean over the last
+    `window` slots some member has observed (the pool's frontier: up to the largest lead ahead of
+    the origin)."""
+    A = interp_rows(Y[members], np.arange(Y.shape[1])[None, :] + delta[:, None])  # (M, T)
+    c = np.floor(-delta)  # member j has observed s's slot o + r iff r <= c_j - 1
+    front = int(c.max()) - 1  # the latest relative slot the pool has observed
+    rt = np.arange(h)
+    rr = front - np.arange(window)
+    ds = np.arange(1, days + 1) * season
+    rt_day = rt - season * (rt // season)  # targets past a day: their shape from whole days back
+    rel = np.concatenate([rt, rr, (rt_day[None, :] - ds[:, None]).ravel(),
+                          (rr[None, :] - ds[:, None]).ravel()])
+    idx = np.clip(origins[:, None] + rel[None, :], 0, Y.shape[1] - 1)  # (n_o, K)
+    share_s = shares[int(np.flatnonzero(members == s)[0])]
+    # relative slots every member has observed read one pooled series; the others (near the
+    # origin) pool only the members that have observed them
+    part = rel > int(c.min()) - 1
+    pool = np.empty(idx.shape)
+    pool[:, ~part] = (A.sum(axis=0) / shares.sum() * share_s)[idx[:, ~part]]
+    m = (rel[part][None, :] <= c[:, None] - 1).astype(float)  # (M, K'): who has observed o + rel
+    num = np.einsum("jok,jk->ok", A[:, idx[:, part]], m)
+    den = shares @ m  # (K',)
+    pool[:, part] = np.where(den > 0, num / np.maximum(den, 1e-12) * share_s, np.nan)
+    nt, nr = h, window
+    p_t, p_r = pool[:, :nt], pool[:, nt:nt + nr]
+    # days reaching before the history's start are left out of the mean (at least one stays)
+    day_ok = (origins[:, None] + min(int(rr.min()), 0) - ds[None, :] >= 0)
+    day_ok[:, 0] = True
+    w = day_ok / day_ok.sum(axis=1, keepdims=True)  # (n_o, D)
+    sh_t = np.einsum("od,odk->ok", w, pool[:, nt + nr:nt + nr + days * nt].reshape(-1, days, nt))
+    sh_r = np.einsum("od,odk->ok", w, pool[:, nt + nr + days * nt:].reshape(-1, days, nr))
+    ratio = np.nansum(p_r, axis=1) / np.maximum(np.nansum(sh_r, axis=1), 1e-9)
+    seen = rt <= front
+    return np.where(seen[None, :], p_t, sh_t * ratio[:, None])
+
+
+class Pooled:
+    """Cross-region pooled, level-scaled seasonal mean. The series of one model in different
+    regions that show one curve shifted by local time (the synthesized workloads: every region
+    sees the ServeGen rates at its local time, torta/workload/build.py) are aligned by offsets
+    estimated from the data (`estimate_offsets`, fractional, within `max_lag` slots) and pooled
+    (`pooled_scaled`): a target some region east of the series has observed already is read from
+    the pool; later targets get the pooled mean of the last `days` days at the same time of day,
+    scaled by the pool's level over its last `window` observed slots. The pool is known further
+    ahead than a western series itself, so its level is the more recent. Volume shares are the
+    series' means over the `share_days` days before the fit point. Where the regions do not share
+    a curve, the offsets' fits are poor and the per-series selection on validation days leaves
+    the model out."""
+
+    name = "Pooled"
+    panel = True
+    pools = True  # run_models hands it groups without the hierarchy's aggregates (pool_groups)
+
+    # days, window chosen on the tuning day (day 11, benchmarks/forecast_floor.py --tune): in the
+    # mean with Leader and GBM, 7 days / 2 slots scored 0.436 / 0.759 / 0.577 x SeasonalNaive at
+    # 6 h on servegen-mid/small/mix against 0.425 / 0.782 / 0.582 for 3 days / 4 slots
+    def __init__(self, days: int = 7, window: int = 2, max_lag: int = 32, lag_days: int = 3,
+                 share_days: int = 3):
+        self.days, self.window, self.max_lag = days, window, max_lag
+        self.lag_days, self.share_days = lag_days, share_days
+
+    def rolling_panel(self, Y, masked, groups, origins, h, refit, season, offsets=None):
+        """`offsets` (S,) local-time offsets in slots, if known, replace the estimated ones."""
+        out = np.empty((Y.shape[0], len(origins), h))
+        fits = _fit_points(origins, refit)
+        for f in np.unique(fits):
+            sel = np.flatnonzero(fits == f)
+            out[:, sel] = self.forecast_from(Y, masked, groups, int(f), origins[sel], h, season,
+                                             offsets)
+        return out
+
+    def forecast_from(self, Y, masked, groups, fit_at, origins, h, season, offsets=None):
+        """(S, len(origins), h) forecasts with offsets and shares estimated before `fit_at`."""
+        S = Y.shape[0]
+        if offsets is None:
+            delta, ok = estimate_offsets(Y, masked, groups, fit_at, self.max_lag,
+                                         self.lag_days * season)
+        else:
+            off = np.asarray(offsets, dtype=float)
+            g = np.array(groups)
+            delta, ok = off[:, None] - off[None, :], g[:, None] == g[None, :]
+        lo = max(fit_at - self.share_days * season, 0)
+        vol = np.array([Y[s, lo:fit_at][~masked[s, lo:fit_at]].mean()
+                        if (~masked[s, lo:fit_at]).any() else 0.0 for s in range(S)])
+        out = np.empty((S, len(origins), h))
+        for s in range(S):
+            mem = np.flatnonzero(ok[s])
+            shares = np.maximum(vol[mem], 1e-9)
+            out[s] = pooled_scaled(Y, mem, delta[s, mem], shares / shares.sum(), s, origins, h,
+                                   season, self.days, self.window)
+        return out
+
+
+class GBMPooled(GBM):
+    """GBM with the Pooled forecast of each target (over the level) as one more feature: the
+    pool's level is known further ahead than a western series' own."""
+
+    name = "GBMPooled"
+    pools = True
+
+    def __init__(self, **kw):
+        super().__init__(pooled_feature=True, **kw)

@@ -22,7 +22,9 @@ class ColumnMapping:
     `timestamp_unit` (s, ms, us) for numeric timestamps, or `timestamp_format` (strftime, e.g.
     "%Y-%m-%d %H:%M:%S%.f"; a format without %z is read as UTC), or neither: ISO timestamps.
     `epoch = true` says numeric timestamps are Unix times (fills timestamp_utc); otherwise they are
-    relative. `file_format` defaults to the file's suffix.
+    relative. `file_format` defaults to the file's suffix. `block_ids`: a column of prefix block ids
+    per request (a list of integers, e.g. "[1, 2, 3]" in a CSV), read into `hash_ids` as the Mooncake
+    adapter does (`torta.sim.prefix`).
     """
 
     timestamp: str
@@ -34,6 +36,7 @@ class ColumnMapping:
     epoch: bool = False
     file_format: str | None = None
     separator: str = ","
+    block_ids: str | None = None
 
     def __post_init__(self) -> None:
         if self.timestamp_unit is not None and self.timestamp_unit not in UNIT_SECONDS:
@@ -97,4 +100,5 @@ class ColumnMapping:
         sep = "\t" if path.suffix.lower() == ".tsv" and self.separator == "," else self.separator
         return RequestLayout(timestamp=self.timestamp, timestamp_kind=ts_kind, timestamp_format=self.timestamp_format,
                              prompt=self.prompt_tokens, output=self.output_tokens, model=self.model,
-                             epoch=self.epoch, file_kind=kind, separator=sep)
+                             epoch=self.epoch, file_kind=kind, separator=sep,
+                             extras=((self.block_ids, "hash_ids", "int_list"),) if self.block_ids else ())

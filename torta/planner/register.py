@@ -13,6 +13,8 @@
   (torta.allocator.targets: pre-loads to the plan's placement, switches otherwise only past a margin).
 - `skylb`: SkyLB selective pushing (threshold in pending requests per server, tuned per scenario).
 - `acs`: ACS-Diffusion (adaptive cluster synchronisation over the topology, zones = pricing zones).
+- `prefix-hash`: local serving + consistent hashing with bounded loads on the prompt's prefix blocks
+  (prefix-cache affinity; torta.planner.prefix_affinity).
 
 Policies take optional context through `prepare(history=..., oracle_demand=..., mean_prompt_tokens=...,
 mean_output_tokens=..., model_share=...)` before `reset`; `torta compare` calls it.
@@ -23,12 +25,13 @@ from __future__ import annotations
 from torta.planner.context import BASELINE_SWITCH_GUARD_S, ContextMixin
 from torta.planner.horizon_policy import TortaHorizon
 from torta.planner.ot_policy import MyopicOT, OTPolicy, TortaOT, TortaOTHungarian, TortaOTLast, TortaOTOracle
+from torta.planner.prefix_affinity import PrefixHash
 from torta.planner.reactive import ACS, ACSAllocator, SkyLB, SkyLBAllocator
 from torta.policy.registry import register
 
-__all__ = ["ACS", "ACSAllocator", "BASELINE_SWITCH_GUARD_S", "ContextMixin", "MyopicOT", "OTPolicy", "SkyLB",
+__all__ = ["ACS", "ACSAllocator", "BASELINE_SWITCH_GUARD_S", "ContextMixin", "MyopicOT", "OTPolicy", "PrefixHash", "SkyLB",
            "SkyLBAllocator", "TortaHorizon", "TortaOT", "TortaOTHungarian", "TortaOTLast", "TortaOTOracle"]
 
-for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, TortaOTHungarian, TortaHorizon, SkyLB, ACS):
+for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, TortaOTHungarian, TortaHorizon, SkyLB, ACS, PrefixHash):
     register(_cls.name, _cls, _cls.description)
 

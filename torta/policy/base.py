@@ -85,6 +85,9 @@ class SlotState:
     carbon_g_per_kwh: np.ndarray  # (R,)
     latency_ms: np.ndarray  # (R, R)
     prev_plan: np.ndarray | None
+    # (R, R) prefix-cache token hit rate of the previous slot's admissions by (origin, serving region):
+    # cache affinity (torta.sim.prefix); None when the replay runs without the prefix cache
+    cache_hit_rate: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class RequestInfo:
     prompt_tokens: int
     output_tokens: int
     arrival_s: float
+    # the ids of the prompt's full prefix blocks when the replay runs the prefix cache (torta.sim.prefix), else ()
+    prefix_blocks: tuple = ()
 
 
 @runtime_checkable

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
@@ -26,6 +27,10 @@ def _save(fig, path: Path) -> Path:
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
             "#7f7f7f", "#bcbd22"]
 _DASHES = ["-", "--", "-.", ":"]
+
+
+# a point plot's marker per line style: tells apart the policies that share a colour
+_MARKERS = dict(zip(_DASHES, ("o", "s", "^", "D")))
 
 
 def policy_styles(policies) -> dict[str, dict]:
@@ -95,6 +100,19 @@ def load_balance(over_time: pl.DataFrame, path: Path, styles: dict | None = None
     return _save(fig, path)
 
 
+def _plain(v: float) -> str:
+    """1,000 / 20 / 0.5: a log axis's tick as a reader writes it."""
+    return f"{v:,.0f}" if v >= 1 else f"{v:.3g}"
+
+
+def _log_ticks(axis, prefix: str = "") -> None:
+    """Ticks at 1, 2 and 5 per decade, labelled as plain numbers (`prefix` before them), not as 3 x 10^0
+    on every minor tick (which overlap when the axis spans less than a decade)."""
+    axis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: prefix + _plain(v)))
+    axis.set_minor_formatter(mticker.NullFormatter())
+
+
 def cost_breakdown(costs: pl.DataFrame, path: Path) -> Path:
     """Left: total USD per policy on a log scale (every bar shows, whatever the spread); right: each
     policy's cost split into energy, transfer and switching (shares of its total)."""
@@ -109,7 +127,8 @@ def cost_breakdown(costs: pl.DataFrame, path: Path) -> Path:
     a1.set_xscale("log")
     for yi, v in zip(y, total):
         a1.annotate(f"${v:,.2f}", (v, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
-    a1.set_xlim(max(total.min(), 1e-4) / 2, total.max() * 6)
+    a1.set_xlim(max(total.min(), 1e-4) / 2, total.max() * 2)
+    _log_ticks(a1.xaxis, "$")
     a1.set_yticks(y, costs["policy"].to_list(), fontsize=8)
     a1.invert_yaxis()
     a1.set_xlabel("USD per run (mean over seeds, log scale)")
@@ -165,12 +184,14 @@ def cost_vs_response(comparison: pl.DataFrame, path: Path, styles: dict | None =
     for r in comparison.iter_rows(named=True):
         st = styles[r["policy"]]
         ax.errorbar(r["cost_usd"], r["response_mean_s"], xerr=r.get("cost_usd_ci95") or 0.0,
-                    yerr=r.get("response_mean_s_ci95") or 0.0, fmt="o", color=st["color"], ms=5, capsize=2,
+                    yerr=r.get("response_mean_s_ci95") or 0.0, fmt=_MARKERS[st["ls"]], color=st["color"], ms=5, capsize=2,
                     label=r["policy"])
         ax.annotate(r["policy"], (r["cost_usd"], r["response_mean_s"]), xytext=(4, 3), textcoords="offset points",
                     fontsize=6.5, color=st["color"])
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _log_ticks(ax.xaxis, "$")
+    _log_ticks(ax.yaxis)
     ax.set_xlabel("cost per run (USD, log scale)")
     ax.set_ylabel("mean response time (s, log scale)")
     ax.set_title("Cost against response time (95 % intervals over seeds; lower left is better)")

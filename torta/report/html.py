@@ -30,7 +30,11 @@ SHOWN = (("response mean", "s", "response_mean_s", "response_mean_s_ci95", 1.0),
          ("load std", "", "load_std", "load_std_ci95", 1.0),
          ("cost", "USD", "cost_usd", "cost_usd_ci95", 1.0),
          ("switches", "", "switches", None, 1.0),
-         ("planner", "ms/slot", "planner_ms_per_slot", None, 1.0))
+         ("planner", "ms/slot", "planner_ms_per_slot", None, 1.0),
+         # the prefix cache's (torta.sim.prefix); only for batches replayed with it
+         ("cache hit", "% tokens", "cache_hit_rate", None, 100.0),
+         ("prefill saved", "tokens", "prefill_tokens_saved", None, 1.0),
+         ("evictions", "blocks", "cache_evictions", None, 1.0))
 
 
 @dataclass(frozen=True)

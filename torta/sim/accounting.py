@@ -16,7 +16,9 @@ slot seconds (near 1 for any server with a running batch under continuous batchi
 `kv_util` = time-averaged KV reservation / capacity, energy by state = W per GPU x tp x PUE x seconds
 (loading at idle power), priced at the region's electricity price and carbon intensity for the hour
 holding the slot's midpoint, `switches` = model loads started, `switching_usd` = GPU-hours spent
-loading x `gpu_usd_per_hour`.
+loading x `gpu_usd_per_hour`. With the prefix cache on (torta.sim.prefix): `cache_prompt_tokens`
+(prompt tokens admitted), `prefill_tokens_saved` (of them, cached), `cache_evictions` (blocks) and
+`cache_hit_rate` (saved / admitted); the run's `cache_hit_rate` is the same ratio over the scored slots.
 
 Warm-up (`warmup_s` > 0, a multiple of the slot length): requests arriving before it are replayed
 like any other (queues, loaded models and backlog carry over into the scored window) but appear in no
@@ -240,6 +242,7 @@ class SlotRecorder:
         self.frames: list[dict] = []
         self.energy_kwh = self.energy_usd = self.co2_kg = self.switching_usd = 0.0
         self.switches = 0
+        self.cache_prompt_tokens = self.prefill_tokens_saved = self.cache_evictions = 0  # prefix cache on only
         self.std_w = self.cv_w = self.jain_w = self.dur_total = 0.0
 
     def __call__(self, slot: int, t0: float, dur: float, a: dict) -> None:
@@ -267,6 +270,14 @@ class SlotRecorder:
             mean_batch=a["batch_int"] / dur, kv_util=a["kv_int"] / dur, energy_idle_kwh=idle_kwh,
             energy_prefill_kwh=pre_kwh, energy_decode_kwh=dec_kwh, energy_kwh=kwh, energy_usd=usd,
             co2_kg=co2, switches=a["switches"], switching_usd=sw_usd))
+        if "prefill_tokens_saved" in a:  # the prefix cache's columns (torta.sim.prefix), only when it is on
+            ptok, saved = a["cache_prompt_tokens"], a["prefill_tokens_saved"]
+            self.frames[-1].update(
+                cache_prompt_tokens=ptok, prefill_tokens_saved=saved, cache_evictions=a["cache_evictions"],
+                cache_hit_rate=np.divide(saved, ptok, out=np.zeros(n), where=ptok > 0))
+            self.cache_prompt_tokens += int(ptok.sum())
+            self.prefill_tokens_saved += int(saved.sum())
+            self.cache_evictions += int(a["cache_evictions"].sum())
         self.energy_kwh += float(kwh.sum())
         self.energy_usd += float(usd.sum())
         self.co2_kg += float(co2.sum())
@@ -289,6 +300,11 @@ class SlotRecorder:
         names = np.asarray([r.name for r in self.world.regions], dtype=object)
         cols["region"] = names[cols["region"]].tolist()
         return pl.DataFrame(cols)
+
+    @property
+    def cache_hit_rate(self) -> float:
+        """Prefix-cache token hit rate of the scored slots: prefill tokens saved / prompt tokens admitted."""
+        return self.prefill_tokens_saved / self.cache_prompt_tokens if self.cache_prompt_tokens else 0.0
 
     @property
     def load_std(self) -> float:

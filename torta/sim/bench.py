@@ -8,7 +8,13 @@ completions Parquet; interpreter start-up and imports excluded; median of `--rep
 - `overloaded`: the same at 200 % of capacity;
 - `large-fleet`: a 5,000-server fleet (abilene's regions, servers cloned round-robin from abilene's
   servers that can serve the trace's model) at 200 % of capacity;
-- `memory-10m` (with `--memory-check`): 10,000,000 requests at 60 % on abilene; reports peak RSS.
+- `memory-10m` (with `--memory-check`): 10,000,000 requests at 60 % on abilene; reports peak RSS;
+- `prefix-cache` / `prefix-cache-off` (only when asked for with `--case`): a synthetic multi-turn
+  conversation trace with 512-token prefix block ids (`torta.workload.conversations`, seeded, ~N
+  requests over one day, prompts up to 16,384 tokens; generated and written to Parquet before the timed
+  section, which reads it back) at 60 % of abilene's capacity, replayed with and without the prefix cache
+  (`torta.sim.prefix`). Asking for `prefix-cache` runs both, alternating on / off, and its row carries
+  `speed_ratio_vs_off` = the median over the pairs of (rate with the cache / rate without).
 
 With the default 1,000,000 requests each row also carries the goal of the simulator issue
 (`target_requests_per_s`: 100,000 normal and overloaded, 50,000 large-fleet; `target_peak_rss_mib`:
@@ -32,12 +38,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 CASES = {
     "normal": dict(scenario="abilene", load=0.6, servers=0),
     "overloaded": dict(scenario="abilene", load=2.0, servers=0),
     "large-fleet": dict(scenario="abilene", load=2.0, servers=5000),
+    # a trace with prefix block ids (torta.workload.conversations), replayed with the prefix cache and,
+    # in alternating runs, without it (the speed ratio of issue 21); not in the default set
+    "prefix-cache": dict(scenario="abilene", load=0.6, servers=0, trace="conversations", prefix_cache=True),
+    "prefix-cache-off": dict(scenario="abilene", load=0.6, servers=0, trace="conversations", prefix_cache=False),
 }
+DEFAULT_CASES = ("normal", "overloaded", "large-fleet")
+PAIRED = {"prefix-cache": "prefix-cache-off"}  # run alternately; the first's row gets the median speed ratio
+CONVERSATION_REQUESTS_PER_CONVERSATION = 3.6  # about what ConversationConfig's defaults give (to size the trace)
 # The simulator issue's goals (one core, 1 M requests): requests/s per case; 10 M requests in 2 GiB
 TARGET_REQUESTS_PER_S = {"normal": 100_000, "overloaded": 100_000, "large-fleet": 50_000}
 TARGET_PEAK_RSS_MIB = {"memory-10m": 2048}
@@ -115,6 +129,7 @@ def run_case(case: dict) -> dict:
 
     from torta.fleet.scenario import load_scenario
     from torta.sim.cluster import build_tables, capacity_rps
+    from torta.sim.engine import EngineConfig
     from torta.sim.replay import replay, scale_load
     from torta.traces import load_trace
 
@@ -129,16 +144,25 @@ def run_case(case: dict) -> dict:
     if case["servers"]:
         world = big_fleet(world, case["servers"])
     with tempfile.TemporaryDirectory() as tmp:
+        config = EngineConfig()
+        if case.get("trace") == "conversations":
+            trace = conversation_trace(case["requests"], case["seed"], Path(tmp) / "conversations.parquet")
+            config = EngineConfig(prefix_cache=case["prefix_cache"])
         t0 = time.perf_counter()
         c0 = time.process_time()
-        base = load_trace(case.get("trace", "azure-2023-conv"))
-        reqs = scale_load(base, case["requests"] / base.height, "replicate", seed=case["seed"])
+        if case.get("trace") == "conversations":
+            base = load_trace(trace)
+            reqs = base
+        else:
+            base = load_trace(case.get("trace", "azure-2023-conv"))
+            reqs = scale_load(base, case["requests"] / base.height, "replicate", seed=case["seed"])
         span = float(reqs["arrival_s"].max() - reqs["arrival_s"].min())
         cap = capacity_rps(build_tables(world), float(base["prompt_tokens"].mean()),
                            float(base["output_tokens"].mean()))
         compress = case["load"] * cap / (reqs.height / span)
         del base
-        res = replay(world, reqs, "least-loaded", seed=case["seed"], out_dir=tmp, load_factor=compress)
+        res = replay(world, reqs, "least-loaded", seed=case["seed"], out_dir=Path(tmp) / "run", load_factor=compress,
+                     config=config)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - c0
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -150,7 +174,19 @@ def run_case(case: dict) -> dict:
                 response_p50_s=s["response_p50_s"], response_p99_s=s["response_p99_s"],
                 mean_utilisation=float(res.slots["utilisation"].mean()) if res.slots.height else 0.0,
                 mean_utilisation_capable=_capable_utilisation(world, res.slots),
-                events=s["events"], reference_s=ref_s, reference_mem_s=ref_mem_s)
+                events=s["events"], reference_s=ref_s, reference_mem_s=ref_mem_s, prefix_cache=s["prefix_cache"],
+                cache_hit_rate=s["cache_hit_rate"], prefill_tokens_saved=s["prefill_tokens_saved"])
+
+
+def conversation_trace(n_requests: int, seed: int, path: Path) -> Path:
+    """A synthetic conversation trace of about `n_requests` requests over one day, written to `path`."""
+    from torta.workload.conversations import ConversationConfig, generate
+
+    day = 86400.0
+    rate = n_requests / CONVERSATION_REQUESTS_PER_CONVERSATION / day
+    generate(ConversationConfig(duration_s=day, conversations_per_s=rate, max_context_tokens=16384),
+             seed=seed).write_parquet(path)
+    return path
 
 
 def goal(case: str, n_requests: int, requests_per_s: float, peak_rss_mib: float) -> dict:
@@ -165,15 +201,21 @@ def goal(case: str, n_requests: int, requests_per_s: float, peak_rss_mib: float)
     return {}
 
 
-def _spawn(case: dict) -> dict:
+def spawn(module: str, fn: str, *args) -> dict:
+    """`module.fn(*args)` in a fresh Python process with one compute thread; its JSON result. The args
+    travel as JSON; the function prints nothing else on stdout's last line."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                POLARS_MAX_THREADS="1", RAYON_NUM_THREADS="1")
-    code = ("import json,sys; from torta.sim.bench import run_case; "
-            "print(json.dumps(run_case(json.loads(sys.argv[1]))))")
-    p = subprocess.run([sys.executable, "-c", code, json.dumps(case)], capture_output=True, text=True, env=env)
+    code = (f"import json,sys; from {module} import {fn}; "
+            f"print(json.dumps({fn}(*json.loads(sys.argv[1]))))")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(list(args))], capture_output=True, text=True, env=env)
     if p.returncode != 0:
-        raise RuntimeError(f"bench case {case} failed:\n{p.stderr[-3000:]}")
+        raise RuntimeError(f"bench {module}.{fn}{tuple(args)} failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _spawn(case: dict) -> dict:
+    return spawn("torta.sim.bench", "run_case", case)
 
 
 def run_bench(n_requests: int, repeats: int, only: tuple[str, ...] = (), memory_check: bool = False,
@@ -181,27 +223,44 @@ def run_bench(n_requests: int, repeats: int, only: tuple[str, ...] = (), memory_
     """Every case (or `only` these) `repeats` times in fresh subprocesses: {"cases": [one row per case]}
     with the median rate, the peak RSS and the goal where one applies (see the module docstring)."""
     out = []
-    names = list(only) or list(CASES)
+    names = list(only) or list(DEFAULT_CASES)
+    names = [n for n in names if n not in PAIRED.values() or not any(PAIRED.get(x) == n for x in names)]
     jobs = [(n, dict(CASES[n], requests=n_requests, seed=seed), repeats) for n in names]
     if memory_check:
         jobs.append(("memory-10m", dict(CASES["normal"], requests=10_000_000, seed=seed), 1))
+
+    def timed(name, case, k, reps):
+        r = _spawn(case)
+        log(f"{name} run {k + 1}/{reps}: {r['requests']} requests, {r['requests_per_s']:,.0f} req/s "
+            f"({r['requests_per_cpu_s']:,.0f} per CPU-second), "
+            f"peak {r['peak_rss_mib']:.0f} MiB, reference {r['reference_s']:.3f} s "
+            f"(memory {r['reference_mem_s']:.3f} s)")
+        return r
+
     for name, case, reps in jobs:
-        runs = []
-        for k in range(reps):
-            r = _spawn(case)
-            runs.append(r)
-            log(f"{name} run {k + 1}/{reps}: {r['requests']} requests, {r['requests_per_s']:,.0f} req/s "
-                f"({r['requests_per_cpu_s']:,.0f} per CPU-second), "
-                f"peak {r['peak_rss_mib']:.0f} MiB, reference {r['reference_s']:.3f} s "
-                f"(memory {r['reference_mem_s']:.3f} s)")
-        med = statistics.median(r["requests_per_s"] for r in runs)
-        row = dict(case=name, requests=runs[0]["requests"], requests_per_s=med,
-                   peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
-                   requests_per_cpu_s=statistics.median(r["requests_per_cpu_s"] for r in runs),
-                   reference_s=statistics.median(r["reference_s"] for r in runs),
-                   reference_mem_s=statistics.median(r["reference_mem_s"] for r in runs),
-                   runs_requests_per_s=[r["requests_per_s"] for r in runs])
-        row.update({k: v for k, v in runs[0].items() if k not in row and k != "wall_s"})
-        row.update(goal(name, n_requests, med, row["peak_rss_mib"]))
-        out.append(row)
+        mate = PAIRED.get(name)
+        runs, mate_runs = [], []
+        for k in range(reps):  # a paired case alternates with its mate, run for run
+            runs.append(timed(name, case, k, reps))
+            if mate is not None:
+                mate_runs.append(timed(mate, dict(CASES[mate], requests=n_requests, seed=seed), k, reps))
+        out.append(_row(name, runs, n_requests))
+        if mate is not None:
+            out[-1]["speed_ratio_vs_off"] = statistics.median(
+                a["requests_per_s"] / b["requests_per_s"] for a, b in zip(runs, mate_runs))
+            out.append(_row(mate, mate_runs, n_requests))
     return {"cases": out}
+
+
+def _row(name: str, runs: list[dict], n_requests: int) -> dict:
+    """One case's row from its runs: medians, the peak RSS, the first run's details, the goal."""
+    med = statistics.median(r["requests_per_s"] for r in runs)
+    row = dict(case=name, requests=runs[0]["requests"], requests_per_s=med,
+               peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
+               requests_per_cpu_s=statistics.median(r["requests_per_cpu_s"] for r in runs),
+               reference_s=statistics.median(r["reference_s"] for r in runs),
+               reference_mem_s=statistics.median(r["reference_mem_s"] for r in runs),
+               runs_requests_per_s=[r["requests_per_s"] for r in runs])
+    row.update({k: v for k, v in runs[0].items() if k not in row and k != "wall_s"})
+    row.update(goal(name, n_requests, med, row["peak_rss_mib"]))
+    return row

@@ -59,6 +59,7 @@ from torta.allocator.power_of_d import power_of_d
 from torta.policy.base import PowerOfDLeastLoaded, RoundRobinAllocator, SlotState, WarmLeastLoaded, validate_plan
 from torta.sim.cluster import FleetTables
 from torta.sim.infomodel import ControlPlane, GatewayView, gateway_least_loaded
+from torta.sim.prefix import DEFAULT_BLOCK_TOKENS, PrefixCaches
 from torta.sim.routing import python_allocator, routing_handlers
 from torta.sim.servers import (DECODE, EV_ARRIVAL, EV_BATCH, EV_DECODE, EV_HOLD, EV_LOAD, EV_NET, EV_PREFILL,
                                EV_REPORT, EV_SLOT, EV_WAKE, FW, IDLE, LOADING, PREFILL, Q_MOD, Q_RDY, Q_RES, QW,
@@ -86,6 +87,10 @@ class EngineConfig:
     state_refresh_s: float = 0.0
     """The control-plane information model's report interval (torta.sim.infomodel); 0: the oracle,
     instant global state (no model at all)."""
+    prefix_cache: bool | None = None
+    """The per-server prefix (KV) cache (torta.sim.prefix): None = on when the requests carry block ids
+    (`RequestArrays.block_ids`), off otherwise; True = on (an error without block ids); False = off."""
+    block_tokens: int = DEFAULT_BLOCK_TOKENS  # tokens per prefix block (Mooncake's hash_ids: 512)
 
 
 @dataclass
@@ -98,6 +103,9 @@ class RequestArrays:
     output_tokens: np.ndarray  # int64
     origin: np.ndarray  # int, index into World.regions
     model: np.ndarray  # int, index into World.models
+    # prefix blocks (torta.sim.prefix): request k's block ids are block_ids[block_offsets[k]:block_offsets[k + 1]]
+    block_ids: np.ndarray | None = None  # int64, flat; None: no request carries block ids
+    block_offsets: np.ndarray | None = None  # int64, len(requests) + 1
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -216,11 +224,14 @@ class FleetView:
       it (a read-only sequence);
     - `now_s`: the current simulated time.
 
-    The methods below give the same per server, plus table facts (capacities, work, latencies)."""
+    The methods below give the same per server, plus table facts (capacities, work, latencies) and, with
+    the prefix cache on, `cached_prefix_tokens(server, request)`."""
 
     def __init__(self, tables: FleetTables, *, busy_until_s: list, loaded_models: list, tail_models: list,
-                 batch_sizes: list, kv_reserved_tokens: list, queues: list, queue_heads: list) -> None:
+                 batch_sizes: list, kv_reserved_tokens: list, queues: list, queue_heads: list,
+                 prefix: PrefixCaches | None = None) -> None:
         self.tables = tables
+        self._prefix = prefix
         self._busy_until_s, self._loaded, self._tail = busy_until_s, loaded_models, tail_models
         self._batch, self._kv = batch_sizes, kv_reserved_tokens
         self._qlen = _QueueLengths(queues, queue_heads, self)
@@ -266,6 +277,20 @@ class FleetView:
         """(busy_until_s, tail_models, batch_sizes) as seen for `region`'s servers: live state here, the
         current gateway's perception under the information model (`torta.sim.infomodel.GatewayView`)."""
         return self._busy_until_s, self._tail, self._batch
+
+    @property
+    def prefix_cache(self) -> bool:
+        """Whether the replay runs the prefix cache (torta.sim.prefix)."""
+        return self._prefix is not None
+
+    def cached_prefix_tokens(self, server: int, request) -> int:
+        """Prompt tokens of `request` (a RequestInfo) the server's prefix cache holds now: the prefill its
+        admission there would skip if nothing changed before (0 without the cache or block ids). The live
+        cache, also under the information model (a simplification: caches are not in the load reports)."""
+        pc = self._prefix
+        if pc is None or not request.prefix_blocks:
+            return 0
+        return pc.cached_for(server, request.prefix_blocks, request.prompt_tokens)
 
     def kv_used_tokens(self, server: int) -> int:
         return int(self._kv[server])
@@ -353,9 +378,11 @@ class Engine:
         self.pack_row, self.pack_row_into, self.unpack_row, self.iter_rows = (ROW6.pack, ROW6.pack_into,
                                                                               ROW6.unpack_from, ROW6.iter_unpack)
         self.kv_cap_of = [[T.types[t].kv_cap if t >= 0 else 0 for t in row] for row in T.stype]
+        self.prefix = self._prefix_caches(req)
+        self.cache_affinity = None  # (R, R) token hit rate of the last slot by (origin, region); cache on only
         self.view = FleetView(T, busy_until_s=f.busy_until_s, loaded_models=f.loaded_model,
                               tail_models=f.tail_model, batch_sizes=f.batch_size, kv_reserved_tokens=f.kv_reserved,
-                              queues=f.queue, queue_heads=f.queue_head)
+                              queues=f.queue, queue_heads=f.queue_head, prefix=self.prefix)
         refresh = float(cfg.state_refresh_s)
         if not (math.isfinite(refresh) and refresh >= 0.0):
             raise ValueError(f"state_refresh_s must be a finite number of seconds >= 0, got {cfg.state_refresh_s}")
@@ -395,6 +422,21 @@ class Engine:
         # next arrival time, and the last event time (debug)
         n = len(chunk[0])
         self._cursor = (-1, 0.0, 0.0, 0.0, 0, n, chunk, n, chunk[0][0] if n else INF, 0.0)
+
+    def _prefix_caches(self, req: RequestArrays) -> PrefixCaches | None:
+        """The servers' prefix caches when the cache is on (`EngineConfig.prefix_cache`), else None."""
+        use = self.cfg.prefix_cache
+        if use is False or (use is None and req.block_ids is None):
+            return None
+        if req.block_ids is None or req.block_offsets is None:
+            raise ValueError("prefix_cache is on but the requests carry no prefix block ids (a hash_ids column, "
+                             "e.g. a Mooncake trace or `torta traces conversations`); expected block ids or "
+                             "prefix_cache off")
+        T = self.tables
+        if len(req.block_offsets) != len(req) + 1:
+            raise ValueError(f"block_offsets has {len(req.block_offsets)} entries; expected {len(req) + 1}")
+        return PrefixCaches(T.n_servers, T.n_regions, int(self.cfg.block_tokens), req.block_ids,
+                            req.block_offsets, req.origin, T.region, req.prompt_tokens)
 
     def _chunk(self, pos: int) -> tuple:
         """Arrivals [pos, pos + chunk) as Python lists: times, pos, prompt, output, origin, model, draws."""
@@ -566,7 +608,8 @@ class Engine:
             servers=np.asarray([len(x) for x in T.servers_in_region], dtype=float), warm_servers=warm,
             price_usd_per_mwh=np.asarray(world.price_usd_per_mwh[:, hour], dtype=float),
             carbon_g_per_kwh=np.asarray(world.carbon_g_per_kwh[:, hour], dtype=float),
-            latency_ms=np.asarray(world.latency_ms, dtype=float), prev_plan=self.prev_plan)
+            latency_ms=np.asarray(world.latency_ms, dtype=float), prev_plan=self.prev_plan,
+            cache_hit_rate=None if self.cache_affinity is None else self.cache_affinity.copy())
 
     def pending_slot_state(self) -> SlotState | None:
         """The `SlotState` the policy will see at the next slot boundary, when `run(until_s=boundary)`
@@ -633,10 +676,15 @@ class Engine:
                 if debug:  # anything more negative than rounding is a bookkeeping error
                     assert not len(x) or x.min() >= -1e-9 * max(1.0, span[1] - span[0]), (slot, x.min())
                 return np.maximum(x, 0.0)
-            self.slot_sink(slot, t0, dur, dict(
+            arrays = dict(
                 idle_s=clean(a.idle_s), prefill_s=clean(a.prefill_s), decode_s=clean(a.decode_s),
                 loading_s=clean(a.loading_s), batch_int=clean(bint), kv_int=clean(kint),
-                switches=np.asarray(a.switches, dtype=np.int64), work_s=clean(work)))
+                switches=np.asarray(a.switches, dtype=np.int64), work_s=clean(work))
+            if self.prefix is not None:  # the cache's columns exist only when it is on
+                arrays.update(self.prefix.take_slot())
+            self.slot_sink(slot, t0, dur, arrays)
+        if self.prefix is not None:
+            self.cache_affinity = self.prefix.take_affinity()
         if t_next is None:
             return
         span[0], span[1] = t1, t_next
@@ -664,6 +712,12 @@ class Engine:
         length = a.span[1] - a.span[0]
         assert abs(a.idle_s[s] + a.prefill_s[s] + a.decode_s[s] + a.loading_s[s] - length) <= 1e-9 * max(1.0, length), \
             f"server {s}: state times do not add up to the slot"
+        pc = self.prefix
+        if pc is not None:  # unreferenced cached blocks fit in the free KV memory; referenced ones are held
+            lru, refs = pc.lru[s], pc.refs[s]
+            assert len(lru) * pc.block_tokens <= f.kv_capacity[s] - f.kv_reserved[s], f"server {s}: cache memory"
+            assert all(refs[b] == 0 for b in lru) and sum(1 for k in refs.values() if k == 0) == len(lru), \
+                f"server {s}: cache references"
         ll = getattr(self.alloc, "state", None)
         if ll is not None:
             T = self.tables

@@ -64,6 +64,7 @@ from torta.sim.cluster import build_tables
 from torta.sim.engine import DROP_REASONS, Engine, EngineConfig, RequestArrays
 
 LOAD_MODES = ("compress", "replicate")
+BLOCK_COLUMN = "hash_ids"  # the requests' prefix block ids (Mooncake's column; torta.sim.prefix)
 OUTPUT_FILES = ("completions.parquet", "slots.parquet", "summary.json", "manifest.json")
 
 
@@ -177,10 +178,45 @@ def to_arrays(world: World, df: pl.DataFrame, seed: int) -> RequestArrays:
     origin = _origins(world, df, seed).astype(np.int32)
     model = _models(world, df).astype(np.int32)
     order = np.lexsort((rid, arr))
+    blocks = _blocks(df)
     if not np.array_equal(order, np.arange(len(order))):
         arr, rid, origin, model = arr[order], rid[order], origin[order], model[order]
         toks = {k: v[order] for k, v in toks.items()}
-    return RequestArrays(rid, arr, toks["prompt_tokens"], toks["output_tokens"], origin, model)
+        if blocks is not None:
+            blocks = _permute_blocks(*blocks, order)
+    return RequestArrays(rid, arr, toks["prompt_tokens"], toks["output_tokens"], origin, model,
+                         *(blocks if blocks is not None else (None, None)))
+
+
+def _blocks(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """The requests' prefix block ids (`hash_ids`, a list of integers per request; torta.sim.prefix) as
+    (flat ids, offsets), or None when the frame has none."""
+    if BLOCK_COLUMN not in df.columns or df[BLOCK_COLUMN].null_count() == df.height:
+        return None
+    col = df[BLOCK_COLUMN]
+    if not isinstance(col.dtype, pl.List) or not col.dtype.inner.is_integer():
+        raise InputError("requests", f"column {BLOCK_COLUMN!r} has type {col.dtype}; expected a list of integer "
+                         "block ids per request", field=BLOCK_COLUMN)
+    col = col.cast(pl.List(pl.Int64)).fill_null([])
+    lens = col.list.len().cast(pl.Int64).to_numpy()
+    if not lens.any():
+        return None
+    off = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=off[1:])
+    flat = col.explode().drop_nulls().to_numpy().astype(np.int64, copy=False) if off[-1] else np.zeros(0, np.int64)
+    if len(flat) != off[-1]:
+        raise InputError("requests", f"column {BLOCK_COLUMN!r} holds null block ids; expected integers",
+                         field=BLOCK_COLUMN)
+    return flat, off
+
+
+def _permute_blocks(flat: np.ndarray, off: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flat ids, offsets) of the requests taken in `order`."""
+    lens = np.diff(off)[order]
+    new_off = np.zeros(len(order) + 1, dtype=np.int64)
+    np.cumsum(lens, out=new_off[1:])
+    idx = np.repeat(off[:-1][order] - new_off[:-1], lens) + np.arange(int(new_off[-1]), dtype=np.int64)
+    return flat[idx], new_off
 
 
 def _resolve_policy(policy):
@@ -458,7 +494,9 @@ def _result(run: ReplayRun, stats) -> ReplayResult:
         tpot_p99_s=pct(tpot, 99), load_std=slots.load_std, load_cv=slots.load_cv, load_jain=slots.load_jain,
         cost_usd=cost["cost_usd"], energy_usd=cost["energy_usd"], transfer_usd=cost["transfer_usd"],
         switching_usd=cost["switching_usd"], energy_kwh=slots.energy_kwh, co2_kg=slots.co2_kg,
-        switches=slots.switches, cross_region_share=(sink.cross_region / sink.completed if sink.completed else 0.0),
+        switches=slots.switches, prefix_cache=run.engine.prefix is not None,
+        cache_hit_rate=slots.cache_hit_rate, prefill_tokens_saved=slots.prefill_tokens_saved,
+        cache_evictions=slots.cache_evictions, cross_region_share=(sink.cross_region / sink.completed if sink.completed else 0.0),
         sim_end_s=stats.end_s, events=stats.events,
         planner_ms_per_slot=(1000.0 * stats.planner_s / stats.plan_calls
                              if stats.plan_calls and getattr(policy, "has_planner", True) else 0.0),

@@ -27,17 +27,18 @@ RID, ORG, MOD, PR, OUT, ARR, REG = range(7)
 
 def python_allocator(eng, alloc) -> AllocatorOps:
     """A custom allocator's `choose(view, request, region)` behind `AllocatorOps`, validated."""
-    T, view, req = eng.tables, eng.view, eng.req
+    T, view = eng.tables, eng.view
     S, stype, types, region = T.n_servers, T.stype, T.types, T.region
     book = generic_book(eng.fleet, T)
     pick = getattr(alloc, "choose", None)
     cp, bu = eng.control_plane, eng.fleet.busy_until_s
+    info = request_info(eng)
 
     def choose(rid, o, m, p, out, arr, scope, now):
         if cp is not None:  # the information model: the deciding gateway (torta.sim.infomodel)
             cp.gateway = o if scope is None else scope
         view.now_s = now
-        s = int(pick(view, RequestInfo(int(req.request_id[rid]), o, m, p, out, arr), scope))
+        s = int(pick(view, info(rid, o, m, p, out, arr), scope))
         if not 0 <= s < S or stype[s][m] < 0 or types[stype[s][m]].kv_cap < p or (
                 scope is not None and region[s] != scope):
             raise ValueError(f"allocator {type(alloc).__name__} chose server {s} for request "
@@ -51,6 +52,17 @@ def python_allocator(eng, alloc) -> AllocatorOps:
         book(s, m, p, out, now)
         return s
     return AllocatorOps(choose=choose, book=book, drained=generic_drained(eng.fleet), on_plan=lambda planned: None)
+
+
+def request_info(eng):
+    """`info(position, origin, model, prompt, output, arrival_s) -> RequestInfo` as allocators see it:
+    with the prefix cache on, it carries the ids of the prompt's full blocks."""
+    req, pc = eng.req, eng.prefix
+    if pc is None:
+        return lambda rid, o, m, p, out, arr: RequestInfo(int(req.request_id[rid]), o, m, p, out, arr)
+    blocks_of = pc.blocks_of
+    return lambda rid, o, m, p, out, arr: RequestInfo(int(req.request_id[rid]), o, m, p, out, arr,
+                                                      blocks_of(rid, p))
 
 
 def routing_handlers(eng, srv) -> SimpleNamespace:
@@ -123,11 +135,12 @@ def _batch_window(eng, srv) -> SimpleNamespace:
     """The batch-window hook (`torta.policy.base.BatchAllocator`): a request reaching its serving region
     waits in `held[r]` until the window its region's first held request opened closes (EV_BATCH, or at
     once when `batch_max_requests` are held); then `alloc.assign_batch` places the whole batch."""
-    T, view, req, alloc = eng.tables, eng.view, eng.req, eng.policy.allocator
+    T, view, alloc = eng.tables, eng.view, eng.policy.allocator
     S, R, heap, nxt = T.n_servers, T.n_regions, eng.heap, eng.nxt
     region, stype, types, lat, near, rcap = T.region, T.stype, T.types, T.latency_s, T.near, T.region_max_cap
     win, wmax, held, wver = eng.window_s, eng.window_max, eng.held, [0] * R  # wver: window version per region
     book, join, check, debug = eng.alloc.book, srv.join, eng.check, eng.cfg.debug
+    info = request_info(eng)
 
     def route(rec, cum, u, now):
         """The serving region (the plan's draw, or the allocator's `route` without a plan), re-routed
@@ -141,7 +154,7 @@ def _batch_window(eng, srv) -> SimpleNamespace:
             if eng.control_plane is not None:
                 eng.control_plane.gateway = o
             view.now_s = now
-            r = int(fn(view, RequestInfo(int(req.request_id[rec[RID]]), o, m, p, rec[OUT], now)))
+            r = int(fn(view, info(rec[RID], o, m, p, rec[OUT], now)))
             if not 0 <= r < R:
                 raise ValueError(f"allocator {type(alloc).__name__}.route returned region {r}; "
                                  f"expected 0..{R - 1}")
@@ -176,7 +189,7 @@ def _batch_window(eng, srv) -> SimpleNamespace:
         if eng.control_plane is not None:
             eng.control_plane.gateway = r
         view.now_s = now
-        infos = [RequestInfo(int(req.request_id[x[RID]]), x[ORG], x[MOD], x[PR], x[OUT], x[ARR]) for x in batch]
+        infos = [info(x[RID], x[ORG], x[MOD], x[PR], x[OUT], x[ARR]) for x in batch]
         pairs = [(int(k), int(s)) for k, s in alloc.assign_batch(view, infos, r)]
         if sorted(k for k, _ in pairs) != list(range(len(batch))):
             raise ValueError(f"allocator {type(alloc).__name__}.assign_batch must return one (index, server) "

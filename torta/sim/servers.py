@@ -60,6 +60,9 @@ def _admission(eng):
     unpack_row = eng.unpack_row
     pack_row = eng.pack_row
     drained = eng.alloc.drained
+    # the prefix cache (torta.sim.prefix): None when off, so the path without it pays one test per prefill
+    pc = eng.prefix
+    pc_admit, pc_clear, iter_rows = (pc.admit, pc.clear, eng.iter_rows) if pc is not None else (None, None, None)
 
     def kick(s, now):
         """Start a prefill (or a model load) on s if its queue head allows. True if started."""
@@ -78,6 +81,8 @@ def _admission(eng):
                 return False
             m = int(m)
             ty = types[stype[s][m]]
+            if pc_clear is not None:  # another model's weights: the cached blocks are gone
+                pc_clear(s)
             loaded[s] = m
             ty_cur[s] = ty
             cap_cur[s] = ty.kv_cap
@@ -124,6 +129,8 @@ def _admission(eng):
             qh[s] = 0
         else:
             qh[s] = j
+        if pc_admit is not None:  # cached prefix blocks skip their prefill
+            tok, sq = pc_admit(s, iter_rows(batch), capv - used)
         ty = ty_cur[s]
         left = span[1] - now  # time to the slot's end (the accumulators are kept by difference)
         if st[s] == DECODE:  # pause the fluid decode
@@ -234,6 +241,7 @@ def _completion(eng, ns):
     add_done, put_done = done.frombytes, eng.put_done
     unpack_row, pack_row_into, iter_rows = eng.unpack_row, eng.pack_row_into, eng.iter_rows
     fw = array("d", bytes(8 * FW))  # scratch row for inserting into a running array
+    pc_release = eng.prefix.release if eng.prefix is not None else None  # prefix cache: finished requests' blocks
 
     def on_decode_done(s, now):
         """EV_DECODE (the server's current decode event): the requests at the head of the finish order
@@ -270,6 +278,8 @@ def _completion(eng, ns):
             sp[s] -= pr
             svj[s] -= vj
             add_done(put_done(rid, rs, s, adm, ft, now, 0))
+        if pc_release is not None:
+            pc_release(s, done, len(done) - 7 * k)
         kv[s] -= kvf
         nact[s] -= k
         left = span[1] - now  # time to the slot's end (the accumulators are kept by difference)
@@ -302,6 +312,7 @@ def _completion(eng, ns):
         fds = fd[s]
         adm = padm[s]
         freed = False
+        d0 = len(done)
         its = 0.0  # decode iterations the batch will run
         for rid, _, p, o, _, res in iter_rows(batch):
             if o <= 1:
@@ -325,6 +336,8 @@ def _completion(eng, ns):
                 svj[s] += Vs
                 its += o - 1
         work[s] += its * ty_cur[s].c_decode_s
+        if freed and pc_release is not None:
+            pc_release(s, done, d0)
         if freed and len(done) >= chunk_doubles:
             flush_done()
         if ks:

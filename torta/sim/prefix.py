@@ -1,0 +1,235 @@
+"""Per-server prefix (KV) cache at block granularity: the engine's bookkeeping (`PrefixCaches`).
+
+Model (after vLLM's automatic prefix caching: vLLM docs, "Automatic Prefix Caching", design page
+https://docs.vllm.ai/en/latest/design/prefix_caching.html, and the v0 design
+https://docs.vllm.ai/en/latest/design/automatic_prefix_caching.html):
+
+- A request carries the ids of its prompt's blocks of `block_tokens` tokens (Mooncake's `hash_ids`,
+  512 tokens a block; kvcache-ai/Mooncake FAST'25 trace). An id names a block *and its whole prefix*
+  (Mooncake's ids are prefix hashes, as vLLM's block hashes chain the parent's hash), so two requests
+  share block k only when they share blocks 0..k. Only full blocks are cached:
+  `full = min(len(ids), prompt_tokens // block_tokens)`.
+- At admission (the prefill's start) a request hits the longest run of its full blocks, from the first,
+  that the server holds. The cached tokens skip the prefill: the prefill computes the uncached suffix
+  `q = prompt - cached` tokens, attending over the whole context (the attention term `q x prompt`
+  instead of `prompt^2`, `torta.fleet.perf`); when every prompt token hits, the last one is recomputed
+  (vLLM needs its logits): cached <= prompt - 1. Decode attends over the whole context as before.
+- Memory. Blocks held by running requests are referenced (reference count > 0) and never evicted; they
+  live inside the requests' own KV reservations (`min(prompt + output, kv_capacity)`, unchanged: no
+  credit for the memory two running requests share, a conservative simplification). A block no running
+  request references stays cached in the free KV memory, `kv_capacity - kv_reserved`; an admission that
+  leaves too little free memory for the unreferenced cached blocks evicts them, least recently used
+  first (vLLM's free-block queue is an LRU; evicting from its head). Among blocks freed at the same
+  instant the deepest block of a prompt goes first (vLLM frees a finished request's blocks in reverse
+  order, tail first), then the smaller id: `(release time, -depth, id)` ascending, the order the tests'
+  brute-force reference uses (`tests/test_prefix_cache.py`).
+- Order inside one admission batch: every member looks up the cache as it was before the batch (its hits
+  become referenced), then the unreferenced blocks are evicted down to the free memory the batch leaves,
+  then each member's missing blocks are inserted as referenced (one batch computes them; members of the
+  same batch do not hit each other's new blocks, as in one vLLM scheduler step).
+- Loading another model empties the server's cache (the server drained first: nothing references it).
+
+Statistics per server for the slot accounting: prompt tokens admitted, prefill tokens saved (cached),
+blocks evicted; per (origin, region) the prompt and saved tokens of the slot for the planner's
+`SlotState.cache_hit_rate`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+DEFAULT_BLOCK_TOKENS = 512  # Mooncake's hash_ids block size (kvcache-ai/Mooncake, FAST'25 trace README)
+
+
+def block_arrays(hash_ids) -> tuple[np.ndarray, np.ndarray] | None:
+    """(flat int64 ids, offsets of length n + 1) from a sequence of id lists (None or empty: no ids);
+    None when no request has any."""
+    lens = np.fromiter((len(x) if x is not None else 0 for x in hash_ids), dtype=np.int64)
+    if not lens.any():
+        return None
+    off = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=off[1:])
+    flat = np.fromiter((b for x in hash_ids if x is not None for b in x), dtype=np.int64, count=int(off[-1]))
+    return flat, off
+
+
+class PrefixCaches:
+    """The caches of every server (see the module docstring). `admit`, `release` and `clear` are called
+    by the engine's server handlers (`torta.sim.servers`) only when the cache is on."""
+
+    def __init__(self, n_servers: int, n_regions: int, block_tokens: int, block_ids: np.ndarray,
+                 block_offsets: np.ndarray, origin: np.ndarray, region: list[int], prompt_tokens: np.ndarray) -> None:
+        if not (isinstance(block_tokens, int) and block_tokens > 0):
+            raise ValueError(f"block_tokens = {block_tokens!r}; expected a positive integer")
+        S, R = n_servers, n_regions
+        self.block_tokens = block_tokens
+        # the block ids as one Python list (slices and dict lookups then allocate nothing per block)
+        self.ids = np.asarray(block_ids, dtype=np.int64).tolist()
+        off = np.asarray(block_offsets, dtype=np.int64)
+        self.off = off[:-1].tolist()
+        # each request's full (cacheable) blocks: ids[off[k]:off[k] + nfull[k]]
+        self.nfull = np.minimum(np.diff(off), np.asarray(prompt_tokens, dtype=np.int64) // block_tokens).tolist()
+        self.origin = np.asarray(origin).tolist()
+        self.region = region
+        self.refs: list[dict] = [{} for _ in range(S)]  # block -> running requests holding it (0: evictable)
+        self.lru: list[OrderedDict] = [OrderedDict() for _ in range(S)]  # unreferenced blocks, oldest first
+        # slot statistics per server (reset by the engine at each slot boundary)
+        self.prompt_tokens = [0] * S
+        self.saved_tokens = [0] * S
+        self.evictions = [0] * S
+        # slot statistics per (origin, serving region), rows by origin
+        self.od_prompt = [[0] * R for _ in range(R)]
+        self.od_saved = [[0] * R for _ in range(R)]
+
+    def blocks_of(self, position: int, prompt_tokens: int) -> tuple:
+        """The ids of request `position`'s full prompt blocks (the cacheable ones)."""
+        a = self.off[position]
+        return tuple(self.ids[a:a + self.nfull[position]])
+
+    def cached_for(self, server: int, blocks: tuple, prompt_tokens: int) -> int:
+        """Prompt tokens of a request with full blocks `blocks` the server's cache holds now, as its
+        admission would count them (no side effects)."""
+        refs = self.refs[server]
+        h = 0
+        for b in blocks:
+            if b not in refs:
+                break
+            h += 1
+        c = h * self.block_tokens
+        return c if c < prompt_tokens else max(0, prompt_tokens - 1)
+
+    def admit(self, s: int, rows, free_tokens: float) -> tuple[int, float]:
+        """A prefill batch starts on s: `rows` are its (position, model, prompt, output, t, reservation)
+        rows; `free_tokens` = KV capacity - reservations with the batch admitted. Returns the batch's
+        (prefill tokens, attention term) after the hits. (The per-block work is done by C-level dict and
+        list operations over a request's slice of blocks: the hot path with the cache on.)"""
+        ids, off, nfull, B, refs, lru = self.ids, self.off, self.nfull, self.block_tokens, self.refs[s], self.lru[s]
+        org, od_p, od_s, r = self.origin, self.od_prompt, self.od_saved, self.region[s]
+        get = refs.get
+        tok = 0
+        sq = 0.0
+        todo = []
+        ptot = saved = 0
+        for row in rows:
+            rid = int(row[0])
+            p = int(row[2])
+            n = nfull[rid]
+            h = 0
+            if n:
+                a = off[rid]
+                blocks = ids[a:a + n]
+                ks = list(map(get, blocks))
+                h = ks.index(None) if None in ks else n  # the longest cached run of full blocks from the first
+                if h:
+                    if h < n:
+                        del ks[h:]
+                        hit = blocks[:h]
+                    else:
+                        hit = blocks
+                    z = ks.count(0)
+                    if z == h:  # all unreferenced until now (a finished turn's blocks): out of the LRU
+                        list(map(lru.pop, hit))
+                        refs.update(dict.fromkeys(hit, 1))
+                    else:
+                        if z:
+                            for b, k in zip(hit, ks):
+                                if k == 0:
+                                    del lru[b]
+                        refs.update(zip(hit, map((1).__add__, ks)))
+                if h < n:
+                    todo.append(blocks[h:] if h else blocks)
+            c = h * B
+            if c >= p:
+                c = p - 1 if p > 0 else 0
+            q = p - c
+            tok += q
+            sq += q * p
+            ptot += p
+            saved += c
+            o = org[rid]
+            od_p[o][r] += p
+            od_s[o][r] += c
+        self.prompt_tokens[s] += ptot
+        self.saved_tokens[s] += saved
+        if lru:
+            ev = len(lru) - int(free_tokens // B)  # blocks over the free memory, LRU first
+            if ev > 0:
+                if ev > len(lru):
+                    ev = len(lru)
+                pop = lru.popitem
+                for _ in range(ev):
+                    del refs[pop(last=False)[0]]
+                self.evictions[s] += ev
+        for new in todo:  # the blocks the batch computes, referenced by their requests
+            ks = list(map(get, new))
+            if ks.count(None) == len(ks):  # none cached: all new, referenced once
+                refs.update(dict.fromkeys(new, 1))
+            else:
+                for b, k in zip(new, ks):
+                    if k is None:
+                        refs[b] = 1
+                    else:
+                        if k == 0:  # cached behind an evicted parent: referenced again
+                            del lru[b]
+                        refs[b] = k + 1
+        return tok, sq
+
+    def release(self, s: int, done, first: int) -> None:
+        """Requests finished on s: their rows are `done[first:]` (the engine's completion rows of 7
+        doubles, position first). Their blocks lose a reference; unreferenced ones join the LRU, deepest
+        first, then by id (see the module docstring)."""
+        ids, off, nfull, refs, lru = self.ids, self.off, self.nfull, self.refs[s], self.lru[s]
+        if len(done) - first == 7:  # one request: its blocks tail first, already in the LRU's order
+            rid = int(done[first])
+            n = nfull[rid]
+            if n:
+                a = off[rid]
+                blocks = ids[a:a + n]
+                ks = list(map(refs.__getitem__, blocks))
+                if ks.count(1) == n:  # no other running request holds them (the common case)
+                    refs.update(dict.fromkeys(blocks, 0))
+                    lru.update(dict.fromkeys(reversed(blocks)))
+                else:
+                    refs.update(zip(blocks, map((-1).__add__, ks)))
+                    if 1 in ks:
+                        z = [b for b, k in zip(blocks, ks) if k == 1]
+                        z.reverse()
+                        lru.update(dict.fromkeys(z))
+            return
+        freed = []
+        for k in range(first, len(done), 7):
+            rid = int(done[k])
+            a = off[rid]
+            d = nfull[rid]
+            for b in reversed(ids[a:a + d]):
+                d -= 1
+                c = refs[b] - 1
+                refs[b] = c
+                if not c:
+                    freed.append((-d, b))
+        freed.sort()
+        for _, b in freed:
+            lru[b] = None
+
+    def clear(self, s: int) -> None:
+        """A model load on s (nothing running): the cache is emptied (not counted as evictions)."""
+        self.refs[s].clear()
+        self.lru[s].clear()
+
+    def take_slot(self) -> dict:
+        """The slot's per-server statistics (numpy arrays), reset for the next slot."""
+        S = len(self.prompt_tokens)
+        out = dict(cache_prompt_tokens=np.asarray(self.prompt_tokens, dtype=np.int64),
+                   prefill_tokens_saved=np.asarray(self.saved_tokens, dtype=np.int64),
+                   cache_evictions=np.asarray(self.evictions, dtype=np.int64))
+        self.prompt_tokens, self.saved_tokens, self.evictions = [0] * S, [0] * S, [0] * S
+        return out
+
+    def take_affinity(self) -> np.ndarray:
+        """(R, R) token hit rate of the slot's admissions by (origin, serving region) (0 where none), reset."""
+        p, c = np.asarray(self.od_prompt, dtype=float), np.asarray(self.od_saved, dtype=float)
+        R = len(p)
+        self.od_prompt, self.od_saved = [[0] * R for _ in range(R)], [[0] * R for _ in range(R)]
+        return np.divide(c, p, out=np.zeros_like(c), where=p > 0)
