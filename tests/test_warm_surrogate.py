@@ -288,3 +288,22 @@ def test_the_myopic_ot_reference_is_the_same_whatever_the_planner_and_its_base()
     b = WarmEnv(wf, _toy_demand(), [3], 1, planner="horizon")
     np.testing.assert_allclose(a.reference(0, 3), b.reference(0, 3))
     assert a.reference_eval([0], [3])["return"] == pytest.approx(b.reference_eval([0], [3])["return"])
+
+
+def test_bad_inputs_are_named():
+    from click.testing import CliRunner
+
+    from torta.rl.gap_report import cli
+    from torta.rl.warm import WarmCalibration
+    from torta.rl.warm_env import WarmEnv
+
+    wf = toy_warm()
+    with pytest.raises(ValueError, match="capable_rm"):
+        WarmFleet(base=wf.base, capable_rm=np.ones((3, 2)), servers_any=wf.servers_any, load_s_rm=wf.load_s_rm,
+                  gpu_s_rm=wf.gpu_s_rm, load_usd_rm=wf.load_usd_rm, initial_rm=wf.initial_rm)
+    with pytest.raises(ValueError, match="planner"):
+        WarmEnv(wf, _toy_demand(), [3], 1, planner="lp")
+    with pytest.raises(ValueError, match="slowdown"):
+        WarmCalibration(slowdown=-1.0)
+    res = CliRunner().invoke(cli, ["--day", "12"])
+    assert res.exit_code == 2 and "test day" in res.output
