@@ -11,14 +11,15 @@ import click
 
 from torta.commands.options import progress_option, want_progress
 
-VARIANT_CHOICES = ("torta", "torta-no-forecast", "ppo-only", "all")
+VARIANT_CHOICES = ("torta", "torta-no-forecast", "ppo-only", "torta-horizon-ppo", "ppo-only-warm", "all")
 
 
 @click.command()
 @click.option("--scenario", default="abilene", show_default=True, help="Shipped scenario name.")
 @click.option("--workload", default="servegen-mix-14d", show_default=True, help="Multi-day workload name.")
 @click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="torta", show_default=True,
-              help="Which policy to train (`torta-no-micro` uses the `torta` checkpoint); all: the three.")
+              help="Which policy to train (`torta-no-micro` uses the `torta` checkpoint; `torta-horizon-ppo` and "
+                   "`ppo-only-warm` train on the surrogate with warm-model state); all: the first three.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--updates", default=None, type=int, help="PPO updates (default: TrainConfig.updates).")
 @click.option("--n-envs", default=None, type=int, help="Parallel surrogate environments (episodes per update).")
@@ -33,13 +34,16 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
     from dataclasses import replace
     from pathlib import Path
 
-    from torta.rl.train import (TrainConfig, checkpoint_dir, config_meta, git_commit, save_checkpoint, train)
+    from torta.rl.train import (VARIANTS, TrainConfig, checkpoint_dir, config_meta, git_commit, save_checkpoint,
+                                train)
 
     variants = ["torta", "torta-no-forecast", "ppo-only"] if variant == "all" else [variant]
     folder = Path(out_dir) if out_dir else checkpoint_dir()
     out = []
     for v in variants:
         cfg = TrainConfig(variant=v)
+        if VARIANTS[v].get("warm") == "horizon":  # one cached LP decision per (series, day, slot): no demand noise
+            cfg = replace(cfg, demand_noise=0.0)
         if updates is not None:
             cfg = replace(cfg, updates=int(updates))
         if n_envs is not None:
@@ -57,7 +61,9 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
                            + (f" --n-envs {n_envs}" if n_envs is not None else ""),
                 "git_commit": commit, "train_wall_s": round(wall, 1), "config": config_meta(cfg),
                 "best_val_return": float(val.max()) if val.len() else float("nan"),
-                "val_ref_return": float(curves["val_ref_return"][0]) if "val_ref_return" in curves.columns else 0.0}
+                "val_ref_return": float(curves["val_ref_return"][0]) if "val_ref_return" in curves.columns else 0.0,
+                "val_base_return": float(curves["val_base_return"][0]) if "val_base_return" in curves.columns
+                else float("nan")}
         path = save_checkpoint(sd, folder / f"{scenario}-{v}.pt", meta)
         if curves_dir:
             from torta.fileio import atomic_file

@@ -11,7 +11,7 @@ from torta.errors import UnknownNameError
 
 _REGISTRY: dict[str, tuple[type, str]] = {}
 # Modules of other layers that register policies on import; loaded on first lookup if installed.
-PLUGIN_MODULES: tuple[str, ...] = ("torta.planner.register", "torta.rl.learned")
+PLUGIN_MODULES: tuple[str, ...] = ("torta.planner.register", "torta.rl.learned", "torta.rl.horizon_ppo")
 _plugins_loaded = False
 
 

@@ -235,9 +235,7 @@ class SurrogateEnv:
         """[mean RT, mean LB, mean cost per slot] of the myopic OT plan on that day."""
         key = (series, day)
         if key not in self._refs:
-            res = run_fixed(self, [series], [day], policy="myopic-ot")
-            self._refs[key] = np.array([res["rt_s"].mean(), max(res["lb"].mean(), 1e-3),
-                                        max(res["cost_usd"].mean(), 1e-12)])
+            self._refs[key] = reference_means(run_fixed(self, [series], [day], policy="myopic-ot"))
         return self._refs[key]
 
     def _t_abs(self) -> np.ndarray:
@@ -275,13 +273,8 @@ class SurrogateEnv:
 
     def reset(self, series: np.ndarray | None = None, days: np.ndarray | None = None) -> np.ndarray:
         b = self.B
-        self.series = (self.rng.integers(0, self.demand.shape[0], b) if series is None
-                       else np.asarray(series, dtype=np.int64))
-        self.day = (np.asarray(self.days)[self.rng.integers(0, len(self.days), b)] if days is None
-                    else np.asarray(days, dtype=np.int64))
+        draw_episodes(self, series, days)
         r = self.f.n_regions
-        sig = self.cfg.demand_noise
-        self.scale = np.exp(self.rng.normal(0.0, sig, (b, r))) if sig > 0 and series is None else np.ones((b, r))
         self.t = 0
         self.W = np.zeros((b, r))
         self.util = np.zeros((b, r))
@@ -312,6 +305,25 @@ class SurrogateEnv:
         done = np.full(self.B, self.t >= self.per_day)
         obs = self._observe() if not done[0] else np.zeros((self.B, self.obs_dim), dtype=np.float32)
         return obs, reward.astype(np.float64), done, info
+
+
+def reference_means(res: dict[str, np.ndarray]) -> np.ndarray:
+    """[mean RT, mean LB (floor 1e-3), mean cost (floor 1e-12)] per slot of a reference run: the reward's
+    normalisers."""
+    return np.array([res["rt_s"].mean(), max(res["lb"].mean(), 1e-3), max(res["cost_usd"].mean(), 1e-12)])
+
+
+def draw_episodes(env, series: np.ndarray | None, days: np.ndarray | None) -> None:
+    """Set env.series, env.day and env.scale for B new episodes: drawn from env.rng unless given (given
+    series: no demand noise)."""
+    b = env.B
+    env.series = (env.rng.integers(0, env.demand.shape[0], b) if series is None
+                  else np.asarray(series, dtype=np.int64))
+    env.day = (np.asarray(env.days)[env.rng.integers(0, len(env.days), b)] if days is None
+               else np.asarray(days, dtype=np.int64))
+    r = env.f.n_regions
+    sig = env.cfg.demand_noise
+    env.scale = np.exp(env.rng.normal(0.0, sig, (b, r))) if sig > 0 and series is None else np.ones((b, r))
 
 
 def run_fixed(env: SurrogateEnv, series: list[int], days: list[int], policy: str = "myopic-ot",

@@ -43,6 +43,10 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "torta": {"use_forecast": True, "ot_base": True, "ot_kl": True},
     "torta-no-forecast": {"use_forecast": False, "ot_base": True, "ot_kl": True},
     "ppo-only": {"use_forecast": True, "ot_base": False, "ot_kl": False},
+    # on the surrogate with warm-model state (torta.rl.warm_env): offsets to torta-horizon's shares, and
+    # ppo-only's plan (softmax of the logits alone) with reactive placement
+    "torta-horizon-ppo": {"use_forecast": True, "ot_base": True, "ot_kl": True, "warm": "horizon"},
+    "ppo-only-warm": {"use_forecast": True, "ot_base": False, "ot_kl": False, "warm": "none"},
 }
 
 
@@ -106,13 +110,27 @@ def evaluate(agent: Agent | None, env: SurrogateEnv, series: list[int], days: li
 
 
 def train_on(fleet: SurrogateFleet, demand: np.ndarray, seed: int, config: TrainConfig = TrainConfig(), *,
-             progress: bool = True, log: Callable[[str], None] | None = None) -> tuple[dict, pl.DataFrame]:
-    """Train on given fleet facts and demand (S, slots, R, M); see the module docstring."""
+             progress: bool = True, log: Callable[[str], None] | None = None,
+             warm_fleet: Any = None) -> tuple[dict, pl.DataFrame]:
+    """Train on given fleet facts and demand (S, slots, R, M); see the module docstring. The warm variants
+    (VARIANTS[...]["warm"]) train on `torta.rl.warm_env.WarmEnv` over `warm_fleet` (a `WarmFleet` whose
+    base is `fleet`), with its own evaluation and myopic-OT validation baseline."""
     cfg = config
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     _seed_all(seed, cfg.threads)
     ecfg = cfg.env_config()
-    env = SurrogateEnv(fleet, demand, cfg.train_days, cfg.n_envs, ecfg, seed=seed)
+    planner = VARIANTS[cfg.variant].get("warm")
+    if planner is not None:
+        from torta.rl.warm_env import WarmEnv
+
+        if warm_fleet is None:
+            raise ValueError(f"variant {cfg.variant!r} trains on the warm surrogate: give warm_fleet")
+        # the horizon LP's decisions along its own days, solved once per (series, day): an LP solve per env
+        # and slot (~7-40 ms on abilene) would make one update of 16 days take a minute (WarmEnv.cached_decisions)
+        env = WarmEnv(warm_fleet, demand, cfg.train_days, cfg.n_envs, ecfg, planner=planner, seed=seed,
+                      decision_cache=planner == "horizon")
+    else:
+        env = SurrogateEnv(fleet, demand, cfg.train_days, cfg.n_envs, ecfg, seed=seed)
     r_n = fleet.n_regions
     col_ok = torch.as_tensor(env.col_ok)
     agent = Agent(env.obs_dim, r_n, cfg.ppo.hidden, cfg.ppo.init_log_std)
@@ -127,7 +145,10 @@ def train_on(fleet: SurrogateFleet, demand: np.ndarray, seed: int, config: Train
     gen = torch.Generator().manual_seed(seed)
     shift = ecfg.w_rt + ecfg.w_lb + ecfg.w_cost
     val_series, val_days = [0], [cfg.val_day]
-    ref_val = evaluate(None, replace_env(env, ecfg), val_series, val_days) if cfg.val_day else None
+    if planner is not None:
+        ref_val = env.reference_eval(val_series, val_days) if cfg.val_day else None
+    else:
+        ref_val = evaluate(None, replace_env(env, ecfg), val_series, val_days) if cfg.val_day else None
     rows: list[dict[str, Any]] = []
     best_sd, best_val = None, -np.inf
     bar = None
@@ -139,7 +160,8 @@ def train_on(fleet: SurrogateFleet, demand: np.ndarray, seed: int, config: Train
 
     def validate(update: int) -> dict[str, float]:
         nonlocal best_sd, best_val
-        v = evaluate(agent, env, val_series, val_days)
+        v = env.evaluate(agent, val_series, val_days) if planner is not None else \
+            evaluate(agent, env, val_series, val_days)
         if v["return"] > best_val:
             best_val = v["return"]
             best_sd = {k: t.detach().clone() for k, t in agent.state_dict().items()}
@@ -154,8 +176,11 @@ def train_on(fleet: SurrogateFleet, demand: np.ndarray, seed: int, config: Train
         ep_ret = np.zeros(B)
         info_sum = {"rt_s": 0.0, "lb": 0.0, "cost_usd": 0.0, "churn": 0.0}
         for t in range(T):
-            ot = env.ot.copy()
-            base = base_logits(env.ot, env.ot.shape, ecfg)
+            if planner is not None:
+                ot, base = env.kl_target()
+            else:
+                ot = env.ot.copy()
+                base = base_logits(env.ot, env.ot.shape, ecfg)
             x = torch.as_tensor(obs)
             with torch.no_grad():
                 d = agent.dist(x)
@@ -188,11 +213,14 @@ def train_on(fleet: SurrogateFleet, demand: np.ndarray, seed: int, config: Train
                "churn": info_sum["churn"], "kl_coef": kl_coef, **st,
                "std": float(agent.log_std.detach().exp().mean()), "val_return": float("nan"),
                "val_ref_return": float(ref_val["return"]) if ref_val else float("nan"),
+               "val_base_return": float(v0["return"]),
                "wall_s": time.perf_counter() - t0}
         if (u + 1) % cfg.eval_every == 0 or u + 1 == cfg.updates:
             vv = validate(u + 1)
             row["val_return"] = vv["return"]
             row["val_rt_s"] = vv["rt_s"]
+            if "switches" in vv:
+                row["val_switches"] = vv["switches"]
         rows.append(row)
         if bar is not None:
             bar.set_postfix(ret=f"{ep_ret.mean():.1f}", kl=f"{st['kl_to_ot']:.3f}",
@@ -225,6 +253,11 @@ def train(scenario: str, workload: str, seed: int = 0, config: TrainConfig = Tra
 
     world = load_scenario(scenario)
     demand = load_demand(workload, scenario, world, config.demand_seeds)
+    if VARIANTS[config.variant].get("warm") is not None:
+        from torta.rl.warm import warm_fleet_from_world
+
+        wf = warm_fleet_from_world(world, *_lengths(workload, scenario), _model_share(demand, config))
+        return train_on(wf.base, demand, seed, config, progress=progress, log=log, warm_fleet=wf)
     fleet = fleet_from_world(world, *_lengths(workload, scenario), _model_share(demand, config))
     return train_on(fleet, demand, seed, config, progress=progress, log=log)
 
