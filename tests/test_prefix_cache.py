@@ -382,3 +382,15 @@ def test_planners_see_cache_affinity_per_origin_and_region(tmp_path):
     replay(world, df, "local-only", seed=0, config=EngineConfig(prefix_cache=False),
            plan_sink=lambda st, plan: off.append(st))
     assert all(st.cache_hit_rate is None for st in off)
+
+
+def test_a_prompt_repeating_a_block_id_is_a_clear_error(tmp_path):
+    """An id names its whole prefix, so it cannot occur twice in one prompt (it used to crash the cache
+    with a KeyError on the second admission): an InputError naming the request and the column."""
+    from torta.errors import InputError
+
+    df = with_blocks(make_requests([0.0, 1.0, 2.0], prompt_tokens=2 * B, output_tokens=3),
+                     [[1, 2], [3, 3], [4, 4]])
+    with pytest.raises(InputError, match=r"hash_ids.*request 1 repeats a block id.*2 request\(s\)"):
+        replay(one_server(), df, "least-loaded", seed=0, out_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad" / "completions.parquet").exists()  # nothing half-written

@@ -198,6 +198,12 @@ def _blocks(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
         raise InputError("requests", f"column {BLOCK_COLUMN!r} has type {col.dtype}; expected a list of integer "
                          "block ids per request", field=BLOCK_COLUMN)
     col = col.cast(pl.List(pl.Int64)).fill_null([])
+    repeated = (col.list.n_unique() != col.list.len()).arg_true()
+    if len(repeated):  # an id names its whole prefix: it cannot occur twice in one prompt
+        row = int(repeated[0])
+        raise InputError("requests", f"column {BLOCK_COLUMN!r} of request {row} repeats a block id "
+                         f"({col[row].to_list()[:8]}...); expected distinct ids, each naming a 512-token "
+                         f"prefix block ({len(repeated)} request(s) affected)", line=row, field=BLOCK_COLUMN)
     lens = col.list.len().cast(pl.Int64).to_numpy()
     if not lens.any():
         return None
