@@ -37,7 +37,12 @@ def cores() -> int:
 
 def request_parent_death_signal() -> None:
     """On Linux, ask the kernel to SIGTERM this process when the process that started it dies
-    (PR_SET_PDEATHSIG); elsewhere nothing (the process then ends when its current work does)."""
+    (PR_SET_PDEATHSIG); elsewhere nothing (the process then ends when its current work does). SIGTERM's
+    default action is restored first: an ignored or blocked SIGTERM is inherited through fork and exec
+    (from a test runner or a shell that set it so), and would swallow the parent-death signal."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     try:
         import ctypes
 

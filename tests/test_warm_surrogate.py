@@ -293,7 +293,7 @@ def test_the_myopic_ot_reference_is_the_same_whatever_the_planner_and_its_base()
 def test_bad_inputs_are_named():
     from click.testing import CliRunner
 
-    from torta.rl.gap_report import cli
+    from torta.commands.gap_report import cli
     from torta.rl.warm import WarmCalibration
     from torta.rl.warm_env import WarmEnv
 

@@ -141,7 +141,7 @@ class WarmCalibration:
     model (1.0 each).
 
     Defaults fitted on validation day 11 (abilene, servegen-mix-14d, seed 0, torta-horizon's decisions over
-    the warm-started full day, `python -m torta.rl.gap_report --keep ...`): non-negative least squares of the
+    the warm-started full day, `python -m torta.commands.gap_report --keep ...`): non-negative least squares of the
     replay's per-slot mean response minus the network, unloaded and queue terms on the slowdown and M/M/c
     terms, weighted by the slot's requests: 0.589 and 0.932 (the uncalibrated model said +16.9 % mean
     response there). Training day 10 is the out-of-sample check (torta/rl/README.md). Never fitted on the

@@ -1,4 +1,4 @@
-"""`python -m torta.rl.gap_report`: the warm surrogate's gap to the replay over one warm-started full day
+"""`python -m torta.commands.gap_report`: the warm surrogate's gap to the replay over one warm-started full day
 (`torta.rl.replay_env.warm_surrogate_gap`), the per-slot table written as CSV and the summary as JSON on
 stdout. Defaults: abilene, servegen-mix-14d, seed 0, validation day 11, torta-horizon's decisions."""
 
