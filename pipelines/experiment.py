@@ -439,7 +439,7 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
 
     avail, dropped = available_policies(exp.scenarios, exp.policies)
     exp = exp.with_policies(avail)
-    if not exp.baselines or not exp.torta:
+    if not exp.torta or not (exp.baselines or exp.paired_against):
         raise click.ClickException(f"experiment needs a baseline and a TORTA policy; left out: {dropped}")
     counts = {}
     done = done or set()
@@ -653,6 +653,34 @@ def write_results(database: str | None = None, experiment: str = "paper", batch:
         planned = [c.key for c in paper_experiment(reduced=experiment == "paper-reduced", seeds=seeds).test_cells()]
     text = render_results(runs, batch=batch, figures_dir=Path(figures), md_dir=out.parent, wall_s=wall_s, note=note,
                           slot_response=slots, planned_cells=planned)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    return {"results": str(out), "batch": batch, "runs": runs.height}
+
+
+def write_ablations(database: str | None = None, batch: str | None = None, out: str | Path = "docs/ABLATIONS.md",
+                    wall_s: float | None = None, paper_export: str | Path | None = "docs/data/paper") -> dict:
+    """Render docs/ABLATIONS.md from the warehouse's runs of the ablation experiment (batch: the latest),
+    with the paper experiment's rows (the PPO on / off pair, the reference's reproduction), imported first
+    from `paper_export` (its committed rows) where the warehouse lacks them."""
+    from torta.runs.experiment.ablation import render_ablations
+    from torta.runs.experiment.definition import ablation_experiment
+
+    runs, batch = load_runs(database, "ablation", batch)
+    db = wh.warehouse_path(database)
+    if paper_export and Path(paper_export).is_dir() and import_exported(db, Path(paper_export), "paper",
+                                                                          lambda m: None):
+        wh.refresh_views(db)
+    try:
+        paper, _ = load_runs(database, "paper")
+    except wh.WarehouseError:  # no paper experiment in this warehouse
+        paper = None
+    seeds = int(runs["seed"].max()) + 1 if runs.height else None
+    planned = [c.key for c in ablation_experiment(seeds=seeds).test_cells()]
+    text = render_ablations(runs, batch=batch, paper_runs=paper, planned_cells=planned, wall_s=wall_s)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)

@@ -28,7 +28,10 @@ COST_S_PER_REQUEST = {  # measured: abilene, servegen-mix-14d, test days 12-13, 
     "ppo-only": 4.9e-5, "torta-no-micro": 4.6e-5, "torta-ot-hungarian": 4.8e-5,
     # torta-horizon (issue 18): about 200 s per abilene test day (7.1 M requests, warm-up included) on a
     # quiet core; rounded up for the busier topologies
-    "torta-horizon": 3.5e-5}
+    "torta-horizon": 3.5e-5,
+    # its ablations (torta.planner.horizon_policy): not measured yet, assumed torta-horizon's (the same replay;
+    # the LP is smaller at H = 1 / 4, larger at H = 12, and the oracle / persistence ones fit no forecaster)
+    **{f"torta-horizon-{v}": 3.5e-5 for v in ("h1", "h4", "h12", "oracle", "last", "no-preload")}}
 DEFAULT_COST_S_PER_REQUEST = 2e-4
 CELL_OVERHEAD_S = 3.0  # workload build + Dagster materialization per cell
 
