@@ -661,18 +661,23 @@ def write_results(database: str | None = None, experiment: str = "paper", batch:
 
 
 def write_ablations(database: str | None = None, batch: str | None = None, out: str | Path = "docs/ABLATIONS.md",
-                    wall_s: float | None = None, paper_export: str | Path | None = "docs/data/paper") -> dict:
+                    wall_s: float | None = None, paper_export: str | Path | None = "docs/data/paper",
+                    export_dir: str | Path | None = "docs/data/ablation") -> dict:
     """Render docs/ABLATIONS.md from the warehouse's runs of the ablation experiment (batch: the latest),
-    with the paper experiment's rows (the PPO on / off pair, the reference's reproduction), imported first
-    from `paper_export` (its committed rows) where the warehouse lacks them."""
+    with the paper experiment's rows (the PPO on / off pair, the reference's reproduction). The committed
+    rows under `export_dir` (the ablation's) and `paper_export` (the paper experiment's) are imported first
+    where the warehouse lacks them: a fresh warehouse renders what earlier sessions ran."""
     from torta.runs.experiment.ablation import render_ablations
     from torta.runs.experiment.definition import ablation_experiment
 
-    runs, batch = load_runs(database, "ablation", batch)
     db = wh.warehouse_path(database)
-    if paper_export and Path(paper_export).is_dir() and import_exported(db, Path(paper_export), "paper",
-                                                                          lambda m: None):
+    imported = 0
+    for folder, name in ((export_dir, "ablation"), (paper_export, "paper")):
+        if folder and Path(folder).is_dir():
+            imported += import_exported(db, Path(folder), name, lambda m: None)
+    if imported:
         wh.refresh_views(db)
+    runs, batch = load_runs(database, "ablation", batch)
     try:
         paper, _ = load_runs(database, "paper")
     except wh.WarehouseError:  # no paper experiment in this warehouse

@@ -161,8 +161,9 @@ def test_ablation_command_end_to_end_and_resumed_from_its_export(tmp_path, monke
     assert again.exit_code == 0, again.output
     doc2 = json.loads(again.stdout.strip().splitlines()[-1])
     assert doc2["cells"] == 0 and doc2["skipped_cells"] == 1 and doc2["batch"] == doc["batch"]
-    res3 = CliRunner().invoke(cli, ["results", "--experiment", "ablation", "--warehouse",
-                                    str(tmp_path / "b" / "torta.duckdb"), "--out", str(tmp_path / "B.md")])
+    res3 = CliRunner().invoke(cli, ["results", "--experiment", "ablation", "--out", str(tmp_path / "B.md"),
+                                    "--warehouse", str(tmp_path / "c" / "torta.duckdb"), "--export", str(export),
+                                    "--paper-export", ""])  # a fresh warehouse: rendered from the export alone
     assert res3.exit_code == 0, res3.output
     section = lambda text: text.split("## Pre-loading", 1)[1].split("\n## ", 1)[0]  # noqa: E731
     assert section((tmp_path / "B.md").read_text()) == section(md)

@@ -176,7 +176,8 @@ def ablation(ctx, seeds, hours, warmup_hours, state_refresh_s, export_dir, fresh
                         progress=want_progress(progress), export_dir=export_dir or None, resume=not fresh)
     if results:
         summary["results"] = write_ablations(database, summary["batch"], out, wall_s=summary["wall_s"],
-                                             paper_export=paper_export or None)["results"]
+                                             paper_export=paper_export or None,
+                                             export_dir=export_dir or None)["results"]
     if as_json:
         click.echo(json.dumps(summary, default=str))
     else:
@@ -188,18 +189,23 @@ def ablation(ctx, seeds, hours, warmup_hours, state_refresh_s, export_dir, fresh
 @click.option("--experiment", default="paper", show_default=True, help="paper | paper-reduced | ablation")
 @click.option("--batch", default=None, help="Batch (default: the experiment's latest).")
 @click.option("--out", default=None, help="Default docs/RESULTS.md (ablation: docs/ABLATIONS.md).")
+@click.option("--export", "export_dir", default="docs/data/ablation", show_default=True,
+              help="ablation: its committed rows, imported first where the warehouse lacks them ('' = none).")
+@click.option("--paper-export", default="docs/data/paper", show_default=True,
+              help="ablation: the paper experiment's committed rows (the PPO on / off pair; '' = none).")
 @click.option("--figures", default="docs/figures", show_default=True)
 @click.option("--wall-s", type=float, default=None, help="Measured run time of the batch, recorded in the text.")
 @click.option("--note", default="", help="How the batch ran (recorded in the text).")
 @click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 @click.option("--json", "as_json", is_flag=True)
-def results(experiment, batch, out, figures, wall_s, note, database, as_json) -> None:
+def results(experiment, batch, out, export_dir, paper_export, figures, wall_s, note, database, as_json) -> None:
     """Render RESULTS.md and its figures from the warehouse's runs of the experiment (ABLATIONS.md for
     `--experiment ablation`)."""
     from pipelines.experiment import write_ablations, write_results
 
     if experiment == "ablation":
-        r = write_ablations(database, batch, out or "docs/ABLATIONS.md", wall_s=wall_s)
+        r = write_ablations(database, batch, out or "docs/ABLATIONS.md", wall_s=wall_s,
+                            paper_export=paper_export or None, export_dir=export_dir or None)
     else:
         r = write_results(database, experiment, batch, out or "docs/RESULTS.md", figures, wall_s=wall_s, note=note)
     click.echo(json.dumps(r) if as_json else f"wrote {r['results']} ({r['runs']} runs of batch {r['batch']})")
