@@ -14,18 +14,19 @@ from torta.runs.experiment.definition import ABLATION_REFERENCE, ABLATIONS, ABLA
 from torta.runs.experiment.render import _f, _first_str, _md_table, _partial_lines, run_parts
 from torta.runs.stats import t_interval
 
-# (section title, what it varies, the policies in it, reference first): every variant against torta-horizon
+# (section title, what it varies, its policies in table order, the reference among them): every variant is
+# paired against torta-horizon
 GROUPS = (
     ("Planning horizon H", "H = 1 (myopic), 4, 8 (torta-horizon), 12 slots of 15 min",
-     ("torta-horizon-h1", "torta-horizon-h4", "torta-horizon-h12")),
+     ("torta-horizon-h1", "torta-horizon-h4", ABLATION_REFERENCE, "torta-horizon-h12")),
     ("Demand source", "the plan's demand: the oracle (true demand), the forecast (torta-horizon) or "
      "persistence (the slot just observed, repeated over the horizon)",
-     ("torta-horizon-oracle", "torta-horizon-last")),
+     ("torta-horizon-oracle", ABLATION_REFERENCE, "torta-horizon-last")),
     ("Pre-loading", "with (torta-horizon) and without pre-loading to the plan's placement "
-     "(TargetConfig.preload)", ("torta-horizon-no-preload",)),
+     "(TargetConfig.preload)", (ABLATION_REFERENCE, "torta-horizon-no-preload")),
     ("PPO on the horizon planner", "PPO acting on the horizon planner's decision (torta-horizon-ppo) against "
      "the planner alone",
-     ABLATIONS_OPTIONAL),
+     (ABLATION_REFERENCE, *ABLATIONS_OPTIONAL)),
 )
 PPO_PAIR = ("torta", "torta-ot")  # PPO + OT against OT alone, from the paper experiment (same micro allocator)
 PPO_PAIR_CAVEAT = ("Not a one-setting ablation: `torta` plans OT on a seasonal-naive forecast of the coming slot "
@@ -70,7 +71,8 @@ def _ci(mean: float, half: float, n: int, fmt: str = "{:+.1f}") -> str:
 
 
 def paired_rows(test: pl.DataFrame, reference: str, policies: tuple[str, ...]) -> list[dict]:
-    """Per scope (each topology / workload, then 'all / all' pooled over every pair) and policy: the
+    """Per scope (each topology / workload, then 'all / all' pooled over every pair) and policy (`policies`
+    in their order, `reference` first unless among them): the
     policy's mean response, cost and switches per day over its units, and its paired differences against
     `reference` on the units both ran: relative (percent of the reference) for response and cost, absolute
     for switches per day; mean and 95 % half-width."""
@@ -81,7 +83,7 @@ def paired_rows(test: pl.DataFrame, reference: str, policies: tuple[str, ...]) -
     out = []
     for scope, g in scopes:
         ref = g.filter(pl.col("policy") == reference)
-        for pol in (reference, *policies):
+        for pol in (policies if reference in policies else (reference, *policies)):
             mine = g.filter(pl.col("policy") == pol)
             if not mine.height:
                 continue
@@ -215,9 +217,10 @@ def render_ablations(runs: pl.DataFrame, *, batch: str, paper_runs: pl.DataFrame
     present = set(test["policy"].to_list())
     for title, what, pols in GROUPS:
         have = tuple(p for p in pols if p in present)
-        if not have:
-            if pols != ABLATIONS_OPTIONAL:
-                L += [f"## {title}", "", f"No runs of {', '.join(f'`{p}`' for p in pols)} in this batch.", ""]
+        variants = [p for p in pols if p != ABLATION_REFERENCE]
+        if not set(variants) & present:
+            if not set(variants) <= set(ABLATIONS_OPTIONAL):
+                L += [f"## {title}", "", f"No runs of {', '.join(f'`{p}`' for p in variants)} in this batch.", ""]
             continue
         L += [f"## {title}", "", f"Varies {what}.", "",
               _diff_table(paired_rows(test, ABLATION_REFERENCE, have), ABLATION_REFERENCE), ""]
