@@ -136,8 +136,10 @@ def _reproduced_lines(test: pl.DataFrame, paper: pl.DataFrame | None) -> list[st
     return ["## The reference against the paper experiment", "",
             f"`{ABLATION_REFERENCE}` replayed in this batch against its rows in the paper experiment on the same "
             f"cells: {same.height} of {j.height} cells identical in mean response, cost, switches and completed "
-            f"requests (largest mean-response difference {_f(worst, 6)} s). Replays are deterministic: a "
-            "difference means the code or the inputs changed between the two batches.", ""]
+            f"requests (largest mean-response difference {_f(worst, 6)} s). Replays are deterministic on one "
+            "installation: a difference means the code, the inputs or the installed numerical libraries changed "
+            "between the two batches (benchmarks/parity_ref.json: newer wheels change the engine's last bits and "
+            "planner policies then diverge). The variants here are paired against this batch's own rows.", ""]
 
 
 def _ppo_lines(runs: pl.DataFrame, paper: pl.DataFrame | None) -> list[str]:
