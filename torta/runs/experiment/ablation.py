@@ -45,6 +45,8 @@ def setting(params: str | None) -> str:
         return ""
     if not isinstance(p, dict):
         return ""
+    if "checkpoint" in p:  # a learned policy: its OTConfig's demand_source is not what it plans on
+        return "PPO"
     parts = []
     if "horizon_slots" in p:
         parts.append(f"H = {p['horizon_slots']}")
@@ -52,8 +54,6 @@ def setting(params: str | None) -> str:
         parts.append(str(p["demand_source"]))
     if "preload" in p:
         parts.append("pre-load " + ("on" if p["preload"] else "off"))
-    if "checkpoint" in p:
-        parts.append("PPO")
     return ", ".join(parts)
 
 
