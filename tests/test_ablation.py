@@ -108,6 +108,8 @@ def test_paired_rows_per_topology_and_pooled():
     assert pooled["cost_usd_pct"] == pytest.approx(-10.0) and pooled["cost_usd_pct_ci95"] > 0  # 5 % vs 15 %
     ref = rows[("geant / servegen-mix-14d", ABLATION_REFERENCE)]
     assert ref["pairs"] == 0 and ref["response_mean_s"] == pytest.approx(23.0) and ref["setting"].startswith("H = 8")
+    assert setting(str({"demand_source": "last", "checkpoint": "abilene-torta.pt"})) == "PPO"  # plans on its own
+    assert setting("not a dict {") == "" and setting(None) == ""
 
 
 def test_ablations_markdown(tmp_path):
