@@ -439,7 +439,7 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
 
     avail, dropped = available_policies(exp.scenarios, exp.policies)
     exp = exp.with_policies(avail)
-    if not exp.baselines or not exp.torta:
+    if not exp.torta or not (exp.baselines or exp.paired_against):
         raise click.ClickException(f"experiment needs a baseline and a TORTA policy; left out: {dropped}")
     counts = {}
     done = done or set()
@@ -653,6 +653,39 @@ def write_results(database: str | None = None, experiment: str = "paper", batch:
         planned = [c.key for c in paper_experiment(reduced=experiment == "paper-reduced", seeds=seeds).test_cells()]
     text = render_results(runs, batch=batch, figures_dir=Path(figures), md_dir=out.parent, wall_s=wall_s, note=note,
                           slot_response=slots, planned_cells=planned)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    return {"results": str(out), "batch": batch, "runs": runs.height}
+
+
+def write_ablations(database: str | None = None, batch: str | None = None, out: str | Path = "docs/ABLATIONS.md",
+                    wall_s: float | None = None, paper_export: str | Path | None = "docs/data/paper",
+                    export_dir: str | Path | None = "docs/data/ablation") -> dict:
+    """Render docs/ABLATIONS.md from the warehouse's runs of the ablation experiment (batch: the latest),
+    with the paper experiment's rows (the PPO on / off pair, the reference's reproduction). The committed
+    rows under `export_dir` (the ablation's) and `paper_export` (the paper experiment's) are imported first
+    where the warehouse lacks them: a fresh warehouse renders what earlier sessions ran."""
+    from torta.runs.experiment.ablation import render_ablations
+    from torta.runs.experiment.definition import ablation_experiment
+
+    db = wh.warehouse_path(database)
+    imported = 0
+    for folder, name in ((export_dir, "ablation"), (paper_export, "paper")):
+        if folder and Path(folder).is_dir():
+            imported += import_exported(db, Path(folder), name, lambda m: None)
+    if imported:
+        wh.refresh_views(db)
+    runs, batch = load_runs(database, "ablation", batch)
+    try:
+        paper, _ = load_runs(database, "paper")
+    except wh.WarehouseError:  # no paper experiment in this warehouse
+        paper = None
+    seeds = int(runs["seed"].max()) + 1 if runs.height else None
+    planned = [c.key for c in ablation_experiment(seeds=seeds).test_cells()]
+    text = render_ablations(runs, batch=batch, paper_runs=paper, planned_cells=planned, wall_s=wall_s)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)

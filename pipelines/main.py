@@ -34,10 +34,12 @@ class MainConfig:
 
 
 def all_policies() -> list[str]:
+    """The main job's default set: every registered policy except those registered with
+    `default_run=False` (ablation variants, prefix-hash)."""
     import torta.planner.register  # noqa: F401  (registers the planner-layer policies)
     from torta.policy import list_policies
 
-    return [p if isinstance(p, str) else p[0] for p in list_policies()]
+    return [p if isinstance(p, str) else p[0] for p in list_policies(default_run=True)]
 
 
 def _log(msg: str) -> None:
@@ -63,8 +65,10 @@ def validate(cfg: MainConfig) -> list[str]:
         raise ValueError(f"--hours {cfg.hours:g}: expected a positive number of hours")
     from torta.runs.experiment.runner import PPO_POLICIES, available_policies
 
-    known = all_policies()
-    policies = list(cfg.policies) or known
+    from torta.policy import list_policies
+
+    known = [n for n, _ in list_policies()]  # any registered name may be asked for
+    policies = list(cfg.policies) or all_policies()
     for p in policies:
         if p not in known:
             raise UnknownNameError("policy", p, known)

@@ -276,3 +276,15 @@ def test_a_python_least_loaded_matches_the_built_in_one(tmp_path):
     ca, cb = pl.read_parquet(a.completions_path), pl.read_parquet(b.completions_path)
     assert ca["server_id"].n_unique() == 3 and (ca["serving_region"] != ca["origin_region"]).any()
     assert ca.equals(cb)
+
+
+def test_ablation_variants_and_prefix_hash_stay_out_of_the_main_jobs_default_set():
+    from pipelines.main import all_policies
+    from torta.policy import get_policy, list_policies
+
+    default, every = set(all_policies()), {n for n, _ in list_policies()}
+    hidden = {"torta-horizon-h1", "torta-horizon-h4", "torta-horizon-h12", "torta-horizon-oracle",
+              "torta-horizon-last", "torta-horizon-no-preload", "prefix-hash"}
+    assert hidden <= every and not hidden & default
+    assert {"torta-horizon", "torta-horizon-ppo", "least-loaded"} <= default
+    assert get_policy("torta-horizon-h1") is not None  # still usable by name

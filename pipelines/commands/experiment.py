@@ -1,4 +1,5 @@
-"""`torta experiment paper|results`: the paper-reproduction experiment and its RESULTS.md."""
+"""`torta experiment paper|ablation|results`: the paper-reproduction experiment and its RESULTS.md; the
+ablations of torta-horizon and their ABLATIONS.md."""
 
 from __future__ import annotations
 
@@ -132,18 +133,81 @@ def paper(ctx, reduced, seeds, hours, warmup_hours, state_refresh_s, export_dir,
                    + (f"; {summary['results']}" if results else ""))
 
 
+@cli.command("ablation")
+@click.option("--seeds", type=click.IntRange(1), default=None, help="Seeds per test day (default 1).")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Scored hours of each test day (default 24: the whole day).")
+@click.option("--warmup-hours", type=click.FloatRange(min=0), default=None,
+              help=f"Unscored hours before each window (default {EVAL_PROTOCOL.warmup_h:g}).")
+@click.option("--state-refresh-s", type=click.FloatRange(min=0), default=None,
+              help=f"Gateways' load-report interval, s (default {EVAL_PROTOCOL.state_refresh_s:g}).")
+@click.option("--export", "export_dir", default="docs/data/ablation", show_default=True,
+              help="Also write each finished cell's rows here, and import them from here when resuming ('' = none).")
+@click.option("--fresh", is_flag=True, help="Replay every cell, even those already in the warehouse.")
+@click.option("--days", type=click.IntRange(1, len(EVAL_PROTOCOL.test_days)), default=None,
+              help=f"Test days from day {EVAL_PROTOCOL.first_test_day} (default {len(EVAL_PROTOCOL.test_days)}).")
+@click.option("--scenarios", default=None, help="Comma-separated topologies (default abilene,geant,chinanet; run in "
+              "that order).")
+@click.option("--workloads", default=None, help="Comma-separated multi-day workloads (default servegen-mix-14d).")
+@click.option("--policies", default=None, help="Comma-separated: torta-horizon and the variants to pair against it "
+              "(default torta-horizon and every registered ablation of it; torta-horizon-ppo only when asked for).")
+@click.option("--batch", default=None, help="Batch name (default ablation-<UTC time>, or the resumed one's).")
+@click.option("--results/--no-results", default=True, show_default=True, help="Write docs/ABLATIONS.md afterwards.")
+@click.option("--out", default="docs/ABLATIONS.md", show_default=True)
+@click.option("--paper-export", default="docs/data/paper", show_default=True,
+              help="The paper experiment's committed rows (the PPO on / off pair in ABLATIONS.md).")
+@click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Cells run this many at a time, one worker process each.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the run summary).")
+@progress_option
+@click.pass_context
+def ablation(ctx, seeds, hours, warmup_hours, state_refresh_s, export_dir, fresh, days, scenarios, workloads,
+             policies, batch, results, out, paper_export, database, workers, as_json, progress) -> None:
+    """The ablations of torta-horizon on the evaluation protocol (issue 18 item 5): H = 1 / 4 / 8 / 12,
+    oracle / forecast / persistence demand, with and without pre-loading, each variant paired against
+    torta-horizon per test cell; resumable like `paper` (rows per cell in the warehouse and under --export).
+    Prints the plan and a run-time estimate first, progress to stderr; then docs/ABLATIONS.md."""
+    from pipelines.experiment import run_paper, write_ablations
+    from torta.runs.experiment.definition import ablation_experiment
+
+    exp = ablation_experiment(seeds=seeds, hours=hours, days=days, scenarios=_split(scenarios),
+                              workloads=_split(workloads), policies=_split(policies), warmup_h=warmup_hours,
+                              state_refresh_s=state_refresh_s)
+    summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx),
+                        progress=want_progress(progress), export_dir=export_dir or None, resume=not fresh)
+    if results:
+        summary["results"] = write_ablations(database, summary["batch"], out, wall_s=summary["wall_s"],
+                                             paper_export=paper_export or None,
+                                             export_dir=export_dir or None)["results"]
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        click.echo(f"batch {summary['batch']}: {summary['cells']} cells in {summary['wall_s'] / 60:.1f} min"
+                   + (f"; {summary['results']}" if results else ""))
+
+
 @cli.command("results")
-@click.option("--experiment", default="paper", show_default=True, help="paper | paper-reduced")
+@click.option("--experiment", default="paper", show_default=True, help="paper | paper-reduced | ablation")
 @click.option("--batch", default=None, help="Batch (default: the experiment's latest).")
-@click.option("--out", default="docs/RESULTS.md", show_default=True)
+@click.option("--out", default=None, help="Default docs/RESULTS.md (ablation: docs/ABLATIONS.md).")
+@click.option("--export", "export_dir", default="docs/data/ablation", show_default=True,
+              help="ablation: its committed rows, imported first where the warehouse lacks them ('' = none).")
+@click.option("--paper-export", default="docs/data/paper", show_default=True,
+              help="ablation: the paper experiment's committed rows (the PPO on / off pair; '' = none).")
 @click.option("--figures", default="docs/figures", show_default=True)
 @click.option("--wall-s", type=float, default=None, help="Measured run time of the batch, recorded in the text.")
 @click.option("--note", default="", help="How the batch ran (recorded in the text).")
 @click.option("--warehouse", "database", default=None, help=f"Warehouse file. {wh.WAREHOUSE_HELP}")
 @click.option("--json", "as_json", is_flag=True)
-def results(experiment, batch, out, figures, wall_s, note, database, as_json) -> None:
-    """Render RESULTS.md and its figures from the warehouse's runs of the experiment."""
-    from pipelines.experiment import write_results
+def results(experiment, batch, out, export_dir, paper_export, figures, wall_s, note, database, as_json) -> None:
+    """Render RESULTS.md and its figures from the warehouse's runs of the experiment (ABLATIONS.md for
+    `--experiment ablation`)."""
+    from pipelines.experiment import write_ablations, write_results
 
-    r = write_results(database, experiment, batch, out, figures, wall_s=wall_s, note=note)
+    if experiment == "ablation":
+        r = write_ablations(database, batch, out or "docs/ABLATIONS.md", wall_s=wall_s,
+                            paper_export=paper_export or None, export_dir=export_dir or None)
+    else:
+        r = write_results(database, experiment, batch, out or "docs/RESULTS.md", figures, wall_s=wall_s, note=note)
     click.echo(json.dumps(r) if as_json else f"wrote {r['results']} ({r['runs']} runs of batch {r['batch']})")

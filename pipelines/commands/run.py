@@ -14,7 +14,8 @@ from torta.commands.options import progress_option, want_progress
 @click.option("--scenario", default="abilene", show_default=True)
 @click.option("--workload", default="servegen-mix-14d", show_default=True,
               help="Multi-day workload (first test day), shipped trace name or canonical Parquet path.")
-@click.option("--policies", default="", help="Comma-separated policies (default: every registered policy).")
+@click.option("--policies", default="", help="Comma-separated policies (default: every registered policy but the ablation variants and "
+                   "prefix-hash, which needs prefix block ids; `torta policies` lists them all).")
 @click.option("--seeds", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--hours", default=1.0, show_default=True, type=float, help="Hours of the workload replayed.")
 @click.option("--warmup-hours", default=1.0, show_default=True, type=click.FloatRange(0.0),

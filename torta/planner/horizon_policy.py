@@ -32,11 +32,16 @@ class TortaHorizon(TortaOT):
     description = ("Receding-horizon LP (HiGHS) over the next 2 h of forecast demand: flows and servers per "
                    "model per region, switches charged once; the micro layer pre-loads to the plan's targets.")
 
-    def __init__(self, config: HorizonConfig | None = None, demand_source: str = "forecast",
+    # The defaults an ablation (below) overrides, one each.
+    default_config = HorizonConfig()
+    default_demand_source = "forecast"
+    default_targets = TargetConfig()
+
+    def __init__(self, config: HorizonConfig | None = None, demand_source: str | None = None,
                  micro: MicroConfig | None = None, targets: TargetConfig | None = None) -> None:
-        super().__init__(demand_source=demand_source, micro=micro)
-        self.hconfig = config or HorizonConfig()
-        self.tconfig = targets or TargetConfig()
+        super().__init__(demand_source=demand_source or self.default_demand_source, micro=micro)
+        self.hconfig = config or self.default_config
+        self.tconfig = targets or self.default_targets
 
     def _forecast(self, horizon: int) -> np.ndarray | None:
         return super()._forecast(horizon + self.hconfig.horizon_slots)  # the last slot's horizon too
@@ -132,3 +137,49 @@ class TortaHorizon(TortaOT):
                 "lp_failures": int(getattr(self, "lp_failures", 0)),
                 "lp_ms_median": float(np.median(ms)), "lp_ms_p95": float(np.percentile(ms, 95))}
 
+
+# Ablations of torta-horizon (issue 18, item 5): each changes one setting and keeps every other default, so
+# a pair (variant, torta-horizon) on the same cell isolates it. torta-horizon itself is H = 8, the
+# forecast, pre-loading on (`torta experiment ablation` pairs each variant against it).
+
+
+class TortaHorizonH1(TortaHorizon):
+    name = "torta-horizon-h1"
+    description = "Ablation of torta-horizon: H = 1 (myopic: plans only the slot it applies, same forecast)."
+    default_config = HorizonConfig(horizon_slots=1)
+
+
+class TortaHorizonH4(TortaHorizon):
+    name = "torta-horizon-h4"
+    description = "Ablation of torta-horizon: H = 4 slots (1 h) instead of 8."
+    default_config = HorizonConfig(horizon_slots=4)
+
+
+class TortaHorizonH12(TortaHorizon):
+    name = "torta-horizon-h12"
+    description = "Ablation of torta-horizon: H = 12 slots (3 h) instead of 8, one LP row per slot."
+    default_config = HorizonConfig(horizon_slots=12)
+
+
+class TortaHorizonOracle(TortaHorizon):
+    name = "torta-horizon-oracle"
+    description = "Ablation of torta-horizon: plans on the true demand of the next H slots (oracle forecast)."
+    default_demand_source = "oracle"
+
+
+class TortaHorizonLast(TortaHorizon):
+    name = "torta-horizon-last"
+    description = ("Ablation of torta-horizon: persistence, the slot just observed repeated over the "
+                   "horizon (no forecast).")
+    default_demand_source = "last"
+
+
+class TortaHorizonNoPreload(TortaHorizon):
+    name = "torta-horizon-no-preload"
+    description = ("Ablation of torta-horizon: no pre-loading; the plan's targets only shape the micro "
+                   "layer's switching costs (TargetConfig.preload = False).")
+    default_targets = TargetConfig(preload=False)
+
+
+HORIZON_ABLATIONS = (TortaHorizonH1, TortaHorizonH4, TortaHorizonH12, TortaHorizonOracle, TortaHorizonLast,
+                     TortaHorizonNoPreload)

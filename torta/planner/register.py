@@ -11,6 +11,9 @@
 - `torta-horizon`: receding-horizon LP over the next H slots of forecast demand (flows and servers per
   model per region, switches charged once; torta.planner.horizon) + the target-following micro allocator
   (torta.allocator.targets: pre-loads to the plan's placement, switches otherwise only past a margin).
+- `torta-horizon-h1`, `-h4`, `-h12`, `-oracle`, `-last`, `-no-preload`: ablations of torta-horizon, one
+  setting each (H = 1 / 4 / 12 instead of 8; true / persistence demand instead of the forecast; no
+  pre-loading); `torta experiment ablation` runs them on the evaluation protocol.
 - `skylb`: SkyLB selective pushing (threshold in pending requests per server, tuned per scenario).
 - `acs`: ACS-Diffusion (adaptive cluster synchronisation over the topology, zones = pricing zones).
 - `prefix-hash`: local serving + consistent hashing with bounded loads on the prompt's prefix blocks
@@ -23,7 +26,7 @@ mean_output_tokens=..., model_share=...)` before `reset`; `torta compare` calls 
 from __future__ import annotations
 
 from torta.planner.context import BASELINE_SWITCH_GUARD_S, ContextMixin
-from torta.planner.horizon_policy import TortaHorizon
+from torta.planner.horizon_policy import HORIZON_ABLATIONS, TortaHorizon
 from torta.planner.ot_policy import MyopicOT, OTPolicy, TortaOT, TortaOTHungarian, TortaOTLast, TortaOTOracle
 from torta.planner.prefix_affinity import PrefixHash
 from torta.planner.reactive import ACS, ACSAllocator, SkyLB, SkyLBAllocator
@@ -32,6 +35,10 @@ from torta.policy.registry import register
 __all__ = ["ACS", "ACSAllocator", "BASELINE_SWITCH_GUARD_S", "ContextMixin", "MyopicOT", "OTPolicy", "PrefixHash", "SkyLB",
            "SkyLBAllocator", "TortaHorizon", "TortaOT", "TortaOTHungarian", "TortaOTLast", "TortaOTOracle"]
 
-for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, TortaOTHungarian, TortaHorizon, SkyLB, ACS, PrefixHash):
+for _cls in (MyopicOT, TortaOT, TortaOTOracle, TortaOTLast, TortaOTHungarian, TortaHorizon, SkyLB, ACS):
     register(_cls.name, _cls, _cls.description)
+# Registered, but not in `torta run`'s default set (the main job): the ablations run in their own
+# experiment, and prefix-hash routes on prefix blocks, which the main job's workload does not carry.
+for _cls in (*HORIZON_ABLATIONS, PrefixHash):
+    register(_cls.name, _cls, _cls.description, default_run=False)
 

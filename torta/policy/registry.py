@@ -10,6 +10,7 @@ import importlib.util
 from torta.errors import UnknownNameError
 
 _REGISTRY: dict[str, tuple[type, str]] = {}
+_NOT_DEFAULT: set[str] = set()  # registered with default_run=False
 # Modules of other layers that register policies on import; loaded on first lookup if installed.
 PLUGIN_MODULES: tuple[str, ...] = ("torta.planner.register", "torta.rl.learned", "torta.rl.horizon_ppo")
 _plugins_loaded = False
@@ -31,13 +32,18 @@ def _load_plugins() -> None:
             importlib.import_module(mod)
 
 
-def register(name: str, cls: type, description: str) -> None:
+def register(name: str, cls: type, description: str, *, default_run: bool = True) -> None:
+    """`default_run=False`: usable by name everywhere, but left out of `list_policies(default_run=True)`
+    (the set `torta run` replays when no policies are named: ablation variants, policies that need inputs
+    the main job's workload lacks)."""
     if not name or name != name.strip():
         raise ValueError(f"policy name {name!r} must be non-empty without surrounding spaces")
     prev = _REGISTRY.get(name)
     if prev is not None and prev[0] is not cls:
         raise ValueError(f"policy {name!r} is already registered to {prev[0].__qualname__}")
     _REGISTRY[name] = (cls, description)
+    if not default_run:
+        _NOT_DEFAULT.add(name)
 
 
 def get_policy(name: str) -> type:
@@ -49,7 +55,8 @@ def get_policy(name: str) -> type:
         raise UnknownNameError("policy", name, list(_REGISTRY)) from None
 
 
-def list_policies() -> list[tuple[str, str]]:
-    """(name, one-line description), sorted by name."""
+def list_policies(default_run: bool = False) -> list[tuple[str, str]]:
+    """(name, one-line description), sorted by name; with `default_run`, only the policies registered for
+    `torta run`'s default set."""
     _load_plugins()
-    return sorted((n, d) for n, (_, d) in _REGISTRY.items())
+    return sorted((n, d) for n, (_, d) in _REGISTRY.items() if not (default_run and n in _NOT_DEFAULT))

@@ -113,6 +113,19 @@ def _switches_lines(test: pl.DataFrame, best: dict, policies: list[str]) -> list
 FORESIGHT = ("torta-ot-oracle", "torta-ot", "torta-ot-last")  # perfect, forecast, persistence
 
 
+def run_parts(runs: pl.DataFrame, hours_digits: int = 1) -> list[str]:
+    """The protocol line's last parts: the command the batch ran with, its wall time summed over cells."""
+    parts = []
+    cmd = _first_str(runs, "run_command")
+    if cmd:
+        parts.append(f"command: `{cmd}`")
+    if "cell_wall_s" in runs.columns and runs["cell_wall_s"].null_count() == 0:
+        per_cell = _cell_walls(runs)
+        parts.append(f"measured wall time: {float(per_cell['cell_wall_s'].sum()) / 3600:.{hours_digits}f} h summed "
+                     f"over {per_cell.height} cells")
+    return parts
+
+
 def _protocol_lines(test: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
     """The protocol at the top of the file: warm-up, window, S, seeds, command, wall time."""
     def vals(col, frame=test):
@@ -130,13 +143,7 @@ def _protocol_lines(test: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
     parts.append(f"load reports every {', '.join(_f(x, 1) for x in S) or '0'} s (each origin's gateway sees "
                  "other regions as of the last report; `torta/sim/infomodel.py`)")
     parts.append(f"seeds per test day: {test['seed'].n_unique()}")
-    cmd = _first_str(runs, "run_command")
-    if cmd:
-        parts.append(f"command: `{cmd}`")
-    if "cell_wall_s" in runs.columns and runs["cell_wall_s"].null_count() == 0:
-        per_cell = _cell_walls(runs)
-        parts.append(f"measured wall time: {float(per_cell['cell_wall_s'].sum()) / 3600:.1f} h summed over "
-                     f"{per_cell.height} cells")
+    parts += run_parts(runs)
     return ["; ".join(parts) + ".", "",
             "**Definitions changed (issue 17).** Compared with RESULTS.md before December 2026: whole test days "
             "after a warm-up instead of the first 15 minutes after a cold start; every routing decision on "
@@ -213,7 +220,8 @@ def _slot_figures(slot_response: pl.DataFrame | None, lines: dict, figures_dir: 
     return out
 
 
-def _partial_lines(test: pl.DataFrame, planned_cells: list[str] | None) -> list[str]:
+def _partial_lines(test: pl.DataFrame, planned_cells: list[str] | None, command: str = "torta experiment paper"
+                   ) -> list[str]:
     if not planned_cells:
         return []
     have = set(test.select(pl.concat_str("scenario", "workload", "seed", "day", separator="|"))
@@ -222,7 +230,7 @@ def _partial_lines(test: pl.DataFrame, planned_cells: list[str] | None) -> list[
     if not missing:
         return []
     return [f"> **Partial results: {len(planned_cells) - len(missing)} of the {len(planned_cells)} test cells.** "
-            f"Not yet run (`torta experiment paper` resumes them, then rerun `torta experiment results`): "
+            f"Not yet run (`{command}` resumes them, then rerun `torta experiment results`): "
             + ", ".join(f"`{k}`" for k in missing) + ". Pooled figures cover only the cells that ran.", ""]
 
 

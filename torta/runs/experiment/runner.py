@@ -28,7 +28,14 @@ COST_S_PER_REQUEST = {  # measured: abilene, servegen-mix-14d, test days 12-13, 
     "ppo-only": 4.9e-5, "torta-no-micro": 4.6e-5, "torta-ot-hungarian": 4.8e-5,
     # torta-horizon (issue 18): about 200 s per abilene test day (7.1 M requests, warm-up included) on a
     # quiet core; rounded up for the busier topologies
-    "torta-horizon": 3.5e-5}
+    "torta-horizon": 3.5e-5,
+    # its ablations (torta.planner.horizon_policy): measured on abilene test day 12 (7.08 M requests, warm-up
+    # included) in batch ablation-20261204T204233, `torta experiment ablation` niced 15, one worker, on the
+    # 2-core machine at load average 5-6 (other sessions' work): wall time, an upper bound. torta-horizon
+    # itself took 8.6e-5 there (608 s, with this session's tests beside it): the same replay costs 1.5-2.5x
+    # a quiet core's on a loaded one. The first estimate (3.5e-5 each) gave 29 min per cell; it took 46.
+    "torta-horizon-h1": 5.3e-5, "torta-horizon-h4": 4.3e-5, "torta-horizon-h12": 4.6e-5,
+    "torta-horizon-oracle": 5.1e-5, "torta-horizon-last": 5.4e-5, "torta-horizon-no-preload": 5.0e-5}
 DEFAULT_COST_S_PER_REQUEST = 2e-4
 CELL_OVERHEAD_S = 3.0  # workload build + Dagster materialization per cell
 
