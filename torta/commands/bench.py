@@ -154,7 +154,6 @@ def bench_policies(scenario, workload, day, hours, warmup_hours, state_refresh_s
                    as_json) -> None:
     """Each policy's replay speed on one day against least-loaded's (requests/s and per CPU-second)."""
     from torta.config import EVAL_PROTOCOL
-    from torta.runs.compare import REPLAY_REQUESTS_PER_S
     from torta.runs.speed import BASELINE, REQUIRED_RATIO, SpeedCase, default_policies, run_speed
 
     case = SpeedCase(scenario=scenario, workload=workload,
@@ -164,10 +163,9 @@ def bench_policies(scenario, workload, day, hours, warmup_hours, state_refresh_s
                      seed=seed)
     names = [p.strip() for p in policies.split(",") if p.strip()] if policies else list(default_policies())
     names = list(dict.fromkeys([BASELINE, *names]))  # least-loaded first: every ratio is against it
-    per_day = 6_600_000 * (hours + case.warmup_h) / 26  # abilene / servegen-mix-14d: ~6.6 M requests per 26 h
     _echo_err(f"bench policies: {len(names)} policies x {repeats} repeats on {scenario} / {workload} day {case.day}, "
-              f"{hours:g} h after {case.warmup_h:g} h warm-up, S = {case.state_refresh_s:g} s; rough estimate "
-              f"{per_day * len(names) * repeats / REPLAY_REQUESTS_PER_S / 60:.0f} min (scales with the workload)")
+              f"{hours:g} h after {case.warmup_h:g} h warm-up, S = {case.state_refresh_s:g} s; the estimate "
+              "follows the first run")
     doc = run_speed(case, names, repeats, log=_echo_err)
     if as_json:
         click.echo(json.dumps(doc))

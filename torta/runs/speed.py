@@ -106,6 +106,9 @@ def run_speed(case: SpeedCase, policies: list[str] | tuple[str, ...] | None = No
             runs.append(r)
             log(f"repeat {k + 1}/{repeats} [{i}/{len(names)}] {p}: {r['requests']:,} requests in {r['wall_s']:.1f} s "
                 f"({r['requests_per_s']:,.0f} req/s, {r['requests_per_cpu_s']:,.0f} per CPU-s; load {r['load_avg_1m']:.1f})")
+            if len(runs) == 1 and len(names) * repeats > 1:  # the first run stands for the others
+                log(f"estimate: about {r['wall_s'] * (len(names) * repeats - 1) / 60:.0f} min for the "
+                    f"{len(names) * repeats - 1} runs left (the policies' speeds differ; see the ratios)")
     base = {r["repeat"]: r for r in runs if r["policy"] == BASELINE}
     rows = []
     for p in names:
