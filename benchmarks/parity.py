@@ -125,8 +125,8 @@ def environment_differences(doc: dict) -> list[str]:
     BLAS kernels where the reference names them."""
     rec, here = doc.get("environment") or {}, environment()
     out = [f"{k} {rec.get(k)} -> {here[k]}" for k in ENV_PACKAGES if rec.get(k) != here[k]]
-    if "blas" in rec and rec["blas"] != blas_kernels():
-        out.append(f"OpenBLAS kernels {rec['blas']} -> {blas_kernels()}")
+    if "blas" in rec and rec["blas"] != (kernels := blas_kernels()):
+        out.append(f"OpenBLAS kernels {rec['blas']} -> {kernels}")
     return out
 
 
