@@ -234,6 +234,53 @@ def import_exported(db: Path, folder: Path, experiment: str, log: Callable[[str]
     return n
 
 
+def forget_policies(db: Path, folder: Path | None, experiment: str, policies: set[str],
+                    log: Callable[[str], None]) -> int:
+    """Delete every row of `policies` in experiment `experiment`: their `runs` partitions, their rows in the
+    per-cell `slot_metrics` / `slot_response` partitions, and their rows in the exported files under `folder`
+    (`export_cell`'s layout), each file rewritten whole or not at all. The cells then lack those policies,
+    so the resumed sweep replays only them (`--redo-policies`); the other policies' rows are untouched.
+    Returns the runs rows deleted."""
+    if not policies:
+        return 0
+    wanted = sorted(policies)
+    n = 0
+    try:
+        runs = wh.read_table(db, "runs")
+    except Exception:  # no runs table yet
+        runs = None
+    cells: set[str] = set()
+    if runs is not None and runs.height:
+        gone = runs.filter((pl.col("experiment") == experiment) & pl.col("policy").is_in(wanted))
+        for key, cell in zip(gone["key"].to_list(), gone["cell"].to_list()):
+            wh.delete_partition(db, "runs", key)
+            cells.add(cell)
+            n += 1
+    for table in ("slot_metrics", "slot_response"):
+        for cell in sorted(cells):
+            part = _read_part(db, table, f"{experiment}|{cell}", None)
+            if part is not None and "policy" in part.columns:
+                kept = part.filter(~pl.col("policy").is_in(wanted))
+                if kept.height < part.height:
+                    wh.write_partition(db, table, f"{experiment}|{cell}", kept)
+    files = 0
+    for table in ("runs", "slot_response"):
+        for f in sorted((folder / table).glob("*.parquet")) if folder is not None else []:
+            frame = pl.read_parquet(f)
+            if frame.height == 0 or "policy" not in frame.columns or (
+                    "experiment" in frame.columns and frame["experiment"][0] != experiment):
+                continue
+            kept = frame.filter(~pl.col("policy").is_in(wanted))
+            if kept.height < frame.height:
+                tmp = f.with_name(f".{f.name}.tmp")
+                kept.write_parquet(tmp, compression="zstd", statistics=False)
+                os.replace(tmp, f)
+                files += 1
+    log(f"  forgot {', '.join(wanted)}: {n} runs rows in the warehouse, {files} exported files rewritten "
+        "(their cells replay them)")
+    return n
+
+
 def done_cells(db: Path, exp: Experiment, cells: list[Cell], partial: dict | None = None
                ) -> tuple[set[str], str | None]:
     """Cells whose every policy has a runs row of this experiment made on the same protocol (window,
@@ -476,8 +523,8 @@ def plan_experiment(exp: Experiment, log: Callable[[str], None], workers: int = 
 def run_paper(exp: Experiment, database: str | None = None, batch: str | None = None,
               log: Callable[[str], None] | None = None, instance: dg.DagsterInstance | None = None,
               workers: int = 1, command: str = "", progress: bool = False, export_dir: str | Path | None = None,
-              resume: bool = True, executor: str | None = None, scheduler: str = "", storage: str | None = None
-              ) -> dict:
+              resume: bool = True, executor: str | None = None, scheduler: str = "", storage: str | None = None,
+              redo: tuple[str, ...] = ()) -> dict:
     """Run the experiment end to end through Dagster materializations into the warehouse (on
     `instance`, default the local instance under DAGSTER_HOME). `workers` > 1: that many cells at a
     time, in a pool of worker processes on the DAGSTER_HOME instance (`instance` must then be None).
@@ -488,7 +535,9 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
     `executor`: `multiprocess` (Dagster's multiprocess executor, `workers` cells at a time) or `dask` (the
     Dask cluster at `scheduler`, as many cells at a time as it has worker threads, or `workers` if > 1);
     default: `multiprocess` with `workers` > 1, else one cell after another in this process. `storage`: a
-    directory or `s3://bucket/prefix` URL for the warehouse's partitions (pipelines.warehouse)."""
+    directory or `s3://bucket/prefix` URL for the warehouse's partitions (pipelines.warehouse). `redo`:
+    policies whose rows of this experiment are deleted first (`forget_policies`), so every cell replays them
+    again (a policy whose code changed); an interrupted redo resumes without `redo`."""
     from pipelines.instance import dagster_home
 
     from pipelines.executors import EXECUTORS, check_scheduler
@@ -514,8 +563,14 @@ def run_paper(exp: Experiment, database: str | None = None, batch: str | None = 
         wh.set_storage(db, storage)
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
     t0 = time.perf_counter()
+    if redo:
+        unknown = sorted(set(redo) - set(exp.policies))
+        if unknown:
+            raise ValueError(f"redo policies {unknown} are not among the experiment's policies {list(exp.policies)}")
     if export_dir and resume:
         import_exported(db, Path(export_dir), exp.name, log)
+    if redo:
+        forget_policies(db, Path(export_dir) if export_dir else None, exp.name, set(redo), log)
     val_all, test_all = exp.validation_cells(), exp.test_cells()
     avail_exp = exp.with_policies(_available(exp))
     partial: dict = {}

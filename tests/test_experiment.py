@@ -18,7 +18,8 @@ def test_full_definition_meets_the_protocol():
     assert exp.warmup_h == 2.0 and exp.state_refresh_s == 5.0 and exp.reference_policies() == ("least-loaded@S0",)
     assert {"azure-2023-conv", "azure-2023-code"} <= set(exp.traces) and "servegen-mix-14d" in exp.workloads
     assert {"round-robin", "local-only", "least-loaded", "least-loaded-d2", "skylb", "myopic-ot", "acs"} <= set(exp.policies)
-    assert {"torta", "torta-no-forecast", "ppo-only", "torta-no-micro", "torta-ot"} <= set(exp.policies)
+    assert {"torta", "torta-no-forecast", "torta-no-micro", "torta-ot", "torta-horizon", "torta-horizon-ppo"} <= set(exp.policies)
+    assert "ppo-only" not in exp.policies
     cells = exp.test_cells()
     assert len(cells) == 3 * (3 + 2) * exp.seeds and len(set(c.key for c in cells)) == len(cells)
     assert all(c.day in (12, 13, 14) for c in cells if c.day != TRACE_DAY)
@@ -322,8 +323,11 @@ def test_paper_command_passes_workers_and_the_command_line(monkeypatch):
 
     seen = {}
 
-    def fake_run_paper(exp, database, batch, workers=1, command="", progress=False, export_dir=None, resume=True):
+    def fake_run_paper(exp, database, batch, workers=1, command="", progress=False, export_dir=None, resume=True,
+                       redo=()):
         seen.update(workers=workers, command=command, seeds=exp.seeds, export_dir=export_dir, resume=resume)
+        if redo:
+            seen["redo"] = redo
         return {"batch": "b", "cells": 1, "wall_s": 1.0, "workers": workers}
 
     monkeypatch.setattr(pe, "run_paper", fake_run_paper)
@@ -333,6 +337,9 @@ def test_paper_command_passes_workers_and_the_command_line(monkeypatch):
     assert seen == {"workers": 2, "command": "cli paper --seeds 3 --no-results --workers 2 --json", "seeds": 3,
                     "export_dir": "docs/data/paper", "resume": True}  # resumable, rows exported by default
     assert json.loads(r.stdout)["workers"] == 2
+    r = CliRunner().invoke(cli, ["paper", "--redo-policies", "torta-ot,torta-horizon", "--no-results"])
+    assert r.exit_code == 0, r.output
+    assert seen["redo"] == ("torta-ot", "torta-horizon")
     r = CliRunner().invoke(cli, ["paper", "--workers", "0"])
     assert r.exit_code != 0 and "--workers" in r.output
 
@@ -420,3 +427,46 @@ def test_cell_wall_time_sums_the_runs_that_wrote_a_cell():
     runs = pl.DataFrame({"cell": ["c"] * 3, "role": ["test"] * 3, "dagster_run_id": ["r1", "r1", "r2"],
                          "cell_wall_s": [100.0, 100.0, 30.0]})
     assert _cell_walls(runs)["cell_wall_s"].to_list() == [130.0]
+
+
+@pytest.mark.slow
+def test_redo_policies_replays_only_them_and_keeps_the_other_rows(warehouse_db, tmp_path):
+    """`--redo-policies` (a policy whose code changed): its rows are deleted from the warehouse and the
+    exported files first, so each cell replays only it; the other policies' runs rows stay byte-identical,
+    the redone rows replace the old ones (same requests, same result: the code did not change here), and
+    an unknown policy is refused before anything is deleted."""
+    from pipelines import warehouse as wh
+    from pipelines.experiment import _file_key, load_runs, run_paper
+
+    pols = ("least-loaded", "torta-ot-last")
+    exp = paper_experiment(reduced=True, hours=0.02, seeds=1, traces=(), policies=pols)
+    export = tmp_path / "export"
+    cell = exp.test_cells()[0]
+    with dg.DagsterInstance.ephemeral() as inst:
+        run_paper(exp, str(warehouse_db), log=lambda m: None, instance=inst, export_dir=export)
+        before, _ = load_runs(str(warehouse_db), "paper-reduced")
+        keep = before.filter(pl.col("policy") != "torta-ot-last")
+        files = {k: wh.partition_files(warehouse_db, "runs", k)[0].read_bytes() for k in keep["key"]}
+        with pytest.raises(ValueError, match="skylb"):
+            run_paper(exp, str(warehouse_db), log=lambda m: None, instance=inst, export_dir=export, redo=("skylb",))
+        assert load_runs(str(warehouse_db), "paper-reduced")[0].height == before.height  # nothing deleted
+        logs = []
+        redo = run_paper(exp, str(warehouse_db), log=logs.append, instance=inst, export_dir=export,
+                         redo=("torta-ot-last",))
+    assert redo["cells"] == 1 and redo["validation_cells"] == 0
+    assert redo["partial_cells"] == {f"{cell.key}|test": ["torta-ot-last"]}
+    assert any("forgot torta-ot-last: 1 runs rows" in m for m in logs)
+    after, _ = load_runs(str(warehouse_db), "paper-reduced")
+    assert after.height == before.height
+    for k, blob in files.items():
+        assert wh.partition_files(warehouse_db, "runs", k)[0].read_bytes() == blob
+    old = before.filter(pl.col("policy") == "torta-ot-last")
+    new = after.filter(pl.col("policy") == "torta-ot-last")
+    assert new["finished_at"][0] > old["finished_at"][0]  # replayed again
+    for col in ("requests", "response_mean_s", "switches", "run_uid"):
+        assert new[col][0] == old[col][0]
+    ex = pl.read_parquet(export / "runs" / f"{_file_key(cell)}.parquet")
+    assert sorted(ex["policy"]) == sorted({*pols, "least-loaded@S0"})  # one row each, none lost
+    resp = pl.read_parquet(export / "slot_response" / f"{_file_key(cell)}.parquet")
+    assert resp.filter(pl.col("policy") == "torta-ot-last")["batch"].n_unique() == 1
+    assert set(resp["policy"]) == {*pols, "least-loaded@S0"}

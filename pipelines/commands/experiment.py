@@ -78,6 +78,10 @@ def _check_placement(executor: str | None, scheduler: str, storage: str | None) 
 @click.option("--workloads", default=None, help="Comma-separated multi-day workloads (default servegen-mix-14d).")
 @click.option("--traces", default=None, help="Comma-separated hour traces (default azure-2023-conv,azure-2023-code).")
 @click.option("--policies", default=None, help="Comma-separated policies (default: every baseline and TORTA variant).")
+@click.option("--redo-policies", "redo", default=None,
+              help="Comma-separated policies replayed again in every cell: their rows of this experiment are deleted "
+                   "first (warehouse and --export files), the other policies' rows kept. For a policy whose code "
+                   "changed; if interrupted, resume without this option.")
 @click.option("--batch", default=None, help="Batch name (default <name>-<UTC time>).")
 @click.option("--name", default=None, help="Experiment name (default paper; paper-reduced with --reduced): "
               "`torta experiment results --experiment NAME` renders its latest batch.")
@@ -101,7 +105,7 @@ def _check_placement(executor: str | None, scheduler: str, storage: str | None) 
 @progress_option
 @click.pass_context
 def paper(ctx, reduced, seeds, hours, warmup_hours, state_refresh_s, export_dir, fresh, days, scenarios, workloads,
-          traces, policies, batch, name, results, out, figures, database, workers, executor, scheduler, storage,
+          traces, policies, redo, batch, name, results, out, figures, database, workers, executor, scheduler, storage,
           as_json, progress) -> None:
     """Run the experiment end to end (Dagster materializations into the warehouse); prints the plan
     and a run-time estimate first, progress to stderr."""
@@ -122,7 +126,7 @@ def paper(ctx, reduced, seeds, hours, warmup_hours, state_refresh_s, export_dir,
     placement = {k: v for k, v in (("executor", executor), ("scheduler", scheduler), ("storage", storage)) if v}
     summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx),
                         progress=want_progress(progress), export_dir=export_dir or None, resume=not fresh,
-                        **placement)
+                        redo=_split(redo) or (), **placement)
     if results:
         summary["results"] = write_results(database, exp.name, summary["batch"], out, figures,
                                            wall_s=summary["wall_s"])["results"]
@@ -151,6 +155,10 @@ def paper(ctx, reduced, seeds, hours, warmup_hours, state_refresh_s, export_dir,
 @click.option("--workloads", default=None, help="Comma-separated multi-day workloads (default servegen-mix-14d).")
 @click.option("--policies", default=None, help="Comma-separated: torta-horizon and the variants to pair against it "
               "(default torta-horizon and every registered ablation of it; torta-horizon-ppo only when asked for).")
+@click.option("--redo-policies", "redo", default=None,
+              help="Comma-separated policies replayed again in every cell: their rows of this experiment are deleted "
+                   "first (warehouse and --export files), the other policies' rows kept. For a policy whose code "
+                   "changed; if interrupted, resume without this option.")
 @click.option("--batch", default=None, help="Batch name (default ablation-<UTC time>, or the resumed one's).")
 @click.option("--results/--no-results", default=True, show_default=True, help="Write docs/ABLATIONS.md afterwards.")
 @click.option("--out", default="docs/ABLATIONS.md", show_default=True)
@@ -163,7 +171,7 @@ def paper(ctx, reduced, seeds, hours, warmup_hours, state_refresh_s, export_dir,
 @progress_option
 @click.pass_context
 def ablation(ctx, seeds, hours, warmup_hours, state_refresh_s, export_dir, fresh, days, scenarios, workloads,
-             policies, batch, results, out, paper_export, database, workers, as_json, progress) -> None:
+             policies, redo, batch, results, out, paper_export, database, workers, as_json, progress) -> None:
     """The ablations of torta-horizon on the evaluation protocol (issue 18 item 5): H = 1 / 4 / 8 / 12,
     oracle / forecast / persistence demand, with and without pre-loading, each variant paired against
     torta-horizon per test cell; resumable like `paper` (rows per cell in the warehouse and under --export).
@@ -175,7 +183,8 @@ def ablation(ctx, seeds, hours, warmup_hours, state_refresh_s, export_dir, fresh
                               workloads=_split(workloads), policies=_split(policies), warmup_h=warmup_hours,
                               state_refresh_s=state_refresh_s)
     summary = run_paper(exp, database, batch, workers=workers, command=_command_line(ctx),
-                        progress=want_progress(progress), export_dir=export_dir or None, resume=not fresh)
+                        progress=want_progress(progress), export_dir=export_dir or None, resume=not fresh,
+                        redo=_split(redo) or ())
     if results:
         summary["results"] = write_ablations(database, summary["batch"], out, wall_s=summary["wall_s"],
                                              paper_export=paper_export or None,
