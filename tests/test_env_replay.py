@@ -54,7 +54,8 @@ def test_learned_policies_registered():
     from torta.policy import get_policy, list_policies
 
     names = {n for n, _ in list_policies()}
-    assert {"torta", "torta-no-forecast", "ppo-only", "torta-no-micro"} <= names
+    assert {"torta", "torta-no-forecast", "torta-no-micro"} <= names
+    assert "ppo-only" not in names  # left the registry: it never learned (checkpoints/README.md)
     assert get_policy("torta-no-micro").round_robin
 
 
@@ -62,11 +63,11 @@ def test_committed_abilene_checkpoints_plan_valid_slots():
     """The committed checkpoints fit the shipped abilene scenario and give valid per-model plans."""
     from torta.fleet.scenario import load_scenario
     from torta.policy.base import SlotState
-    from torta.rl.learned import PPOOnly, RLPolicy, TortaNoForecast, TortaNoMicro
+    from torta.rl.learned import RLPolicy, TortaNoForecast, TortaNoMicro
 
     world = load_scenario("abilene")
     r, m = world.n_regions, len(world.models)
-    for cls in (RLPolicy, TortaNoForecast, PPOOnly, TortaNoMicro):
+    for cls in (RLPolicy, TortaNoForecast, TortaNoMicro):
         pol = cls()
         pol.reset(world, 0)
         for slot in range(3):

@@ -24,7 +24,7 @@ from torta.sim.testing import make_requests, make_world
 
 DEBUG = EngineConfig(debug=True)
 POLICIES = [n for n, _ in list_policies()]
-LEARNED = {"torta", "torta-no-forecast", "torta-no-micro", "ppo-only", "torta-horizon-ppo"}  # need <scenario>-<variant>.pt
+LEARNED = {"torta", "torta-no-forecast", "torta-no-micro", "torta-horizon-ppo"}  # need <scenario>-<variant>.pt
 VOLATILE = {"wall_s", "requests_per_s", "planner_ms_per_slot"}
 
 

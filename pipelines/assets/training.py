@@ -15,7 +15,7 @@ from pipelines.resources import WarehouseResource
 from torta.report.figures import training_curves as plot_curves
 from torta.rl.train import TrainConfig, config_meta, default_checkpoint, save_checkpoint, train
 
-VARIANTS = ("torta", "torta-no-forecast", "ppo-only")
+VARIANTS = ("torta", "torta-no-forecast")  # the registered PPO policies trained on the plain surrogate
 
 training_partitions = dg.MultiPartitionsDefinition({
     "scenario": scenario_partitions,

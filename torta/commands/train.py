@@ -19,7 +19,9 @@ VARIANT_CHOICES = ("torta", "torta-no-forecast", "ppo-only", "torta-horizon-ppo"
 @click.option("--workload", default="servegen-mix-14d", show_default=True, help="Multi-day workload name.")
 @click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="torta", show_default=True,
               help="Which policy to train (`torta-no-micro` uses the `torta` checkpoint; `torta-horizon-ppo` and "
-                   "`ppo-only-warm` train on the surrogate with warm-model state); all: the first three.")
+                   "`ppo-only-warm` train on the surrogate with warm-model state; `ppo-only` and `ppo-only-warm` are not "
+                   "registered policies: they reproduce the negative result in checkpoints/README.md); all: torta "
+                   "and torta-no-forecast.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--updates", default=None, type=int, help="PPO updates (default: TrainConfig.updates).")
 @click.option("--n-envs", default=None, type=int, help="Parallel surrogate environments (episodes per update).")
@@ -37,7 +39,7 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
     from torta.rl.train import (VARIANTS, TrainConfig, checkpoint_dir, config_meta, git_commit, save_checkpoint,
                                 train)
 
-    variants = ["torta", "torta-no-forecast", "ppo-only"] if variant == "all" else [variant]
+    variants = ["torta", "torta-no-forecast"] if variant == "all" else [variant]
     folder = Path(out_dir) if out_dir else checkpoint_dir()
     out = []
     for v in variants:

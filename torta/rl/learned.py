@@ -7,8 +7,8 @@
   layer's spill-over); checkpoint `<scenario>-torta.pt`.
 - `torta-no-forecast`: the same with the forecast replaced by the last observed slot (features and OT
   demand); checkpoint `<scenario>-torta-no-forecast.pt`.
-- `ppo-only`: P_m[i] = softmax(delta[i]) (no OT plan, trained without the KL term); checkpoint
-  `<scenario>-ppo-only.pt`; TORTA micro allocator.
+- `ppo-only` (P_m[i] = softmax(delta[i]), no OT plan) left the registry: it never learned, on either
+  surrogate (checkpoints/README.md); `torta train --variant ppo-only` still trains it, to reproduce that.
 - `torta-no-micro`: `torta`'s checkpoint and plans, round robin over the region's servers able to serve
   the request (`RoundRobinInRegion`) instead of the micro allocator, no spill-over.
 
@@ -290,12 +290,6 @@ class TortaNoForecast(RLPolicy):
     checkpoint_variant = "torta-no-forecast"
 
 
-class PPOOnly(RLPolicy):
-    name = "ppo-only"
-    description = "PPO macro policy trained without OT supervision (plan = softmax of the actor's logits)."
-    checkpoint_variant = "ppo-only"
-
-
 class TortaNoMicro(RLPolicy):
     name = "torta-no-micro"
     description = "TORTA ablation: round robin inside the serving region instead of the micro allocator."
@@ -303,5 +297,5 @@ class TortaNoMicro(RLPolicy):
     round_robin = True
 
 
-for _cls in (RLPolicy, TortaNoForecast, PPOOnly, TortaNoMicro):
+for _cls in (RLPolicy, TortaNoForecast, TortaNoMicro):
     register(_cls.name, _cls, _cls.description)

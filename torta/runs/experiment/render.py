@@ -51,8 +51,12 @@ def _cell_walls(runs: pl.DataFrame) -> pl.DataFrame:
             .group_by("cell", "role").agg(pl.col("cell_wall_s").sum()))
 
 
-# Policies whose claims get a table of their own after the claims' policy: the receding-horizon planner.
-EXTRA_CLAIMS = ("torta-horizon",)
+# Policies whose claims get a table of their own after the claims' policy: the receding-horizon planner
+# (issue 18), with and without the PPO actor acting on its decision.
+EXTRA_CLAIMS = ("torta-horizon-ppo", "torta-horizon")
+EXTRA_WHAT = {"torta-horizon": "the receding-horizon LP macro planner, issue 18",
+              "torta-horizon-ppo": "the receding-horizon LP macro planner with the PPO actor offsetting its routing "
+                                   "shares, trained on the surrogate with warm-model state, issue 18"}
 
 
 def _claims_rows(claims: pl.DataFrame) -> list[list[str]]:
@@ -368,7 +372,7 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
         have = test.filter(pl.col("policy") == extra).select("scenario", "workload").unique().height
         every = test.select("scenario", "workload").unique().height
         L += [f"### The same claims for `{extra}`", "",
-              f"`{extra}` (the receding-horizon LP macro planner, issue 18) against the same strongest baselines, "
+              f"`{extra}` ({EXTRA_WHAT.get(extra, 'issue 18')}) against the same strongest baselines, "
               "on the same paired units" + ("" if have == every else
                                             f" (only {have} of the {every} topology / workload scopes have its rows)")
               + ".", "",

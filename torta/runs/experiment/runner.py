@@ -25,10 +25,13 @@ COST_S_PER_REQUEST = {  # measured: abilene, servegen-mix-14d, test days 12-13, 
     "round-robin": 2.1e-5, "local-only": 2.9e-5, "least-loaded": 4.0e-5, "least-loaded-d2": 2.6e-5,
     "least-loaded-d4": 3.2e-5, "skylb": 5.3e-5, "myopic-ot": 5.2e-5, "acs": 2.07e-4, "torta-ot": 4.2e-5,
     "torta-ot-last": 3.6e-5, "torta-ot-oracle": 3.4e-5, "torta": 2.15e-4, "torta-no-forecast": 7.4e-5,
-    "ppo-only": 4.9e-5, "torta-no-micro": 4.6e-5, "torta-ot-hungarian": 4.8e-5,
+    "torta-no-micro": 4.6e-5, "torta-ot-hungarian": 4.8e-5,
     # torta-horizon (issue 18): about 200 s per abilene test day (7.1 M requests, warm-up included) on a
     # quiet core; rounded up for the busier topologies
     "torta-horizon": 3.5e-5,
+    # torta-horizon-ppo: torta-horizon plus one actor forward pass per slot (unmeasured on a whole day yet:
+    # torta-horizon's figure with its ablations' loaded-machine margin)
+    "torta-horizon-ppo": 5.0e-5,
     # its ablations (torta.planner.horizon_policy): measured on abilene test day 12 (7.08 M requests, warm-up
     # included) in batch ablation-20261204T204233, `torta experiment ablation` niced 15, one worker, on the
     # 2-core machine at load average 5-6 (other sessions' work): wall time, an upper bound. torta-horizon
