@@ -88,9 +88,14 @@ class HorizonConfig:
     k_nearest_ahead: int = 4
     """The same for the slots ahead (h >= 1), whose flows only shape the placement: fewer columns, a faster
     solve (`torta bench plan`); at most `k_nearest`."""
-    switch_cost: float = 40.0
+    switch_cost: float = 360.0
     """Charge per model switch (one server loading a model), on top of the lost service (the load time
-    taken off the slot's capacity): the load's queueing and reload energy, worth 4 deferred requests."""
+    taken off the slot's capacity): the load's queueing and reload energy, worth 36 deferred requests.
+    Tuned on validation day 11 (abilene, servegen-mix-14d, whole day after 2 h of warm-up, S = 5 s, seed 0;
+    `python -m benchmarks.tune_horizon_switching`, docs/data/tune-horizon-switching.json): the lowest mean
+    response with at most 2x the strongest deployable baseline's switches (least-loaded-d4: 57, 5.53 s).
+    40 / 120 / 360 / 1000 gave 7.75 / 7.55 / 7.54 / 10.21 s mean response, 159 / 115 / 77 / 45 switches,
+    $49.43 / $49.20 / $47.79 / $46.44. (40 was the default until 2026-12-06.)"""
     switch_cost_per_gpu_s: float = 1.0
     """Charge per GPU-second a switch spends loading (HorizonInputs.switch_gpu_s_rm), on top of
     `switch_cost`: moving a 70B model on 8 GPUs (21 s) costs the replay ~80x the GPU-hours of a 7B one.
