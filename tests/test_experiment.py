@@ -470,3 +470,22 @@ def test_redo_policies_replays_only_them_and_keeps_the_other_rows(warehouse_db, 
     resp = pl.read_parquet(export / "slot_response" / f"{_file_key(cell)}.parquet")
     assert resp.filter(pl.col("policy") == "torta-ot-last")["batch"].n_unique() == 1
     assert set(resp["policy"]) == {*pols, "least-loaded@S0"}
+
+
+def test_value_of_foresight_pools_the_pairs_over_topologies():
+    """Issue 18's acceptance reads torta-ot-oracle against torta-ot-last paired and pooled over the
+    topologies: a pooled row per workload holds every pair of every topology, with its interval."""
+    from torta.runs.experiment.render import _foresight_lines
+
+    rows = []
+    for sc, base in (("abilene", 10.0), ("geant", 20.0)):
+        for day in (12, 13):
+            for pol, f in (("torta-ot-oracle", 0.8), ("torta-ot", 0.9), ("torta-ot-last", 1.0)):
+                rows.append({"scenario": sc, "workload": "w", "seed": 0, "day": day, "policy": pol,
+                             "response_mean_s": base * f * (1.0 + 0.1 * (day - 12))})
+    md = "\n".join(_foresight_lines(pl.DataFrame(rows)))
+    line = next(ln for ln in md.splitlines() if ln.startswith("| all / w | `torta-ot-oracle` vs `torta-ot-last`"))
+    assert "-20.0 [-20.0, -20.0] (4)" in line  # 4 pairs: 2 topologies x 2 days, each -20 %
+    assert "| abilene / w | `torta-ot` vs `torta-ot-last` | -10.0 [-10.0, -10.0] (2)" in md
+    assert "all / all" not in md  # one workload: the per-workload pool is the whole pool
+    assert "the oracle at most persistence; the forecast between them." in md

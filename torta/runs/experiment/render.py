@@ -170,22 +170,48 @@ def _foresight_lines(test: pl.DataFrame) -> list[str]:
          "The same OT planner fed perfect knowledge of the slot's demand (`torta-ot-oracle`), the forecast "
          "(`torta-ot`) or the last slot's demand (`torta-ot-last`, persistence). Paired per unit, mean response "
          "time: difference in percent of the second policy, mean [95 % CI] (pairs).", ""]
+    from torta.runs.compare import t_interval
+
+    pairs = (("torta-ot-oracle", "torta-ot-last"), ("torta-ot", "torta-ot-last"), ("torta-ot-oracle", "torta-ot"))
+    keys = ["scenario", "workload", "seed", "day"]
+
+    def row(scope: str, g: pl.DataFrame, a: str, b: str) -> list[str] | None:
+        ga, gb = g.filter(pl.col("policy") == a), g.filter(pl.col("policy") == b)
+        if not ga.height or not gb.height:
+            return None
+        j = ga.join(gb, on=keys, suffix="_b")
+        rel = ((j["response_mean_s"] - j["response_mean_s_b"]) / j["response_mean_s_b"] * 100.0).to_numpy()
+        mu, h = t_interval(rel)
+        ci = f"{mu:+.1f} [{mu - h:+.1f}, {mu + h:+.1f}] ({len(rel)})" if len(rel) >= 2 else f"{mu:+.1f} (one pair)"
+        return [scope, f"`{a}` vs `{b}`", ci,
+                f"{_f(float(j['response_mean_s'].mean()))} / {_f(float(j['response_mean_s_b'].mean()))}"]
+
     rows = []
     for (sc, wl), g in test.group_by("scenario", "workload", maintain_order=True):
-        for a, b in (("torta-ot-oracle", "torta-ot-last"), ("torta-ot", "torta-ot-last"),
-                     ("torta-ot-oracle", "torta-ot")):
-            ga, gb = g.filter(pl.col("policy") == a), g.filter(pl.col("policy") == b)
-            if not ga.height or not gb.height:
-                continue
-            j = ga.join(gb, on=["seed", "day"], suffix="_b")
-            rel = ((j["response_mean_s"] - j["response_mean_s_b"]) / j["response_mean_s_b"] * 100.0).to_numpy()
-            from torta.runs.compare import t_interval
-
-            mu, h = t_interval(rel)
-            ci = f"{mu:+.1f} [{mu - h:+.1f}, {mu + h:+.1f}] ({len(rel)})" if len(rel) >= 2 else f"{mu:+.1f} (one pair)"
-            rows.append([f"{sc} / {wl}", f"`{a}` vs `{b}`", ci,
-                         f"{_f(float(ga['response_mean_s'].mean()))} / {_f(float(gb['response_mean_s'].mean()))}"])
-    return L + [_md_table(["scope", "pair", "diff % [95 % CI] (pairs)", "mean resp s (first / second)"], rows), ""]
+        rows += [r for a, b in pairs if (r := row(f"{sc} / {wl}", g, a, b))]
+    # Pooled over the topologies (issue 18's acceptance reads the pooled pair): per workload, then all units.
+    pooled = []
+    for (wl,), g in test.group_by("workload", maintain_order=True):
+        if g["scenario"].n_unique() > 1:
+            pooled += [r for a, b in pairs if (r := row(f"all / {wl}", g, a, b))]
+    if test["workload"].n_unique() > 1:
+        pooled += [r for a, b in pairs if (r := row("all / all", test, a, b))]
+    rows += pooled
+    notes = []
+    for (wl,), g in test.group_by("workload", maintain_order=True):
+        means = {p: float(g.filter(pl.col("policy") == p)["response_mean_s"].mean()) for p in FORESIGHT
+                 if g.filter(pl.col("policy") == p).height}
+        if g["scenario"].n_unique() > 1 and len(means) == 3:
+            o, fc, last = means["torta-ot-oracle"], means["torta-ot"], means["torta-ot-last"]
+            notes.append(f"- all / {wl}: oracle {_f(o)} s, forecast {_f(fc)} s, persistence {_f(last)} s: the oracle "
+                         + ("at most" if o <= last else "above") + " persistence; the forecast "
+                         + ("between them" if min(o, last) <= fc <= max(o, last) else "not between them") + ".")
+    if notes:
+        L_tail = ["Pooled means (the multi-day workloads, every topology's test days):", "", *notes, ""]
+    else:
+        L_tail = []
+    return L + [_md_table(["scope", "pair", "diff % [95 % CI] (pairs)", "mean resp s (first / second)"], rows), "",
+                *L_tail]
 
 
 def _slot_figures(slot_response: pl.DataFrame | None, lines: dict, figures_dir: Path, md_dir: Path | None
