@@ -23,10 +23,10 @@ class TortaHorizon(TortaOT):
     Slot 0's flows become the routing plan (a `PlannedAllocator`, global scope, with torta-ot's
     spill-over), slot 0's placement the micro layer's targets (`TargetAllocator`); next slot, again.
 
-    Validation day 11 (abilene, servegen-mix-14d, first 2 h after 1 h of warm-up, S = 5 s, seeds 0/1):
-    mean response 8.67 / 8.99 s against torta-ot's 10.39 / 12.70 s and least-loaded-d4's 16.01 / 9.61 s;
-    19 / 25 model switches against 587 / 794 and 15 / 58; cost $5.59 / $5.80 against $6.22 / $7.12 and
-    $5.05 / $6.49 (`torta compare ... --start-day 11`; validation numbers, not the test days)."""
+    Validation day 11 (abilene, servegen-mix-14d, the whole day after 2 h of warm-up, S = 5 s, seed 0), with
+    the switch charge tuned there (HorizonConfig.switch_cost = 360, docs/data/tune-horizon-switching.json):
+    mean response 7.54 s against least-loaded-d4's 5.53 s, 77 model switches against its 57, cost $47.79
+    against $47.43 (validation numbers, not the test days)."""
 
     name = "torta-horizon"
     description = ("Receding-horizon LP (HiGHS) over the next 2 h of forecast demand: flows and servers per "
