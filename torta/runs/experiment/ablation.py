@@ -28,6 +28,9 @@ GROUPS = (
      "the planner alone",
      (ABLATION_REFERENCE, *ABLATIONS_OPTIONAL)),
 )
+HORIZON_PPO_PAIR = ("torta-horizon-ppo", "torta-horizon")  # PPO on / off, every other setting the same
+HORIZON_PPO_NOTE = ("One setting: the PPO actor's offsets to the horizon LP's routing shares, on or off; the same "
+                    "planner, forecast, placement and micro allocator.")
 PPO_PAIR = ("torta", "torta-ot")  # PPO + OT against OT alone, from the paper experiment (same micro allocator)
 PPO_PAIR_CAVEAT = ("Not a one-setting ablation: `torta` plans OT on a seasonal-naive forecast of the coming slot "
                    "(`torta.rl.fleet.seasonal_forecast`) and applies the PPO actor's per-origin adjustment to the "
@@ -152,15 +155,15 @@ def _ppo_lines(runs: pl.DataFrame, paper: pl.DataFrame | None) -> list[str]:
               "supervision) against `torta-ot` (the OT macro layer alone), on the same protocol and cells.", ""]
     if paper is None or not paper.height:
         return L + ["No paper experiment rows were found (docs/data/paper), so that pair is not shown.", ""]
-    t = paper.filter((pl.col("role") == "test") & (pl.col("day") != TRACE_DAY)
-                     & pl.col("policy").is_in(list(PPO_PAIR)))
-    if t.filter(pl.col("policy") == PPO_PAIR[0]).height == 0:
-        return L + [f"The paper experiment's rows have no `{PPO_PAIR[0]}` (no checkpoints when it ran).", ""]
-    batch = _first_str(t, "batch")
-    L += [f"From the paper experiment (batch `{batch}`, `docs/data/paper`), its multi-day test cells; "
-          f"differences `{PPO_PAIR[0]}` - `{PPO_PAIR[1]}`, the reference here being `{PPO_PAIR[1]}`. "
-          + PPO_PAIR_CAVEAT, "",
-          _diff_table(paired_rows(t, PPO_PAIR[1], (PPO_PAIR[0],)), PPO_PAIR[1]), ""]
+    base = paper.filter((pl.col("role") == "test") & (pl.col("day") != TRACE_DAY))
+    for on, off, what in (HORIZON_PPO_PAIR + (HORIZON_PPO_NOTE,), PPO_PAIR + (PPO_PAIR_CAVEAT,)):
+        t = base.filter(pl.col("policy").is_in([on, off]))
+        if t.filter(pl.col("policy") == on).height == 0 or t.filter(pl.col("policy") == off).height == 0:
+            L += [f"The paper experiment's rows have no `{on}` / `{off}` pair.", ""]
+            continue
+        L += [f"From the paper experiment (batch `{_first_str(t, 'batch')}`, `docs/data/paper`), its multi-day test "
+              f"cells; differences `{on}` - `{off}`, the reference here being `{off}`. " + what, "",
+              _diff_table(paired_rows(t, off, (on,)), off), ""]
     return L
 
 

@@ -53,8 +53,10 @@ def _cell_walls(runs: pl.DataFrame) -> pl.DataFrame:
 
 # Policies whose claims get a table of their own after the claims' policy: the receding-horizon planner
 # (issue 18), with and without the PPO actor acting on its decision.
-EXTRA_CLAIMS = ("torta-horizon-ppo", "torta-horizon")
-EXTRA_WHAT = {"torta-horizon": "the receding-horizon LP macro planner, issue 18",
+EXTRA_CLAIMS = ("torta", "torta-horizon")
+EXTRA_WHAT = {"torta": "the paper's single-slot design: the PPO macro policy with OT supervision, one slot at a time, "
+                       "and TORTA's micro allocator",
+              "torta-horizon": "the receding-horizon LP macro planner, issue 18",
               "torta-horizon-ppo": "the receding-horizon LP macro planner with the PPO actor offsetting its routing "
                                    "shares, trained on the surrogate with warm-model state, issue 18"}
 
@@ -321,12 +323,16 @@ def render_results(runs: pl.DataFrame, *, batch: str, figures_dir: Path | None =
         L.append(f"- Not in this batch: {', '.join(missing)} (not selected for the batch, not registered, or, "
                  "for the learned PPO policies, without a trained checkpoint (`torta train`) for every topology when "
                  "the batch ran).")
-    if claim_pol == "torta":
-        have = set(test.filter(pl.col("policy") == "torta")["scenario"].unique().to_list())
+    if claim_pol in ("torta", "torta-horizon-ppo"):
+        have = set(test.filter(pl.col("policy") == claim_pol)["scenario"].unique().to_list())
         on = ("on every topology" if have == set(scen) else
               f"on {', '.join(sorted(have))} only (no checkpoint elsewhere)")
         why = (" (the learned PPO macro policy with OT supervision and TORTA's micro allocator, from the "
-               f"committed checkpoints, {on})")
+               f"committed checkpoints, {on})") if claim_pol == "torta" else (
+            " (TORTA as issue 18 builds it: the receding-horizon LP macro planner on the day-ahead forecast, the PPO "
+            "actor trained on the surrogate with warm-model state offsetting its routing shares, and the "
+            "target-following micro allocator that pre-loads to the plan's placement; from the committed "
+            f"checkpoints, {on}; the paper's single-slot design `torta` has tables of its own below)")
     elif claim_pol == "torta-ot":
         why = (" (the PPO policy `torta` was not available, so the OT-only macro layer with TORTA's micro "
                "allocator stands in for TORTA)")
