@@ -209,11 +209,11 @@ class Ensemble:
         return np.mean(parts, axis=0)
 
 
-def _panel(cls_name: str) -> Callable[[], object]:
+def _panel(cls_name: str, module: str = "panel_models") -> Callable[[], object]:
     def make():
-        from torta.forecast import panel_models
+        import importlib
 
-        return getattr(panel_models, cls_name)()
+        return getattr(importlib.import_module(f"torta.forecast.{module}"), cls_name)()
 
     make.panel = True  # type: ignore[attr-defined]
     return make
@@ -244,6 +244,8 @@ MODELS: dict[str, Callable[[], object]] = {
     "Pooled": _panel("Pooled"),
     "GBMPooled": _panel("GBMPooled"),
     "LeaderGBMPooled": _panel_mean(("Leader", "GBM", "Pooled")),
+    "PoolRatioGBM": _panel("PoolRatioGBM", "ratio_models"),
+    "PoolRatioLGP": _panel_mean(("PoolRatioGBM", "LeaderGBMPooled")),
 }
 # What each model imports beyond numpy; a model whose library is missing is left out of "auto"
 # selections with a message (see `unavailable`), and refused by name.
@@ -252,6 +254,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "AutoARIMA": ("statsforecast",), "Ensemble": ("statsforecast",),
     "GBM": ("lightgbm", "mlforecast", "pandas"), "GBMPooled": ("lightgbm", "mlforecast", "pandas"),
     "LeaderGBMPooled": ("lightgbm", "mlforecast", "pandas"),
+    "PoolRatioGBM": ("lightgbm",), "PoolRatioLGP": ("lightgbm", "mlforecast", "pandas"),
 }
 # The default candidates: cheap enough for every series of a 50-region workload in seconds.
 # MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`): MSTL costs ~0.2 s
@@ -264,7 +267,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 # before, 0.467 / 0.977 / 0.693 adding Pooled alone, 0.486 / 0.882 / 0.633 adding GBMPooled
 # alone, all without a selection margin); Pooled and GBMPooled run by name.
 DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader",
-                                   "GBM", "LeaderGBMPooled")
+                                   "GBM", "LeaderGBMPooled", "PoolRatioGBM", "PoolRatioLGP")
 
 
 def is_panel(name: str) -> bool:

@@ -80,8 +80,21 @@ def run_models(panel: Panel, origins: np.ndarray, h: int, models: tuple[str, ...
     groups, pools = groups_of(panel.series), pool_groups(panel.series)
     means = [m for m in models if is_panel(m) and getattr(MODELS[m], "members", None)]
     singles = [m for m in models if is_panel(m) and m not in means]
+    i = 0
+    while i < len(means):  # a mean's members may be means themselves: those first
+        for x in MODELS[means[i]].members:
+            if getattr(MODELS[x], "members", None):
+                if x in means[:i]:
+                    continue
+                if x in means:
+                    means.remove(x)
+                means.insert(i, x)
+                break
+        else:
+            i += 1
     for m in means:
-        singles += [x for x in MODELS[m].members if x not in singles]
+        singles += [x for x in MODELS[m].members
+                    if x not in singles and not getattr(MODELS[x], "members", None)]
     for m in singles:
         t0 = time.perf_counter()
         model = MODELS[m]()
