@@ -107,7 +107,7 @@ def test_groups_keep_models_apart():
     assert np.isinf(err).all()
 
 
-@pytest.mark.parametrize("name", ["Leader", "GBM", "Pooled", "GBMPooled"])
+@pytest.mark.parametrize("name", ["Leader", "GBM", "Pooled", "GBMPooled", "PoolRatioGBM"])
 def test_panel_models_read_only_the_past(name):
     Y = _shifted_panel(n_slots=5 * 96, lead=3)
     masked = np.zeros(Y.shape, bool)
