@@ -148,8 +148,16 @@ SELECT_MARGIN = 0.30
 # validation days that the next day did not repeat. On the same two folds, keeping it a candidate
 # gave 0.679 / 0.695 / 0.613 and 0.430 / 0.690 / 0.573 (margin 30 %), leaving it out 0.578 /
 # 0.620 / 0.540 and the same on day 11 (the daily shape stays in SeasonalScaled, Pooled,
-# PoolRatioGBM and GBM's features).
+# PoolRatioGBM and GBM's features). Only where one of those (DAILY_SHAPE_MODELS) is a candidate.
 SELECT_EXCLUDE: tuple[str, ...] = ("SeasonalNaive",)
+DAILY_SHAPE_MODELS: tuple[str, ...] = ("SeasonalScaled", "MSTL", "Ensemble", "GBM", "GBMPooled",
+                                       "Pooled", "LeaderGBMPooled", "PoolRatioGBM",
+                                       "PoolRatioLGP")
+
+
+def select_exclude(models: tuple[str, ...]) -> tuple[str, ...]:
+    """SELECT_EXCLUDE where a model of DAILY_SHAPE_MODELS is among `models`, else nothing."""
+    return SELECT_EXCLUDE if any(m in DAILY_SHAPE_MODELS for m in models) else ()
 # The reference of the margin rule where it is a candidate, instead of the bucket's best model over
 # all series on the selection window: a series leaves it only where its own best beats it by
 # SELECT_MARGIN. The model that wins one validation day often loses the next (LeaderGBMPooled
@@ -270,7 +278,7 @@ def _run_pipeline(panel, origins, h, models, refit, season, select_start, select
     buckets = step_buckets(h)
     scales = np.array([seasonal_naive_scale(work.y[s, :select_start], work.masked[s, :select_start],
                                             season) for s in range(len(work.series))])
-    choice = select(fc, y, ok_sel, models, buckets, scales, SELECT_MARGIN, SELECT_EXCLUDE,
+    choice = select(fc, y, ok_sel, models, buckets, scales, SELECT_MARGIN, select_exclude(models),
                     SELECT_DEFAULT)
     base = assemble(fc, choice, models, buckets)
     nb = len(panel.series)
