@@ -77,43 +77,56 @@ class _Frame:
             out[:, ~every] = np.where(den > 0, num / np.maximum(den, 1e-12) * share_s, np.nan)
         return out
 
-    def smean(self, s: int, origins: np.ndarray, rel: np.ndarray, days: int) -> np.ndarray:
-        """(n, R) mean of the pool of s over the `days` days before origins + rel at the same time
-        of day (days before the history's start left out; the last day when none is left)."""
-        d = np.arange(1, days + 1)
-        rr = (rel[None, :] - d[:, None] * self.season).ravel()  # (D * R,)
-        vals = self.partial(s, origins, rr).reshape(len(origins), days, len(rel))
-        ok = (origins[:, None] + rr[None, :] >= 0).reshape(vals.shape)
-        n = ok.sum(axis=1)
-        mean = np.where(ok, vals, 0.0).sum(axis=1) / np.maximum(n, 1)
-        return np.where(n > 0, mean, vals[:, 0])
+
+def _day_means(vals: np.ndarray, ok: np.ndarray, days: int) -> np.ndarray:
+    """(n, R) mean over the first `days` of vals (n, D, R) where ok (days before the history's
+    start left out; the first day's value when none is left)."""
+    v, m = vals[:, :days], ok[:, :days]
+    n = m.sum(axis=1)
+    mean = np.where(m, v, 0.0).sum(axis=1) / np.maximum(n, 1)
+    return np.where(n > 0, mean, v[:, 0])
 
 
 def _features(fr: _Frame, s: int, o: np.ndarray, ks: np.ndarray, days: int):
     """Feature rows (n, K, F), seasonal means (n, K) of the targets o + ks, and whether the pool
-    has observed each target (K,). Reads the pool before each origin only."""
+    has observed each target (K,). Reads the pool before each origin only (one `partial` read of
+    every relative slot needed)."""
     season = fr.season
     f = int(fr.front[s])
     rel_w = f - np.arange(max(RATIO_WINDOWS))  # frontier backwards
-    obs_w = fr.partial(s, o, rel_w)  # (n, W)
-    sh7_w = fr.smean(s, o, rel_w, days)
-    sh1_w = fr.smean(s, o, rel_w, 1)
+    rel_t = ks - season * (ks // season)  # targets past a day: their shape from whole days back
+    rel_d = -1 - np.arange(season)  # the last day before the origin
+    D = max(days, 3)
+    dd = np.arange(1, D + 1)[:, None] * season
+    parts = [rel_w, (rel_w[None, :] - dd).ravel(), (rel_t[None, :] - dd).ravel(),
+             rel_t - 7 * season, (rel_d[None, :] - dd).ravel()]
+    rr = np.concatenate(parts)
+    vals = fr.partial(s, o, rr)
+    ok = (o[:, None] + rr[None, :]) >= 0
+    at = np.cumsum([0] + [len(x) for x in parts])
+    n = len(o)
+
+    def block(i, R):  # (n, D, R) values and validity of part i
+        return (vals[:, at[i]:at[i + 1]].reshape(n, D, R), ok[:, at[i]:at[i + 1]].reshape(n, D, R))
+
+    obs_w = vals[:, at[0]:at[1]]  # (n, W)
+    vw, kw = block(1, len(rel_w))
+    sh7_w, sh1_w = _day_means(vw, kw, days), _day_means(vw, kw, 1)
     ratios = []
     for w in RATIO_WINDOWS:
         num = np.nansum(obs_w[:, :w], axis=1)
         ratios.append(num / np.maximum(sh7_w[:, :w].sum(axis=1), 1e-9))
         ratios.append(num / np.maximum(sh1_w[:, :w].sum(axis=1), 1e-9))
     ratios = np.stack(ratios, axis=-1)  # (n, 2W)
-    rel_t = ks - season * (ks // season)  # targets past a day: their shape from whole days back
-    base = np.maximum(fr.smean(s, o, rel_t, days), 1e-9)
-    yday = fr.smean(s, o, rel_t, 1) / base
-    wk = fr.partial(s, o, rel_t - 7 * season)
-    wk = np.where(o[:, None] + rel_t[None, :] - 7 * season >= 0, wk, np.nan) / base
-    m3 = fr.smean(s, o, rel_t, 3) / base
+    vt, kt = block(2, len(rel_t))
+    base = np.maximum(_day_means(vt, kt, days), 1e-9)
+    yday = _day_means(vt, kt, 1) / base
+    wk = np.where(ok[:, at[3]:at[4]], vals[:, at[3]:at[4]], np.nan) / base
+    m3 = _day_means(vt, kt, 3) / base
     # the seasonal mean's daily level: the last day against the `days`-day mean
-    rel_d = -1 - np.arange(season)
-    day_lvl = fr.smean(s, o, rel_d, 1).sum(axis=1) / np.maximum(
-        fr.smean(s, o, rel_d, days).sum(axis=1), 1e-9)
+    vd, kd = block(4, len(rel_d))
+    day_lvl = _day_means(vd, kd, 1).sum(axis=1) / np.maximum(
+        _day_means(vd, kd, days).sum(axis=1), 1e-9)
     j = (ks - f).astype(float)
     ref_t = o[:, None] + ks[None, :] + fr.clock[s]
     tod = (ref_t % season) / season
@@ -224,7 +237,7 @@ class PoolRatioGBM:
             rows = np.concatenate([feats[s][0][hit[s]] for s in range(S)])
             if rows.shape[0] == 0:
                 continue
-            got = reg.predict(rows, num_threads=self.predict_threads)
+            got = reg.booster_.predict(rows, num_threads=self.predict_threads)
             at = np.cumsum([0] + [int(x.sum()) for x in hit])
             for s in range(S):
                 pred[s][hit[s]] = got[at[s]:at[s + 1]]
