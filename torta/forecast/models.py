@@ -12,8 +12,9 @@ supported by AutoETS, ../shared/notes/forecasting.md), MSTL (daily season, AutoE
 smoothing, alpha fitted by one-step squared error). Own numpy: Naive, SeasonalNaive (daily),
 SeasonalScaled (daily shape x current level), Ensemble (mean of MSTL and AutoETS, the most robust
 single choice in the study in the notes). Panel models over all series at once (Leader, GBM,
-Pooled, GBMPooled) live in panel_models.py and are registered here, with LeaderGBMPooled, the mean
-of Leader, GBM and Pooled (each computed once by pipeline.run_models).
+Pooled, GBMPooled) live in panel_models.py, PoolRatioGBM in ratio_models.py, and are registered
+here, with the means LeaderGBMPooled (of Leader, GBM and Pooled) and PoolRatioLGP (of PoolRatioGBM
+and LeaderGBMPooled), each member computed once by pipeline.run_models.
 """
 
 from __future__ import annotations
@@ -266,6 +267,10 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 # 0.651 x SeasonalNaive on servegen-mid/small/mix against 0.473 / 0.919 / 0.721 for the six
 # before, 0.467 / 0.977 / 0.693 adding Pooled alone, 0.486 / 0.882 / 0.633 adding GBMPooled
 # alone, all without a selection margin); Pooled and GBMPooled run by name.
+# PoolRatioGBM (ratio_models.py: LightGBM on the pooled curve's observed / seasonal ratios) and
+# PoolRatioLGP (its mean with LeaderGBMPooled, the selection's reference: pipeline.SELECT_DEFAULT)
+# were added on two validation folds (day 10 scored with selection on day 9, day 11 with
+# selection on day 10; the numbers are at pipeline.SELECT_MARGIN and SELECT_DEFAULT).
 DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader",
                                    "GBM", "LeaderGBMPooled", "PoolRatioGBM", "PoolRatioLGP")
 

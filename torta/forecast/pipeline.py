@@ -5,7 +5,9 @@
 2. per series and step bucket (steps 1, 2, 3-4, 5-8, 9-12, 13-16, 17-24, 25-32, 33-48, 49-64,
    65-96, ...) the model with the lowest MAE over the selection origins is chosen (targets of
    those origins lie in the selection window, before anything scored or forecast), unless it
-   beats the bucket's best model over all series by less than SELECT_MARGIN on the series;
+   beats the reference by less than SELECT_MARGIN on the series (then the reference): the
+   SELECT_DEFAULT model where it is a candidate, else the bucket's best model over all series;
+   SeasonalNaive is scored but not selected where a daily-shape model is a candidate;
 3. with reconciliation, per step bucket, one of two coherent forecasts (bottom series that add up
    to every aggregate), whichever has the lower MAE over the selection window: bottom-up (the
    selected bottom forecasts summed) or MinTrace-shrink (hierarchy.py), its error covariance from
