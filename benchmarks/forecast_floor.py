@@ -29,7 +29,9 @@ bottom series (no reconciliation):
 
 `--tune`: the same on days 1-11 only, day 10 selecting and day 11 scored: the tuning day of the
 protocol, on which the shipped choices (the candidates, the selection margin, Pooled's days and
-window) were made. Ratios are against SeasonalNaive and Naive scored on the same points.
+window) were made; `--tune --tune-day 10`: days 1-10 only, day 9 selecting and day 10 scored (the
+second validation fold of PoolRatioGBM and the selection rule). `Best(val,defaults,shipped
+rule)`: the backtest's selection (`pipeline.SELECT_MARGIN`, `SELECT_DEFAULT`, `select_exclude`). Ratios are against SeasonalNaive and Naive scored on the same points.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from torta.forecast.data import to_history, to_panel
 from torta.forecast.metrics import seasonal_naive_scale
 from torta.forecast.models import DEFAULT_MODELS, Naive, SeasonalNaive
 from torta.forecast.panel_models import Pooled
-from torta.forecast.pipeline import assemble, run_models, select, step_buckets, targets
+from torta.forecast.pipeline import (SELECT_DEFAULT, SELECT_MARGIN, assemble, run_models, select,
+                                     select_exclude, step_buckets, targets)
 
 SEASON = 96
 STEP = 4
@@ -83,15 +86,15 @@ def score(fc: dict, y, ok, scale_pts) -> dict:
 
 
 def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
-        tune: bool = False) -> dict:
+        tune: bool = False, tune_day: int = 11) -> dict:
     from torta.workload import prepare, regional_rates
 
     plan = prepare(workload, seed=seed)
     rr = regional_rates(workload, seed=seed, plan=plan)
     hist = to_history(rr)
     if tune:  # days 1-11 only: day 10 selects, day 11 scores (the tuning day of the protocol)
-        hist = hist.filter(pl.col("slot") < 11 * SEASON)
-        rr = rr.filter(pl.col("slot") < 11 * SEASON)
+        hist = hist.filter(pl.col("slot") < tune_day * SEASON)
+        rr = rr.filter(pl.col("slot") < tune_day * SEASON)
     panel = to_panel(hist, SEASON)
     exp = to_panel(to_history(rr, "expected_requests"), SEASON)
     assert exp.series == panel.series
@@ -153,6 +156,13 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
             key = f"Best(val,{name},margin {margin:g})"
             picked[key] = dict(zip(*np.unique(np.array(ms)[choice], return_counts=True)))
             fc[key] = np.maximum(assemble(fc, choice, ms, buckets), 0.0)
+    if with_models:  # the backtest's rule (pipeline.run_pipeline, before reconciliation)
+        ms = DEFAULT_MODELS
+        choice = select(fc, y, ok_val, ms, buckets, scales, SELECT_MARGIN, select_exclude(ms),
+                        SELECT_DEFAULT)
+        key = "Best(val,defaults,shipped rule)"
+        picked[key] = dict(zip(*np.unique(np.array(ms)[choice], return_counts=True)))
+        fc[key] = np.maximum(assemble(fc, choice, ms, buckets), 0.0)
     # hindsight: selection on the test days themselves (not a forecaster: a bound on selection)
     choice = select(fc, y, ok_test, cands, buckets)
     fc["Best(test,all) hindsight"] = assemble(fc, choice, cands, buckets)
@@ -175,9 +185,13 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
               help="Also the backtest's default models (GBM, Leader, ...) and means of them.")
 @click.option("--tune", is_flag=True,
               help="Score day 11 (selection on day 10) instead of days 12-14 (selection on 11).")
+@click.option("--tune-day", default=11, show_default=True, type=int,
+              help="With --tune: the day scored (the history cut after it, the day before "
+                   "selecting).")
 @click.option("--json", "as_json", is_flag=True)
-def main(workloads, horizons, with_models, tune, as_json) -> None:
-    docs = [run(w, h, with_models=with_models, tune=tune) for w in workloads for h in horizons]
+def main(workloads, horizons, with_models, tune, tune_day, as_json) -> None:
+    docs = [run(w, h, with_models=with_models, tune=tune, tune_day=tune_day)
+            for w in workloads for h in horizons]
     if as_json:
         click.echo(json.dumps(docs, indent=1))
         return
