@@ -255,6 +255,29 @@ def test_selection_margin_prefers_the_buckets_overall_best_unless_clearly_beaten
     assert select(fc, y, ok, ("A", "B"), b, scales, 0.1).tolist() == [[0, 0], [1, 1]]
 
 
+def test_selection_default_reference_and_excluded_models():
+    """A default model is the margin rule's reference even where another is the bucket's best;
+    an excluded model is never chosen, though it is the best; the backtest's rule leaves
+    SeasonalNaive out only where a daily-shape model is a candidate."""
+    from torta.forecast.pipeline import select_exclude
+
+    y = np.zeros((2, 3, 2))
+    ok = np.ones((2, 3, 2), bool)
+    fc = {"A": np.full((2, 3, 2), 1.0), "B": np.full((2, 3, 2), 0.5), "C": np.full((2, 3, 2), 0.6),
+          "SN": np.full((2, 3, 2), 0.1)}
+    fc["A"][1] = 0.2  # series 1: A beats C by 67 %
+    scales = np.ones(2)
+    b = step_buckets(2)
+    ms = ("A", "B", "C", "SN")
+    # B is the bucket's best over both series (SN excluded); with C as the reference, series 0
+    # takes C (B is only 17 % better), series 1 keeps its own best, A
+    assert select(fc, y, ok, ms, b, scales, 0.3, ("SN",)).tolist() == [[1, 1], [0, 0]]
+    assert select(fc, y, ok, ms, b, scales, 0.3, ("SN",), "C").tolist() == [[2, 2], [0, 0]]
+    assert select(fc, y, ok, ms, b).tolist() == [[3, 3], [3, 3]]
+    assert select_exclude(("Naive", "SeasonalNaive", "Leader")) == ()
+    assert select_exclude(("Naive", "SeasonalNaive", "PoolRatioGBM")) == ("SeasonalNaive",)
+
+
 def test_leader_gbm_pooled_is_the_mean_of_its_members_each_computed_once():
     from torta.forecast.data import to_panel
     from torta.forecast.pipeline import run_models
