@@ -31,7 +31,8 @@ bottom series (no reconciliation):
 protocol, on which the shipped choices (the candidates, the selection margin, Pooled's days and
 window) were made; `--tune --tune-day 10`: days 1-10 only, day 9 selecting and day 10 scored (the
 second validation fold of PoolRatioGBM and the selection rule). `Best(val,defaults,shipped
-rule)`: the backtest's selection (`pipeline.SELECT_MARGIN`, `SELECT_DEFAULT`, `select_exclude`). Ratios are against SeasonalNaive and Naive scored on the same points.
+rule)`: the backtest's selection (`pipeline.SELECT_MARGIN`, `SELECT_DEFAULT`, `select_exclude`).
+Ratios are against SeasonalNaive and Naive scored on the same points.
 """
 
 from __future__ import annotations

@@ -141,7 +141,8 @@ def targets(panel: Panel, origins: np.ndarray, h: int) -> tuple[np.ndarray, np.n
 # / 0.651 with none. With PoolRatioGBM / PoolRatioLGP among the candidates and SeasonalNaive
 # left out of the selection (SELECT_EXCLUDE), on two validation folds (day 10 scored with
 # selection on day 9, history cut at day 10; day 11 scored with selection on day 10), with the
-# bucket's best as the reference, 6-h MASE / SeasonalNaive mid / small / mix: 10 %: 0.574 / 0.614 / 0.562 and 0.429 / 0.747 / 0.605; 20 %:
+# bucket's best as the reference, 6-h MASE / SeasonalNaive mid / small / mix: 10 %: 0.574 /
+# 0.614 / 0.562 and 0.429 / 0.747 / 0.605; 20 %:
 # 0.579 / 0.616 / 0.538 and 0.430 / 0.703 / 0.592; 30 %: 0.578 / 0.620 / 0.540 and 0.430 /
 # 0.690 / 0.573; 50 %: 0.579 / 0.623 / 0.540 and 0.432 / 0.693 / 0.575 (sums 3.531 / 3.458 /
 # 3.431 / 3.441): 30 %.
