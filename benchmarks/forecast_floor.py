@@ -30,8 +30,9 @@ bottom series (no reconciliation):
 `--tune`: the same on days 1-11 only, day 10 selecting and day 11 scored: the tuning day of the
 protocol, on which the shipped choices (the candidates, the selection margin, Pooled's days and
 window) were made; `--tune --tune-day 10`: days 1-10 only, day 9 selecting and day 10 scored (the
-second validation fold of PoolRatioGBM and the selection rule). `Best(val,defaults,shipped
-rule)`: the backtest's selection (`pipeline.SELECT_MARGIN`, `SELECT_DEFAULT`, `select_exclude`).
+second validation fold of PoolRatioGBM and the selection rule). `Best(val,defaults,backtest
+rule)` / `Best(val,ratio models,backtest rule)`: the backtest's selection among DEFAULT_MODELS /
+RATIO_MODELS (`pipeline.selection_rule`).
 Ratios are against SeasonalNaive and Naive scored on the same points.
 """
 
@@ -47,8 +48,8 @@ from torta.forecast.data import to_history, to_panel
 from torta.forecast.metrics import seasonal_naive_scale
 from torta.forecast.models import DEFAULT_MODELS, Naive, SeasonalNaive
 from torta.forecast.panel_models import Pooled
-from torta.forecast.pipeline import (SELECT_DEFAULT, SELECT_MARGIN, assemble, run_models, select,
-                                     select_exclude, step_buckets, targets)
+from torta.forecast.models import RATIO_MODELS
+from torta.forecast.pipeline import assemble, run_models, select, selection_rule, step_buckets, targets
 
 SEASON = 96
 STEP = 4
@@ -131,7 +132,7 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
                     Y, panel.masked, tuple(groups), origins, h, SEASON, SEASON,
                     offsets=offs if known else None), 0.0)
     if with_models:  # the backtest's candidates (refit every day from the first origin)
-        got, _ = run_models(panel, origins, h, (*DEFAULT_MODELS, "GBMPooled", "Pooled"), SEASON,
+        got, _ = run_models(panel, origins, h, (*RATIO_MODELS, "GBMPooled", "Pooled"), SEASON,
                             SEASON)
         fc.update({m: v for m, v in got.items() if m not in fc})
         for a, b in (("GBM", "Leader"), ("GBMPooled", "Leader"), ("Leader", "Pooled"),
@@ -157,13 +158,12 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
             key = f"Best(val,{name},margin {margin:g})"
             picked[key] = dict(zip(*np.unique(np.array(ms)[choice], return_counts=True)))
             fc[key] = np.maximum(assemble(fc, choice, ms, buckets), 0.0)
-    if with_models:  # the backtest's rule (pipeline.run_pipeline, before reconciliation)
-        ms = DEFAULT_MODELS
-        choice = select(fc, y, ok_val, ms, buckets, scales, SELECT_MARGIN, select_exclude(ms),
-                        SELECT_DEFAULT)
-        key = "Best(val,defaults,shipped rule)"
-        picked[key] = dict(zip(*np.unique(np.array(ms)[choice], return_counts=True)))
-        fc[key] = np.maximum(assemble(fc, choice, ms, buckets), 0.0)
+    if with_models:  # the backtest's rules (pipeline.run_pipeline, before reconciliation)
+        for label, ms in (("defaults", DEFAULT_MODELS), ("ratio models", RATIO_MODELS)):
+            choice = select(fc, y, ok_val, ms, buckets, scales, *selection_rule(ms))
+            key = f"Best(val,{label},backtest rule)"
+            picked[key] = dict(zip(*np.unique(np.array(ms)[choice], return_counts=True)))
+            fc[key] = np.maximum(assemble(fc, choice, ms, buckets), 0.0)
     # hindsight: selection on the test days themselves (not a forecaster: a bound on selection)
     choice = select(fc, y, ok_test, cands, buckets)
     fc["Best(test,all) hindsight"] = assemble(fc, choice, cands, buckets)

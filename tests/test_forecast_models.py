@@ -298,3 +298,14 @@ def test_pools_leave_the_hierarchys_aggregates_out():
     series = ("*|*", "*|m1", "a|*", "a|m1", "b|m1", "b|*")
     assert groups_of(series) == ("*", "m1", "*", "m1", "m1", "*")
     assert pool_groups(series) == ("*|*", "*|m1", "*", "m1", "m1", "*")
+
+
+def test_the_ratio_models_rule_applies_only_with_the_opt_in_candidates():
+    """The default candidates keep the selection they had (10 % to the bucket's best, nothing
+    excluded: the forecasts the replays plan on are unchanged); RATIO_MODELS bring their own rule."""
+    from torta.forecast.models import DEFAULT_MODELS, RATIO_MODELS
+    from torta.forecast.pipeline import SELECT_MARGIN, SELECT_MARGIN_RATIO, selection_rule
+
+    assert "PoolRatioGBM" not in DEFAULT_MODELS and RATIO_MODELS[:len(DEFAULT_MODELS)] == DEFAULT_MODELS
+    assert selection_rule(DEFAULT_MODELS) == (SELECT_MARGIN, (), None) and SELECT_MARGIN == 0.10
+    assert selection_rule(RATIO_MODELS) == (SELECT_MARGIN_RATIO, ("SeasonalNaive",), "PoolRatioLGP")

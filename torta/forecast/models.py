@@ -267,12 +267,16 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 # 0.651 x SeasonalNaive on servegen-mid/small/mix against 0.473 / 0.919 / 0.721 for the six
 # before, 0.467 / 0.977 / 0.693 adding Pooled alone, 0.486 / 0.882 / 0.633 adding GBMPooled
 # alone, all without a selection margin); Pooled and GBMPooled run by name.
-# PoolRatioGBM (ratio_models.py: LightGBM on the pooled curve's observed / seasonal ratios) and
-# PoolRatioLGP (its mean with LeaderGBMPooled, the selection's reference: pipeline.SELECT_DEFAULT)
-# were added on two validation folds (day 10 scored with selection on day 9, day 11 with
-# selection on day 10; the numbers are at pipeline.SELECT_MARGIN and SELECT_DEFAULT).
 DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader",
-                                   "GBM", "LeaderGBMPooled", "PoolRatioGBM", "PoolRatioLGP")
+                                   "GBM", "LeaderGBMPooled")
+# Opt-in (`--models`, or BacktestConfig.models): the defaults plus PoolRatioGBM (ratio_models.py:
+# LightGBM on the pooled curve's observed / seasonal ratios) and PoolRatioLGP (its mean with
+# LeaderGBMPooled, the selection's reference: pipeline.SELECT_DEFAULT, with its own rule,
+# pipeline.selection_rule), chosen on two validation folds (day 10 scored with selection on day 9,
+# day 11 with selection on day 10). More accurate at 6 h (docs/PERFORMANCE.md, "Forecast accuracy at
+# 6 h") but 1.4x the CPU of `torta bench forecast` (over its 10-s target) and it changes the replays of
+# the forecast-driven policies: not the default until both are settled.
+RATIO_MODELS: tuple[str, ...] = (*DEFAULT_MODELS, "PoolRatioGBM", "PoolRatioLGP")
 
 
 def is_panel(name: str) -> bool:

@@ -5,9 +5,10 @@
 2. per series and step bucket (steps 1, 2, 3-4, 5-8, 9-12, 13-16, 17-24, 25-32, 33-48, 49-64,
    65-96, ...) the model with the lowest MAE over the selection origins is chosen (targets of
    those origins lie in the selection window, before anything scored or forecast), unless it
-   beats the reference by less than SELECT_MARGIN on the series (then the reference): the
-   SELECT_DEFAULT model where it is a candidate, else the bucket's best model over all series;
-   SeasonalNaive is scored but not selected where a daily-shape model is a candidate;
+   beats the reference by less than the margin on the series (then the reference): the bucket's
+   best model over all series and SELECT_MARGIN for the default candidates; with the opt-in
+   RATIO_MODELS (`selection_rule`) the SELECT_DEFAULT model, SELECT_MARGIN_RATIO, and SeasonalNaive
+   scored but not selected;
 3. with reconciliation, per step bucket, one of two coherent forecasts (bottom series that add up
    to every aggregate), whichever has the lower MAE over the selection window: bottom-up (the
    selected bottom forecasts summed) or MinTrace-shrink (hierarchy.py), its error covariance from
@@ -132,9 +133,9 @@ def targets(panel: Panel, origins: np.ndarray, h: int) -> tuple[np.ndarray, np.n
     return y, m
 
 
-# A series keeps its own best model of a step bucket only where it beats the bucket's best model
-# over all series by more than this share of that model's error on the series; else it takes
-# that one. One validation day per series is a noisy judge. First chosen (0.1) on the tuning day
+# The default candidates' rule (models.DEFAULT_MODELS): a series keeps its own best model of a
+# step bucket only where it beats the bucket's best model over all series by more than this share
+# of that model's error on the series; else it takes that one. One validation day per series is a noisy judge. First chosen (0.1) on the tuning day
 # (day 11 of servegen-mid/small/mix, selection on day 10, the default candidates, no
 # reconciliation: `python -m benchmarks.forecast_floor --with-models --tune`): the 6-h MASE was
 # 0.429 / 0.756 / 0.606 x SeasonalNaive with 10 %, 0.428 / 0.794 / 0.639 with 5 %, 0.428 / 0.914
@@ -145,8 +146,9 @@ def targets(panel: Panel, origins: np.ndarray, h: int) -> tuple[np.ndarray, np.n
 # 0.614 / 0.562 and 0.429 / 0.747 / 0.605; 20 %:
 # 0.579 / 0.616 / 0.538 and 0.430 / 0.703 / 0.592; 30 %: 0.578 / 0.620 / 0.540 and 0.430 /
 # 0.690 / 0.573; 50 %: 0.579 / 0.623 / 0.540 and 0.432 / 0.693 / 0.575 (sums 3.531 / 3.458 /
-# 3.431 / 3.441): 30 %.
-SELECT_MARGIN = 0.30
+# 3.431 / 3.441): 30 % (SELECT_MARGIN_RATIO, the rule of the opt-in models.RATIO_MODELS).
+SELECT_MARGIN = 0.10
+SELECT_MARGIN_RATIO = 0.30
 # Scored (the MASE ratios' baselines) but never selected: SeasonalNaive (yesterday's value) won
 # validation days that the next day did not repeat. On the same two folds, keeping it a candidate
 # gave 0.679 / 0.695 / 0.613 and 0.430 / 0.690 / 0.573 (margin 30 %), leaving it out 0.578 /
@@ -173,6 +175,16 @@ SELECT_DEFAULT = "PoolRatioLGP"
 def select_exclude(models: tuple[str, ...]) -> tuple[str, ...]:
     """SELECT_EXCLUDE where a model of DAILY_SHAPE_MODELS is among `models`, else nothing."""
     return SELECT_EXCLUDE if any(m in DAILY_SHAPE_MODELS for m in models) else ()
+
+
+def selection_rule(models: tuple[str, ...]) -> tuple[float, tuple[str, ...], str | None]:
+    """(margin, excluded models, reference) of `select` for these candidates: with SELECT_DEFAULT among
+    them (models.RATIO_MODELS, opt-in) the rule chosen with it (SELECT_MARGIN_RATIO, SeasonalNaive not
+    selected, SELECT_DEFAULT as the reference); otherwise the default candidates' rule (SELECT_MARGIN
+    to the bucket's best, nothing excluded), whose forecasts it leaves as they were."""
+    if SELECT_DEFAULT in models:
+        return SELECT_MARGIN_RATIO, select_exclude(models), SELECT_DEFAULT
+    return SELECT_MARGIN, (), None
 
 
 def select(fc: dict[str, np.ndarray], y: np.ndarray, ok: np.ndarray, models: tuple[str, ...],
@@ -282,8 +294,8 @@ def _run_pipeline(panel, origins, h, models, refit, season, select_start, select
     buckets = step_buckets(h)
     scales = np.array([seasonal_naive_scale(work.y[s, :select_start], work.masked[s, :select_start],
                                             season) for s in range(len(work.series))])
-    choice = select(fc, y, ok_sel, models, buckets, scales, SELECT_MARGIN, select_exclude(models),
-                    SELECT_DEFAULT)
+    margin, exclude, reference = selection_rule(models)
+    choice = select(fc, y, ok_sel, models, buckets, scales, margin, exclude, reference)
     base = assemble(fc, choice, models, buckets)
     nb = len(panel.series)
     final = base[-nb:]
