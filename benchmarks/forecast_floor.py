@@ -29,7 +29,11 @@ bottom series (no reconciliation):
 
 `--tune`: the same on days 1-11 only, day 10 selecting and day 11 scored: the tuning day of the
 protocol, on which the shipped choices (the candidates, the selection margin, Pooled's days and
-window) were made. Ratios are against SeasonalNaive and Naive scored on the same points.
+window) were made; `--tune --tune-day 10`: days 1-10 only, day 9 selecting and day 10 scored (the
+second validation fold of PoolRatioGBM and the selection rule). `Best(val,defaults,backtest
+rule)` / `Best(val,ratio models,backtest rule)`: the backtest's selection among DEFAULT_MODELS /
+RATIO_MODELS (`pipeline.selection_rule`).
+Ratios are against SeasonalNaive and Naive scored on the same points.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from torta.forecast.data import to_history, to_panel
 from torta.forecast.metrics import seasonal_naive_scale
 from torta.forecast.models import DEFAULT_MODELS, Naive, SeasonalNaive
 from torta.forecast.panel_models import Pooled
-from torta.forecast.pipeline import assemble, run_models, select, step_buckets, targets
+from torta.forecast.models import RATIO_MODELS
+from torta.forecast.pipeline import assemble, run_models, select, selection_rule, step_buckets, targets
 
 SEASON = 96
 STEP = 4
@@ -83,15 +88,15 @@ def score(fc: dict, y, ok, scale_pts) -> dict:
 
 
 def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
-        tune: bool = False) -> dict:
+        tune: bool = False, tune_day: int = 11) -> dict:
     from torta.workload import prepare, regional_rates
 
     plan = prepare(workload, seed=seed)
     rr = regional_rates(workload, seed=seed, plan=plan)
     hist = to_history(rr)
     if tune:  # days 1-11 only: day 10 selects, day 11 scores (the tuning day of the protocol)
-        hist = hist.filter(pl.col("slot") < 11 * SEASON)
-        rr = rr.filter(pl.col("slot") < 11 * SEASON)
+        hist = hist.filter(pl.col("slot") < tune_day * SEASON)
+        rr = rr.filter(pl.col("slot") < tune_day * SEASON)
     panel = to_panel(hist, SEASON)
     exp = to_panel(to_history(rr, "expected_requests"), SEASON)
     assert exp.series == panel.series
@@ -127,7 +132,7 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
                     Y, panel.masked, tuple(groups), origins, h, SEASON, SEASON,
                     offsets=offs if known else None), 0.0)
     if with_models:  # the backtest's candidates (refit every day from the first origin)
-        got, _ = run_models(panel, origins, h, (*DEFAULT_MODELS, "GBMPooled", "Pooled"), SEASON,
+        got, _ = run_models(panel, origins, h, (*RATIO_MODELS, "GBMPooled", "Pooled"), SEASON,
                             SEASON)
         fc.update({m: v for m, v in got.items() if m not in fc})
         for a, b in (("GBM", "Leader"), ("GBMPooled", "Leader"), ("Leader", "Pooled"),
@@ -153,6 +158,12 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
             key = f"Best(val,{name},margin {margin:g})"
             picked[key] = dict(zip(*np.unique(np.array(ms)[choice], return_counts=True)))
             fc[key] = np.maximum(assemble(fc, choice, ms, buckets), 0.0)
+    if with_models:  # the backtest's rules (pipeline.run_pipeline, before reconciliation)
+        for label, ms in (("defaults", DEFAULT_MODELS), ("ratio models", RATIO_MODELS)):
+            choice = select(fc, y, ok_val, ms, buckets, scales, *selection_rule(ms))
+            key = f"Best(val,{label},backtest rule)"
+            picked[key] = dict(zip(*np.unique(np.array(ms)[choice], return_counts=True)))
+            fc[key] = np.maximum(assemble(fc, choice, ms, buckets), 0.0)
     # hindsight: selection on the test days themselves (not a forecaster: a bound on selection)
     choice = select(fc, y, ok_test, cands, buckets)
     fc["Best(test,all) hindsight"] = assemble(fc, choice, cands, buckets)
@@ -175,9 +186,13 @@ def run(workload: str, h: int, seed: int = 0, with_models: bool = False,
               help="Also the backtest's default models (GBM, Leader, ...) and means of them.")
 @click.option("--tune", is_flag=True,
               help="Score day 11 (selection on day 10) instead of days 12-14 (selection on 11).")
+@click.option("--tune-day", default=11, show_default=True, type=int,
+              help="With --tune: the day scored (the history cut after it, the day before "
+                   "selecting).")
 @click.option("--json", "as_json", is_flag=True)
-def main(workloads, horizons, with_models, tune, as_json) -> None:
-    docs = [run(w, h, with_models=with_models, tune=tune) for w in workloads for h in horizons]
+def main(workloads, horizons, with_models, tune, tune_day, as_json) -> None:
+    docs = [run(w, h, with_models=with_models, tune=tune, tune_day=tune_day)
+            for w in workloads for h in horizons]
     if as_json:
         click.echo(json.dumps(docs, indent=1))
         return

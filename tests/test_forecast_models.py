@@ -107,7 +107,7 @@ def test_groups_keep_models_apart():
     assert np.isinf(err).all()
 
 
-@pytest.mark.parametrize("name", ["Leader", "GBM", "Pooled", "GBMPooled"])
+@pytest.mark.parametrize("name", ["Leader", "GBM", "Pooled", "GBMPooled", "PoolRatioGBM"])
 def test_panel_models_read_only_the_past(name):
     Y = _shifted_panel(n_slots=5 * 96, lead=3)
     masked = np.zeros(Y.shape, bool)
@@ -255,6 +255,29 @@ def test_selection_margin_prefers_the_buckets_overall_best_unless_clearly_beaten
     assert select(fc, y, ok, ("A", "B"), b, scales, 0.1).tolist() == [[0, 0], [1, 1]]
 
 
+def test_selection_default_reference_and_excluded_models():
+    """A default model is the margin rule's reference even where another is the bucket's best;
+    an excluded model is never chosen, though it is the best; the backtest's rule leaves
+    SeasonalNaive out only where a daily-shape model is a candidate."""
+    from torta.forecast.pipeline import select_exclude
+
+    y = np.zeros((2, 3, 2))
+    ok = np.ones((2, 3, 2), bool)
+    fc = {"A": np.full((2, 3, 2), 1.0), "B": np.full((2, 3, 2), 0.5), "C": np.full((2, 3, 2), 0.6),
+          "SN": np.full((2, 3, 2), 0.1)}
+    fc["A"][1] = 0.2  # series 1: A beats C by 67 %
+    scales = np.ones(2)
+    b = step_buckets(2)
+    ms = ("A", "B", "C", "SN")
+    # B is the bucket's best over both series (SN excluded); with C as the reference, series 0
+    # takes C (B is only 17 % better), series 1 keeps its own best, A
+    assert select(fc, y, ok, ms, b, scales, 0.3, ("SN",)).tolist() == [[1, 1], [0, 0]]
+    assert select(fc, y, ok, ms, b, scales, 0.3, ("SN",), "C").tolist() == [[2, 2], [0, 0]]
+    assert select(fc, y, ok, ms, b).tolist() == [[3, 3], [3, 3]]
+    assert select_exclude(("Naive", "SeasonalNaive", "Leader")) == ()
+    assert select_exclude(("Naive", "SeasonalNaive", "PoolRatioGBM")) == ("SeasonalNaive",)
+
+
 def test_leader_gbm_pooled_is_the_mean_of_its_members_each_computed_once():
     from torta.forecast.data import to_panel
     from torta.forecast.pipeline import run_models
@@ -275,3 +298,14 @@ def test_pools_leave_the_hierarchys_aggregates_out():
     series = ("*|*", "*|m1", "a|*", "a|m1", "b|m1", "b|*")
     assert groups_of(series) == ("*", "m1", "*", "m1", "m1", "*")
     assert pool_groups(series) == ("*|*", "*|m1", "*", "m1", "m1", "*")
+
+
+def test_the_ratio_models_rule_applies_only_with_the_opt_in_candidates():
+    """The default candidates keep the selection they had (10 % to the bucket's best, nothing
+    excluded: the forecasts the replays plan on are unchanged); RATIO_MODELS bring their own rule."""
+    from torta.forecast.models import DEFAULT_MODELS, RATIO_MODELS
+    from torta.forecast.pipeline import SELECT_MARGIN, SELECT_MARGIN_RATIO, selection_rule
+
+    assert "PoolRatioGBM" not in DEFAULT_MODELS and RATIO_MODELS[:len(DEFAULT_MODELS)] == DEFAULT_MODELS
+    assert selection_rule(DEFAULT_MODELS) == (SELECT_MARGIN, (), None) and SELECT_MARGIN == 0.10
+    assert selection_rule(RATIO_MODELS) == (SELECT_MARGIN_RATIO, ("SeasonalNaive",), "PoolRatioLGP")

@@ -12,8 +12,9 @@ supported by AutoETS, ../shared/notes/forecasting.md), MSTL (daily season, AutoE
 smoothing, alpha fitted by one-step squared error). Own numpy: Naive, SeasonalNaive (daily),
 SeasonalScaled (daily shape x current level), Ensemble (mean of MSTL and AutoETS, the most robust
 single choice in the study in the notes). Panel models over all series at once (Leader, GBM,
-Pooled, GBMPooled) live in panel_models.py and are registered here, with LeaderGBMPooled, the mean
-of Leader, GBM and Pooled (each computed once by pipeline.run_models).
+Pooled, GBMPooled) live in panel_models.py, PoolRatioGBM in ratio_models.py, and are registered
+here, with the means LeaderGBMPooled (of Leader, GBM and Pooled) and PoolRatioLGP (of PoolRatioGBM
+and LeaderGBMPooled), each member computed once by pipeline.run_models.
 """
 
 from __future__ import annotations
@@ -209,11 +210,11 @@ class Ensemble:
         return np.mean(parts, axis=0)
 
 
-def _panel(cls_name: str) -> Callable[[], object]:
+def _panel(cls_name: str, module: str = "panel_models") -> Callable[[], object]:
     def make():
-        from torta.forecast import panel_models
+        import importlib
 
-        return getattr(panel_models, cls_name)()
+        return getattr(importlib.import_module(f"torta.forecast.{module}"), cls_name)()
 
     make.panel = True  # type: ignore[attr-defined]
     return make
@@ -244,6 +245,8 @@ MODELS: dict[str, Callable[[], object]] = {
     "Pooled": _panel("Pooled"),
     "GBMPooled": _panel("GBMPooled"),
     "LeaderGBMPooled": _panel_mean(("Leader", "GBM", "Pooled")),
+    "PoolRatioGBM": _panel("PoolRatioGBM", "ratio_models"),
+    "PoolRatioLGP": _panel_mean(("PoolRatioGBM", "LeaderGBMPooled")),
 }
 # What each model imports beyond numpy; a model whose library is missing is left out of "auto"
 # selections with a message (see `unavailable`), and refused by name.
@@ -252,6 +255,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "AutoARIMA": ("statsforecast",), "Ensemble": ("statsforecast",),
     "GBM": ("lightgbm", "mlforecast", "pandas"), "GBMPooled": ("lightgbm", "mlforecast", "pandas"),
     "LeaderGBMPooled": ("lightgbm", "mlforecast", "pandas"),
+    "PoolRatioGBM": ("lightgbm",), "PoolRatioLGP": ("lightgbm", "mlforecast", "pandas"),
 }
 # The default candidates: cheap enough for every series of a 50-region workload in seconds.
 # MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`): MSTL costs ~0.2 s
@@ -265,6 +269,14 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 # alone, all without a selection margin); Pooled and GBMPooled run by name.
 DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalScaled", "Leader",
                                    "GBM", "LeaderGBMPooled")
+# Opt-in (`--models`, or BacktestConfig.models): the defaults plus PoolRatioGBM (ratio_models.py:
+# LightGBM on the pooled curve's observed / seasonal ratios) and PoolRatioLGP (its mean with
+# LeaderGBMPooled, the selection's reference: pipeline.SELECT_DEFAULT, with its own rule,
+# pipeline.selection_rule), chosen on two validation folds (day 10 scored with selection on day 9,
+# day 11 with selection on day 10). More accurate at 6 h (docs/PERFORMANCE.md, "Forecast accuracy at
+# 6 h") but 1.4x the CPU of `torta bench forecast` (over its 10-s target) and it changes the replays of
+# the forecast-driven policies: not the default until both are settled.
+RATIO_MODELS: tuple[str, ...] = (*DEFAULT_MODELS, "PoolRatioGBM", "PoolRatioLGP")
 
 
 def is_panel(name: str) -> bool:
