@@ -394,3 +394,103 @@ def test_a_prompt_repeating_a_block_id_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match=r"hash_ids.*request 1 repeats a block id.*2 request\(s\)"):
         replay(one_server(), df, "least-loaded", seed=0, out_dir=tmp_path / "bad")
     assert not (tmp_path / "bad" / "completions.parquet").exists()  # nothing half-written
+
+
+class BruteLRU:
+    """Brute-force model of one server's cache for `test_cache_calls_match_a_brute_force_lru`: reference
+    counts, and for each unreferenced block the key (release call, -depth, id); eviction takes the
+    smallest keys (the rule of torta.sim.prefix's docstring)."""
+
+    def __init__(self):
+        self.refs: dict[int, int] = {}
+        self.key: dict[int, tuple] = {}
+        self.calls = self.evicted = 0
+
+    def admit(self, batch, free_tokens):
+        """batch: (blocks, prompt) per member. Returns (prefill tokens, attention term)."""
+        tok, sq, todo = 0, 0.0, []
+        for blocks, p in batch:
+            h = 0
+            while h < len(blocks) and blocks[h] in self.refs:
+                h += 1
+            for b in blocks[:h]:
+                self.key.pop(b, None)
+                self.refs[b] += 1
+            c = min(h * B, max(0, p - 1))
+            tok, sq = tok + p - c, sq + (p - c) * p
+            todo.append(blocks[h:])
+        while self.key and len(self.key) * B > free_tokens:
+            victim = min(self.key, key=self.key.get)
+            del self.key[victim], self.refs[victim]
+            self.evicted += 1
+        for rest in todo:
+            for b in rest:
+                self.key.pop(b, None)
+                self.refs[b] = self.refs.get(b, 0) + 1
+        return tok, sq
+
+    def release(self, members):
+        self.calls += 1
+        for blocks in members:
+            for depth, b in enumerate(blocks):
+                self.refs[b] -= 1
+                if not self.refs[b]:
+                    self.key[b] = (self.calls, -depth, b)
+
+    def lru_order(self):
+        return sorted(self.key, key=self.key.get)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cache_calls_match_a_brute_force_lru(seed):
+    """torta.sim.prefix's one-request and batch paths, driven directly with random admissions and
+    completions on two servers, against `BruteLRU`: the same prefill results, reference counts, LRU
+    order (eviction order), hits and evictions after every call. The ids mix prefix-chained prompts
+    (shared heads, as conversations) with reused ids in other orders (the generic mapping), so blocks
+    cached behind an evicted parent occur too."""
+    from torta.sim.prefix import PrefixCaches
+
+    rng = np.random.default_rng(seed)
+    n_req = 400
+    ids, prompts = [], []
+    for k in range(n_req):
+        if k and rng.random() < 0.6:  # extends an earlier prompt (a conversation's next turn)
+            base = ids[int(rng.integers(k))]
+            blocks = base[: int(rng.integers(len(base) + 1))] + [int(x) for x in rng.integers(0, 300, rng.integers(0, 4))]
+        else:
+            blocks = [int(x) for x in rng.integers(0, 300, rng.integers(0, 8))]
+        blocks = list(dict.fromkeys(blocks))  # distinct within a prompt (replay rejects repeats)
+        ids.append(blocks)
+        prompts.append(int(rng.integers(1, (len(blocks) + 2) * B)))
+    off = np.zeros(n_req + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in ids], out=off[1:])
+    flat = np.array([b for x in ids for b in x], dtype=np.int64)
+    pc = PrefixCaches(2, 1, B, flat, off, np.zeros(n_req, dtype=np.int64), [0, 0], np.array(prompts))
+    ref = [BruteLRU(), BruteLRU()]
+    full = [x[: p // B] for x, p in zip(ids, prompts)]
+    running: list[list[int]] = [[], []]
+    idle = list(range(n_req))
+    for step in range(3000):
+        s = int(rng.integers(2))
+        if idle and (not running[s] or rng.random() < 0.5):  # an admission of 1 to 3 requests
+            k = min(len(idle), 1 if rng.random() < 0.7 else int(rng.integers(2, 4)))
+            batch = [idle.pop(int(rng.integers(len(idle)))) for _ in range(k)]
+            free = float(rng.integers(0, 40) * B + rng.integers(0, B))
+            rows = [(float(r), 0.0, float(prompts[r]), 1.0, 0.0, 0.0) for r in batch]
+            got = pc.admit_one(s, batch[0], prompts[batch[0]], free) if k == 1 else pc.admit(s, iter(rows), free)
+            assert got == ref[s].admit([(full[r], prompts[r]) for r in batch], free), step
+            running[s].extend(batch)
+        elif running[s]:  # completions of 1 to 3 requests
+            k = min(len(running[s]), 1 if rng.random() < 0.7 else int(rng.integers(2, 4)))
+            done = [running[s].pop(int(rng.integers(len(running[s])))) for _ in range(k)]
+            if k == 1 and rng.random() < 0.5:
+                pc.release_one(s, done[0])
+            else:  # the engine's completion rows: 7 doubles, position first
+                pc.release(s, [x for r in done for x in (float(r), 0, 0, 0, 0, 0, 0)], 0)
+            idle.extend(done)
+            ref[s].release([full[r] for r in done])
+        for x in (0, 1):
+            assert pc.refs[x] == ref[x].refs, step
+            assert list(pc.lru[x]) == ref[x].lru_order(), step
+            assert pc.evictions[x] == ref[x].evicted, step
+    assert sum(pc.saved_tokens) > 0 and sum(r.evicted for r in ref) > 0
