@@ -489,3 +489,18 @@ def test_value_of_foresight_pools_the_pairs_over_topologies():
     assert "| abilene / w | `torta-ot` vs `torta-ot-last` | -10.0 [-10.0, -10.0] (2)" in md
     assert "all / all" not in md  # one workload: the per-workload pool is the whole pool
     assert "the oracle at most persistence; the forecast between them." in md
+
+
+def test_results_say_which_policies_lack_rows_in_some_cells(tmp_path):
+    """A sweep in progress (incremental, or --redo-policies): a policy with rows in fewer cells than ran
+    is named at the top with its count; a complete frame has no such banner."""
+    runs = _frame()
+    md = render_results(runs, batch="b")
+    assert "Partial results per policy" not in md
+    test = runs.filter(pl.col("role") == "test")
+    first = test.filter(pl.col("policy") == "torta-ot").sort("seed", "day").head(1)
+    drop = first.select("scenario", "workload", "seed", "day", "policy")
+    fewer = runs.join(drop, on=["scenario", "workload", "seed", "day", "policy"], how="anti")
+    cells = test.select(pl.concat_str("scenario", "workload", "seed", "day", separator="|").n_unique()).item()
+    md = render_results(fewer, batch="b")
+    assert f"> **Partial results per policy: of the {cells} test cells that ran,** `torta-ot` has rows in {cells - 1}" in md

@@ -252,16 +252,31 @@ def _slot_figures(slot_response: pl.DataFrame | None, lines: dict, figures_dir: 
     return out
 
 
+def _policy_gaps(test: pl.DataFrame) -> list[str]:
+    """A banner line when some policies have rows in only some of the test cells that ran (an incremental
+    sweep or a `--redo-policies` in progress): their pooled figures cover only those cells."""
+    cell = pl.concat_str("scenario", "workload", "seed", "day", separator="|")
+    n = test.select(cell.n_unique()).item()
+    per = test.group_by("policy").agg(cell.n_unique().alias("cells")).filter(pl.col("cells") < n).sort("policy")
+    if per.height == 0:
+        return []
+    return [f"> **Partial results per policy: of the {n} test cells that ran,** "
+            + ", ".join(f"`{p}` has rows in {c}" for p, c in per.iter_rows())
+            + ". Their figures (and claims, pairs, switches) cover only those cells; the sweep resumes the rest "
+              "(`torta experiment paper`), then rerun `torta experiment results`.", ""]
+
+
 def _partial_lines(test: pl.DataFrame, planned_cells: list[str] | None, command: str = "torta experiment paper"
                    ) -> list[str]:
+    gaps = _policy_gaps(test)
     if not planned_cells:
-        return []
+        return gaps
     have = set(test.select(pl.concat_str("scenario", "workload", "seed", "day", separator="|"))
                .to_series().to_list())  # Cell.key
     missing = [k for k in planned_cells if k not in have]
     if not missing:
-        return []
-    return [f"> **Partial results: {len(planned_cells) - len(missing)} of the {len(planned_cells)} test cells.** "
+        return gaps
+    return gaps + [f"> **Partial results: {len(planned_cells) - len(missing)} of the {len(planned_cells)} test cells.** "
             f"Not yet run (`{command}` resumes them, then rerun `torta experiment results`): "
             + ", ".join(f"`{k}`" for k in missing) + ". Pooled figures cover only the cells that ran.", ""]
 
