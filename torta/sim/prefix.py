@@ -116,15 +116,7 @@ class PrefixCaches:
         if n:
             a = self.off[rid]
             blocks = self.ids[a:a + n]
-            get = refs.get
-            for b in blocks:  # the longest cached run from the first block: each hit gains a reference
-                k = get(b)
-                if k is None:
-                    break
-                if not k:  # unreferenced until now: it leaves the LRU
-                    del lru[b]
-                refs[b] = k + 1
-                h += 1
+            h = self._hit(refs, lru, blocks)
         B = self.block_tokens
         c = h * B
         if c >= p:
@@ -138,14 +130,7 @@ class PrefixCaches:
         if lru and len(lru) > free_tokens // B:
             self._evict(s, refs, lru, free_tokens)
         if h < n:  # the blocks the prefill computes, referenced (some may be cached behind an evicted parent)
-            for b in (blocks[h:] if h else blocks):
-                k = get(b)
-                if k is None:
-                    refs[b] = 1
-                else:
-                    if not k:
-                        del lru[b]
-                    refs[b] = k + 1
+            self._insert(refs, lru, blocks[h:] if h else blocks)
         return q, 0.0 + q * p
 
     def _evict(self, s: int, refs: dict, lru: dict, free_tokens: float) -> None:
@@ -161,6 +146,21 @@ class PrefixCaches:
                 del lru[b]
                 del refs[b]
         self.evictions[s] += ev
+
+    @staticmethod
+    def _hit(refs: dict, lru: dict, blocks: list) -> int:
+        """The longest cached run of `blocks` from the first: each hit gains a reference, the unreferenced
+        ones leave the LRU. Returns its length."""
+        h = 0
+        for b in blocks:
+            k = refs.get(b)
+            if k is None:
+                break
+            if not k:  # unreferenced until now: it leaves the LRU
+                del lru[b]
+            refs[b] = k + 1
+            h += 1
+        return h
 
     @staticmethod
     def _insert(refs: dict, lru: dict, new: list) -> None:
@@ -181,7 +181,7 @@ class PrefixCaches:
         (prefill tokens, attention term) after the hits. (`admit_one` is this for one row.)"""
         ids, off, nfull, B, refs, lru = self.ids, self.off, self.nfull, self.block_tokens, self.refs[s], self.lru[s]
         org, od_p, od_s, r = self.origin, self.od_prompt, self.od_saved, self.region[s]
-        get = refs.get
+        hit = self._hit
         tok = 0
         sq = 0.0
         todo = []
@@ -194,14 +194,7 @@ class PrefixCaches:
             if n:
                 a = off[rid]
                 blocks = ids[a:a + n]
-                for b in blocks:  # the longest cached run from the first block: each hit gains a reference
-                    k = get(b)
-                    if k is None:
-                        break
-                    if not k:
-                        del lru[b]
-                    refs[b] = k + 1
-                    h += 1
+                h = hit(refs, lru, blocks)
                 if h < n:
                     todo.append(blocks[h:] if h else blocks)
             c = h * B
