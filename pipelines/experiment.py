@@ -187,6 +187,14 @@ def _file_key(cell: Cell) -> str:
     return f"{cell.scenario}__{cell.workload}__s{cell.seed}__d{cell.day}__{cell.role}"
 
 
+def _write_export(frame: pl.DataFrame, dest: Path) -> None:
+    """An exported file written whole or not at all (a temporary beside it, then renamed)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    frame.write_parquet(tmp, compression="zstd", statistics=False)
+    os.replace(tmp, dest)
+
+
 def export_cell(folder: Path, cell: Cell, runs: pl.DataFrame, slot_response: pl.DataFrame | None,
                 merge: set[str] | None = None) -> None:
     """The cell's `runs` rows and per-slot response rows as small Parquet files under `folder`
@@ -200,10 +208,7 @@ def export_cell(folder: Path, cell: Cell, runs: pl.DataFrame, slot_response: pl.
         dest = folder / table / f"{_file_key(cell)}.parquet"
         if merge is not None and table == "runs" and dest.exists():
             frame = merge_rows(pl.read_parquet(dest), frame, merge)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        frame.write_parquet(tmp, compression="zstd", statistics=False)
-        os.replace(tmp, dest)
+        _write_export(frame, dest)
 
 
 def import_exported(db: Path, folder: Path, experiment: str, log: Callable[[str], None]) -> int:
@@ -272,9 +277,7 @@ def forget_policies(db: Path, folder: Path | None, experiment: str, policies: se
                 continue
             kept = frame.filter(~pl.col("policy").is_in(wanted))
             if kept.height < frame.height:
-                tmp = f.with_name(f".{f.name}.tmp")
-                kept.write_parquet(tmp, compression="zstd", statistics=False)
-                os.replace(tmp, f)
+                _write_export(kept, f)
                 files += 1
     log(f"  forgot {', '.join(wanted)}: {n} runs rows in the warehouse, {files} exported files rewritten "
         "(their cells replay them)")

@@ -208,12 +208,9 @@ def _foresight_lines(test: pl.DataFrame) -> list[str]:
             notes.append(f"- all / {wl}: oracle {_f(o)} s, forecast {_f(fc)} s, persistence {_f(last)} s: the oracle "
                          + ("at most" if o <= last else "above") + " persistence; the forecast "
                          + ("between them" if min(o, last) <= fc <= max(o, last) else "not between them") + ".")
-    if notes:
-        L_tail = ["Pooled means (the multi-day workloads, every topology's test days):", "", *notes, ""]
-    else:
-        L_tail = []
+    tail = ["Pooled means (the multi-day workloads, every topology's test days):", "", *notes, ""] if notes else []
     return L + [_md_table(["scope", "pair", "diff % [95 % CI] (pairs)", "mean resp s (first / second)"], rows), "",
-                *L_tail]
+                *tail]
 
 
 def _slot_figures(slot_response: pl.DataFrame | None, lines: dict, figures_dir: Path, md_dir: Path | None
