@@ -231,6 +231,20 @@ def _panel_mean(members: tuple[str, ...]) -> Callable[[], object]:
     return make
 
 
+def _panel_combo() -> Callable[[], object]:
+    """combo_models.PoolCombo: a weighted mean of panel models (its members computed once by
+    pipeline.run_models, which calls its `combine`)."""
+    def make():
+        from torta.forecast.combo_models import PoolCombo
+
+        return PoolCombo()
+
+    make.panel = True  # type: ignore[attr-defined]
+    make.members = ("PoolRatioGBM", "Leader", "GBM", "Pooled")  # combo_models.COMBO_MEMBERS
+    make.combo = True  # type: ignore[attr-defined]
+    return make
+
+
 MODELS: dict[str, Callable[[], object]] = {
     "Naive": Naive,
     "SeasonalNaive": SeasonalNaive,
@@ -247,6 +261,7 @@ MODELS: dict[str, Callable[[], object]] = {
     "LeaderGBMPooled": _panel_mean(("Leader", "GBM", "Pooled")),
     "PoolRatioGBM": _panel("PoolRatioGBM", "ratio_models"),
     "PoolRatioLGP": _panel_mean(("PoolRatioGBM", "LeaderGBMPooled")),
+    "PoolCombo": _panel_combo(),
 }
 # What each model imports beyond numpy; a model whose library is missing is left out of "auto"
 # selections with a message (see `unavailable`), and refused by name.
@@ -256,6 +271,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "GBM": ("lightgbm", "mlforecast", "pandas"), "GBMPooled": ("lightgbm", "mlforecast", "pandas"),
     "LeaderGBMPooled": ("lightgbm", "mlforecast", "pandas"),
     "PoolRatioGBM": ("lightgbm",), "PoolRatioLGP": ("lightgbm", "mlforecast", "pandas"),
+    "PoolCombo": ("lightgbm", "mlforecast", "pandas"),
 }
 # The default candidates: cheap enough for every series of a 50-region workload in seconds.
 # MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`): MSTL costs ~0.2 s
@@ -277,6 +293,11 @@ DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalSc
 # 6 h") but 1.4x the CPU of `torta bench forecast` (over its 10-s target) and it changes the replays of
 # the forecast-driven policies: not the default until both are settled.
 RATIO_MODELS: tuple[str, ...] = (*DEFAULT_MODELS, "PoolRatioGBM", "PoolRatioLGP")
+# Opt-in: the weighted combination of combo_models.py (PoolRatioGBM, Leader, GBM, Pooled; weights per
+# distance past the pool's frontier fitted on past errors, never on the backtest's test days), with
+# the two baselines the backtest's ratios are taken against. Its selection rule: PoolCombo the
+# reference, SELECT_MARGIN_RATIO, SeasonalNaive not selected (pipeline.selection_rule).
+COMBO_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "PoolCombo")
 
 
 def is_panel(name: str) -> bool:

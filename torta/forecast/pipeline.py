@@ -53,10 +53,13 @@ def pool_groups(series: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def run_models(panel: Panel, origins: np.ndarray, h: int, models: tuple[str, ...], refit,
-               season: int, n_jobs: int = 1) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+               season: int, n_jobs: int = 1,
+               freeze_at: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Forecasts {model: (S, n_origins, h)} (clipped at 0) and fit+forecast seconds per model
     (summed over series; per-series models split over `n_jobs` processes; panel models run once
-    over all series). `refit`: slots between fits, or an array of each origin's fit point."""
+    over all series). `refit`: slots between fits, or an array of each origin's fit point.
+    `freeze_at` (panel index): combinations (PoolCombo) fit their weights on targets before it
+    at the fit points after it."""
     base: list[str] = []
     for m in models:
         if is_panel(m):
@@ -106,6 +109,13 @@ def run_models(panel: Panel, origins: np.ndarray, h: int, models: tuple[str, ...
         out[m] = np.maximum(f, 0.0)
         secs[m] = time.perf_counter() - t0
     for m in means:
+        if getattr(MODELS[m], "combo", False):
+            t0 = time.perf_counter()
+            f = MODELS[m]().combine(out, panel.y, panel.masked, pools, origins, h, refit, season,
+                                    freeze_at)
+            out[m] = np.maximum(f, 0.0)
+            secs[m] = sum(secs[x] for x in MODELS[m].members) + time.perf_counter() - t0
+            continue
         out[m] = np.mean([out[x] for x in MODELS[m].members], axis=0)
         secs[m] = sum(secs[x] for x in MODELS[m].members)
     if "Ensemble" in models:
@@ -157,7 +167,7 @@ SELECT_MARGIN_RATIO = 0.30
 SELECT_EXCLUDE: tuple[str, ...] = ("SeasonalNaive",)
 DAILY_SHAPE_MODELS: tuple[str, ...] = ("SeasonalScaled", "MSTL", "Ensemble", "GBM", "GBMPooled",
                                        "Pooled", "LeaderGBMPooled", "PoolRatioGBM",
-                                       "PoolRatioLGP")
+                                       "PoolRatioLGP", "PoolCombo")
 
 # The reference of the margin rule where it is a candidate, instead of the bucket's best model over
 # all series on the selection window: a series leaves it only where its own best beats it by
@@ -170,6 +180,12 @@ DAILY_SHAPE_MODELS: tuple[str, ...] = ("SeasonalScaled", "MSTL", "Ensemble", "GB
 # 0.538; with LeaderGBMPooled as the reference, 30 %: 0.457 / 0.628 / 0.496 and 0.430 / 0.744 /
 # 0.574).
 SELECT_DEFAULT = "PoolRatioLGP"
+# With the opt-in combination among the candidates (models.COMBO_MODELS), the reference instead (same
+# margin and exclusion). On the two folds (no reconciliation, H = 24, from the research script of
+# combo_models.py), RATIO_MODELS + PoolCombo with this rule: 0.456 / 0.584 / 0.511 and 0.410 / 0.681
+# / 0.558 (sum 3.200) against PoolCombo alone 0.457 / 0.584 / 0.513 and 0.411 / 0.684 / 0.545
+# (3.195): the other candidates add nothing, so COMBO_MODELS holds only the two baselines besides it.
+SELECT_COMBO = "PoolCombo"
 
 
 def select_exclude(models: tuple[str, ...]) -> tuple[str, ...]:
@@ -182,6 +198,8 @@ def selection_rule(models: tuple[str, ...]) -> tuple[float, tuple[str, ...], str
     them (models.RATIO_MODELS, opt-in) the rule chosen with it (SELECT_MARGIN_RATIO, SeasonalNaive not
     selected, SELECT_DEFAULT as the reference); otherwise the default candidates' rule (SELECT_MARGIN
     to the bucket's best, nothing excluded), whose forecasts it leaves as they were."""
+    if SELECT_COMBO in models:
+        return SELECT_MARGIN_RATIO, select_exclude(models), SELECT_COMBO
     if SELECT_DEFAULT in models:
         return SELECT_MARGIN_RATIO, select_exclude(models), SELECT_DEFAULT
     return SELECT_MARGIN, (), None
@@ -285,7 +303,7 @@ def _run_pipeline(panel, origins, h, models, refit, season, select_start, select
         else:
             hier = build_hierarchy(panel.series)
     work = augment(panel, hier) if hier is not None else panel
-    fc, secs = run_models(work, origins, h, models, refit, season, n_jobs)
+    fc, secs = run_models(work, origins, h, models, refit, season, n_jobs, freeze_at=select_end)
     y, m = targets(work, origins, h)
     last_t = origins[:, None] + np.arange(h)[None, :]
     in_sel = (origins >= select_start)[:, None] & (last_t < select_end)
