@@ -90,13 +90,19 @@ def bench_replay(n_requests: int, repeats: int, only: tuple[str, ...], memory_ch
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--rolling/--no-rolling", default=False, show_default=True)
 @click.option("--jobs", default=2, show_default=True, type=int, help="Processes over series.")
+@click.option("--models", default=None,
+              help="Comma-separated candidate models (default: the default candidates, "
+                   "DEFAULT_MODELS); e.g. SeasonalNaive,Naive,PoolCombo for the opt-in combination.")
 @click.option("--json", "as_json", is_flag=True)
-def bench_forecast(scenario, regions, workloads, horizon, seed, rolling, jobs, as_json) -> None:
+def bench_forecast(scenario, regions, workloads, horizon, seed, rolling, jobs, models,
+                   as_json) -> None:
     """Time forecasting every series of WORKLOADS (14 days of 15-min slots)."""
     from torta.forecast.bench import run_bench
 
     names = [x.strip() for x in workloads.split(",") if x.strip()]
-    doc = run_bench(scenario, names, horizon, seed, rolling, jobs, regions=regions, log=_echo_err)
+    chosen = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
+    doc = run_bench(scenario, names, horizon, seed, rolling, jobs, regions=regions, log=_echo_err,
+                    models=chosen)
     if as_json:
         click.echo(json.dumps(doc))
         return

@@ -56,8 +56,10 @@ def _history(workload: str, scenario: str, regions: int | None, seed: int):
 
 
 def run_bench(scenario: str, workloads: list[str], horizon: int, seed: int, rolling: bool, jobs: int,
-              regions: int | None = None, log=lambda msg: None) -> dict:
-    """The cases of the module docstring for each workload; {"scenario", "seed", "cases", ...}."""
+              regions: int | None = None, log=lambda msg: None,
+              models: tuple[str, ...] | None = None) -> dict:
+    """The cases of the module docstring for each workload; {"scenario", "seed", "cases", ...}.
+    `models`: the candidates of the "auto" forecasts (default: DEFAULT_MODELS)."""
     import polars as pl
 
     import statsforecast.models  # noqa: F401  (imports are not timed)
@@ -69,7 +71,13 @@ def run_bench(scenario: str, workloads: list[str], horizon: int, seed: int, roll
 
     from torta.forecast.models import REQUIRES
 
-    for m in usable(DEFAULT_MODELS):  # import each model's libraries before timing
+    from torta.forecast.models import MODELS
+
+    cands = DEFAULT_MODELS if models is None else tuple(models)
+    unknown = [m for m in cands if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown forecast model {unknown[0]!r} (known: {', '.join(MODELS)})")
+    for m in usable(cands):  # import each model's libraries before timing
         for mod in REQUIRES.get(m, ()):
             importlib.import_module(mod)
     try:
@@ -83,7 +91,7 @@ def run_bench(scenario: str, workloads: list[str], horizon: int, seed: int, roll
         n_series = hist["series"].n_unique()
         n_slots = hist["slot"].n_unique()
         t0, c0 = time.perf_counter(), _cpu_s()
-        fc = forecast(hist, horizon, "auto", n_jobs=jobs)
+        fc = forecast(hist, horizon, "auto", n_jobs=jobs, models=cands)
         wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
         cases.append({"case": f"{w}/forecast", "series": n_series, "history_slots": n_slots,
                       "horizon": horizon, "origins": 1, "wall_s": wall, "cpu_s": cpu,
@@ -95,7 +103,7 @@ def run_bench(scenario: str, workloads: list[str], horizon: int, seed: int, roll
             last = int(hist["slot"].max())
             t0, c0 = time.perf_counter(), _cpu_s()
             fr = forecast_rolling(hist, horizon, "auto", start_slot=last - 95, end_slot=last,
-                                  step=1, n_jobs=jobs)
+                                  step=1, n_jobs=jobs, models=cands)
             wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
             cases.append({"case": f"{w}/rolling-day", "series": n_series,
                           "history_slots": n_slots, "horizon": horizon,
@@ -107,6 +115,6 @@ def run_bench(scenario: str, workloads: list[str], horizon: int, seed: int, roll
                           "peak_rss_mib": _rss_mib()})
             log(f"{w}: rolling day {n_series} series in {wall:.1f} s")
     doc = {"scenario": f"{regions} synthetic regions" if regions else scenario, "seed": seed,
-           "cases": cases,
+           "cases": cases, "models": list(cands),
            "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count()}
     return doc

@@ -1,29 +1,32 @@
 """`PoolCombo`: a weighted mean of panel forecasts whose weights are fitted on past errors
 (issue 20, the 6-h horizon; opt-in, `torta forecast backtest --models ...,PoolCombo`).
 
-Members: PoolRatioGBM, Leader, GBM and Pooled (COMBO_MEMBERS), each computed once by
+Members: PoolRatioGBM, Leader and Pooled (COMBO_MEMBERS), each computed once by
 pipeline.run_models. The weights depend on how far a target lies past the pool's frontier (the
 latest slot of the series that a region east of it has observed, `pool_fronts`, the frontier of
 `ratio_models._Frame`): j = step - frontier (0-based steps: j < 0 is read from the pool), in the
-buckets of J_EDGES: j < 0, 0-1, 2-3, 4-7, 8-11, 12-15, 16-31, 32-63, 64+. Per bucket, at each fit point
-f, the simplex weights (non-negative, summing to 1) minimising the summed absolute error of the
-members' forecasts over the targets observed before f (of the origins forecast so far; at most
-COMBO_MAX_ROWS rows, thinned evenly), shrunk halfway (COMBO_SHRINK) towards COMBO_PRIOR, the
-weights of PoolRatioLGP (the mean of PoolRatioGBM and LeaderGBMPooled). With `freeze_at` (the
-pipeline passes the end of its selection window: the backtest's test start) the weights of fit
-points after it are those fitted on targets before it: the test days never inform them. The
-bottom series and the hierarchy's aggregates (groups starting with "*", pipeline.pool_groups) are
-fitted apart (an aggregate's errors are the sum of its series' and would outweigh them).
+buckets of J_EDGES: j < 0, 0-1, 2-3, 4-7, 8-11, 12-15, 16-31, 32-63, 64+. Per bucket, at each fit
+point f, the simplex weights (non-negative, summing to 1) minimising the summed absolute error of
+the members' forecasts over the targets observed before f (of the origins forecast so far; at most
+COMBO_MAX_ROWS rows, thinned evenly), shrunk halfway (COMBO_SHRINK) towards COMBO_PRIOR. With
+`freeze_at` (the pipeline passes the end of its selection window: the backtest's test start) the
+weights of fit points after it are those fitted on targets before it, with the frontiers estimated
+there: the test days never inform them. The bottom series and the hierarchy's aggregates (groups
+starting with "*", pipeline.pool_groups) are fitted apart (an aggregate's errors are the sum of
+its series' and would outweigh them).
 
 Chosen on the two validation folds of docs/PERFORMANCE.md ("Forecast accuracy at 6 h": day 10
 scored with the history cut after it, day 9 the day before; day 11 scored, day 10 before), H = 24,
 MASE / SeasonalNaive over steps 1-24, mid / small / mix, no reconciliation, from member forecasts
-computed once (`benchmarks/combo_research.py`, 2026-12-07): PoolRatioLGP alone 0.505 / 0.613 /
-0.512 and 0.397 / 0.698 / 0.540 (sum 3.266); these weights 0.457 / 0.584 / 0.513 and 0.411 / 0.684
-/ 0.545 (3.195); shrink 0.25: 3.201, 0.75: 3.219, none: 3.244; buckets of the step instead of j
-(the pipeline's step buckets, no shrink): 3.278; SeasonalScaled as a fifth member: 3.201; coarser
-j buckets (<= 0, 1-4, 5-12, 13+): 3.212; the members PoolRatioGBM, LeaderGBMPooled, SeasonalScaled:
-3.285-3.294; the buckets shifted by one (j <= 0 read from the pool alone, then 1-2, 3-4, ...):
+computed once (`python -m benchmarks.combo_research build`, 2026-12-07; the lowest sum over the
+six cells, a variant within 0.005 taken where cheaper): PoolRatioLGP alone 0.505 / 0.613 / 0.512
+and 0.397 / 0.698 / 0.540 (sum 3.266); with GBM a fourth member (prior 0.5, 1/6, 1/6, 1/6, the
+weights of PoolRatioLGP) 0.457 / 0.584 / 0.513 and 0.411 / 0.684 / 0.545 (3.194; shrink 0.25:
+3.201, 0.75: 3.219, none: 3.244); these three members, prior 0.5 / 0.25 / 0.25: 0.448 / 0.589 /
+0.492 and 0.392 / 0.733 / 0.542 (3.195, without GBM's 4-5 CPU s on `torta bench forecast`); an
+equal prior 3.229; PoolRatioGBM, GBM, Pooled 3.299. Earlier, with a research copy of the same
+fit: buckets of the step instead of j (the pipeline's step buckets, no shrink) 3.278, SeasonalScaled
+a fifth member 3.201, coarser j buckets (< 0, 0-3, 4-11, 12+) 3.212, the j buckets shifted by one
 3.208. Buckets from 32 on were not tuned (no H = 24 target reaches them).
 """
 
@@ -34,12 +37,13 @@ import numpy as np
 from torta.forecast.models import _fit_points
 from torta.forecast.panel_models import estimate_offsets
 
-COMBO_MEMBERS: tuple[str, ...] = ("PoolRatioGBM", "Leader", "GBM", "Pooled")
-COMBO_PRIOR: tuple[float, ...] = (0.5, 1 / 6, 1 / 6, 1 / 6)  # PoolRatioLGP's weights
+COMBO_MEMBERS: tuple[str, ...] = ("PoolRatioGBM", "Leader", "Pooled")
+COMBO_PRIOR: tuple[float, ...] = (0.5, 0.25, 0.25)
 COMBO_SHRINK = 0.5  # share of COMBO_PRIOR in the weights
 J_EDGES = (0, 2, 4, 8, 12, 16, 32, 64)  # bucket b: J_EDGES[b-1] <= j < J_EDGES[b] (b = 0: j < 0)
 COMBO_MIN_ROWS = 50  # fewer known errors in a bucket: the prior
-COMBO_MAX_ROWS = 30_000  # errors per bucket and fit (thinned evenly)
+COMBO_MAX_ROWS = 10_000  # errors per bucket and fit (thinned evenly)
+COMBO_SWEEPS = 4  # passes of the weight search
 
 
 def _l1_line(r: np.ndarray, d: np.ndarray, lo: float, hi: float) -> float:
@@ -109,17 +113,19 @@ class PoolCombo:
     name = "PoolCombo"
     panel = True
     pools = True
-    members = COMBO_MEMBERS
 
-    def __init__(self, prior: tuple[float, ...] = COMBO_PRIOR, shrink: float = COMBO_SHRINK,
-                 min_rows: int = COMBO_MIN_ROWS, max_rows: int = COMBO_MAX_ROWS):
+    def __init__(self, members: tuple[str, ...] = COMBO_MEMBERS,
+                 prior: tuple[float, ...] = COMBO_PRIOR, shrink: float = COMBO_SHRINK,
+                 min_rows: int = COMBO_MIN_ROWS, max_rows: int = COMBO_MAX_ROWS,
+                 sweeps: int = COMBO_SWEEPS):
+        self.members = tuple(members)
         if len(prior) != len(self.members) or abs(sum(prior) - 1.0) > 1e-9 or min(prior) < 0:
             raise ValueError(f"prior must be {len(self.members)} weights >= 0 summing to 1, "
                              f"got {prior}")
         if not 0.0 <= shrink <= 1.0:
             raise ValueError(f"shrink must be within 0-1, got {shrink}")
         self.prior, self.shrink = np.asarray(prior, dtype=float), float(shrink)
-        self.min_rows, self.max_rows = int(min_rows), int(max_rows)
+        self.min_rows, self.max_rows, self.sweeps = int(min_rows), int(max_rows), int(sweeps)
         self.weights: dict[tuple[int, int, int], np.ndarray] = {}
 
     def combine(self, fc: dict[str, np.ndarray], Y: np.ndarray, masked: np.ndarray,
@@ -161,7 +167,7 @@ class PoolCombo:
                         if n > self.max_rows:  # evenly thinned (deterministic)
                             keep = np.linspace(0, n - 1, self.max_rows).astype(np.int64)
                             Fb, yb = Fb[keep], yb[keep]
-                        w = (1.0 - self.shrink) * simplex_l1_weights(Fb, yb) \
+                        w = (1.0 - self.shrink) * simplex_l1_weights(Fb, yb, self.sweeps) \
                             + self.shrink * self.prior
                     self.weights[(f, int(k), int(b))] = w
                     si, ki = np.nonzero(cell)

@@ -240,7 +240,7 @@ def _panel_combo() -> Callable[[], object]:
         return PoolCombo()
 
     make.panel = True  # type: ignore[attr-defined]
-    make.members = ("PoolRatioGBM", "Leader", "GBM", "Pooled")  # combo_models.COMBO_MEMBERS
+    make.members = ("PoolRatioGBM", "Leader", "Pooled")  # combo_models.COMBO_MEMBERS
     make.combo = True  # type: ignore[attr-defined]
     return make
 
@@ -271,7 +271,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "GBM": ("lightgbm", "mlforecast", "pandas"), "GBMPooled": ("lightgbm", "mlforecast", "pandas"),
     "LeaderGBMPooled": ("lightgbm", "mlforecast", "pandas"),
     "PoolRatioGBM": ("lightgbm",), "PoolRatioLGP": ("lightgbm", "mlforecast", "pandas"),
-    "PoolCombo": ("lightgbm", "mlforecast", "pandas"),
+    "PoolCombo": ("lightgbm",),
 }
 # The default candidates: cheap enough for every series of a 50-region workload in seconds.
 # MSTL, AutoETS, AutoARIMA and Ensemble stay available by name (`--models`): MSTL costs ~0.2 s
@@ -293,7 +293,7 @@ DEFAULT_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive", "EWMA", "SeasonalSc
 # 6 h") but 1.4x the CPU of `torta bench forecast` (over its 10-s target) and it changes the replays of
 # the forecast-driven policies: not the default until both are settled.
 RATIO_MODELS: tuple[str, ...] = (*DEFAULT_MODELS, "PoolRatioGBM", "PoolRatioLGP")
-# Opt-in: the weighted combination of combo_models.py (PoolRatioGBM, Leader, GBM, Pooled; weights per
+# Opt-in: the weighted combination of combo_models.py (PoolRatioGBM, Leader, Pooled; weights per
 # distance past the pool's frontier fitted on past errors, never on the backtest's test days), with
 # the two baselines the backtest's ratios are taken against. Its selection rule: PoolCombo the
 # reference, SELECT_MARGIN_RATIO, SeasonalNaive not selected (pipeline.selection_rule).

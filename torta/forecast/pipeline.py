@@ -181,10 +181,10 @@ DAILY_SHAPE_MODELS: tuple[str, ...] = ("SeasonalScaled", "MSTL", "Ensemble", "GB
 # 0.574).
 SELECT_DEFAULT = "PoolRatioLGP"
 # With the opt-in combination among the candidates (models.COMBO_MODELS), the reference instead (same
-# margin and exclusion). On the two folds (no reconciliation, H = 24, from the research script of
-# combo_models.py), RATIO_MODELS + PoolCombo with this rule: 0.456 / 0.584 / 0.511 and 0.410 / 0.681
-# / 0.558 (sum 3.200) against PoolCombo alone 0.457 / 0.584 / 0.513 and 0.411 / 0.684 / 0.545
-# (3.195): the other candidates add nothing, so COMBO_MODELS holds only the two baselines besides it.
+# margin and exclusion). On the two folds (no reconciliation, H = 24, `python -m
+# benchmarks.combo_research`), COMBO_MODELS with this rule: 0.447 / 0.589 / 0.491 and 0.391 / 0.733 /
+# 0.555 (sum 3.207); RATIO_MODELS + PoolCombo with it: 3.199; PoolCombo alone 3.195: the other
+# candidates add nothing, so COMBO_MODELS holds only the two baselines besides it.
 SELECT_COMBO = "PoolCombo"
 
 
