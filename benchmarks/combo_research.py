@@ -58,6 +58,13 @@ def load(workload: str, fold: int):
     fc = {k[3:]: v for k, v in z.items() if k.startswith("fc_")}
     fc["LeaderGBMPooled"] = (fc["Leader"] + fc["GBM"] + fc["Pooled"]) / 3
     fc["PoolRatioLGP"] = (fc["LeaderGBMPooled"] + fc["PoolRatioGBM"]) / 2
+    from torta.forecast.panel_models import Pooled
+    from torta.forecast.pipeline import groups_of
+
+    for win in (1, 8):  # Pooled (7 days) with another window: cheap, computed here
+        fc[f"Pooled(window={win})"] = np.maximum(Pooled(window=win).rolling_panel(
+            z["Y"], z["masked"], groups_of(tuple(z["series"])), z["origins"], H, SEASON,
+            SEASON), 0.0)
     return z, fc
 
 
@@ -105,7 +112,18 @@ VARIANTS = {
     "4 members, shrink 0.75": dict(members=P4, prior=(0.5, 1 / 6, 1 / 6, 1 / 6), shrink=0.75),
     "4 members, no shrink": dict(members=P4, prior=(0.5, 1 / 6, 1 / 6, 1 / 6), shrink=0.0),
     "PoolRatioGBM, Leader, Pooled, shrink 0.5 (shipped)": dict(members=P3, prior=(0.5, 0.25, 0.25)),
+    "the same, weights per group (model)": dict(members=P3, prior=(0.5, 0.25, 0.25),
+                                                by_group=True),
     "the same, equal prior": dict(members=P3, prior=(1 / 3, 1 / 3, 1 / 3)),
+    "the same + SeasonalScaled (prior 0)": dict(members=(*P3, "SeasonalScaled"),
+                                                prior=(0.5, 0.25, 0.25, 0.0)),
+    "the same + GBM (prior 0)": dict(members=(*P3, "GBM"), prior=(0.5, 0.25, 0.25, 0.0)),
+    "the same + Pooled(window=1) (prior 0)": dict(members=(*P3, "Pooled(window=1)"),
+                                                  prior=(0.5, 0.25, 0.25, 0.0)),
+    "the same + Pooled(window=1), (window=8)": dict(
+        members=(*P3, "Pooled(window=1)", "Pooled(window=8)"), prior=(0.5, 0.25, 0.25, 0, 0)),
+    "PoolRatioGBM, Leader, Pooled(window=1)": dict(
+        members=("PoolRatioGBM", "Leader", "Pooled(window=1)"), prior=(0.5, 0.25, 0.25)),
     "PoolRatioGBM, GBM, Pooled": dict(members=("PoolRatioGBM", "GBM", "Pooled"),
                                       prior=(0.5, 0.25, 0.25)),
 }

@@ -118,3 +118,21 @@ def test_registered_opt_in_with_its_rule():
     assert selection_rule(DEFAULT_MODELS) == (0.10, (), None)
     with pytest.raises(ValueError, match="shrink must be within 0-1, got 2"):
         PoolCombo(shrink=2)
+
+
+def test_bench_forecast_models_option():
+    import json
+
+    from click.testing import CliRunner
+
+    from torta.commands.bench import bench_forecast
+
+    r = CliRunner().invoke(bench_forecast, ["--workloads", "servegen-small-14d", "--regions", "0",
+                                            "--horizon", "4", "--jobs", "1", "--models",
+                                            "SeasonalNaive,Naive,PoolCombo", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["models"] == ["SeasonalNaive", "Naive", "PoolCombo"]
+    assert set(doc["cases"][0]["models"]) <= {"Naive", "PoolCombo"}
+    bad = CliRunner().invoke(bench_forecast, ["--models", "Naive,NoSuchModel", "--json"])
+    assert bad.exit_code != 0 and "NoSuchModel" in str(bad.exception)
