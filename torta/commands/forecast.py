@@ -42,7 +42,8 @@ def cli() -> None:
 @click.option("--models", default=None,
               help="Comma-separated model names (default: SeasonalNaive, Naive, EWMA, "
                    "SeasonalScaled, Leader, GBM, LeaderGBMPooled; add PoolRatioGBM,PoolRatioLGP for the "
-                   "opt-in ratio models, docs/PERFORMANCE.md).")
+                   "opt-in ratio models, or SeasonalNaive,Naive,PoolCombo for the opt-in fitted "
+                   "combination, docs/PERFORMANCE.md).")
 @click.option("--jobs", default=1, show_default=True, type=int, help="Processes over series.")
 @click.option("--reconcile/--no-reconcile", default=True, show_default=True,
               help="MinTrace-shrink over the origin x model hierarchy.")
