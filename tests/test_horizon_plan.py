@@ -11,7 +11,7 @@ from torta.planner.config import HorizonConfig
 from torta.planner.horizon import HorizonInputs, round_placement, solve_horizon
 
 SLOT_S = 900.0
-PER_SERVER = 0.6 * 1.0 * SLOT_S  # max_utilisation x 1 request/s x slot: 540 requests per server and slot
+PER_SERVER = 0.6 * 1.0 * SLOT_S  # max_utilisation (0.6, set in these tests) x 1 request/s x slot: 540 requests per server and slot
 
 
 def _inputs(demand, servers, placement, latency_ms=None, prices=None, capable=None, load_s=20.0):
@@ -31,7 +31,7 @@ def _inputs(demand, servers, placement, latency_ms=None, prices=None, capable=No
 
 def test_flat_demand_with_ample_local_capacity_stays_local_without_switches():
     dem = np.full((4, 2, 1), 500.0)  # 500 of 2160 planned requests per region and slot
-    p = solve_horizon(_inputs(dem, [4, 4], [[4], [4]], latency_ms=[[0, 10], [10, 0]]), HorizonConfig(horizon_slots=4))
+    p = solve_horizon(_inputs(dem, [4, 4], [[4], [4]], latency_ms=[[0, 10], [10, 0]]), HorizonConfig(max_utilisation=0.6, horizon_slots=4))
     assert p.status == 0
     np.testing.assert_allclose(p.flow[:, 0], np.broadcast_to(np.eye(2) * 500.0, (4, 2, 2)), atol=1e-6)
     assert p.switches.sum() == pytest.approx(0.0, abs=1e-9)
@@ -45,7 +45,7 @@ def test_forecast_ramp_of_b_is_preloaded_by_the_ramp_slot_not_after():
     dem = np.zeros((6, 1, 2))
     dem[:, 0, 0] = 800.0
     dem[3:, 0, 1] = 1000.0
-    p = solve_horizon(_inputs(dem, [4], [[4, 0]]), HorizonConfig(horizon_slots=6))
+    p = solve_horizon(_inputs(dem, [4], [[4, 0]]), HorizonConfig(max_utilisation=0.6, horizon_slots=6))
     assert p.status == 0
     # B's servers are in place by the ramp slot (the load happens at or before slot 3) ...
     assert p.placement[3, 0, 1] >= 1000.0 / PER_SERVER - 1e-6
@@ -61,7 +61,7 @@ def test_ramp_next_slot_moves_the_target_now():
     dem = np.zeros((4, 1, 2))
     dem[:, 0, 0] = 800.0
     dem[1:, 0, 1] = 1000.0
-    p = solve_horizon(_inputs(dem, [4], [[4, 0]]), HorizonConfig(horizon_slots=4, switch_cost=40.0))
+    p = solve_horizon(_inputs(dem, [4], [[4, 0]]), HorizonConfig(max_utilisation=0.6, horizon_slots=4, switch_cost=40.0))
     # loading in slot 0 costs A some congestion; loading in slot 1 costs B's ramp the load time: the plan
     # must have B's servers by slot 1 either way
     assert p.placement[1, 0, 1] >= 1000.0 / PER_SERVER - 1e-6
@@ -71,13 +71,13 @@ def test_one_slot_dip_shorter_than_the_switch_cost_keeps_the_placement():
     dem = np.zeros((5, 1, 2))
     dem[:, 0, :] = 800.0  # A and B each busy on their 2 servers: more servers would cut A's congestion
     dem[2, 0, 1] = 0.0  # B dips for one slot
-    kept = solve_horizon(_inputs(dem, [4], [[2, 2]]), HorizonConfig(horizon_slots=5, switch_cost=40.0))
+    kept = solve_horizon(_inputs(dem, [4], [[2, 2]]), HorizonConfig(max_utilisation=0.6, horizon_slots=5, switch_cost=40.0))
     assert kept.status == 0
     np.testing.assert_allclose(kept.placement[:, 0], np.broadcast_to([2.0, 2.0], (5, 2)), atol=1e-6)
     assert kept.switches.sum() == pytest.approx(0.0, abs=1e-6)
     np.testing.assert_array_equal(kept.targets, [[2, 2]])
     # the control: switching for free, the plan does use the dip (so the test can fail)
-    free = solve_horizon(_inputs(dem, [4], [[2, 2]], load_s=0.0), HorizonConfig(horizon_slots=5, switch_cost=0.0))
+    free = solve_horizon(_inputs(dem, [4], [[2, 2]], load_s=0.0), HorizonConfig(max_utilisation=0.6, horizon_slots=5, switch_cost=0.0))
     assert free.placement[2, 0, 0] > 2.5
 
 
@@ -86,7 +86,7 @@ def test_equal_latency_different_energy_prices_flow_to_the_cheaper_region():
     dem = np.zeros((3, 3, 1))
     dem[:, 0, 0] = 300.0  # only r0 has demand, and no servers
     p = solve_horizon(_inputs(dem, [0, 2, 2], [[0], [2], [2]], latency_ms=lat, prices=np.array([50.0, 120.0, 20.0]),
-                              capable=[[0], [2], [2]]), HorizonConfig(horizon_slots=3))
+                              capable=[[0], [2], [2]]), HorizonConfig(max_utilisation=0.6, horizon_slots=3))
     assert p.status == 0
     np.testing.assert_allclose(p.flow[:, 0, 0, 2], 300.0, atol=1e-6)
     assert p.flow[:, 0, 0, 1].sum() == pytest.approx(0.0, abs=1e-6)
@@ -95,7 +95,7 @@ def test_equal_latency_different_energy_prices_flow_to_the_cheaper_region():
 @pytest.mark.parametrize("demand,deferred", [(1000.0, 0.0), (1500.0, 1500.0 - 2 * PER_SERVER)])
 def test_defer_column_is_used_only_beyond_total_capacity(demand, deferred):
     dem = np.full((3, 1, 1), demand)
-    p = solve_horizon(_inputs(dem, [2], [[2]]), HorizonConfig(horizon_slots=3))
+    p = solve_horizon(_inputs(dem, [2], [[2]]), HorizonConfig(max_utilisation=0.6, horizon_slots=3))
     assert p.status == 0
     np.testing.assert_allclose(p.defer[:, 0, 0], deferred, atol=1e-6)
     np.testing.assert_allclose(p.flow[:, 0, 0, 0] + p.defer[:, 0, 0], demand, atol=1e-6)
@@ -104,7 +104,7 @@ def test_defer_column_is_used_only_beyond_total_capacity(demand, deferred):
 def test_a_placement_held_over_the_horizon_is_charged_one_switch():
     dem = np.zeros((6, 1, 2))
     dem[:, 0, 1] = 800.0  # every slot wants B; both servers hold A
-    cfg = HorizonConfig(horizon_slots=6, switch_cost=40.0)
+    cfg = HorizonConfig(max_utilisation=0.6, horizon_slots=6, switch_cost=40.0)
     p = solve_horizon(_inputs(dem, [2], [[2, 0]]), cfg)
     assert p.status == 0
     moved = p.placement[0, 0, 1]
@@ -113,7 +113,7 @@ def test_a_placement_held_over_the_horizon_is_charged_one_switch():
     assert p.switches[0, 0, 1] == pytest.approx(moved, abs=1e-6)
     assert p.switches[1:].sum() == pytest.approx(0.0, abs=1e-6)
     # the objective carries the switch charge once: a dearer switch raises it by moved x the difference
-    dear = solve_horizon(_inputs(dem, [2], [[2, 0]]), HorizonConfig(horizon_slots=6, switch_cost=50.0))
+    dear = solve_horizon(_inputs(dem, [2], [[2, 0]]), HorizonConfig(max_utilisation=0.6, horizon_slots=6, switch_cost=50.0))
     assert dear.objective - p.objective == pytest.approx(10.0 * moved, rel=1e-6)
 
 
@@ -122,9 +122,9 @@ def test_gpu_seconds_of_a_load_are_charged_per_switch():
     dem[:, 0, 1] = 800.0
     base = _inputs(dem, [2], [[2, 0]])
     gpu_s = np.array([[0.0, 30.0]])  # loading b takes 30 GPU-seconds
-    plain = solve_horizon(base, HorizonConfig(horizon_slots=4, switch_cost_per_gpu_s=0.5))  # no GPU-seconds given
+    plain = solve_horizon(base, HorizonConfig(max_utilisation=0.6, horizon_slots=4, switch_cost_per_gpu_s=0.5))  # no GPU-seconds given
     dear = solve_horizon(dataclasses.replace(base, switch_gpu_s_rm=gpu_s),
-                         HorizonConfig(horizon_slots=4, switch_cost_per_gpu_s=0.5))
+                         HorizonConfig(max_utilisation=0.6, horizon_slots=4, switch_cost_per_gpu_s=0.5))
     moved = dear.switches.sum()
     assert moved == pytest.approx(plain.switches.sum(), abs=1e-6)  # b is worth loading either way
     assert dear.objective - plain.objective == pytest.approx(0.5 * 30.0 * moved, rel=1e-6)
@@ -133,14 +133,14 @@ def test_gpu_seconds_of_a_load_are_charged_per_switch():
 def test_blocks_plan_the_same_horizon_on_fewer_rows_and_charge_a_switch_once():
     dem = np.zeros((6, 1, 2))
     dem[:, 0, 1] = 800.0
-    p = solve_horizon(_inputs(dem, [2], [[2, 0]]), HorizonConfig(horizon_slots=6, blocks=(1, 2, 3)))
+    p = solve_horizon(_inputs(dem, [2], [[2, 0]]), HorizonConfig(max_utilisation=0.6, horizon_slots=6, blocks=(1, 2, 3)))
     assert p.status == 0 and p.placement.shape == (3, 1, 2)
     assert p.switches[0, 0, 1] == pytest.approx(p.placement[0, 0, 1], abs=1e-6) and p.switches[1:].sum() < 1e-6
     # a ramp inside the last block still loads its model within the horizon, not after
     ramp = np.zeros((6, 1, 2))
     ramp[:, 0, 0] = 800.0
     ramp[4:, 0, 1] = 1000.0
-    q = solve_horizon(_inputs(ramp, [4], [[4, 0]]), HorizonConfig(horizon_slots=6, blocks=(1, 2, 3)))
+    q = solve_horizon(_inputs(ramp, [4], [[4, 0]]), HorizonConfig(max_utilisation=0.6, horizon_slots=6, blocks=(1, 2, 3)))
     assert q.placement[2, 0, 1] >= (2 / 3) * 1000.0 / PER_SERVER - 1e-6  # the block's mean demand of B
 
 
@@ -157,6 +157,12 @@ def test_round_placement_fills_each_region_and_prefers_todays_placement():
 def test_config_errors_name_the_value(field, value):
     with pytest.raises(ValueError, match=f"HorizonConfig.{field}"):
         HorizonConfig(**{field: value})
+
+
+def test_planned_utilisation_must_stay_below_the_real_saturation():
+    HorizonConfig(max_utilisation=0.8, capacity_derate=0.82)  # just below: a finite top-tier delay
+    with pytest.raises(ValueError, match=r"max_utilisation \(0.82\) must be below capacity_derate \(0.82\)"):
+        HorizonConfig(max_utilisation=0.82)
 
 
 def test_inputs_reject_bad_shapes():
@@ -185,7 +191,7 @@ def _receding_calls(regions=9, models=2, horizon=6, calls=8, seed=3):
 def test_warm_started_solves_reach_the_cold_optimum_call_after_call(blocks):
     from torta.planner.horizon import HorizonLP
 
-    cfg = HorizonConfig(horizon_slots=6, k_nearest=3, k_nearest_ahead=2, blocks=blocks)
+    cfg = HorizonConfig(max_utilisation=0.6, horizon_slots=6, k_nearest=3, k_nearest_ahead=2, blocks=blocks)
     calls = list(_receding_calls())
     lat = calls[0].latency_ms
     warm = HorizonLP(lat, calls[0].capable_rm, cfg)

@@ -103,8 +103,16 @@ class HorizonConfig:
     0 / 0.25 / 1 gave 8.90 / 8.96 / 8.67 s mean response, $5.91 / $5.60 / $5.59, 25 / 21 / 19 switches."""
     defer_cost: float = 10.0
     """Per request of a slot's demand the plan cannot place (above every flow + congestion cost)."""
-    max_utilisation: float = 0.6
-    """Plan each server's rate up to this share (as OTPolicy.max_utilisation)."""
+    max_utilisation: float = 0.4
+    """Plan each server's rate up to this share (as OTPolicy.max_utilisation; demand above it goes to the
+    defer column, queued at its nearest capable region). Tuned on validation day 11 as `switch_cost` was
+    (`python -m benchmarks.tune_horizon_switching --param max_utilisation`, docs/data/tune-horizon-utilisation.json):
+    0.3 / 0.35 / 0.4 / 0.5 / 0.6 / 0.7 / 0.78 gave 6.86 / 6.66 / 6.74 / 7.60 / 7.54 / 8.00 / 10.28 s mean
+    response, 63 / 121 / 98 / 108 / 77 / 75 / 62 switches (0.35 over 2x least-loaded-d4's 57). A lower share
+    spreads each origin's flows over more of its nearest regions instead of filling the cheapest ones.
+    Also tried on that day at 0.4 (not taken): `k_nearest` 6, 6.75 s and 71 switches; `MicroConfig.spill_s`
+    20, 8.94 s. At 0.6: spill_s 5, 10.31 s; the live-state oracle (S = 0), 7.74 s, so old load reports
+    are not what separates torta-horizon from least-loaded-d4. (0.6 was the default until 2026-12-07.)"""
     tier_edges: tuple = (0.0, 0.5, 0.8, 1.0)
     """Congestion tiers of the planned capacity (as OTPolicy.tier_edges): a convex piecewise-linear cost."""
     capacity_derate: float = 0.82
@@ -150,6 +158,10 @@ class HorizonConfig:
             raise ValueError(f"HorizonConfig.tier_edges must start at 0 and increase, got {self.tier_edges!r}")
         if not 0 < self.capacity_derate <= 1:
             raise ValueError(f"HorizonConfig.capacity_derate must be in (0, 1], got {self.capacity_derate!r}")
+        if not self.max_utilisation < self.capacity_derate:  # the top tier's real utilisation must stay < 1
+            raise ValueError(f"HorizonConfig.max_utilisation ({self.max_utilisation!r}) must be below "
+                             f"capacity_derate ({self.capacity_derate!r}): planning a server at or past its "
+                             "real saturated throughput has no finite queueing cost")
         if not self.queue_ref_s > 0:
             raise ValueError(f"HorizonConfig.queue_ref_s must be > 0, got {self.queue_ref_s!r}")
         if self.blocks is not None:

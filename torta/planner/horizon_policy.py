@@ -24,8 +24,9 @@ class TortaHorizon(TortaOT):
     spill-over), slot 0's placement the micro layer's targets (`TargetAllocator`); next slot, again.
 
     Validation day 11 (abilene, servegen-mix-14d, the whole day after 2 h of warm-up, S = 5 s, seed 0), with
-    the switch charge tuned there (HorizonConfig.switch_cost = 360, docs/data/tune-horizon-switching.json):
-    mean response 7.54 s against least-loaded-d4's 5.53 s, 77 model switches against its 57, cost $47.79
+    the switch charge and the planned utilisation tuned there (HorizonConfig.switch_cost = 360,
+    max_utilisation = 0.4; docs/data/tune-horizon-switching.json, tune-horizon-utilisation.json): mean
+    response 6.74 s against least-loaded-d4's 5.53 s, 98 model switches against its 57, cost $49.23
     against $47.43 (validation numbers, not the test days)."""
 
     name = "torta-horizon"
