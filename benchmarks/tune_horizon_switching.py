@@ -3,7 +3,7 @@
 mean response time that allows).
 
 `python -m benchmarks.tune_horizon_switching [--scenario abilene] [--param switch_cost] [--candidates 40,120,360]
-[--reuse-baseline PATH] [--out PATH]`
+[--set PARAM=VALUE ...] [--reuse-baseline PATH] [--out PATH]`
 replays day 11 of servegen-mix-14d (seed 0), whole, after 2 h of unscored warm-up, every gateway on load
 reports every 5 s (the evaluation protocol, `torta.config.EVAL_PROTOCOL`), through the strongest
 deployable baseline of the scenario (`--baseline`, picked on the same day by the paper experiment:
@@ -138,7 +138,7 @@ def main(scenario, workload, baseline, param, candidates, max_ratio, hours, fixe
                    f"({r['switches'] / max(base['switches'], 1):.2f}x), cost ${r['cost_usd']:.2f} ({r['wall_s']} s)",
                    err=True)
     best = pick(table, base["switches"], max_ratio)
-    doc = {"what": f"torta-horizon's HorizonConfig.{param}, tuned on validation day 11: lowest mean response "
+    doc = {"what": f"torta-horizon's {param}, tuned on validation day 11: lowest mean response "
                    f"with at most {max_ratio:g}x the strongest baseline's switches",
            **key, "requests": inp.requests.height, "param": param,
            "held": {(f"{o}." if o else "") + f: v for o, d in held.items() for f, v in d.items()},

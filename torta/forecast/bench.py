@@ -65,13 +65,9 @@ def run_bench(scenario: str, workloads: list[str], horizon: int, seed: int, roll
     import statsforecast.models  # noqa: F401  (imports are not timed)
 
     from torta.forecast import forecast, forecast_rolling
-    from torta.forecast.models import DEFAULT_MODELS, usable
-
     import importlib
 
-    from torta.forecast.models import REQUIRES
-
-    from torta.forecast.models import MODELS
+    from torta.forecast.models import DEFAULT_MODELS, MODELS, REQUIRES, usable
 
     cands = DEFAULT_MODELS if models is None else tuple(models)
     unknown = [m for m in cands if m not in MODELS]
