@@ -150,9 +150,10 @@ def _ppo_lines(runs: pl.DataFrame, paper: pl.DataFrame | None) -> list[str]:
     have = [p for p in ABLATIONS_OPTIONAL if p in set(runs["policy"].to_list())]
     if not have:
         L += [f"`{ABLATIONS_OPTIONAL[0]}` (PPO acting on the horizon planner's decision, issue 18 item 3) is not "
-              "in this batch (not registered, or not asked for with `--policies`, when it ran). The PPO on / off "
-              "ablation available is the paper experiment's pair: `torta` (the PPO macro policy with OT "
-              "supervision) against `torta-ot` (the OT macro layer alone), on the same protocol and cells.", ""]
+              "in this batch (it is replayed here only when asked for with `--policies`). The PPO on / off pairs "
+              "below come from the paper experiment, on the same protocol and cells: `torta-horizon-ppo` against "
+              "`torta-horizon` (one setting), and `torta` (the PPO macro policy with OT supervision) against "
+              "`torta-ot` (the OT macro layer alone).", ""]
     if paper is None or not paper.height:
         return L + ["No paper experiment rows were found (docs/data/paper), so that pair is not shown.", ""]
     base = paper.filter((pl.col("role") == "test") & (pl.col("day") != TRACE_DAY))
