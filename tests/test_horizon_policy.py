@@ -62,6 +62,7 @@ def test_replay_conserves_requests_switches_less_than_torta_ot_and_is_determinis
     assert sorted(c["request_id"].to_list()) == sorted(reqs["request_id"].to_list())
     p = pol.params()
     assert p["lp_failures"] == 0 and p["horizon_slots"] == 8
+    assert p["max_utilisation"] == pol.hconfig.max_utilisation  # the LP's, not the OT class attribute
     ot, _ = _run(tmp_path, "torta-ot", world, reqs)
     assert s["switches"] < ot.summary["switches"]
     again, _ = _run(tmp_path / "again", "torta-horizon", world, reqs, config=EngineConfig(debug=True))

@@ -130,7 +130,9 @@ class TortaHorizon(TortaOT):
         c, t = self.hconfig, self.tconfig
         inner = getattr(getattr(self, "allocator", None), "inner", None)
         ms = np.asarray(getattr(self, "lp_ms", []) or [0.0])
-        return {**super().params(), "horizon_slots": c.horizon_slots, "k_nearest": c.k_nearest,
+        # max_utilisation: the LP's (HorizonConfig), not the OT policy's class attribute that super() records
+        return {**super().params(), "max_utilisation": c.max_utilisation, "horizon_slots": c.horizon_slots,
+                "k_nearest": c.k_nearest,
                 "switch_cost": c.switch_cost,
                 "switch_cost_per_gpu_s": c.switch_cost_per_gpu_s, "defer_cost": c.defer_cost, "switch_margin_s": t.switch_margin_s,
                 "preload": t.preload, "preloads": int(getattr(inner, "preloads", 0)),
