@@ -29,15 +29,18 @@ VARIANT_CHOICES = ("torta", "torta-no-forecast", "ppo-only", "torta-horizon-ppo"
               help="Checkpoint folder (default: TORTA_CHECKPOINTS or the repository's checkpoints/).")
 @click.option("--curves", "curves_dir", default=None, type=click.Path(file_okay=False),
               help="Also write the training curves as <dir>/<scenario>-<variant>-curves.parquet.")
+@click.option("--base-eps", default=None, type=click.FloatRange(min=0.0),
+              help="EnvConfig.base_eps, the floor added to the planner's shares before the actor's offsets (default: "
+                   "EnvConfig's 0.02; torta-horizon-ppo: HORIZON_BASE_EPS, 0.001, tuned on day 11).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (array of per-variant summaries).")
 @progress_option
-def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir, as_json, progress):
+def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir, base_eps, as_json, progress):
     """Train the TORTA macro policy for SCENARIO on WORKLOAD days 2-10 (day 11 selects the checkpoint)."""
     from dataclasses import replace
     from pathlib import Path
 
-    from torta.rl.train import (VARIANTS, TrainConfig, checkpoint_dir, config_meta, git_commit, save_checkpoint,
-                                train)
+    from torta.rl.train import (HORIZON_BASE_EPS, VARIANTS, TrainConfig, checkpoint_dir, config_meta, git_commit,
+                                save_checkpoint, train)
 
     variants = ["torta", "torta-no-forecast"] if variant == "all" else [variant]
     folder = Path(out_dir) if out_dir else checkpoint_dir()
@@ -45,7 +48,9 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
     for v in variants:
         cfg = TrainConfig(variant=v)
         if VARIANTS[v].get("warm") == "horizon":  # one cached LP decision per (series, day, slot): no demand noise
-            cfg = replace(cfg, demand_noise=0.0)
+            cfg = replace(cfg, demand_noise=0.0, env=replace(cfg.env, base_eps=HORIZON_BASE_EPS))
+        if base_eps is not None:
+            cfg = replace(cfg, env=replace(cfg.env, base_eps=float(base_eps)))
         if updates is not None:
             cfg = replace(cfg, updates=int(updates))
         if n_envs is not None:
@@ -60,7 +65,8 @@ def cli(scenario, workload, variant, seed, updates, n_envs, out_dir, curves_dir,
                         f"{max(cfg.train_days)} train, day {cfg.val_day} selection",
                 "command": f"torta train --scenario {scenario} --workload {workload} --variant {v} --seed {seed}"
                            + (f" --updates {updates}" if updates is not None else "")
-                           + (f" --n-envs {n_envs}" if n_envs is not None else ""),
+                           + (f" --n-envs {n_envs}" if n_envs is not None else "")
+                           + (f" --base-eps {base_eps:g}" if base_eps is not None else ""),
                 "git_commit": commit, "train_wall_s": round(wall, 1), "config": config_meta(cfg),
                 "best_val_return": float(val.max()) if val.len() else float("nan"),
                 "val_ref_return": float(curves["val_ref_return"][0]) if "val_ref_return" in curves.columns else 0.0,

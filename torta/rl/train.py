@@ -49,6 +49,14 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "ppo-only-warm": {"use_forecast": True, "ot_base": False, "ot_kl": False, "warm": "none"},
 }
 
+# EnvConfig.base_eps for `torta-horizon-ppo` (plan = softmax(log(LP share + eps) + offsets)): each region the LP
+# gives no share of a model still gets about eps / (1 + R eps) of it before any offset (abilene, 12 regions: 1.6 %
+# each at the plain surrogate's 0.02), load the micro layer can only serve by loading the model there. Chosen on
+# validation day 11 (abilene, servegen-mix-14d, whole day after 2 h of warm-up, S = 5 s; the rule of
+# HorizonConfig's tuning: lowest mean response within 2x least-loaded-d4's 57 switches), retrained per value:
+# 0.02 -> 6.540 s, 150 switches; 0.001 -> 6.739 s, 85 switches (torta-horizon alone: 6.740 s, 98).
+HORIZON_BASE_EPS = 0.001
+
 
 @dataclass(frozen=True)
 class TrainConfig:
