@@ -79,6 +79,14 @@ def test_train_cli_writes_checkpoint_and_policy_plans(tmp_path, monkeypatch):
     assert out[0]["variant"] == "torta" and (tmp_path / "tiny-torta.pt").is_file()
     meta = json.loads((tmp_path / "tiny-torta.json").read_text())
     assert meta["seed"] == 0 and meta["git_commit"] and "days" in meta["data"]
+    assert meta["config"]["env"]["base_eps"] == 0.02 and "--base-eps" not in meta["command"]
+    alt = tmp_path / "alt"
+    res = CliRunner().invoke(cli, ["--scenario", "tiny", "--workload", "x", "--updates", "1", "--n-envs", "2",
+                                   "--out-dir", str(alt), "--base-eps", "0.005", "--no-progress"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    alt_meta = json.loads((alt / "tiny-torta.json").read_text())
+    assert alt_meta["config"]["env"]["base_eps"] == 0.005 and alt_meta["command"].endswith("--base-eps 0.005")
     # the replay policy on that checkpoint
     from torta.rl.learned import RLPolicy, TortaNoMicro
     from torta.sim.replay import replay

@@ -307,3 +307,22 @@ def test_bad_inputs_are_named():
         WarmCalibration(slowdown=-1.0)
     res = CliRunner().invoke(cli, ["--day", "12"])
     assert res.exit_code == 2 and "test day" in res.output
+
+
+def test_base_eps_bounds_the_load_moved_to_regions_the_lp_gives_no_share():
+    """At zero offsets a region with no LP share of a model keeps eps / (1 + R eps) of it: the horizon variant's
+    floor (HORIZON_BASE_EPS) leaks far less than the plain surrogate's 0.02."""
+    from dataclasses import replace
+
+    from torta.rl.env import EnvConfig
+    from torta.rl.train import HORIZON_BASE_EPS
+    from torta.rl.warm_env import apply_offsets
+
+    wf = toy_warm()
+    shares = local()  # every origin's load stays home: region 1 has no share of origin 0's load
+    zero = np.zeros((1, 2, 2))
+    for eps in (0.02, HORIZON_BASE_EPS):
+        plans = apply_offsets(wf, shares, zero, replace(EnvConfig(), base_eps=eps), True)
+        np.testing.assert_allclose(plans.sum(-1), 1.0)
+        np.testing.assert_allclose(plans[0, :, 0, 1], eps / (1 + 2 * eps))
+    assert HORIZON_BASE_EPS / (1 + 2 * HORIZON_BASE_EPS) < 0.002 < 0.02 / 1.04
